@@ -1,0 +1,183 @@
+"""Capacity-aware wave planning.
+
+Pure: given the mailing's patients, the nurses' shifts, the policy and the
+wave's working days, decide which day each patient's first call is placed on.
+A day is never planned beyond the nurse time it has: each task costs its
+tier's expected handle time plus the time of the expected unanswered attempts,
+and is charged to the nurse pools (senior, junior, and the skill it needs) that
+may take it. Highest tier first, then the most overdue patients.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+from campaign import calendar as cal
+from campaign.policy import NurseLevel, Policy, Tier
+from campaign.rules import PatientState
+from campaign.states import EnrolmentStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    patient_id: int
+    state: PatientState
+    skills: frozenset[str] = frozenset()     # nurse skills this patient's call needs
+    open_task_elsewhere: bool = False        # already has an open task in another wave
+    tasks_in_period: int = 0                 # wave tasks created within caps.period_days
+
+
+@dataclass(frozen=True, slots=True)
+class NurseShifts:
+    nurse_id: int
+    level: NurseLevel
+    skills: frozenset[str]
+    shifts: tuple[tuple[int, time, time], ...]   # (weekday, start, end), nurse's local time
+
+    def minutes_on(self, day: date) -> float:
+        total = 0.0
+        for weekday, start, end in self.shifts:
+            if weekday == day.weekday():
+                total += (datetime.combine(day, end) - datetime.combine(day, start)).total_seconds() / 60
+        return total
+
+
+@dataclass(slots=True)
+class DayLoad:
+    tasks: Counter[str] = field(default_factory=Counter)     # tier -> tasks
+    minutes: float = 0.0
+    capacity: float = 0.0
+
+
+@dataclass(slots=True)
+class WavePlan:
+    assignments: dict[int, date] = field(default_factory=dict)   # patient_id -> day
+    days: dict[date, DayLoad] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)       # reason -> patients
+    skipped_ids: dict[str, list[int]] = field(default_factory=dict)
+    unplaced: list[int] = field(default_factory=list)            # no capacity left
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "days": {
+                d.isoformat(): {
+                    "tasks": dict(load.tasks),
+                    "minutes": round(load.minutes, 1),
+                    "capacity": round(load.capacity, 1),
+                }
+                for d, load in sorted(self.days.items())
+            },
+            "skipped": dict(self.skipped),
+            "unplaced": len(self.unplaced),
+            "planned": len(self.assignments),
+        }
+
+
+def task_cost(tier: Tier, policy: Policy) -> float:
+    """Expected nurse minutes of one task: one reached call plus the unanswered attempts."""
+    expected = policy.dialer.expected_attempts_per_reach[tier]
+    return policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1)
+
+
+def skip_reason(c: Candidate, window_end: date, policy: Policy) -> str | None:
+    s = c.state
+    if s.status in (EnrolmentStatus.withdrawn, EnrolmentStatus.deceased):
+        return s.status.value
+    if s.status == EnrolmentStatus.suspended and (s.suspended_until is None or s.suspended_until >= window_end):
+        return "suspended"
+    if not s.consent:
+        return "no_consent"
+    if s.dialable_numbers <= 0:
+        return "no_number"
+    if c.open_task_elsewhere:
+        return "open_task_in_other_wave"
+    if c.tasks_in_period >= policy.caps.max_tasks_per_period:
+        return "contact_cap"
+    return None
+
+
+def _pools_for(tier: Tier, policy: Policy) -> list[NurseLevel]:
+    """Cheapest pool first, so senior time is kept for those only seniors may take."""
+    levels = policy.tiers[tier].nurse_levels
+    return sorted(levels, key=lambda lv: 0 if lv == NurseLevel.junior else 1)
+
+
+def plan_wave(
+    candidates: Iterable[Candidate],
+    nurses: Sequence[NurseShifts],
+    days: Sequence[date],
+    policy: Policy,
+) -> WavePlan:
+    plan = WavePlan()
+    if not days:
+        raise ValueError("a wave needs at least one working day")
+    occupancy = policy.dialer.target_occupancy
+    # remaining minutes per day, per level pool and per skill pool
+    level_left: dict[date, dict[NurseLevel, float]] = {}
+    skill_left: dict[date, dict[str, float]] = {}
+    for d in days:
+        level_left[d] = defaultdict(float)
+        skill_left[d] = defaultdict(float)
+        cap = 0.0
+        for n in nurses:
+            m = n.minutes_on(d) * occupancy
+            level_left[d][n.level] += m
+            for sk in n.skills:
+                skill_left[d][sk] += m
+            cap += m
+        plan.days[d] = DayLoad(capacity=cap)
+
+    window_end = days[-1]
+    eligible: list[Candidate] = []
+    for c in candidates:
+        reason = skip_reason(c, window_end, policy)
+        if reason:
+            plan.skipped[reason] += 1
+            plan.skipped_ids.setdefault(reason, []).append(c.patient_id)
+        else:
+            eligible.append(c)
+
+    far = date.max
+    eligible.sort(
+        key=lambda c: (
+            -policy.tiers[c.state.tier].priority,
+            c.state.next_contact_on or far,
+            c.patient_id,
+        )
+    )
+    # first day index a tier may start on
+    offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
+    first_free = {t: offsets[t] for t in Tier}   # skip days known full for a tier
+    for c in eligible:
+        tier = c.state.tier
+        cost = task_cost(tier, policy)
+        pools = _pools_for(tier, policy)
+        placed = False
+        for i in range(first_free[tier], len(days)):
+            d = days[i]
+            if c.state.status == EnrolmentStatus.suspended and c.state.suspended_until and d <= c.state.suspended_until:
+                continue
+            if not cal.local_windows(d, c.state.place, policy.calling_hours):
+                continue  # a holiday where the patient lives, or no hours that weekday
+            if any(skill_left[d][sk] < cost for sk in c.skills):
+                continue
+            pool = next((lv for lv in pools if level_left[d][lv] >= cost), None)
+            if pool is None:
+                if i == first_free[tier]:
+                    first_free[tier] = i + 1
+                continue
+            level_left[d][pool] -= cost
+            for sk in c.skills:
+                skill_left[d][sk] -= cost
+            load = plan.days[d]
+            load.tasks[tier.value] += 1
+            load.minutes += cost
+            plan.assignments[c.patient_id] = d
+            placed = True
+            break
+        if not placed:
+            plan.unplaced.append(c.patient_id)
+    return plan

@@ -1,0 +1,310 @@
+"""When may a patient be dialed, and what happens after an attempt or an outcome.
+
+Pure functions: same inputs, same answer; no clock, no database, no I/O. The
+dialer, the planner and `carecall patient why` all ask these same functions,
+so what the explanation says is what the dialer does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+from campaign import calendar as cal
+from campaign.policy import Policy, Tier
+from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskStatus
+
+NOON = time(13, 0)  # local time splitting "morning" from "afternoon" attempts
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    """What the rules need to know of a patient (no names, no numbers)."""
+
+    status: EnrolmentStatus
+    tier: Tier
+    place: cal.Place
+    consent: bool = True
+    suspended_until: date | None = None
+    dialable_numbers: int = 1
+    next_contact_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialHistory:
+    """The patient's recent dials, as the store sees them."""
+
+    in_call: bool = False
+    last_dial_at: datetime | None = None
+    dials_on_day: int = 0          # on the local day being asked about
+
+
+class Reason(StrEnum):
+    ok = "ok"
+    withdrawn = "withdrawn"
+    deceased = "deceased"
+    suspended = "suspended"
+    no_consent = "no_consent"
+    no_number = "no_number"
+    in_call = "in_call"
+    min_gap = "min_gap"
+    daily_cap = "daily_cap"
+    holiday = "holiday"
+    outside_hours = "outside_hours"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a dial is allowed now; if not, why, and from when it might be."""
+
+    allowed: bool
+    reason: Reason
+    detail: str
+    retry_at: datetime | None = None   # earliest instant the answer may change; None: never
+
+
+def may_dial(
+    patient: PatientState,
+    history: DialHistory,
+    at: datetime,
+    policy: Policy,
+    *,
+    callback: bool = False,
+) -> Decision:
+    """Invariants 1 and 2 as one decision, checked in order of permanence."""
+    if patient.status == EnrolmentStatus.deceased:
+        return Decision(False, Reason.deceased, "the patient is deceased")
+    if patient.status == EnrolmentStatus.withdrawn:
+        return Decision(False, Reason.withdrawn, "the patient left the programme or opted out")
+    if not patient.consent:
+        return Decision(False, Reason.no_consent, "no consent to be called is recorded")
+    if patient.dialable_numbers <= 0:
+        return Decision(False, Reason.no_number, "every phone number of the patient is flagged wrong")
+    local_day = cal.local_date(at, patient.place)
+    if patient.status == EnrolmentStatus.suspended and (
+        patient.suspended_until is None or patient.suspended_until >= local_day
+    ):
+        if patient.suspended_until is None:
+            return Decision(False, Reason.suspended, "suspended with no end date")
+        resume = cal.next_open(
+            cal.at_local(patient.suspended_until + timedelta(days=1), time(0), patient.place.timezone),
+            patient.place,
+            policy.calling_hours,
+        )
+        return Decision(
+            False,
+            Reason.suspended,
+            f"suspended until {patient.suspended_until.isoformat()}",
+            resume[0] if resume else None,
+        )
+    if history.in_call:
+        return Decision(False, Reason.in_call, "the patient is already in a call", at)
+    gap = timedelta(minutes=policy.retry.min_gap_minutes)
+    if not callback and history.last_dial_at is not None and at - history.last_dial_at < gap:
+        return Decision(
+            False,
+            Reason.min_gap,
+            f"dialed less than {policy.retry.min_gap_minutes} minutes ago",
+            history.last_dial_at + gap,
+        )
+    if history.dials_on_day >= policy.caps.max_attempts_per_day and not callback:
+        nxt = _next_day_open(at, patient.place, policy)
+        return Decision(
+            False,
+            Reason.daily_cap,
+            f"already dialed {history.dials_on_day} times on {local_day.isoformat()} "
+            f"(cap {policy.caps.max_attempts_per_day})",
+            nxt,
+        )
+    if policy.calling_hours.holidays and cal.is_holiday(local_day, patient.place.departement):
+        name = cal.holiday_name(local_day, patient.place.departement) or "public holiday"
+        nxt = cal.next_open(at, patient.place, policy.calling_hours)
+        return Decision(
+            False, Reason.holiday, f"{local_day.isoformat()} is a holiday ({name})", nxt[0] if nxt else None
+        )
+    window = cal.window_containing(at, patient.place, policy.calling_hours)
+    if window is None:
+        nxt = cal.next_open(at, patient.place, policy.calling_hours)
+        local = cal.local_time_of(at, patient.place.timezone)
+        windows = ", ".join(str(w) for w in cal.local_windows(local_day, patient.place, policy.calling_hours))
+        return Decision(
+            False,
+            Reason.outside_hours,
+            f"{local:%H:%M} local time ({patient.place.timezone}) is outside the calling "
+            f"windows of that day ({windows or 'none'})",
+            nxt[0] if nxt else None,
+        )
+    return Decision(True, Reason.ok, "may be dialed now")
+
+
+def _next_day_open(at: datetime, place: cal.Place, policy: Policy) -> datetime | None:
+    tomorrow = cal.local_date(at, place) + timedelta(days=1)
+    nxt = cal.next_open(cal.at_local(tomorrow, time(0), place.timezone), place, policy.calling_hours)
+    return nxt[0] if nxt else None
+
+
+# ---------------------------------------------------------------- after an attempt
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    attempts: int                  # attempts made, including the one just ended
+    deadline: datetime
+    attempt_starts: tuple[datetime, ...] = ()   # earlier attempts' start times (UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """After an unanswered attempt: try again at `next_at`, or close the task."""
+
+    close: TaskStatus | None
+    next_at: datetime | None
+    reason: str
+
+
+def _spacing(result: AttemptResult, policy: Policy) -> timedelta:
+    r = policy.retry
+    minutes = {
+        AttemptResult.busy: r.busy_minutes,
+        AttemptResult.failed: r.failed_minutes,
+        AttemptResult.machine: r.machine_minutes,
+        AttemptResult.no_answer: r.unanswered_minutes,
+        AttemptResult.interrupted: r.min_gap_minutes,
+    }.get(result, r.unanswered_minutes)
+    return timedelta(minutes=max(minutes, r.min_gap_minutes))
+
+
+def _is_morning(instant: datetime, zone: str) -> bool:
+    return cal.local_time_of(instant, zone).time() < NOON
+
+
+def after_attempt(
+    result: AttemptResult,
+    ended_at: datetime,
+    task: TaskState,
+    patient: PatientState,
+    policy: Policy,
+) -> RetryDecision:
+    """Retry spacing, attempt cap, varied time of day, inside the wave's window."""
+    if task.attempts >= policy.retry.max_attempts:
+        return RetryDecision(
+            TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {policy.retry.max_attempts})"
+        )
+    earliest = ended_at + _spacing(result, policy)
+    prefer_morning: bool | None = None
+    if policy.retry.vary_time_of_day and task.attempt_starts:
+        mornings = sum(_is_morning(s, patient.place.timezone) for s in task.attempt_starts)
+        afternoons = len(task.attempt_starts) - mornings
+        if mornings != afternoons:
+            prefer_morning = mornings < afternoons
+    per_day: dict[date, int] = {}
+    for s in task.attempt_starts:
+        d = cal.local_date(s, patient.place)
+        per_day[d] = per_day.get(d, 0) + 1
+    first_fit: datetime | None = None
+    for start, end in cal.next_windows(earliest, patient.place, policy.calling_hours, horizon_days=90):
+        if start >= task.deadline:
+            break
+        day = cal.local_date(start, patient.place)
+        if per_day.get(day, 0) >= policy.caps.max_attempts_per_day:
+            continue
+        if end - start < timedelta(minutes=5):
+            continue
+        if first_fit is None:
+            first_fit = start
+        if prefer_morning is None:
+            return RetryDecision(None, start, f"retry after {result.value}")
+        if prefer_morning:
+            if _is_morning(start, patient.place.timezone):
+                return RetryDecision(None, start, f"retry after {result.value} (a morning this time)")
+            continue
+        noon = cal.at_local(day, NOON, patient.place.timezone)
+        candidate = max(start, noon)
+        if candidate < end - timedelta(minutes=5) and candidate < task.deadline:
+            return RetryDecision(None, candidate, f"retry after {result.value} (an afternoon this time)")
+    if first_fit is not None:
+        return RetryDecision(None, first_fit, f"retry after {result.value}")
+    return RetryDecision(
+        TaskStatus.unreachable,
+        None,
+        f"no calling window left before the wave ends ({task.attempts} attempts made)",
+    )
+
+
+# ---------------------------------------------------------------- after an outcome
+
+
+@dataclass(frozen=True, slots=True)
+class NextContact:
+    """What an outcome changes. The caller applies it in one transaction."""
+
+    task_status: TaskStatus | None             # new status of the task; None: stays pending
+    next_contact_on: date | None               # patient's next regular contact
+    callback_at: datetime | None = None        # a callback task to create, with that nurse
+    callback_nurse_id: int | None = None
+    retry_at: datetime | None = None           # the same task, on another number
+    flag_number: bool = False
+    withdraw: bool = False                     # opt-out: stop everything now
+    message_physician: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def next_regular_contact(day: date, patient: PatientState, policy: Policy) -> date:
+    """Tier cadence from `day`, moved to the patient's next day with calling hours."""
+    target = day + timedelta(days=policy.tiers[patient.tier].cadence_days)
+    for _ in range(30):
+        if cal.local_windows(target, patient.place, policy.calling_hours):
+            return target
+        target += timedelta(days=1)
+    return target
+
+
+def next_contact(
+    patient: PatientState,
+    outcome: OutcomeCode,
+    at: datetime,
+    policy: Policy,
+    *,
+    nurse_id: int | None = None,
+    callback_at: datetime | None = None,
+    task_deadline: datetime | None = None,
+) -> NextContact:
+    """The outcome → next-contact rules of DESIGN.md."""
+    today = cal.local_date(at, patient.place)
+    regular = next_regular_contact(today, patient, policy)
+    if outcome == OutcomeCode.reached:
+        return NextContact(TaskStatus.done, regular)
+    if outcome == OutcomeCode.escalation:
+        return NextContact(TaskStatus.done, regular, message_physician=True)
+    if outcome == OutcomeCode.opted_out:
+        return NextContact(TaskStatus.done, None, withdraw=True)
+    if outcome == OutcomeCode.callback_requested:
+        wanted = callback_at or at + timedelta(days=1)
+        slot = cal.next_open(max(wanted, at), patient.place, policy.calling_hours)
+        when = slot[0] if slot else wanted
+        return NextContact(
+            TaskStatus.done,
+            cal.local_date(when, patient.place),
+            callback_at=when,
+            callback_nurse_id=nurse_id,
+        )
+    if outcome == OutcomeCode.wrong_number:
+        if patient.dialable_numbers > 1:
+            earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
+            slot = cal.next_open(earliest, patient.place, policy.calling_hours)
+            if slot and (task_deadline is None or slot[0] < task_deadline):
+                return NextContact(
+                    None, patient.next_contact_on, retry_at=slot[0], flag_number=True
+                )
+        return NextContact(
+            TaskStatus.unreachable,
+            patient.next_contact_on,
+            flag_number=True,
+            notes=["no valid number left: the patient's file needs a new number"],
+        )
+    raise ValueError(f"unknown outcome {outcome!r}")
+
+
+def utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)
