@@ -1,0 +1,479 @@
+"""Use cases of the programme. Each opens one transaction, commits it, and
+returns plain data. The CLI, the scheduler's jobs and the dialer call these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlmodel import Session, col
+
+from campaign import calendar as cal
+from campaign import planning, rules, store
+from campaign.clock import Clock
+from campaign.db import SessionFactory
+from campaign.errors import InvalidTransition, NotFound
+from campaign.model import (
+    CallAttempt,
+    CallTask,
+    Mailing,
+    MailingRecipient,
+    Outcome,
+    Patient,
+    PhysicianMessage,
+    ThemeRow,
+    Wave,
+    pathologies_from_text,
+    pathologies_to_text,
+)
+from campaign.policy import Policy, Theme, Tier
+from campaign.states import (
+    AttemptResult,
+    AttemptState,
+    OutcomeCode,
+    TaskKind,
+    TaskStatus,
+    WaveStatus,
+)
+
+log = structlog.get_logger("carecall.campaign")
+
+SEGMENT_KEYS = ("pathology", "tier", "departement")
+PARIS = "Europe/Paris"
+LATEST_ZONE = "America/Martinique"   # the westernmost zone served: a wave's last calls end there
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case needs: storage, policy and the one clock."""
+
+    sessions: SessionFactory
+    policy: Policy
+    clock: Clock
+
+
+# ------------------------------------------------------------------ themes and segments
+
+
+def sync_themes(ctx: Context) -> None:
+    with ctx.sessions() as s:
+        for theme in ctx.policy.themes.values():
+            row = s.get(ThemeRow, theme.code)
+            text = pathologies_to_text(theme.pathologies)
+            if row is None:
+                s.add(ThemeRow(code=theme.code, label=theme.label, pathologies=text))
+            else:
+                row.label, row.pathologies = theme.label, text
+        s.commit()
+
+
+def parse_segment(text: str | None, theme: Theme, policy: Policy) -> dict[str, list[str]]:
+    """'pathology=diabetes,copd; tier=high' -> clauses. Empty: the theme's pathologies."""
+    if text is None or not text.strip():
+        return {"pathology": list(theme.pathologies)} if theme.pathologies else {}
+    if text.strip().lower() == "all":
+        return {}
+    clauses: dict[str, list[str]] = {}
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"segment clause {part!r}: expected key=value[,value] (keys: {', '.join(SEGMENT_KEYS)})")
+        key, _, values = part.partition("=")
+        key = key.strip().lower()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if key not in SEGMENT_KEYS:
+            raise ValueError(f"segment key {key!r} is unknown (keys: {', '.join(SEGMENT_KEYS)})")
+        if not vals:
+            raise ValueError(f"segment clause {part!r} has no value")
+        if key == "pathology":
+            bad = [v for v in vals if v not in policy.pathologies]
+            if bad:
+                raise ValueError(f"segment: unknown pathology {bad[0]!r} (known: {', '.join(policy.pathologies)})")
+        if key == "tier":
+            bad = [v for v in vals if v not in {t.value for t in Tier}]
+            if bad:
+                raise ValueError(f"segment: unknown tier {bad[0]!r} (low, medium, high)")
+        clauses[key] = vals
+    return clauses
+
+
+def required_skills(pathologies: list[str], theme_code: str | None, policy: Policy) -> frozenset[str]:
+    """Skills a nurse needs for this call: those of the pathologies the theme is about."""
+    theme = policy.themes.get(theme_code or "")
+    relevant = pathologies
+    if theme and theme.pathologies:
+        relevant = [p for p in pathologies if p in theme.pathologies] or pathologies
+    return frozenset(s for p in relevant if (s := policy.skill_for(p)))
+
+
+# ------------------------------------------------------------------ mailings and waves
+
+
+@dataclass(frozen=True)
+class MailingRecorded:
+    mailing_id: int
+    wave_id: int
+    recipients: int
+    arrives_on: date
+    window_start: date
+    window_end: date
+    plan_after: datetime
+
+
+def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: date) -> MailingRecorded:
+    policy = ctx.policy
+    theme = policy.themes.get(theme_code)
+    if theme is None:
+        raise NotFound(f"theme {theme_code!r} is not in config/themes.toml (known: {', '.join(policy.themes)})")
+    clauses = parse_segment(segment, theme, policy)
+    hours = policy.calling_hours
+    arrives = cal.add_working_days(sent_on, policy.mailing.delivery_working_days, hours)
+    start = cal.add_working_days(arrives, 0, hours)
+    end = cal.add_working_days(start, policy.mailing.wave_working_days - 1, hours)
+    plan_day = start - timedelta(days=1)
+    plan_after = cal.at_local(plan_day, time(policy.mailing.plan_hour), PARIS)
+    deadline = cal.at_local(end + timedelta(days=1), time(0), LATEST_ZONE)
+    sync_themes(ctx)
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        ids = store.segment_patient_ids(s, clauses)
+        mailing = Mailing(
+            theme_code=theme_code, segment=segment or "", sent_on=sent_on, arrives_on=arrives,
+            recipients=len(ids), created_at=now,
+        )
+        s.add(mailing)
+        s.flush()
+        assert mailing.id is not None
+        s.execute(
+            MailingRecipient.__table__.insert(),  # type: ignore[attr-defined]
+            [{"mailing_id": mailing.id, "patient_id": i} for i in ids],
+        ) if ids else None
+        wave = Wave(
+            mailing_id=mailing.id, status=WaveStatus.scheduled, plan_after=plan_after,
+            window_start=start, window_end=end, deadline=deadline,
+        )
+        s.add(wave)
+        s.flush()
+        assert wave.id is not None
+        store.audit(s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={len(ids)}")
+        s.commit()
+        log.info("mailing recorded", mailing=mailing.id, wave=wave.id, theme=theme_code, recipients=len(ids))
+        return MailingRecorded(mailing.id, wave.id, len(ids), arrives, start, end, plan_after)
+
+
+def get_wave(s: Session, wave_id: int) -> Wave:
+    wave = s.get(Wave, wave_id)
+    if wave is None:
+        raise NotFound(f"wave {wave_id} does not exist")
+    return wave
+
+
+def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.WavePlan:
+    """Place each recipient's first call on a day of the wave, within nurse capacity."""
+    policy, now = ctx.policy, ctx.clock.now()
+    with ctx.sessions() as s:
+        wave = get_wave(s, wave_id)
+        if wave.status not in (WaveStatus.scheduled, WaveStatus.planned):
+            raise InvalidTransition(f"wave {wave_id} is {wave.status}; only a scheduled or planned wave can be planned")
+        if wave.status == WaveStatus.planned and not replan:
+            raise InvalidTransition(f"wave {wave_id} is already planned; use --replan to plan it again")
+        mailing = s.get(Mailing, wave.mailing_id)
+        assert mailing is not None
+        store.delete_pending_wave_tasks(s, wave_id)
+        rows = store.recipients_rows(s, mailing.id)  # type: ignore[arg-type]
+        busy = store.open_task_patients(s, exclude_wave_id=wave_id)
+        counts = store.wave_task_counts_since(s, now - timedelta(days=policy.caps.period_days), wave_id)
+        cands = [
+            planning.Candidate(
+                patient_id=r.id,
+                state=store.patient_state_from_row(r),
+                skills=required_skills(pathologies_from_text(r.pathologies), mailing.theme_code, policy),
+                open_task_elsewhere=r.id in busy,
+                tasks_in_period=counts.get(r.id, 0),
+            )
+            for r in rows
+        ]
+        nurses = [
+            planning.NurseShifts(n.id, n.level, n.skills, n.shifts) for n in store.nurses(s)
+        ]
+        days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
+        plan = planning.plan_wave(cands, nurses, days, policy)
+        by_id = {r.id: r for r in rows}
+        new_tasks = []
+        for pid, day in plan.assignments.items():
+            r = by_id[pid]
+            place = cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end)
+            windows = cal.utc_intervals(day, place, policy.calling_hours)
+            not_before = windows[0][0]
+            deadline = cal.at_local(wave.window_end + timedelta(days=1), time(0), r.timezone)
+            tier = Tier(r.tier)
+            new_tasks.append({
+                "wave_id": wave_id, "patient_id": pid, "kind": TaskKind.wave.value,
+                "status": TaskStatus.pending.value, "tier": tier.value,
+                "priority": policy.tiers[tier].priority, "planned_day": day,
+                "not_before": not_before, "deadline": deadline, "theme_code": mailing.theme_code,
+                "attempts": 0, "created_at": now,
+            })
+        store.insert_tasks(s, new_tasks)
+        summary = plan.as_dict()
+        summary["nurses"] = len(nurses)
+        wave.plan = summary
+        wave.status = WaveStatus.planned
+        wave.planned_at = now
+        store.audit(s, now, "scheduler", "wave.plan", detail=f"wave={wave_id} tasks={len(new_tasks)}")
+        s.commit()
+    log.info("wave planned", wave=wave_id, tasks=len(plan.assignments), unplaced=len(plan.unplaced),
+             skipped=sum(plan.skipped.values()))
+    return plan
+
+
+_TRANSITIONS = {
+    "launch": ({WaveStatus.planned}, WaveStatus.running),
+    "pause": ({WaveStatus.running}, WaveStatus.paused),
+    "resume": ({WaveStatus.paused}, WaveStatus.running),
+    "cancel": ({WaveStatus.scheduled, WaveStatus.planned, WaveStatus.running, WaveStatus.paused},
+               WaveStatus.cancelled),
+}
+
+
+def change_wave(ctx: Context, wave_id: int, action: str, actor: str = "supervisor") -> Wave:
+    allowed, target = _TRANSITIONS[action]
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        wave = get_wave(s, wave_id)
+        if wave.status not in allowed:
+            raise InvalidTransition(
+                f"cannot {action} wave {wave_id}: it is {wave.status} "
+                f"(only from {', '.join(sorted(allowed))})"
+            )
+        wave.status = target
+        if action == "launch":
+            wave.launched_at = now
+        if action == "cancel":
+            n = store.cancel_open_tasks(s, wave_id=wave_id, now=now, reason="wave cancelled", only_pending=True)
+            wave.closed_at = now
+            log.info("wave cancelled", wave=wave_id, tasks_cancelled=n)
+        store.audit(s, now, actor, f"wave.{action}", detail=f"wave={wave_id}")
+        s.commit()
+        return wave
+
+
+# ------------------------------------------------------------------ scheduler jobs
+
+
+def plan_due_waves(ctx: Context, auto_launch: bool = False) -> list[int]:
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        due = [w.id for w in store.waves_with_status(s, WaveStatus.scheduled) if w.plan_after <= now]
+    for wid in due:
+        assert wid is not None
+        plan_wave(ctx, wid)
+        if auto_launch:
+            change_wave(ctx, wid, "launch", actor="scheduler")
+    return [w for w in due if w is not None]
+
+
+def expire_and_close(ctx: Context) -> dict[str, int]:
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        expired, unreachable = store.expire_due_tasks(s, now)
+        closed = 0
+        for wave in store.waves_with_status(s, WaveStatus.running, WaveStatus.paused):
+            if now >= wave.deadline or wave.status == WaveStatus.running:
+                assert wave.id is not None
+                if store.open_task_count(s, wave.id) == 0 and (now >= wave.deadline or wave.planned_at):
+                    wave.status = WaveStatus.done
+                    wave.closed_at = now
+                    closed += 1
+        s.commit()
+    if expired or unreachable or closed:
+        log.info("tasks expired", expired=expired, unreachable=unreachable, waves_closed=closed)
+    return {"expired": expired, "unreachable": unreachable, "waves_closed": closed}
+
+
+# ------------------------------------------------------------------ dialing
+
+
+@dataclass(frozen=True)
+class Claimed:
+    attempt_id: int
+    task_id: int
+    patient_id: int
+    number: str
+    tier: Tier
+    kind: TaskKind
+
+
+@dataclass(frozen=True)
+class NotDialable:
+    decision: rules.Decision
+
+
+def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> Claimed | NotDialable | None:
+    """Claim a task and store its attempt before anything is dialed (invariant 3).
+
+    Returns None when another worker had it, NotDialable when the rules refuse
+    the dial now (the task is moved to when they may allow it, or closed).
+    """
+    policy, now = ctx.policy, ctx.clock.now()
+    with ctx.sessions() as s:
+        if not store.claim_task(s, task_id, worker, now, lease=timedelta(minutes=90)):
+            s.rollback()
+            return None
+        task = s.execute(select(CallTask.kind, CallTask.attempts, CallTask.tier).where(CallTask.id == task_id)).one()
+        row = store.patient_rule_row(s, _patient_of(s, task_id))
+        state = store.patient_state_from_row(row)
+        history = store.dial_history(s, row.id, now, state.place)
+        decision = rules.may_dial(state, history, now, policy, callback=task.kind == TaskKind.callback)
+        if not decision.allowed:
+            if decision.retry_at is None:
+                store.release_task(s, task_id, status=TaskStatus.cancelled, now=now,
+                                   reason=decision.reason.value, undo_attempt=True)
+            else:
+                store.release_task(s, task_id, not_before=decision.retry_at, undo_attempt=True)
+            s.commit()
+            return NotDialable(decision)
+        numbers = store.dialable_numbers(row.phone, row.phone_alt, row.flagged_numbers)
+        number = numbers[(task.attempts - 1) % len(numbers)]
+        attempt_id = store.insert_attempt(
+            s, task_id=task_id, patient_id=row.id, nurse_id=nurse_id, number=number,
+            state=AttemptState.in_flight, started_at=now, worker=worker,
+        )
+        s.commit()
+        return Claimed(attempt_id, task_id, row.id, number, Tier(task.tier), TaskKind(task.kind))
+
+
+def _patient_of(s: Session, task_id: int) -> int:
+    return int(s.execute(select(CallTask.patient_id).where(CallTask.id == task_id)).scalar_one())
+
+
+def mark_answered(ctx: Context, attempt_id: int) -> None:
+    with ctx.sessions() as s:
+        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+            result=AttemptResult.answered, answered_at=ctx.clock.now()))
+        s.commit()
+
+
+def finish_unanswered(ctx: Context, attempt_id: int, result: AttemptResult,
+                      voicemail_left: bool = False) -> rules.RetryDecision:
+    """Store the result and decide the retry in one transaction."""
+    policy, now = ctx.policy, ctx.clock.now()
+    with ctx.sessions() as s:
+        a = s.execute(select(CallAttempt.task_id, CallAttempt.patient_id).where(CallAttempt.id == attempt_id)).one()
+        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+            result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left))
+        decision = _retry(s, a.task_id, a.patient_id, result, now, policy)
+        s.commit()
+        return decision
+
+
+def _retry(s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime,
+           policy: Policy) -> rules.RetryDecision:
+    task = s.execute(select(CallTask.attempts, CallTask.deadline, CallTask.wave_id).where(CallTask.id == task_id)).one()
+    state = store.patient_state_from_row(store.patient_rule_row(s, patient_id))
+    starts = tuple(store.attempt_starts(s, task_id))
+    decision = rules.after_attempt(result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy)
+    if task.wave_id is not None:
+        wave_status = s.execute(select(Wave.status).where(Wave.id == task.wave_id)).scalar_one()
+        if wave_status == WaveStatus.cancelled:
+            store.release_task(s, task_id, status=TaskStatus.cancelled, now=now, reason="wave cancelled")
+            return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
+    if decision.close is not None:
+        store.release_task(s, task_id, status=decision.close, now=now, reason=decision.reason)
+    else:
+        store.release_task(s, task_id, not_before=decision.next_at)
+    return decision
+
+
+@dataclass(frozen=True)
+class OutcomeApplied:
+    next_contact: rules.NextContact
+    callback_task_id: int | None
+    cancelled_tasks: int
+
+
+def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: int | None, *,
+                   callback_at: datetime | None = None, note: str = "",
+                   message_body: str | None = None) -> OutcomeApplied:
+    """The nurse's outcome and everything it implies, stored in one transaction."""
+    policy, now = ctx.policy, ctx.clock.now()
+    with ctx.sessions() as s:
+        a = s.execute(select(CallAttempt.task_id, CallAttempt.patient_id, CallAttempt.number, CallAttempt.state)
+                      .where(CallAttempt.id == attempt_id)).one()
+        task = s.execute(select(CallTask.deadline, CallTask.wave_id, CallTask.tier, CallTask.theme_code)
+                         .where(CallTask.id == a.task_id)).one()
+        row = store.patient_rule_row(s, a.patient_id)
+        state = store.patient_state_from_row(row)
+        decision = rules.next_contact(state, code, now, policy, nurse_id=nurse_id, callback_at=callback_at,
+                                      task_deadline=task.deadline)
+        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+            ended_at=now, state=AttemptState.completed,
+            result=AttemptResult.answered))
+        s.add(Outcome(attempt_id=attempt_id, task_id=a.task_id, patient_id=a.patient_id, nurse_id=nurse_id,
+                      code=code, callback_at=decision.callback_at, note=note,
+                      next_contact_on=decision.next_contact_on, recorded_at=now))
+        patient_values: dict[str, Any] = {"updated_at": now}
+        if code in (OutcomeCode.reached, OutcomeCode.escalation, OutcomeCode.callback_requested):
+            patient_values["last_contact_at"] = now
+        if decision.next_contact_on != state.next_contact_on:
+            patient_values["next_contact_on"] = decision.next_contact_on
+        if decision.flag_number:
+            patient_values["flagged_numbers"] = sorted({*(row.flagged_numbers or []), a.number})
+        if decision.withdraw:
+            patient_values["status"] = "withdrawn"
+        s.execute(update(Patient).where(Patient.id == a.patient_id).values(**patient_values))
+        if decision.task_status is not None:
+            store.release_task(s, a.task_id, status=decision.task_status, now=now, reason=code.value)
+        elif decision.retry_at is not None:
+            store.release_task(s, a.task_id, not_before=decision.retry_at)
+        cancelled = 0
+        if decision.withdraw:
+            cancelled = store.cancel_open_tasks(s, patient_id=a.patient_id, now=now, reason="opted out")
+        callback_id = None
+        if decision.callback_at is not None:
+            deadline = max(decision.callback_at + timedelta(days=7), task.deadline)
+            callback_id = int(s.execute(CallTask.__table__.insert().values(  # type: ignore[attr-defined]
+                wave_id=task.wave_id, patient_id=a.patient_id, kind=TaskKind.callback, status=TaskStatus.pending,
+                tier=task.tier, priority=100, not_before=decision.callback_at, deadline=deadline,
+                assigned_nurse_id=nurse_id, theme_code=task.theme_code, attempts=0, created_at=now,
+            ).returning(CallTask.__table__.c.id)).scalar_one())  # type: ignore[attr-defined]
+        if decision.message_physician:
+            physician_id = s.execute(select(Patient.physician_id).where(Patient.id == a.patient_id)).scalar_one()
+            s.add(PhysicianMessage(physician_id=physician_id, patient_id=a.patient_id, kind="escalation",
+                                   body=message_body or "", created_at=now))
+        s.commit()
+    return OutcomeApplied(decision, callback_id, cancelled)
+
+
+def reconcile_in_flight(ctx: Context, worker: str | None = None) -> int:
+    """After a crash: attempts left in flight are closed as interrupted, never redialed at once.
+
+    A call that may have been answered just before the crash is not dialed again
+    before the policy's minimum gap; a nurse can still record what was said.
+    """
+    now = ctx.clock.now()
+    n = 0
+    with ctx.sessions() as s:
+        for a in store.in_flight_attempts(s, worker):
+            s.execute(update(CallAttempt).where(CallAttempt.id == a.id).values(
+                state=AttemptState.completed, result=AttemptResult.interrupted, ended_at=now))
+            status = s.execute(select(CallTask.status).where(CallTask.id == a.task_id)).scalar_one()
+            if status == TaskStatus.in_progress:
+                _retry(s, a.task_id, a.patient_id, AttemptResult.interrupted, now, ctx.policy)
+            n += 1
+        # tasks claimed but never dialed (crash between claim and attempt): free them
+        s.execute(update(CallTask).where(
+            CallTask.status == TaskStatus.in_progress,
+            col(CallTask.id).not_in(select(CallAttempt.task_id).where(CallAttempt.state == AttemptState.in_flight)),
+            *( [CallTask.claimed_by == worker] if worker else []),
+        ).values(status=TaskStatus.pending, claimed_by=None, lease_until=None))
+        s.commit()
+    if n:
+        log.warning("in-flight attempts reconciled", attempts=n)
+    return n
