@@ -108,6 +108,8 @@ class MailingRecipient(SQLModel, table=True):
     __tablename__ = "mailing_recipient"
     mailing_id: int = Field(foreign_key="mailing.id", primary_key=True)
     patient_id: int = Field(foreign_key="patient.id", primary_key=True)
+    # why planning left this patient out of the wave (None: a task was planned)
+    plan_note: str | None = None
 
 
 class Wave(SQLModel, table=True):

@@ -1,0 +1,252 @@
+"""The dialing loop: progressive dialing, one call per ready nurse.
+
+Event-driven so it runs the same on the virtual clock (simulation) and on the
+wall clock (real backends): the owner calls `tick()` periodically and feeds
+nurse actions and backend events in. Every attempt is stored before it is
+dialed and every result before the nurse moves on (invariant 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from campaign import calendar as cal
+from campaign import services, store
+from campaign.errors import BackendError
+from campaign.model import pathologies_from_text
+from campaign.policy import Tier
+from campaign.states import AttemptResult, OutcomeCode, TaskKind
+from dialer.backends.base import DialRequest, TelephonyBackend
+from dialer.events import CallEvent, CallEventKind
+from dialer.presence import NurseStatus, PresenceBoard
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue
+
+log = structlog.get_logger("carecall.dialer")
+
+
+@dataclass(slots=True)
+class LiveCall:
+    call_id: str
+    attempt_id: int
+    task: QueuedTask
+    nurse_id: int
+    kind: TaskKind
+    answered: bool = False
+
+
+ConnectedHook = Callable[[int, LiveCall], None]
+
+
+class Dialer:
+    def __init__(
+        self,
+        ctx: services.Context,
+        backend: TelephonyBackend,
+        worker: str,
+        voicemail_text: str | None,
+        on_connected: ConnectedHook | None = None,
+        lookahead: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.ctx = ctx
+        self.policy = ctx.policy
+        self.backend = backend
+        self.worker = worker
+        self.voicemail_text = voicemail_text if ctx.policy.retry.leave_voicemail else None
+        self.on_connected = on_connected
+        self.lookahead = lookahead
+        self.queue = TaskQueue(ctx.policy)
+        self.presence = PresenceBoard()
+        self.nurses: dict[int, NurseProfile] = {}
+        self.calls: dict[str, LiveCall] = {}
+        self.call_of_nurse: dict[int, str] = {}
+        self.patients_in_call: set[int] = set()
+        self._dispatched_version = -1
+        self.stats = {"claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        services.reconcile_in_flight(self.ctx, self.worker)
+        with self.ctx.sessions() as s:
+            for n in store.nurses(s):
+                self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
+        self.backend.connect(self.on_event)
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Load newly due tasks from the database into the queue."""
+        now = self.ctx.clock.now()
+        with self.ctx.sessions() as s:
+            rows = store.dialable_candidates(s, now + self.lookahead, exclude=set(self.queue.items))
+        live_tasks = {c.task.task_id for c in self.calls.values()}
+        added = 0
+        for r in rows:
+            if r.task_id in live_tasks:
+                continue
+            task = QueuedTask(
+                task_id=r.task_id,
+                patient_id=r.id,
+                tier=Tier(r.task_tier),
+                priority=r.priority,
+                not_before=r.not_before,
+                place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
+                skills=services.required_skills(pathologies_from_text(r.pathologies), r.theme_code, self.policy),
+                referent_id=r.referent_nurse_id if r.kind != TaskKind.callback else None,
+                assigned_id=r.assigned_nurse_id if r.kind == TaskKind.callback else None,
+            )
+            self.queue.add(task, self._owner_on_shift(task))
+            added += 1
+        return added
+
+    def _owner_on_shift(self, task: QueuedTask) -> bool:
+        owner = task.assigned_id if task.assigned_id is not None else task.referent_id
+        return owner is not None and self.presence.on_shift(owner)
+
+    # ------------------------------------------------------------ nurses
+
+    def nurse_ready(self, nurse_id: int) -> None:
+        self.presence.set(nurse_id, NurseStatus.ready)
+        self.presence.leaving.discard(nurse_id)
+        self._offer(nurse_id)
+
+    def nurse_offline(self, nurse_id: int) -> None:
+        """End of shift: at once if idle, after the current call otherwise."""
+        status = self.presence.get(nurse_id)
+        if status in (NurseStatus.ready, NurseStatus.paused, NurseStatus.wrap_up):
+            self.presence.set(nurse_id, NurseStatus.offline)
+        elif status != NurseStatus.offline:
+            self.presence.leaving.add(nurse_id)
+
+    def nurse_wrapped_up(self, nurse_id: int) -> None:
+        if nurse_id in self.presence.leaving:
+            self.presence.leaving.discard(nurse_id)
+            self.presence.set(nurse_id, NurseStatus.offline)
+        else:
+            self.nurse_ready(nurse_id)
+
+    # ------------------------------------------------------------ dispatch
+
+    def tick(self) -> None:
+        self.queue.advance(self.ctx.clock.now())
+        if self.queue.version != self._dispatched_version:
+            self._dispatched_version = self.queue.version
+            for nurse_id in self.presence.ready():
+                self._offer(nurse_id)
+
+    def _offer(self, nurse_id: int) -> None:
+        profile = self.nurses.get(nurse_id)
+        if profile is None:
+            return
+        now = self.ctx.clock.now()
+        hours = self.policy.calling_hours
+        while self.presence.get(nurse_id) == NurseStatus.ready:
+            task = self.queue.pop_for(profile)
+            if task is None:
+                return
+            if task.patient_id in self.patients_in_call:
+                self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes),
+                                   self._owner_on_shift(task))
+                continue
+            if not cal.is_callable_at(now, task.place, hours):
+                nxt = cal.next_open(now, task.place, hours)
+                if nxt is not None:
+                    self.queue.requeue(task, nxt[0], self._owner_on_shift(task))
+                continue
+            self._claim_and_dial(nurse_id, task)
+
+    def _claim_and_dial(self, nurse_id: int, task: QueuedTask) -> None:
+        result = services.claim_and_start(self.ctx, task.task_id, nurse_id, self.worker)
+        if result is None:
+            self.stats["lost_claims"] += 1
+            return
+        if isinstance(result, services.NotDialable):
+            self.stats["refused_by_rules"] += 1
+            if result.decision.retry_at is not None:
+                self.queue.requeue(task, result.decision.retry_at, self._owner_on_shift(task))
+            return
+        self.stats["claims"] += 1
+        self.presence.set(nurse_id, NurseStatus.reserved)
+        request = DialRequest(
+            attempt_id=result.attempt_id,
+            number=result.number,
+            nurse_id=nurse_id,
+            ring_timeout_seconds=self.policy.retry.ring_timeout_seconds,
+            voicemail_text=self.voicemail_text,
+        )
+        try:
+            call_id = self.backend.dial(request)
+        except BackendError:
+            log.warning("dial failed", attempt=result.attempt_id)
+            decision = services.finish_unanswered(self.ctx, result.attempt_id, AttemptResult.failed)
+            self._after_unanswered(task, decision.next_at)
+            self.presence.set(nurse_id, NurseStatus.ready)
+            return
+        self.stats["dials"] += 1
+        call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind)
+        self.calls[call_id] = call
+        self.call_of_nurse[nurse_id] = call_id
+        self.patients_in_call.add(task.patient_id)
+
+    def _after_unanswered(self, task: QueuedTask, next_at: datetime | None) -> None:
+        if next_at is not None:
+            self.queue.requeue(task, next_at, self._owner_on_shift(task))
+        else:
+            self.queue.discard(task.task_id)
+
+    # ------------------------------------------------------------ backend events
+
+    def on_event(self, event: CallEvent) -> None:
+        call = self.calls.get(event.call_id)
+        if call is None:
+            log.warning("event for an unknown call", call=event.call_id, kind=event.kind.value)
+            return
+        if event.kind == CallEventKind.answered:
+            call.answered = True
+            services.mark_answered(self.ctx, call.attempt_id)
+            self.presence.set(call.nurse_id, NurseStatus.on_call)
+            if self.on_connected is not None:
+                self.on_connected(call.nurse_id, call)
+            return
+        # ended
+        self.patients_in_call.discard(call.task.patient_id)
+        if call.answered:
+            # the nurse now records the outcome; the call stays known until she does
+            self.presence.set(call.nurse_id, NurseStatus.wrap_up)
+            return
+        self.calls.pop(event.call_id, None)
+        self.call_of_nurse.pop(call.nurse_id, None)
+        result = event.result or AttemptResult.failed
+        decision = services.finish_unanswered(self.ctx, call.attempt_id, result, event.voicemail_left)
+        self._after_unanswered(call.task, decision.next_at)
+        if call.nurse_id in self.presence.leaving:
+            self.presence.set(call.nurse_id, NurseStatus.ready)
+            self.nurse_offline(call.nurse_id)
+        else:
+            self.presence.set(call.nurse_id, NurseStatus.ready)
+            self._offer(call.nurse_id)
+
+    def hangup(self, nurse_id: int) -> None:
+        call_id = self.call_of_nurse.get(nurse_id)
+        if call_id is not None:
+            self.backend.hangup(call_id)
+
+    def record_outcome(self, nurse_id: int, code: OutcomeCode, *, callback_at: datetime | None = None,
+                       note: str = "", message_body: str | None = None) -> services.OutcomeApplied:
+        """The nurse's outcome for her last answered call, stored before she moves on."""
+        call_id = self.call_of_nurse.pop(nurse_id)
+        call = self.calls.pop(call_id)
+        applied = services.record_outcome(self.ctx, call.attempt_id, code, nurse_id, callback_at=callback_at,
+                                          note=note, message_body=message_body)
+        nc = applied.next_contact
+        task = call.task
+        if nc.retry_at is not None:
+            self.queue.requeue(task, nc.retry_at, self._owner_on_shift(task))
+        if applied.callback_task_id is not None and nc.callback_at is not None:
+            cb = QueuedTask(applied.callback_task_id, task.patient_id, task.tier, 100, nc.callback_at,
+                            task.place, task.skills, None, nurse_id)
+            self.queue.add(cb, owner_on_shift=True)
+        return applied

@@ -1,0 +1,58 @@
+"""Nurse presence: the states a nurse goes through, and which moves are allowed.
+
+Pure: a transition returns the next state or refuses; the caller acts.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from campaign.errors import InvalidTransition
+
+
+class NurseStatus(StrEnum):
+    offline = "offline"      # not on shift or logged out
+    ready = "ready"          # waiting for the dialer to hand her a call
+    reserved = "reserved"    # a call is being dialed for her
+    on_call = "on_call"      # talking with the patient
+    wrap_up = "wrap_up"      # recording the outcome
+    paused = "paused"        # break, training, admin
+
+
+ALLOWED: dict[NurseStatus, frozenset[NurseStatus]] = {
+    NurseStatus.offline: frozenset({NurseStatus.ready, NurseStatus.paused}),
+    NurseStatus.ready: frozenset({NurseStatus.reserved, NurseStatus.paused, NurseStatus.offline}),
+    # an unanswered call sends her back to ready; an answered one to on_call
+    NurseStatus.reserved: frozenset({NurseStatus.on_call, NurseStatus.ready, NurseStatus.wrap_up}),
+    NurseStatus.on_call: frozenset({NurseStatus.wrap_up}),
+    NurseStatus.wrap_up: frozenset({NurseStatus.ready, NurseStatus.paused, NurseStatus.offline}),
+    NurseStatus.paused: frozenset({NurseStatus.ready, NurseStatus.offline}),
+}
+
+BUSY = frozenset({NurseStatus.reserved, NurseStatus.on_call, NurseStatus.wrap_up})
+
+
+def transition(current: NurseStatus, target: NurseStatus) -> NurseStatus:
+    if target not in ALLOWED[current]:
+        raise InvalidTransition(f"a nurse cannot go from {current} to {target}")
+    return target
+
+
+class PresenceBoard:
+    """Who is in which state now; the dialer's single view of its nurses."""
+
+    def __init__(self) -> None:
+        self.status: dict[int, NurseStatus] = {}
+        self.leaving: set[int] = set()    # shift ended mid-call: offline after wrap-up
+
+    def get(self, nurse_id: int) -> NurseStatus:
+        return self.status.get(nurse_id, NurseStatus.offline)
+
+    def set(self, nurse_id: int, target: NurseStatus) -> None:
+        self.status[nurse_id] = transition(self.get(nurse_id), target)
+
+    def ready(self) -> list[int]:
+        return [n for n, s in self.status.items() if s == NurseStatus.ready]
+
+    def on_shift(self, nurse_id: int) -> bool:
+        return self.get(nurse_id) != NurseStatus.offline and nurse_id not in self.leaving

@@ -1,0 +1,170 @@
+"""Which task for which nurse. Pure rules, plus the in-memory queue that applies them fast.
+
+Order of preference for a ready nurse: the callbacks she promised, then the
+patients she is référent of, then any task she is qualified for (tier by her
+level, the skills the call needs), highest priority first, oldest first. A
+task whose référent is on shift waits for her for a bounded time; a callback
+waits for its nurse for a grace period; after that any qualified nurse may
+take it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from campaign.calendar import Place
+from campaign.policy import NurseLevel, Policy, Tier
+
+
+@dataclass(frozen=True, slots=True)
+class NurseProfile:
+    id: int
+    level: NurseLevel
+    skills: frozenset[str]
+
+
+@dataclass(eq=False, slots=True)
+class QueuedTask:
+    task_id: int
+    patient_id: int
+    tier: Tier
+    priority: int
+    not_before: datetime
+    place: Place
+    skills: frozenset[str]
+    referent_id: int | None = None
+    assigned_id: int | None = None     # callbacks: the nurse who promised it
+    taken: bool = False
+    generation: int = 0                # bumped on requeue, so stale heap entries are skipped
+
+    def key(self) -> tuple[int, datetime, int]:
+        return (-self.priority, self.not_before, self.task_id)
+
+
+def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
+    return nurse.level in policy.tiers[task.tier].nurse_levels and task.skills <= nurse.skills
+
+
+def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> datetime:
+    """When a task reserved for its référent or callback nurse opens to every qualified nurse."""
+    if task.assigned_id is not None:
+        return task.not_before + timedelta(minutes=policy.dialer.callback_grace_minutes) if owner_on_shift \
+            else task.not_before
+    if task.referent_id is not None and owner_on_shift:
+        return task.not_before + timedelta(minutes=policy.dialer.referent_wait_minutes)
+    return task.not_before
+
+
+_Entry = tuple[tuple[int, datetime, int], int, QueuedTask, int]
+
+
+@dataclass
+class TaskQueue:
+    """The dialer's hopper: due tasks indexed by who may take them.
+
+    Items sit in a time-ordered `waiting` heap until due, then in heaps per
+    owner nurse and per (tier, skills) bucket. Removal is lazy: a taken or
+    requeued item is skipped when it reaches the top.
+    """
+
+    policy: Policy
+    waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
+    by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
+    buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
+    items: dict[int, QueuedTask] = field(default_factory=dict)
+    version: int = 0
+    _seq: itertools.count = field(default_factory=itertools.count)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, task_id: int) -> bool:
+        return task_id in self.items
+
+    def add(self, task: QueuedTask, owner_on_shift: bool) -> None:
+        old = self.items.get(task.task_id)
+        if old is not None:
+            old.taken = True
+        self.items[task.task_id] = task
+        owner = task.assigned_id if task.assigned_id is not None else task.referent_id
+        if owner is not None:
+            heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
+        heapq.heappush(
+            self.waiting,
+            (open_to_all_at(task, self.policy, owner_on_shift), next(self._seq), task, task.generation, "all"),
+        )
+
+    def requeue(self, task: QueuedTask, not_before: datetime, owner_on_shift: bool) -> None:
+        """Back in the queue for later (window closed, retry scheduled)."""
+        fresh = QueuedTask(
+            task.task_id, task.patient_id, task.tier, task.priority, not_before, task.place, task.skills,
+            task.referent_id, task.assigned_id, generation=task.generation + 1,
+        )
+        task.taken = True
+        self.add(fresh, owner_on_shift)
+
+    def discard(self, task_id: int) -> None:
+        item = self.items.pop(task_id, None)
+        if item is not None:
+            item.taken = True
+
+    def next_due(self) -> datetime | None:
+        while self.waiting and self.waiting[0][2].taken:
+            heapq.heappop(self.waiting)
+        return self.waiting[0][0] if self.waiting else None
+
+    def advance(self, now: datetime) -> None:
+        """Move items whose time has come into the heaps nurses pick from."""
+        moved = False
+        while self.waiting and self.waiting[0][0] <= now:
+            _, seq, task, gen, stage = heapq.heappop(self.waiting)
+            if task.taken or gen != task.generation:
+                continue
+            entry: _Entry = (task.key(), seq, task, gen)
+            if stage == "owner":
+                owner = task.assigned_id if task.assigned_id is not None else task.referent_id
+                assert owner is not None
+                heapq.heappush(self.by_owner.setdefault(owner, []), entry)
+            else:
+                heapq.heappush(self.buckets.setdefault((task.tier, task.skills), []), entry)
+            moved = True
+        if moved:
+            self.version += 1
+
+    @staticmethod
+    def _top(heap: list[_Entry]) -> QueuedTask | None:
+        while heap and (heap[0][2].taken or heap[0][3] != heap[0][2].generation):
+            heapq.heappop(heap)
+        return heap[0][2] if heap else None
+
+    def pop_for(self, nurse: NurseProfile) -> QueuedTask | None:
+        """Best task for this nurse now (call `advance` first), removed from the queue."""
+        own = self.by_owner.get(nurse.id)
+        while own:
+            t = self._top(own)
+            if t is None:
+                break
+            if qualified(nurse, t, self.policy) or t.assigned_id == nurse.id:
+                heapq.heappop(own)
+                return self._take(t)
+            heapq.heappop(own)   # not hers to take after all: it will reach the general heaps
+        best: QueuedTask | None = None
+        best_heap: list[_Entry] | None = None
+        for (tier, skills), heap in self.buckets.items():
+            if nurse.level not in self.policy.tiers[tier].nurse_levels or not skills <= nurse.skills:
+                continue
+            t = self._top(heap)
+            if t is not None and (best is None or t.key() < best.key()):
+                best, best_heap = t, heap
+        if best is None or best_heap is None:
+            return None
+        heapq.heappop(best_heap)
+        return self._take(best)
+
+    def _take(self, task: QueuedTask) -> QueuedTask:
+        task.taken = True
+        self.items.pop(task.task_id, None)
+        return task
