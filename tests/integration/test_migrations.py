@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel, select
 
@@ -26,7 +27,9 @@ def _tables(url: str) -> set[str]:
 
 
 def test_scripts_have_a_single_head() -> None:
-    assert migrate.head() == "0001"
+    scripts = ScriptDirectory.from_config(migrate.make_config())
+    assert scripts.get_heads() == [migrate.head()]
+    assert scripts.get_base() == "0001"
 
 
 def test_upgrade_builds_exactly_the_model(db_url: str) -> None:

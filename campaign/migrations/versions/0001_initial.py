@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:35:50.271414
+Create Date: 2026-11-23 13:40:23.186746
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def upgrade() -> None:
     op.create_table('mailing_recipient',
     sa.Column('mailing_id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('plan_note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['mailing_id'], ['mailing.id'], ),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
     sa.PrimaryKeyConstraint('mailing_id', 'patient_id')
