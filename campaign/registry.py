@@ -1,0 +1,292 @@
+"""The patient registry's storage: batched upserts keyed by member id.
+
+National imports carry ~900,000 patients, so nothing here works row by row:
+each batch fetches its existing patients and physicians with one IN query
+each and inserts new rows with one bulk statement. A re-import of the same
+data must be a no-op (no write, `updated_at` untouched), so every patient is
+compared field by field before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+import structlog
+from sqlalchemy import insert
+from sqlmodel import Session, SQLModel, col, select
+
+from campaign.model import Nurse, Patient, Physician
+from campaign.states import EnrolmentStatus
+
+log = structlog.get_logger()
+
+BATCH_SIZE = 1000
+_PATIENT_TABLE = SQLModel.metadata.tables["patient"]
+
+
+@dataclass(frozen=True, slots=True)
+class RowRejection:
+    """Why one row of an import was refused. `reason` never holds the personal value."""
+
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.reason}"
+
+
+@dataclass(slots=True)
+class PatientRecord:
+    """One validated patient as read from an import, before it meets the database.
+
+    `status` and `consent` are None when the file left them blank: an existing
+    patient then keeps the value on file (an opt-out recorded by a nurse must not
+    be undone by a file that says nothing), a new one gets the default.
+    """
+
+    member_id: str
+    last_name: str
+    first_name: str
+    birth_date: date
+    phone: str
+    postal_code: str
+    departement: str
+    timezone: str
+    pathologies: str                       # '|code|code|' (model.pathologies_to_text)
+    tier: str
+    sex: str | None = None
+    phone_alt: str | None = None
+    city: str = ""
+    status: str | None = None
+    suspended_until: date | None = None
+    consent: bool | None = None
+    preferred_start: time | None = None
+    preferred_end: time | None = None
+    referent_nurse: str | None = None      # nurse code
+    physician_rpps: str | None = None
+    physician_name: str | None = None
+    enrolled_on: date | None = None
+    line: int = 0                          # file line, for rejections
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    """Counts of one upsert; unpacks as `(inserted, updated, unchanged)`."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowRejection] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.inserted, self.updated, self.unchanged))
+
+
+# Patient attributes an import sets, grouped by the import column they come from,
+# so a column absent from a file leaves existing values alone.
+COLUMN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "member_id": ("member_id",),
+    "last_name": ("last_name",),
+    "first_name": ("first_name",),
+    "birth_date": ("birth_date",),
+    "sex": ("sex",),
+    "phone": ("phone",),
+    "phone_alt": ("phone_alt",),
+    "postal_code": ("postal_code", "departement", "timezone"),
+    "city": ("city",),
+    "pathologies": ("pathologies",),
+    "tier": ("tier",),
+    "status": ("status",),
+    "suspended_until": ("suspended_until",),
+    "consent": ("consent",),
+    "preferred_window": ("preferred_start", "preferred_end"),
+    "referent_nurse": ("referent_nurse_id",),
+    "physician_rpps": ("physician_id",),
+    "enrolled_on": ("enrolled_on",),
+}
+# Blank in the file means "keep what is on file" for these (see PatientRecord).
+_KEEP_WHEN_BLANK = frozenset({"status", "consent"})
+
+
+def nurse_ids_by_code(session: Session) -> dict[str, int]:
+    """Every nurse code (upper-cased) -> nurse id, for resolving référents in one query."""
+    rows = session.exec(select(Nurse.code, Nurse.id)).all()
+    return {code.upper(): nurse_id for code, nurse_id in rows if nurse_id is not None}
+
+
+def get_patient_by_member_id(session: Session, member_id: str) -> Patient | None:
+    return session.exec(select(Patient).where(Patient.member_id == member_id.strip())).first()
+
+
+def upsert_physicians(session: Session, physicians: Mapping[str, str | None]) -> dict[str, int]:
+    """Create unknown physicians (RPPS -> name) and rename known ones; RPPS -> id.
+
+    A blank name never erases a known one.
+    """
+    if not physicians:
+        return {}
+    rpps_list = list(physicians)
+    existing = {
+        p.rpps: p
+        for p in session.exec(select(Physician).where(col(Physician.rpps).in_(rpps_list))).all()
+    }
+    ids: dict[str, int] = {}
+    new = []
+    for rpps, name in physicians.items():
+        known = existing.get(rpps)
+        if known is None:
+            new.append({"rpps": rpps, "name": name or "", "email": None})
+        else:
+            if name and known.name != name:
+                known.name = name
+                session.add(known)
+            assert known.id is not None
+            ids[rpps] = known.id
+    if new:
+        session.execute(insert(Physician), new)
+        created = session.exec(
+            select(Physician.rpps, Physician.id).where(
+                col(Physician.rpps).in_([n["rpps"] for n in new])
+            )
+        ).all()
+        ids.update({rpps: pid for rpps, pid in created if pid is not None})
+    return ids
+
+
+def _values(
+    rec: PatientRecord, nurse_id: int | None, physician_id: int | None
+) -> dict[str, Any]:
+    return {
+        "member_id": rec.member_id,
+        "last_name": rec.last_name,
+        "first_name": rec.first_name,
+        "birth_date": rec.birth_date,
+        "sex": rec.sex,
+        "phone": rec.phone,
+        "phone_alt": rec.phone_alt,
+        "postal_code": rec.postal_code,
+        "departement": rec.departement,
+        "timezone": rec.timezone,
+        "city": rec.city,
+        "pathologies": rec.pathologies,
+        "tier": rec.tier,
+        "status": rec.status,
+        "suspended_until": rec.suspended_until,
+        "consent": rec.consent,
+        "preferred_start": rec.preferred_start,
+        "preferred_end": rec.preferred_end,
+        "referent_nurse_id": nurse_id,
+        "physician_id": physician_id,
+        "enrolled_on": rec.enrolled_on,
+    }
+
+
+def _chunks(rows: Sequence[PatientRecord], size: int) -> Iterable[Sequence[PatientRecord]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def upsert_patients(
+    session: Session,
+    rows: Sequence[PatientRecord],
+    now: datetime,
+    *,
+    columns: Iterable[str] | None = None,
+    nurse_ids: Mapping[str, int] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> UpsertResult:
+    """Insert new patients and update changed ones, keyed by member id.
+
+    `columns` names the import columns the file had (default: all); attributes
+    of absent columns are left as they are on existing patients. `nurse_ids`
+    maps nurse codes (upper-case) to ids; a row naming an unknown code is
+    rejected, not stored. The caller commits.
+    """
+    present = set(COLUMN_ATTRIBUTES) if columns is None else set(columns)
+    attributes = [a for c, attrs in COLUMN_ATTRIBUTES.items() if c in present for a in attrs]
+    nurses = dict(nurse_ids) if nurse_ids is not None else nurse_ids_by_code(session)
+    result = UpsertResult()
+    first_line: dict[str, int] = {}
+    unique: list[PatientRecord] = []
+    for rec in rows:
+        first = first_line.setdefault(rec.member_id, rec.line)
+        if len(first_line) == len(unique):     # member id seen before in this call
+            result.rejected.append(RowRejection(rec.line, "member_id", f"duplicate of line {first}"))
+        else:
+            unique.append(rec)
+    for batch in _chunks(unique, batch_size):
+        _upsert_batch(session, batch, now, attributes, nurses, result)
+    return result
+
+
+def _upsert_batch(
+    session: Session,
+    batch: Sequence[PatientRecord],
+    now: datetime,
+    attributes: list[str],
+    nurses: Mapping[str, int],
+    result: UpsertResult,
+) -> None:
+    accepted: list[tuple[PatientRecord, int | None]] = []
+    for rec in batch:
+        nurse_id = None
+        if rec.referent_nurse:
+            nurse_id = nurses.get(rec.referent_nurse.upper())
+            if nurse_id is None:
+                result.rejected.append(
+                    RowRejection(rec.line, "referent_nurse", "unknown nurse code")
+                )
+                continue
+        accepted.append((rec, nurse_id))
+    if not accepted:
+        return
+
+    physicians: dict[str, str | None] = {}
+    for rec, _ in accepted:
+        rpps = rec.physician_rpps
+        if rpps and (rec.physician_name or rpps not in physicians):
+            physicians[rpps] = rec.physician_name
+    physician_ids = upsert_physicians(session, physicians)
+
+    member_ids = [rec.member_id for rec, _ in accepted]
+    existing = {
+        p.member_id: p
+        for p in session.exec(select(Patient).where(col(Patient.member_id).in_(member_ids))).all()
+    }
+    new_rows: list[dict[str, Any]] = []
+    for rec, nurse_id in accepted:
+        physician_id = physician_ids.get(rec.physician_rpps) if rec.physician_rpps else None
+        values = _values(rec, nurse_id, physician_id)
+        patient = existing.get(rec.member_id)
+        if patient is None:
+            if values["status"] is None:
+                values["status"] = EnrolmentStatus.enrolled.value
+            if values["consent"] is None:
+                values["consent"] = True
+            values.update(flagged_numbers=[], updated_at=now)
+            new_rows.append(values)
+            continue
+        changed = False
+        for attr in attributes:
+            value = values[attr]
+            if value is None and attr in _KEEP_WHEN_BLANK:
+                continue
+            if getattr(patient, attr) != value:
+                setattr(patient, attr, value)
+                changed = True
+        if changed:
+            patient.updated_at = now
+            session.add(patient)
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    if new_rows:
+        # Core insert on the table: the ORM bulk path splits rows by which values are
+        # None and runs one statement per group; this is one executemany.
+        session.execute(insert(_PATIENT_TABLE), new_rows)
+        result.inserted += len(new_rows)
+    session.flush()

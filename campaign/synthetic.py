@@ -1,0 +1,281 @@
+"""Synthetic, fictional patients and nurses for demos, benchmarks and tests.
+
+Never real people: names come from Faker, phone numbers only from the ranges
+ARCEP reserves for fiction (01 99 00, 02 61 91, 03 53 01, 04 65 71, 05 36 49
++ four digits; 06 39 98 is fiction too but phonenumbers rejects it, so it is
+kept for "invalid number" tests). Everything is deterministic by seed so a
+benchmark or a failing test can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from faker import Faker
+
+from campaign.model import Nurse
+
+FICTION_PREFIXES: tuple[str, ...] = ("0199 00", "0261 91", "0353 01", "0465 71", "0536 49")
+FICTION_E164_PREFIXES: tuple[str, ...] = (
+    "+3319900", "+3326191", "+3335301", "+3346571", "+3353649",
+)
+INVALID_FICTION_PREFIX = "06 39 98"   # reserved for fiction, refused by phonenumbers
+
+HEADER: tuple[str, ...] = (
+    "numéro_adhérent", "nom", "prénom", "date_naissance", "sexe", "téléphone",
+    "téléphone_2", "code_postal", "ville", "pathologies", "niveau_risque", "statut",
+    "suspendu_jusqu_au", "consentement", "créneau", "infirmier_referent", "rpps", "médecin",
+    "date_inscription",
+)
+
+# Real (postal code, commune) pairs, weighted towards big towns. Alsace-Moselle and
+# Corsica are there on purpose: they have their own holidays or départements.
+_METROPOLE: tuple[tuple[str, str, int], ...] = (
+    ("75011", "Paris", 8), ("75015", "Paris", 8), ("75018", "Paris", 6),
+    ("13001", "Marseille", 6), ("69003", "Lyon", 6), ("31000", "Toulouse", 5),
+    ("06000", "Nice", 4), ("44000", "Nantes", 4), ("33000", "Bordeaux", 4),
+    ("59000", "Lille", 4), ("35000", "Rennes", 3), ("34000", "Montpellier", 3),
+    ("21000", "Dijon", 2), ("87000", "Limoges", 2), ("63000", "Clermont-Ferrand", 2),
+    ("29200", "Brest", 2), ("76000", "Rouen", 2), ("51100", "Reims", 2),
+    ("37000", "Tours", 2), ("45000", "Orléans", 2), ("80000", "Amiens", 2),
+    ("25000", "Besançon", 2), ("86000", "Poitiers", 2), ("64000", "Pau", 2),
+    ("66000", "Perpignan", 2), ("38000", "Grenoble", 3), ("42000", "Saint-Étienne", 2),
+    ("49000", "Angers", 2), ("72000", "Le Mans", 2), ("14000", "Caen", 2),
+    ("54000", "Nancy", 2), ("01000", "Bourg-en-Bresse", 2), ("02100", "Saint-Quentin", 1),
+    ("03100", "Montluçon", 1), ("05000", "Gap", 1), ("07000", "Privas", 1),
+    ("08000", "Charleville-Mézières", 1), ("09000", "Foix", 1), ("20000", "Ajaccio", 1),
+    ("20200", "Bastia", 1), ("93200", "Saint-Denis", 3), ("94000", "Créteil", 3),
+    ("92100", "Boulogne-Billancourt", 3), ("57000", "Metz", 1), ("57100", "Thionville", 1),
+    ("67000", "Strasbourg", 2), ("68100", "Mulhouse", 1), ("68000", "Colmar", 1),
+)
+_OVERSEAS: tuple[tuple[str, str], ...] = (
+    ("97110", "Pointe-à-Pitre"), ("97139", "Les Abymes"), ("97100", "Basse-Terre"),
+    ("97200", "Fort-de-France"), ("97232", "Le Lamentin"),
+    ("97300", "Cayenne"), ("97310", "Kourou"),
+    ("97400", "Saint-Denis"), ("97410", "Saint-Pierre"), ("97460", "Saint-Paul"),
+    ("97430", "Le Tampon"),
+    ("97600", "Mamoudzou"), ("97615", "Pamandzi"),
+)
+OVERSEAS_SHARE = 0.03
+
+# Pathology weights (share of patients having it); a quarter of patients have two.
+_PATHOLOGIES: tuple[tuple[str, float], ...] = (
+    ("diabetes", 0.55), ("coronary", 0.20), ("heart_failure", 0.12), ("copd", 0.12),
+    ("ckd", 0.10), ("asthma", 0.08),
+)
+_LABELS: dict[str, tuple[str, ...]] = {
+    "diabetes": ("diabetes", "Diabète", "diabète", "DT2"),
+    "coronary": ("coronary", "Coronarien", "maladie coronarienne"),
+    "heart_failure": ("heart_failure", "Insuffisance cardiaque", "IC"),
+    "copd": ("copd", "BPCO"),
+    "ckd": ("ckd", "IRC", "Maladie rénale chronique"),
+    "asthma": ("asthma", "Asthme"),
+}
+_SEPARATORS = (", ", " + ", "/", ";", " | ")
+# Tier mix: heart failure is skewed high; the others are set so the whole is ~50/35/15.
+_TIERS_HEART_FAILURE = (("low", 0.15), ("medium", 0.40), ("high", 0.45))
+_TIERS_OTHER = (("low", 0.548), ("medium", 0.343), ("high", 0.109))
+_TIER_WORDS = {
+    "low": ("low", "faible", "1", "Faible"),
+    "medium": ("medium", "modéré", "moyen", "2"),
+    "high": ("high", "élevé", "fort", "3"),
+}
+_WINDOWS = (
+    "14:00-17:00", "14h-17h", "9h-12h", "10h30-12h", "17h-19h", "09:00-11:30", "14h30-17h",
+)
+# How people type a number: national digits d = '0199001234'.
+_PHONE_FORMATS = (
+    "{0}{1} {2}{3} {4}{5} {6}{7} {8}{9}",
+    "{0}{1}{2}{3}{4}{5}{6}{7}{8}{9}",
+    "+33 {1} {2}{3} {4}{5} {6}{7} {8}{9}",
+    "{0}{1}.{2}{3}.{4}{5}.{6}{7}.{8}{9}",
+    "0033 {1} {2}{3} {4}{5} {6}{7} {8}{9}",
+    "{1} {2}{3} {4}{5} {6}{7} {8}{9}",
+    "{0}{1}-{2}{3}-{4}{5}-{6}{7}-{8}{9}",
+    "+33{1}{2}{3}{4}{5}{6}{7}{8}{9}",
+)
+_PHONE_FORMAT_WEIGHTS = (40, 20, 10, 10, 3, 5, 5, 7)
+FICTION_NUMBERS = 50_000
+REFERENCE_DATE = date(2025, 1, 6)
+
+
+def fiction_number(index: int) -> str:
+    """The index-th fiction number (0 ≤ index < 50,000), national digits."""
+    prefix = FICTION_PREFIXES[index // 10_000].replace(" ", "")
+    return f"{prefix}{index % 10_000:04d}"
+
+
+def is_fiction_e164(number: str) -> bool:
+    return number.startswith(FICTION_E164_PREFIXES) and len(number) == 12
+
+
+def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
+    return rng.choices([k for k, _ in weighted], weights=[w for _, w in weighted])[0]
+
+
+def _pathologies(rng: random.Random) -> list[str]:
+    count = 2 if rng.random() < 0.25 else 1
+    pool = list(_PATHOLOGIES)
+    chosen: list[str] = []
+    for _ in range(count):
+        code = _pick(rng, pool)
+        chosen.append(code)
+        pool = [p for p in pool if p[0] != code]
+    return chosen
+
+
+def generate_patients_csv(
+    path: Path | str,
+    n: int,
+    seed: int = 0,
+    nurse_codes: Sequence[str] = (),
+    physicians: int | None = None,
+    reference_date: date = REFERENCE_DATE,
+) -> Path:
+    """Write `n` fictional patients in the import format (';', UTF-8, French style).
+
+    Phone numbers are unique while the 50,000 fiction numbers last, then reused;
+    member ids are always unique. `physicians` defaults to about one per 150
+    patients. Ages (30–90) are counted at `reference_date` so the file does not
+    depend on the day it is generated.
+    """
+    rng = random.Random(seed)
+    fake = Faker("fr_FR")
+    fake.seed_instance(seed)
+    n_physicians = physicians if physicians is not None else max(1, round(n / 150))
+    doctor_rpps = [
+        f"10{x:09d}" for x in rng.sample(range(10**9), n_physicians)
+    ]
+    doctors = [
+        (rpps, f"Dr {fake.first_name()} {fake.last_name()}") for rpps in doctor_rpps
+    ]
+    member_numbers = rng.sample(range(10**9), n)
+    phone_order = rng.sample(range(FICTION_NUMBERS), min(n, FICTION_NUMBERS))
+    metro_weights = [w for _, _, w in _METROPOLE]
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter=";", lineterminator="\r\n")
+        writer.writerow(HEADER)
+        for i in range(n):
+            sex = "F" if rng.random() < 0.5 else "M"
+            first = fake.first_name_female() if sex == "F" else fake.first_name_male()
+            last = fake.last_name()
+            if rng.random() < 0.3:
+                last = last.upper()
+            age_days = rng.randint(30 * 365 + 8, 90 * 365)
+            birth = reference_date - timedelta(days=age_days)
+
+            if rng.random() < OVERSEAS_SHARE:
+                postal, city = rng.choice(_OVERSEAS)
+            else:
+                postal, city, _ = rng.choices(_METROPOLE, weights=metro_weights)[0]
+                if postal.startswith("0") and rng.random() < 0.5:
+                    postal = postal[1:]          # as Excel writes it
+
+            index = phone_order[i] if i < len(phone_order) else rng.randrange(FICTION_NUMBERS)
+            phone = _typed(rng, fiction_number(index))
+            phone_alt = ""
+            if rng.random() < 0.1:
+                phone_alt = _typed(rng, fiction_number(rng.randrange(FICTION_NUMBERS)))
+
+            codes = _pathologies(rng)
+            tiers = _TIERS_HEART_FAILURE if "heart_failure" in codes else _TIERS_OTHER
+            tier = _pick(rng, tiers)
+            labels = [rng.choice(_LABELS[c]) for c in codes]
+            pathologies = rng.choice(_SEPARATORS).join(labels)
+
+            roll = rng.random()
+            status, suspended_until = "", ""
+            if roll < 0.02:
+                status = "suspendu"
+                until = reference_date + timedelta(days=rng.randint(7, 90))
+                suspended_until = until.strftime("%d/%m/%Y")
+            elif roll < 0.03:
+                status = "sorti"
+            elif roll < 0.6:
+                status = "inscrit"
+            consent = "non" if rng.random() < 0.01 else rng.choice(("oui", "oui", "", "1"))
+            window = rng.choice(_WINDOWS) if rng.random() < 0.15 else ""
+            nurse = rng.choice(nurse_codes) if nurse_codes and rng.random() < 0.6 else ""
+            rpps, doctor = rng.choice(doctors)
+            enrolled = reference_date - timedelta(days=rng.randint(0, 3 * 365))
+
+            writer.writerow((
+                f"{member_numbers[i]:09d}A", last, first, birth.strftime("%d/%m/%Y"), sex,
+                phone, phone_alt, postal, city, pathologies, rng.choice(_TIER_WORDS[tier]),
+                status, suspended_until, consent, window, nurse, rpps, doctor,
+                enrolled.strftime("%d/%m/%Y"),
+            ))
+    return out
+
+
+def _typed(rng: random.Random, digits: str) -> str:
+    fmt = rng.choices(_PHONE_FORMATS, weights=_PHONE_FORMAT_WEIGHTS)[0]
+    return fmt.format(*digits)
+
+
+_SHIFT_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "day": (("08:30", "12:30"), ("13:30", "17:00")),
+    "late": (("10:00", "13:00"), ("14:00", "19:00")),
+    "mid": (("09:00", "12:30"), ("13:30", "17:30")),
+}
+_SATURDAY = ("09:00", "12:00")
+
+
+def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
+    """`n` fictional nurses N001…, not saved (the caller adds them to a session).
+
+    About a third are senior, and whenever n ≥ 2 there is at least one senior,
+    one senior trained for heart failure, one for COPD, and one late shift, so
+    every tier, skill and calling hour of the default policy has someone.
+    """
+    rng = random.Random(seed)
+    fake = Faker("fr_FR")
+    fake.seed_instance(seed + 7919)
+    seniors = set(rng.sample(range(n), max(1, round(n / 3)))) if n else set()
+    patterns = ["day", "late", "mid"]
+    nurses: list[Nurse] = []
+    for i in range(n):
+        skills: list[str] = []
+        if rng.random() < 0.5:
+            skills = rng.choice((["heart_failure"], ["copd"], ["heart_failure", "copd"]))
+        pattern = patterns[(i + seed) % len(patterns)] if n >= 2 else "day"
+        if n >= 2 and i == 1:
+            pattern = "late"
+        shifts: list[dict[str, Any]] = []
+        part_time_off = 2 if rng.random() < 0.2 else None        # Wednesday off
+        for weekday in range(5):
+            if weekday == part_time_off:
+                continue
+            shifts.extend(
+                {"weekday": weekday, "start": start, "end": end}
+                for start, end in _SHIFT_PATTERNS[pattern]
+            )
+        if rng.random() < 0.25:
+            shifts.append({"weekday": 5, "start": _SATURDAY[0], "end": _SATURDAY[1]})
+        first = fake.first_name_female() if rng.random() < 0.85 else fake.first_name_male()
+        nurses.append(
+            Nurse(
+                code=f"N{i + 1:03d}",
+                display_name=f"{first} {fake.last_name()}",
+                level="senior" if i in seniors else "junior",
+                skills=skills,
+                shifts=shifts,
+                timezone="Europe/Paris",
+                active=True,
+            )
+        )
+    if n >= 2:
+        senior = [x for x in nurses if x.level == "senior"]
+        for skill in ("heart_failure", "copd"):
+            if not any(skill in x.skills for x in senior):
+                target = senior[0] if skill == "heart_failure" else senior[-1]
+                target.skills = sorted({*target.skills, skill})
+    return nurses
