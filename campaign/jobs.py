@@ -43,7 +43,7 @@ def job_specs(policy: Policy) -> list[JobSpec]:
     return [
         JobSpec("plan_due_waves", plan_due_waves,
                 CronTrigger(hour="*", minute=5, timezone="Europe/Paris")),
-        JobSpec("expire_and_close", expire_and_close, IntervalTrigger(minutes=15, timezone="UTC")),
+        JobSpec("expire_and_close", expire_and_close, IntervalTrigger(minutes=30, timezone="UTC")),
     ]
 
 

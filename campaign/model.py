@@ -23,6 +23,16 @@ from campaign.states import (
 )
 
 
+# Named constraints, so later SQLite batch migrations can drop or alter them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 def pathologies_to_text(codes: list[str] | set[str] | tuple[str, ...]) -> str:
     """Stored as '|a|b|' so a segment can match one exactly with LIKE '%|a|%'."""
     codes = sorted(set(codes))
@@ -206,6 +216,15 @@ class AuditEvent(SQLModel, table=True):
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
     detail: str = ""
 
+
+# Core tables, for hot paths: Core statements skip the ORM's per-statement overhead.
+TASK = CallTask.__table__  # type: ignore[attr-defined]
+ATTEMPT = CallAttempt.__table__  # type: ignore[attr-defined]
+PATIENT = Patient.__table__  # type: ignore[attr-defined]
+WAVE = Wave.__table__  # type: ignore[attr-defined]
+RECIPIENT = MailingRecipient.__table__  # type: ignore[attr-defined]
+NURSE = Nurse.__table__  # type: ignore[attr-defined]
+OUTCOME = Outcome.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "AttemptResult",

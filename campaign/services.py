@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from campaign import calendar as cal
 from campaign import planning, rules, store
@@ -18,12 +18,13 @@ from campaign.clock import Clock
 from campaign.db import SessionFactory
 from campaign.errors import InvalidTransition, NotFound
 from campaign.model import (
-    CallAttempt,
-    CallTask,
+    ATTEMPT,
+    PATIENT,
+    RECIPIENT,
+    TASK,
+    WAVE,
     Mailing,
-    MailingRecipient,
     Outcome,
-    Patient,
     PhysicianMessage,
     ThemeRow,
     Wave,
@@ -151,7 +152,7 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
         s.flush()
         assert mailing.id is not None
         s.execute(
-            MailingRecipient.__table__.insert(),  # type: ignore[attr-defined]
+            RECIPIENT.insert(),
             [{"mailing_id": mailing.id, "patient_id": i} for i in ids],
         ) if ids else None
         wave = Wave(
@@ -221,6 +222,9 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
                 "attempts": 0, "created_at": now,
             })
         store.insert_tasks(s, new_tasks)
+        notes = {pid: _SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids}
+        notes.update({pid: "no nurse capacity left in the wave's window" for pid in plan.unplaced})
+        store.set_plan_notes(s, mailing.id, notes)  # type: ignore[arg-type]
         summary = plan.as_dict()
         summary["nurses"] = len(nurses)
         wave.plan = summary
@@ -231,6 +235,17 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
     log.info("wave planned", wave=wave_id, tasks=len(plan.assignments), unplaced=len(plan.unplaced),
              skipped=sum(plan.skipped.values()))
     return plan
+
+
+_SKIP_NOTES = {
+    "withdrawn": "withdrawn from the programme",
+    "deceased": "deceased",
+    "suspended": "suspended for the whole wave",
+    "no_consent": "no consent to be called",
+    "no_number": "no valid phone number",
+    "open_task_in_other_wave": "already has an open call in another wave (overlapping waves)",
+    "contact_cap": "contact cap reached for the period",
+}
 
 
 _TRANSITIONS = {
@@ -326,7 +341,7 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
         if not store.claim_task(s, task_id, worker, now, lease=timedelta(minutes=90)):
             s.rollback()
             return None
-        task = s.execute(select(CallTask.kind, CallTask.attempts, CallTask.tier).where(CallTask.id == task_id)).one()
+        task = s.execute(select(TASK.c.kind, TASK.c.attempts, TASK.c.tier).where(TASK.c.id == task_id)).one()
         row = store.patient_rule_row(s, _patient_of(s, task_id))
         state = store.patient_state_from_row(row)
         history = store.dial_history(s, row.id, now, state.place)
@@ -350,12 +365,12 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
 
 
 def _patient_of(s: Session, task_id: int) -> int:
-    return int(s.execute(select(CallTask.patient_id).where(CallTask.id == task_id)).scalar_one())
+    return int(s.execute(select(TASK.c.patient_id).where(TASK.c.id == task_id)).scalar_one())
 
 
 def mark_answered(ctx: Context, attempt_id: int) -> None:
     with ctx.sessions() as s:
-        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
             result=AttemptResult.answered, answered_at=ctx.clock.now()))
         s.commit()
 
@@ -365,8 +380,8 @@ def finish_unanswered(ctx: Context, attempt_id: int, result: AttemptResult,
     """Store the result and decide the retry in one transaction."""
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
-        a = s.execute(select(CallAttempt.task_id, CallAttempt.patient_id).where(CallAttempt.id == attempt_id)).one()
-        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+        a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id).where(ATTEMPT.c.id == attempt_id)).one()
+        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
             result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left))
         decision = _retry(s, a.task_id, a.patient_id, result, now, policy)
         s.commit()
@@ -375,12 +390,12 @@ def finish_unanswered(ctx: Context, attempt_id: int, result: AttemptResult,
 
 def _retry(s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime,
            policy: Policy) -> rules.RetryDecision:
-    task = s.execute(select(CallTask.attempts, CallTask.deadline, CallTask.wave_id).where(CallTask.id == task_id)).one()
+    task = s.execute(select(TASK.c.attempts, TASK.c.deadline, TASK.c.wave_id).where(TASK.c.id == task_id)).one()
     state = store.patient_state_from_row(store.patient_rule_row(s, patient_id))
     starts = tuple(store.attempt_starts(s, task_id))
     decision = rules.after_attempt(result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy)
     if task.wave_id is not None:
-        wave_status = s.execute(select(Wave.status).where(Wave.id == task.wave_id)).scalar_one()
+        wave_status = s.execute(select(WAVE.c.status).where(WAVE.c.id == task.wave_id)).scalar_one()
         if wave_status == WaveStatus.cancelled:
             store.release_task(s, task_id, status=TaskStatus.cancelled, now=now, reason="wave cancelled")
             return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
@@ -404,15 +419,15 @@ def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: i
     """The nurse's outcome and everything it implies, stored in one transaction."""
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
-        a = s.execute(select(CallAttempt.task_id, CallAttempt.patient_id, CallAttempt.number, CallAttempt.state)
-                      .where(CallAttempt.id == attempt_id)).one()
-        task = s.execute(select(CallTask.deadline, CallTask.wave_id, CallTask.tier, CallTask.theme_code)
-                         .where(CallTask.id == a.task_id)).one()
+        a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.number, ATTEMPT.c.state)
+                      .where(ATTEMPT.c.id == attempt_id)).one()
+        task = s.execute(select(TASK.c.deadline, TASK.c.wave_id, TASK.c.tier, TASK.c.theme_code)
+                         .where(TASK.c.id == a.task_id)).one()
         row = store.patient_rule_row(s, a.patient_id)
         state = store.patient_state_from_row(row)
         decision = rules.next_contact(state, code, now, policy, nurse_id=nurse_id, callback_at=callback_at,
                                       task_deadline=task.deadline)
-        s.execute(update(CallAttempt).where(CallAttempt.id == attempt_id).values(
+        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
             ended_at=now, state=AttemptState.completed,
             result=AttemptResult.answered))
         s.add(Outcome(attempt_id=attempt_id, task_id=a.task_id, patient_id=a.patient_id, nurse_id=nurse_id,
@@ -427,7 +442,7 @@ def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: i
             patient_values["flagged_numbers"] = sorted({*(row.flagged_numbers or []), a.number})
         if decision.withdraw:
             patient_values["status"] = "withdrawn"
-        s.execute(update(Patient).where(Patient.id == a.patient_id).values(**patient_values))
+        s.execute(update(PATIENT).where(PATIENT.c.id == a.patient_id).values(**patient_values))
         if decision.task_status is not None:
             store.release_task(s, a.task_id, status=decision.task_status, now=now, reason=code.value)
         elif decision.retry_at is not None:
@@ -438,13 +453,13 @@ def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: i
         callback_id = None
         if decision.callback_at is not None:
             deadline = max(decision.callback_at + timedelta(days=7), task.deadline)
-            callback_id = int(s.execute(CallTask.__table__.insert().values(  # type: ignore[attr-defined]
+            callback_id = int(s.execute(TASK.insert().values(
                 wave_id=task.wave_id, patient_id=a.patient_id, kind=TaskKind.callback, status=TaskStatus.pending,
                 tier=task.tier, priority=100, not_before=decision.callback_at, deadline=deadline,
                 assigned_nurse_id=nurse_id, theme_code=task.theme_code, attempts=0, created_at=now,
-            ).returning(CallTask.__table__.c.id)).scalar_one())  # type: ignore[attr-defined]
+            ).returning(TASK.c.id)).scalar_one())  # type: ignore[attr-defined]
         if decision.message_physician:
-            physician_id = s.execute(select(Patient.physician_id).where(Patient.id == a.patient_id)).scalar_one()
+            physician_id = s.execute(select(PATIENT.c.physician_id).where(PATIENT.c.id == a.patient_id)).scalar_one()
             s.add(PhysicianMessage(physician_id=physician_id, patient_id=a.patient_id, kind="escalation",
                                    body=message_body or "", created_at=now))
         s.commit()
@@ -461,17 +476,17 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None) -> int:
     n = 0
     with ctx.sessions() as s:
         for a in store.in_flight_attempts(s, worker):
-            s.execute(update(CallAttempt).where(CallAttempt.id == a.id).values(
+            s.execute(update(ATTEMPT).where(ATTEMPT.c.id == a.id).values(
                 state=AttemptState.completed, result=AttemptResult.interrupted, ended_at=now))
-            status = s.execute(select(CallTask.status).where(CallTask.id == a.task_id)).scalar_one()
+            status = s.execute(select(TASK.c.status).where(TASK.c.id == a.task_id)).scalar_one()
             if status == TaskStatus.in_progress:
                 _retry(s, a.task_id, a.patient_id, AttemptResult.interrupted, now, ctx.policy)
             n += 1
         # tasks claimed but never dialed (crash between claim and attempt): free them
-        s.execute(update(CallTask).where(
-            CallTask.status == TaskStatus.in_progress,
-            col(CallTask.id).not_in(select(CallAttempt.task_id).where(CallAttempt.state == AttemptState.in_flight)),
-            *( [CallTask.claimed_by == worker] if worker else []),
+        s.execute(update(TASK).where(
+            TASK.c.status == TaskStatus.in_progress,
+            TASK.c.id.not_in(select(ATTEMPT.c.task_id).where(ATTEMPT.c.state == AttemptState.in_flight)),
+            *( [TASK.c.claimed_by == worker] if worker else []),
         ).values(status=TaskStatus.pending, claimed_by=None, lease_until=None))
         s.commit()
     if n:

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlmodel import Session, col
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlmodel import Session
 
 from campaign import calendar as cal
 from campaign.model import (
+    ATTEMPT,
+    NURSE,
+    PATIENT,
+    RECIPIENT,
+    TASK,
+    WAVE,
     AuditEvent,
-    CallAttempt,
-    CallTask,
-    MailingRecipient,
     Nurse,
-    Patient,
     Wave,
     pathologies_from_text,
 )
@@ -41,21 +43,21 @@ OPEN_TASK_STATUSES = (TaskStatus.pending.value, TaskStatus.in_progress.value)
 TERMINAL = tuple(s.value for s in TERMINAL_TASK_STATUSES)
 
 PATIENT_RULE_COLUMNS = (
-    Patient.id,
-    Patient.status,
-    Patient.tier,
-    Patient.departement,
-    Patient.timezone,
-    Patient.preferred_start,
-    Patient.preferred_end,
-    Patient.consent,
-    Patient.suspended_until,
-    Patient.phone,
-    Patient.phone_alt,
-    Patient.flagged_numbers,
-    Patient.next_contact_on,
-    Patient.referent_nurse_id,
-    Patient.pathologies,
+    PATIENT.c.id,
+    PATIENT.c.status,
+    PATIENT.c.tier,
+    PATIENT.c.departement,
+    PATIENT.c.timezone,
+    PATIENT.c.preferred_start,
+    PATIENT.c.preferred_end,
+    PATIENT.c.consent,
+    PATIENT.c.suspended_until,
+    PATIENT.c.phone,
+    PATIENT.c.phone_alt,
+    PATIENT.c.flagged_numbers,
+    PATIENT.c.next_contact_on,
+    PATIENT.c.referent_nurse_id,
+    PATIENT.c.pathologies,
 )
 
 
@@ -77,7 +79,7 @@ def patient_state_from_row(row: Any) -> PatientState:
 
 
 def patient_rule_row(session: Session, patient_id: int) -> Any:
-    return session.execute(select(*PATIENT_RULE_COLUMNS).where(Patient.id == patient_id)).one()
+    return session.execute(select(*PATIENT_RULE_COLUMNS).where(PATIENT.c.id == patient_id)).one()
 
 
 def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Place) -> DialHistory:
@@ -87,14 +89,14 @@ def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Pla
     day_end = cal.at_local(day + timedelta(days=1), time(0), place.timezone)
     since = min(day_start, at - timedelta(days=1))
     rows = session.execute(
-        select(CallAttempt.started_at, CallAttempt.state)
-        .where(CallAttempt.patient_id == patient_id, CallAttempt.started_at >= since)
+        select(ATTEMPT.c.started_at, ATTEMPT.c.state)
+        .where(ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since)
     ).all()
     in_call = any(r.state == AttemptState.in_flight for r in rows)
     last = max((r.started_at for r in rows), default=None)
     if last is None:
         last = session.execute(
-            select(func.max(CallAttempt.started_at)).where(CallAttempt.patient_id == patient_id)
+            select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
         ).scalar_one_or_none()
     on_day = sum(1 for r in rows if day_start <= r.started_at < day_end)
     return DialHistory(in_call=in_call, last_dial_at=last, dials_on_day=on_day)
@@ -116,10 +118,9 @@ class NurseInfo:
 def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
     q = select(Nurse)
     if active_only:
-        q = q.where(col(Nurse.active).is_(True))
+        q = q.where(NURSE.c.active.is_(True))
     out = []
-    for n in session.exec(q).all():  # type: ignore[call-overload]
-        n = n[0] if isinstance(n, tuple) else n
+    for n in session.execute(q).scalars().all():
         shifts = tuple(
             (int(s["weekday"]), time.fromisoformat(s["start"]), time.fromisoformat(s["end"]))
             for s in n.shifts
@@ -137,55 +138,67 @@ def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
 
 
 def segment_patient_ids(session: Session, clauses: dict[str, list[str]]) -> list[int]:
-    q = select(Patient.id).where(Patient.status.in_([EnrolmentStatus.enrolled, EnrolmentStatus.suspended]))  # type: ignore[attr-defined]
+    q = select(PATIENT.c.id).where(PATIENT.c.status.in_([EnrolmentStatus.enrolled, EnrolmentStatus.suspended]))  # type: ignore[attr-defined]
     if pats := clauses.get("pathology"):
-        q = q.where(or_(*[col(Patient.pathologies).like(f"%|{p}|%") for p in pats]))
+        q = q.where(or_(*[PATIENT.c.pathologies.like(f"%|{p}|%") for p in pats]))
     if tiers := clauses.get("tier"):
-        q = q.where(col(Patient.tier).in_(tiers))
+        q = q.where(PATIENT.c.tier.in_(tiers))
     if deps := clauses.get("departement"):
-        q = q.where(col(Patient.departement).in_(deps))
-    return [r for (r,) in session.execute(q.order_by(Patient.id)).all()]
+        q = q.where(PATIENT.c.departement.in_(deps))
+    return [r for (r,) in session.execute(q.order_by(PATIENT.c.id)).all()]
 
 
 def recipients_rows(session: Session, mailing_id: int) -> list[Any]:
     return list(
         session.execute(
             select(*PATIENT_RULE_COLUMNS)
-            .join(MailingRecipient, col(MailingRecipient.patient_id) == Patient.id)
-            .where(MailingRecipient.mailing_id == mailing_id)
+            .join(RECIPIENT, RECIPIENT.c.patient_id == PATIENT.c.id)
+            .where(RECIPIENT.c.mailing_id == mailing_id)
         ).all()
     )
 
 
 def open_task_patients(session: Session, exclude_wave_id: int | None) -> set[int]:
-    q = select(CallTask.patient_id).where(col(CallTask.status).in_(OPEN_TASK_STATUSES))
+    q = select(TASK.c.patient_id).where(TASK.c.status.in_(OPEN_TASK_STATUSES))
     if exclude_wave_id is not None:
-        q = q.where(or_(col(CallTask.wave_id).is_(None), CallTask.wave_id != exclude_wave_id))
+        q = q.where(or_(TASK.c.wave_id.is_(None), TASK.c.wave_id != exclude_wave_id))
     return {r for (r,) in session.execute(q).all()}
 
 
 def wave_task_counts_since(session: Session, since: datetime, exclude_wave_id: int) -> dict[int, int]:
     rows = session.execute(
-        select(CallTask.patient_id, func.count())
+        select(TASK.c.patient_id, func.count())
         .where(
-            CallTask.kind == TaskKind.wave,
-            CallTask.created_at >= since,
-            CallTask.wave_id != exclude_wave_id,
-            CallTask.status != TaskStatus.cancelled,
+            TASK.c.kind == TaskKind.wave,
+            TASK.c.created_at >= since,
+            TASK.c.wave_id != exclude_wave_id,
+            TASK.c.status != TaskStatus.cancelled,
         )
-        .group_by(CallTask.patient_id)
+        .group_by(TASK.c.patient_id)
     ).all()
     return {pid: n for pid, n in rows}
 
 
 def delete_pending_wave_tasks(session: Session, wave_id: int) -> None:
     session.execute(
-        CallTask.__table__.delete().where(  # type: ignore[attr-defined]
-            CallTask.__table__.c.wave_id == wave_id,  # type: ignore[attr-defined]
-            CallTask.__table__.c.status == TaskStatus.pending.value,  # type: ignore[attr-defined]
-            CallTask.__table__.c.attempts == 0,  # type: ignore[attr-defined]
+        TASK.delete().where(
+            TASK.c.wave_id == wave_id,  # type: ignore[attr-defined]
+            TASK.c.status == TaskStatus.pending.value,  # type: ignore[attr-defined]
+            TASK.c.attempts == 0,  # type: ignore[attr-defined]
         )
     )
+
+
+def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> None:
+    """Why planning left each of these recipients out; cleared for the others."""
+    table = RECIPIENT
+    session.execute(update(table).where(table.c.mailing_id == mailing_id).values(plan_note=None))
+    if notes:
+        session.execute(
+            update(table).where(table.c.mailing_id == mailing_id, table.c.patient_id == bindparam("pid"))
+            .values(plan_note=bindparam("note")),
+            [{"pid": pid, "note": note} for pid, note in notes.items()],
+        )
 
 
 def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
@@ -194,11 +207,11 @@ def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     for r in rows:
         batch.append(r)
         if len(batch) >= 2000:
-            session.execute(insert(CallTask), batch)
+            session.execute(insert(TASK), batch)
             n += len(batch)
             batch = []
     if batch:
-        session.execute(insert(CallTask), batch)
+        session.execute(insert(TASK), batch)
         n += len(batch)
     return n
 
@@ -206,11 +219,11 @@ def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
 def cancel_open_tasks(session: Session, *, wave_id: int | None = None, patient_id: int | None = None,
                       now: datetime, reason: str, only_pending: bool = False) -> int:
     statuses = (TaskStatus.pending.value,) if only_pending else OPEN_TASK_STATUSES
-    q = update(CallTask).where(col(CallTask.status).in_(statuses))
+    q = update(TASK).where(TASK.c.status.in_(statuses))
     if wave_id is not None:
-        q = q.where(CallTask.wave_id == wave_id)
+        q = q.where(TASK.c.wave_id == wave_id)
     if patient_id is not None:
-        q = q.where(CallTask.patient_id == patient_id)
+        q = q.where(TASK.c.patient_id == patient_id)
     res = session.execute(
         q.values(status=TaskStatus.cancelled, closed_at=now, close_reason=reason, claimed_by=None)
     )
@@ -219,7 +232,7 @@ def cancel_open_tasks(session: Session, *, wave_id: int | None = None, patient_i
 
 def task_status_counts(session: Session, wave_id: int) -> dict[str, int]:
     rows = session.execute(
-        select(CallTask.status, func.count()).where(CallTask.wave_id == wave_id).group_by(CallTask.status)
+        select(TASK.c.status, func.count()).where(TASK.c.wave_id == wave_id).group_by(TASK.c.status)
     ).all()
     return {s: n for s, n in rows}
 
@@ -227,8 +240,8 @@ def task_status_counts(session: Session, wave_id: int) -> dict[str, int]:
 # ------------------------------------------------------------------ the dialer's queries
 
 DIALABLE_WAVE = or_(
-    col(CallTask.wave_id).is_(None),
-    col(CallTask.wave_id).in_(select(Wave.id).where(Wave.status == WaveStatus.running)),
+    TASK.c.wave_id.is_(None),
+    TASK.c.wave_id.in_(select(WAVE.c.id).where(WAVE.c.status == WaveStatus.running)),
 )
 
 
@@ -237,21 +250,21 @@ def dialable_candidates(session: Session, until: datetime, exclude: set[int] | N
     """Pending tasks of running waves (and callbacks) due before `until`, with the patient's rule data."""
     q = (
         select(
-            CallTask.id.label("task_id"),  # type: ignore[union-attr]
-            CallTask.kind,
-            CallTask.tier.label("task_tier"),  # type: ignore[attr-defined]
-            CallTask.priority,
-            CallTask.not_before,
-            CallTask.deadline,
-            CallTask.assigned_nurse_id,
-            CallTask.theme_code,
-            CallTask.wave_id,
-            CallTask.attempts,
+            TASK.c.id.label("task_id"),
+            TASK.c.kind,
+            TASK.c.tier.label("task_tier"),
+            TASK.c.priority,
+            TASK.c.not_before,
+            TASK.c.deadline,
+            TASK.c.assigned_nurse_id,
+            TASK.c.theme_code,
+            TASK.c.wave_id,
+            TASK.c.attempts,
             *PATIENT_RULE_COLUMNS,
         )
-        .join(Patient, col(Patient.id) == CallTask.patient_id)
-        .where(CallTask.status == TaskStatus.pending, CallTask.not_before <= until, DIALABLE_WAVE)
-        .order_by(CallTask.not_before)
+        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .where(TASK.c.status == TaskStatus.pending, TASK.c.not_before <= until, DIALABLE_WAVE)
+        .order_by(TASK.c.not_before)
         .limit(limit)
     )
     rows = session.execute(q).all()
@@ -263,13 +276,13 @@ def dialable_candidates(session: Session, until: datetime, exclude: set[int] | N
 def claim_task(session: Session, task_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
     """Atomic: only one worker turns a pending task of a running wave into in_progress."""
     res = session.execute(
-        update(CallTask)
-        .where(CallTask.id == task_id, CallTask.status == TaskStatus.pending, DIALABLE_WAVE)
+        update(TASK)
+        .where(TASK.c.id == task_id, TASK.c.status == TaskStatus.pending, DIALABLE_WAVE)
         .values(
             status=TaskStatus.in_progress,
             claimed_by=worker,
             lease_until=now + lease,
-            attempts=CallTask.attempts + 1,
+            attempts=TASK.c.attempts + 1,
         )
         .execution_options(synchronize_session=False)
     )
@@ -277,14 +290,14 @@ def claim_task(session: Session, task_id: int, worker: str, now: datetime, lease
 
 
 def insert_attempt(session: Session, **values: Any) -> int:
-    res = session.execute(insert(CallAttempt).values(**values).returning(CallAttempt.id))  # type: ignore[arg-type]
+    res = session.execute(insert(ATTEMPT).values(**values).returning(ATTEMPT.c.id))
     return int(res.scalar_one())
 
 
 def attempt_starts(session: Session, task_id: int) -> list[datetime]:
     return [
         r for (r,) in session.execute(
-            select(CallAttempt.started_at).where(CallAttempt.task_id == task_id).order_by(CallAttempt.started_at)
+            select(ATTEMPT.c.started_at).where(ATTEMPT.c.task_id == task_id).order_by(ATTEMPT.c.started_at)
         ).all()
     ]
 
@@ -299,29 +312,29 @@ def release_task(session: Session, task_id: int, *, not_before: datetime | None 
         values["closed_at"] = now
         values["close_reason"] = reason
     if undo_attempt:
-        values["attempts"] = CallTask.attempts - 1
-    session.execute(update(CallTask).where(CallTask.id == task_id).values(**values))
+        values["attempts"] = TASK.c.attempts - 1
+    session.execute(update(TASK).where(TASK.c.id == task_id).values(**values))
 
 
 def in_flight_attempts(session: Session, worker: str | None = None) -> list[Any]:
-    q = select(CallAttempt.id, CallAttempt.task_id, CallAttempt.patient_id, CallAttempt.started_at).where(
-        CallAttempt.state == AttemptState.in_flight
+    q = select(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at).where(
+        ATTEMPT.c.state == AttemptState.in_flight
     )
     if worker is not None:
-        q = q.where(CallAttempt.worker == worker)
+        q = q.where(ATTEMPT.c.worker == worker)
     return list(session.execute(q).all())
 
 
 def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int]:
     """Pending tasks past their deadline: expired if never tried, else unreachable."""
-    base = and_(CallTask.status == TaskStatus.pending, CallTask.deadline <= now)
+    base = and_(TASK.c.status == TaskStatus.pending, TASK.c.deadline <= now)
     a = session.execute(
-        update(CallTask).where(base, CallTask.attempts == 0).values(
+        update(TASK).where(base, TASK.c.attempts == 0).values(
             status=TaskStatus.expired, closed_at=now, close_reason="wave window ended before any attempt"
         )
     ).rowcount  # type: ignore[attr-defined]
     b = session.execute(
-        update(CallTask).where(base, CallTask.attempts > 0).values(
+        update(TASK).where(base, TASK.c.attempts > 0).values(
             status=TaskStatus.unreachable, closed_at=now, close_reason="wave window ended"
         )
     ).rowcount  # type: ignore[attr-defined]
@@ -329,12 +342,12 @@ def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int]:
 
 
 def waves_with_status(session: Session, *statuses: WaveStatus) -> list[Wave]:
-    return list(session.exec(select(Wave).where(col(Wave.status).in_(statuses))).scalars())  # type: ignore[call-overload]
+    return list(session.execute(select(Wave).where(WAVE.c.status.in_(statuses))).scalars())
 
 
 def open_task_count(session: Session, wave_id: int) -> int:
     return int(session.execute(
-        select(func.count()).where(CallTask.wave_id == wave_id, col(CallTask.status).in_(OPEN_TASK_STATUSES))
+        select(func.count()).where(TASK.c.wave_id == wave_id, TASK.c.status.in_(OPEN_TASK_STATUSES))
     ).scalar_one())
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:40:23.186746
+Create Date: 2026-11-23 13:41:46.381060
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.Column('shifts', sa.JSON(), nullable=False),
     sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_nurse'))
     )
     with op.batch_alter_table('nurse', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_nurse_code'), ['code'], unique=True)
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('rpps', sqlmodel.sql.sqltypes.AutoString(length=11), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_physician'))
     )
     with op.batch_alter_table('physician', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_physician_rpps'), ['rpps'], unique=True)
@@ -50,7 +50,7 @@ def upgrade() -> None:
     sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('label', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('pathologies', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.PrimaryKeyConstraint('code')
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_theme'))
     )
     op.create_table('mailing',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -60,8 +60,8 @@ def upgrade() -> None:
     sa.Column('arrives_on', sa.Date(), nullable=False),
     sa.Column('recipients', sa.Integer(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['theme_code'], ['theme.code'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['theme_code'], ['theme.code'], name=op.f('fk_mailing_theme_code_theme')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mailing'))
     )
     op.create_table('patient',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -91,9 +91,9 @@ def upgrade() -> None:
     sa.Column('last_contact_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('next_contact_on', sa.Date(), nullable=True),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['physician_id'], ['physician.id'], ),
-    sa.ForeignKeyConstraint(['referent_nurse_id'], ['nurse.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['physician_id'], ['physician.id'], name=op.f('fk_patient_physician_id_physician')),
+    sa.ForeignKeyConstraint(['referent_nurse_id'], ['nurse.id'], name=op.f('fk_patient_referent_nurse_id_nurse')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_patient'))
     )
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_departement'), ['departement'], unique=False)
@@ -109,8 +109,8 @@ def upgrade() -> None:
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=True),
     sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_audit_event_patient_id_patient')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_event'))
     )
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_event_at'), ['at'], unique=False)
@@ -120,9 +120,9 @@ def upgrade() -> None:
     sa.Column('mailing_id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('plan_note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.ForeignKeyConstraint(['mailing_id'], ['mailing.id'], ),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.PrimaryKeyConstraint('mailing_id', 'patient_id')
+    sa.ForeignKeyConstraint(['mailing_id'], ['mailing.id'], name=op.f('fk_mailing_recipient_mailing_id_mailing')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_mailing_recipient_patient_id_patient')),
+    sa.PrimaryKeyConstraint('mailing_id', 'patient_id', name=op.f('pk_mailing_recipient'))
     )
     op.create_table('physician_message',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -131,9 +131,9 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.ForeignKeyConstraint(['physician_id'], ['physician.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_physician_message_patient_id_patient')),
+    sa.ForeignKeyConstraint(['physician_id'], ['physician.id'], name=op.f('fk_physician_message_physician_id_physician')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_physician_message'))
     )
     with op.batch_alter_table('physician_message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_physician_message_patient_id'), ['patient_id'], unique=False)
@@ -150,8 +150,8 @@ def upgrade() -> None:
     sa.Column('planned_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('launched_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('closed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['mailing_id'], ['mailing.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['mailing_id'], ['mailing.id'], name=op.f('fk_wave_mailing_id_mailing')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wave'))
     )
     with op.batch_alter_table('wave', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wave_mailing_id'), ['mailing_id'], unique=False)
@@ -176,10 +176,10 @@ def upgrade() -> None:
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('closed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('close_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.ForeignKeyConstraint(['assigned_nurse_id'], ['nurse.id'], ),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.ForeignKeyConstraint(['wave_id'], ['wave.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['assigned_nurse_id'], ['nurse.id'], name=op.f('fk_call_task_assigned_nurse_id_nurse')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_call_task_patient_id_patient')),
+    sa.ForeignKeyConstraint(['wave_id'], ['wave.id'], name=op.f('fk_call_task_wave_id_wave')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_call_task'))
     )
     with op.batch_alter_table('call_task', schema=None) as batch_op:
         batch_op.create_index('ix_call_task_dialable', ['status', 'not_before'], unique=False)
@@ -199,10 +199,10 @@ def upgrade() -> None:
     sa.Column('ended_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('worker', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('voicemail_left', sa.Boolean(), nullable=False),
-    sa.ForeignKeyConstraint(['nurse_id'], ['nurse.id'], ),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.ForeignKeyConstraint(['task_id'], ['call_task.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['nurse_id'], ['nurse.id'], name=op.f('fk_call_attempt_nurse_id_nurse')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_call_attempt_patient_id_patient')),
+    sa.ForeignKeyConstraint(['task_id'], ['call_task.id'], name=op.f('fk_call_attempt_task_id_call_task')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_call_attempt'))
     )
     with op.batch_alter_table('call_attempt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_call_attempt_nurse_id'), ['nurse_id'], unique=False)
@@ -220,12 +220,12 @@ def upgrade() -> None:
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('next_contact_on', sa.Date(), nullable=True),
     sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['attempt_id'], ['call_attempt.id'], ),
-    sa.ForeignKeyConstraint(['nurse_id'], ['nurse.id'], ),
-    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
-    sa.ForeignKeyConstraint(['task_id'], ['call_task.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('attempt_id')
+    sa.ForeignKeyConstraint(['attempt_id'], ['call_attempt.id'], name=op.f('fk_outcome_attempt_id_call_attempt')),
+    sa.ForeignKeyConstraint(['nurse_id'], ['nurse.id'], name=op.f('fk_outcome_nurse_id_nurse')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_outcome_patient_id_patient')),
+    sa.ForeignKeyConstraint(['task_id'], ['call_task.id'], name=op.f('fk_outcome_task_id_call_task')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outcome')),
+    sa.UniqueConstraint('attempt_id', name=op.f('uq_outcome_attempt_id'))
     )
     with op.batch_alter_table('outcome', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outcome_patient_id'), ['patient_id'], unique=False)

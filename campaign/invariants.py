@@ -1,0 +1,313 @@
+"""The invariants of DESIGN.md, checked against what the database recorded.
+
+The dialer enforces the rules before each dial (`rules.may_dial`); this module
+checks afterwards, from the stored attempts, outcomes and tasks alone, that
+they held. It never trusts the dialer's memory, so a crash, a second dialer
+process or a bug in the claim shows up here.
+
+Violations are counted per offending row and illustrated by at most
+`MAX_EXAMPLES` ids (attempt ids, or task ids for `open_tasks`): never a name,
+a number or any other personal data, so a report can be mailed or logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlmodel import Session, col
+
+from campaign import calendar as cal
+from campaign.model import CallAttempt, CallTask, Outcome, Patient, Wave
+from campaign.policy import CallingHours, Policy
+from campaign.states import (
+    TERMINAL_TASK_STATUSES,
+    AttemptResult,
+    AttemptState,
+    EnrolmentStatus,
+    OutcomeCode,
+    TaskKind,
+    WaveStatus,
+)
+
+MAX_EXAMPLES = 20
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+_GONE = (EnrolmentStatus.withdrawn.value, EnrolmentStatus.deceased.value)
+_TERMINAL = tuple(s.value for s in TERMINAL_TASK_STATUSES)
+
+
+@dataclass(slots=True)
+class Violations:
+    """How many rows break one invariant, and the first few of their ids."""
+
+    count: int = 0
+    examples: list[int] = field(default_factory=list)
+
+    def add(self, row_id: int) -> None:
+        self.count += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(row_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "examples": list(self.examples)}
+
+
+@dataclass(slots=True)
+class InvariantReport:
+    """The result of `check_invariants`; `ok` when every count is zero.
+
+    `double_dials` is `overlapping_calls` + `redials_too_soon` (disjoint: an
+    attempt that overlaps is not also counted as too soon). Examples are
+    attempt ids, except for `open_tasks` (task ids).
+    """
+
+    wave_id: int | None = None
+    attempts_checked: int = 0
+    calls_outside_window: Violations = field(default_factory=Violations)
+    calls_to_uncallable: Violations = field(default_factory=Violations)
+    double_dials: Violations = field(default_factory=Violations)
+    overlapping_calls: Violations = field(default_factory=Violations)
+    redials_too_soon: Violations = field(default_factory=Violations)
+    over_daily_cap: Violations = field(default_factory=Violations)
+    open_tasks: Violations = field(default_factory=Violations)
+    answered_without_outcome: Violations = field(default_factory=Violations)
+    in_flight_attempts: Violations = field(default_factory=Violations)
+
+    def checks(self) -> Iterator[tuple[str, Violations]]:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Violations):
+                yield f.name, value
+
+    @property
+    def ok(self) -> bool:
+        return all(v.count == 0 for _, v in self.checks())
+
+    def counts(self) -> dict[str, int]:
+        return {name: v.count for name, v in self.checks()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "wave_id": self.wave_id,
+            "ok": self.ok,
+            "attempts_checked": self.attempts_checked,
+            "checks": {name: v.as_dict() for name, v in self.checks()},
+        }
+
+
+def check_invariants(session: Session, policy: Policy, wave_id: int | None = None) -> InvariantReport:
+    """Invariants 1, 2 and 4 (and the stored half of 3), from the database alone.
+
+    Scope: with `wave_id`, the attempts and tasks of that wave (callbacks it
+    spawned included); without, every attempt, and the tasks of waves that are
+    done or cancelled (a running wave legitimately has open tasks). A dialer
+    that is running shows its current calls as `in_flight_attempts`.
+
+    Calling window (invariant 2): the attempt's start must fall inside the
+    patient's window of that local day (`calendar.is_callable_at`, holidays
+    included), as the patient's place is today.
+
+    Uncallable patient (invariant 2). Statuses are current, not historical, so
+    an attempt is only blamed when the record shows the status applied at its
+    start:
+    - an `opted_out` outcome recorded at T forbids every attempt starting
+      after T (the attempt during which the patient opted out is legitimate),
+      unless the patient re-enrolled later (`enrolled_on` after T's date);
+    - withdrawn or deceased with no opt-out on record: nothing says when it
+      happened, so the status is taken as older than the wave and every
+      attempt counts;
+    - suspended: attempts on local days up to `suspended_until` (no end date:
+      all), as `rules.may_dial` decides it;
+    - no consent: every attempt.
+
+    Double dials (invariant 1), one ordered query and one pass per patient,
+    looking at all of the patient's attempts (other waves too), but blaming
+    the later attempt of a pair, and with `wave_id` only when it is the
+    wave's:
+    - overlapping: an attempt starts before an earlier one ended (an
+      earlier attempt with no `ended_at` is still running);
+    - too soon: start-to-start closer than `retry.min_gap_minutes` to the
+      previous attempt, unless the later attempt is a callback the patient
+      asked for (the gap the rules measure: `DialHistory.last_dial_at`);
+    - over the daily cap: the attempts beyond `caps.max_attempts_per_day` on
+      one local day; every attempt counts towards the cap, but a callback is
+      not blamed for exceeding it (the rules let the patient's own request
+      through).
+
+    Outcomes (invariant 3): an answered attempt with no Outcome row, and
+    attempts still `in_flight`. Tasks (invariant 4): any not in a terminal
+    state.
+    """
+    report = InvariantReport(wave_id=wave_id)
+    hours = policy.calling_hours
+    gap = timedelta(minutes=policy.retry.min_gap_minutes)
+    cap = policy.caps.max_attempts_per_day
+    opt_outs = _opt_out_times(session, wave_id)
+    windows = _window_cache(hours)
+
+    current: int | None = None
+    place = cal.Place("75", cal.METROPOLE_ZONE)
+    prev_start: datetime | None = None
+    busy_until: datetime | None = None
+    day: date | None = None
+    on_day = 0
+    for r in _attempt_rows(session, policy, wave_id):
+        if r.patient_id != current:
+            current = r.patient_id
+            place = cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end)
+            prev_start, busy_until, day, on_day = None, None, None, 0
+        started: datetime = r.started_at
+        local_day = cal.local_date(started, place)
+        in_scope = wave_id is None or r.wave_id == wave_id
+        callback = r.kind == TaskKind.callback.value
+
+        if local_day != day:
+            day, on_day = local_day, 0
+        on_day += 1
+
+        if in_scope:
+            report.attempts_checked += 1
+            if not any(s <= started < e for s, e in windows(local_day, place)):
+                report.calls_outside_window.add(r.id)
+            if _uncallable(r, started, local_day, place, opt_outs.get(r.patient_id)):
+                report.calls_to_uncallable.add(r.id)
+            if r.state == AttemptState.in_flight.value:
+                report.in_flight_attempts.add(r.id)
+            if r.result == AttemptResult.answered.value and r.outcome_id is None:
+                report.answered_without_outcome.add(r.id)
+            if busy_until is not None and started < busy_until:
+                report.overlapping_calls.add(r.id)
+                report.double_dials.add(r.id)
+            elif prev_start is not None and not callback and started - prev_start < gap:
+                report.redials_too_soon.add(r.id)
+                report.double_dials.add(r.id)
+            if on_day > cap and not callback:
+                report.over_daily_cap.add(r.id)
+
+        prev_start = started
+        ended = r.ended_at if r.ended_at is not None else _FOREVER
+        busy_until = ended if busy_until is None else max(busy_until, ended)
+
+    _open_tasks(session, wave_id, report.open_tasks)
+    return report
+
+
+def _attempt_rows(session: Session, policy: Policy, wave_id: int | None) -> Iterator[Any]:
+    """Every attempt to check, ordered by patient then start, with the patient's place.
+
+    With a wave, the wave's patients' attempts from a margin before its first
+    attempt to its last, so an earlier call of another wave or a callback
+    still counts against the wave's dials.
+    """
+    scope: list[ColumnElement[bool]] = []
+    if wave_id is not None:
+        first, last = session.execute(
+            select(func.min(col(CallAttempt.started_at)), func.max(col(CallAttempt.started_at)))
+            .join(CallTask, col(CallTask.id) == col(CallAttempt.task_id))
+            .where(col(CallTask.wave_id) == wave_id)
+        ).one()
+        if first is None:
+            return iter(())
+        # a local day is at most 24 h long, plus the gap that reaches back
+        margin = timedelta(days=1) + timedelta(minutes=policy.retry.min_gap_minutes)
+        scope = [
+            col(CallAttempt.patient_id).in_(_wave_patients(wave_id)),
+            col(CallAttempt.started_at) >= first - margin,
+            col(CallAttempt.started_at) <= last,
+        ]
+    q: Select[*tuple[Any, ...]] = (
+        select(
+            col(CallAttempt.id),
+            col(CallAttempt.patient_id),
+            col(CallAttempt.started_at),
+            col(CallAttempt.ended_at),
+            col(CallAttempt.state),
+            col(CallAttempt.result),
+            col(CallTask.kind),
+            col(CallTask.wave_id),
+            col(Outcome.id).label("outcome_id"),
+            col(Patient.departement),
+            col(Patient.timezone),
+            col(Patient.preferred_start),
+            col(Patient.preferred_end),
+            col(Patient.status),
+            col(Patient.consent),
+            col(Patient.suspended_until),
+            col(Patient.enrolled_on),
+        )
+        .join(CallTask, col(CallTask.id) == col(CallAttempt.task_id))
+        .join(Patient, col(Patient.id) == col(CallAttempt.patient_id))
+        .outerjoin(Outcome, col(Outcome.attempt_id) == col(CallAttempt.id))
+        .where(*scope)
+        .order_by(col(CallAttempt.patient_id), col(CallAttempt.started_at), col(CallAttempt.id))
+        .execution_options(yield_per=5000)  # streamed: 200,000 rows are never all held
+    )
+    return iter(session.execute(q))
+
+
+def _wave_patients(wave_id: int) -> Select[int]:
+    return select(col(CallTask.patient_id)).where(col(CallTask.wave_id) == wave_id)
+
+
+def _opt_out_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
+    """Each patient's first opt-out, as recorded by the nurse."""
+    scope = [] if wave_id is None else [col(Outcome.patient_id).in_(_wave_patients(wave_id))]
+    q = (
+        select(col(Outcome.patient_id), func.min(col(Outcome.recorded_at)))
+        .where(col(Outcome.code) == OutcomeCode.opted_out.value, *scope)
+        .group_by(col(Outcome.patient_id))
+    )
+    return {pid: at for pid, at in session.execute(q).all()}
+
+
+def _uncallable(
+    r: Any, started: datetime, local_day: date, place: cal.Place, opted_out_at: datetime | None
+) -> bool:
+    if not r.consent:
+        return True
+    if opted_out_at is not None and started > opted_out_at:
+        reenrolled = (
+            r.status not in _GONE
+            and r.enrolled_on is not None
+            and r.enrolled_on > cal.local_date(opted_out_at, place)
+        )
+        if not (reenrolled and local_day >= r.enrolled_on):
+            return True
+    elif opted_out_at is None and r.status in _GONE:
+        return True
+    return bool(
+        r.status == EnrolmentStatus.suspended.value
+        and (r.suspended_until is None or r.suspended_until >= local_day)
+    )
+
+
+def _window_cache(hours: CallingHours) -> Callable[[date, cal.Place], list[tuple[datetime, datetime]]]:
+    """`calendar.utc_intervals` memoised per (day, place): 200,000 attempts share few."""
+
+    @lru_cache(maxsize=65536)
+    def windows(day: date, place: cal.Place) -> list[tuple[datetime, datetime]]:
+        return cal.utc_intervals(day, place, hours)
+
+    return windows
+
+
+def _open_tasks(session: Session, wave_id: int | None, out: Violations) -> None:
+    cond: list[ColumnElement[bool]] = [col(CallTask.status).not_in(_TERMINAL)]
+    if wave_id is not None:
+        cond.append(col(CallTask.wave_id) == wave_id)
+    else:
+        closed = select(col(Wave.id)).where(
+            col(Wave.status).in_((WaveStatus.done.value, WaveStatus.cancelled.value))
+        )
+        cond.append(col(CallTask.wave_id).in_(closed))
+    out.count = int(session.execute(select(func.count()).select_from(CallTask).where(*cond)).scalar_one())
+    out.examples = [
+        tid
+        for (tid,) in session.execute(
+            select(col(CallTask.id)).where(*cond).order_by(col(CallTask.id)).limit(MAX_EXAMPLES)
+        ).all()
+    ]
