@@ -109,23 +109,23 @@ def may_dial(
             history.last_dial_at + gap,
         )
     if history.dials_on_day >= policy.caps.max_attempts_per_day and not callback:
-        nxt = _next_day_open(at, patient.place, policy)
+        next_day = _next_day_open(at, patient.place, policy)
         return Decision(
             False,
             Reason.daily_cap,
             f"already dialed {history.dials_on_day} times on {local_day.isoformat()} "
             f"(cap {policy.caps.max_attempts_per_day})",
-            nxt,
+            next_day,
         )
     if policy.calling_hours.holidays and cal.is_holiday(local_day, patient.place.departement):
         name = cal.holiday_name(local_day, patient.place.departement) or "public holiday"
-        nxt = cal.next_open(at, patient.place, policy.calling_hours)
+        after = cal.next_open(at, patient.place, policy.calling_hours)
         return Decision(
-            False, Reason.holiday, f"{local_day.isoformat()} is a holiday ({name})", nxt[0] if nxt else None
+            False, Reason.holiday, f"{local_day.isoformat()} is a holiday ({name})", after[0] if after else None
         )
     window = cal.window_containing(at, patient.place, policy.calling_hours)
     if window is None:
-        nxt = cal.next_open(at, patient.place, policy.calling_hours)
+        opens = cal.next_open(at, patient.place, policy.calling_hours)
         local = cal.local_time_of(at, patient.place.timezone)
         windows = ", ".join(str(w) for w in cal.local_windows(local_day, patient.place, policy.calling_hours))
         return Decision(
@@ -133,7 +133,7 @@ def may_dial(
             Reason.outside_hours,
             f"{local:%H:%M} local time ({patient.place.timezone}) is outside the calling "
             f"windows of that day ({windows or 'none'})",
-            nxt[0] if nxt else None,
+            opens[0] if opens else None,
         )
     return Decision(True, Reason.ok, "may be dialed now")
 
