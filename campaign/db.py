@@ -19,7 +19,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")   # durable at each commit in WAL mode
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable at each commit in WAL mode
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()

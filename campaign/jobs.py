@@ -41,8 +41,7 @@ def expire_and_close(ctx: services.Context) -> Any:
 
 def job_specs(policy: Policy) -> list[JobSpec]:
     return [
-        JobSpec("plan_due_waves", plan_due_waves,
-                CronTrigger(hour="*", minute=5, timezone="Europe/Paris")),
+        JobSpec("plan_due_waves", plan_due_waves, CronTrigger(hour="*", minute=5, timezone="Europe/Paris")),
         JobSpec("expire_and_close", expire_and_close, IntervalTrigger(minutes=30, timezone="UTC")),
     ]
 
@@ -82,7 +81,10 @@ def build_scheduler(database_url: str, config_dir: str, policy: Policy) -> Any:
     )
     for spec in job_specs(policy):
         scheduler.add_job(
-            "campaign.jobs:run_job", trigger=spec.trigger, id=spec.id, replace_existing=True,
+            "campaign.jobs:run_job",
+            trigger=spec.trigger,
+            id=spec.id,
+            replace_existing=True,
             kwargs={"job_id": spec.id, "database_url": database_url, "config_dir": config_dir},
         )
     return scheduler

@@ -22,7 +22,6 @@ from campaign.states import (
     WaveStatus,
 )
 
-
 # Named constraints, so later SQLite batch migrations can drop or alter them.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -56,7 +55,7 @@ class Nurse(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(index=True, unique=True, max_length=32)
     display_name: str
-    level: str = "junior"                      # NurseLevel
+    level: str = "junior"  # NurseLevel
     skills: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # [{"weekday": 0..6, "start": "HH:MM", "end": "HH:MM"}], local time of `timezone`
     shifts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -71,22 +70,22 @@ class Patient(SQLModel, table=True):
     last_name: str
     birth_date: date
     sex: str | None = Field(default=None, max_length=1)
-    phone: str                                 # E.164
-    phone_alt: str | None = None               # E.164
+    phone: str  # E.164
+    phone_alt: str | None = None  # E.164
     # numbers a nurse found wrong; never dialed again
     flagged_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     postal_code: str = Field(max_length=5)
     city: str = ""
     departement: str = Field(max_length=3, index=True)
     timezone: str
-    pathologies: str = Field(index=False)      # '|diabetes|copd|'
-    tier: str = Field(index=True)              # Tier
+    pathologies: str = Field(index=False)  # '|diabetes|copd|'
+    tier: str = Field(index=True)  # Tier
     status: str = Field(default=EnrolmentStatus.enrolled, index=True)
     suspended_until: date | None = None
     consent: bool = True
     consent_on: date | None = None
     enrolled_on: date | None = None
-    preferred_start: time | None = None        # patient's local time
+    preferred_start: time | None = None  # patient's local time
     preferred_end: time | None = None
     referent_nurse_id: int | None = Field(default=None, foreign_key="nurse.id", index=True)
     physician_id: int | None = Field(default=None, foreign_key="physician.id")
@@ -126,10 +125,10 @@ class Wave(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     mailing_id: int = Field(foreign_key="mailing.id", index=True)
     status: str = Field(default=WaveStatus.scheduled, index=True)
-    plan_after: datetime                       # when the scheduler may plan it
+    plan_after: datetime  # when the scheduler may plan it
     window_start: date
-    window_end: date                           # last calling day, inclusive
-    deadline: datetime                         # no attempt starts after this (UTC)
+    window_end: date  # last calling day, inclusive
+    deadline: datetime  # no attempt starts after this (UTC)
     # the plan the supervisor reviews: {"days": {...}, "skipped": {...}, "unplaced": n}
     plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     planned_at: datetime | None = None
@@ -151,8 +150,8 @@ class CallTask(SQLModel, table=True):
     tier: str
     priority: int = 0
     planned_day: date | None = None
-    not_before: datetime                       # earliest next attempt (UTC)
-    deadline: datetime                         # expires if not reached by then (UTC)
+    not_before: datetime  # earliest next attempt (UTC)
+    deadline: datetime  # expires if not reached by then (UTC)
     assigned_nurse_id: int | None = Field(default=None, foreign_key="nurse.id")
     theme_code: str | None = None
     attempts: int = 0
@@ -170,13 +169,13 @@ class CallAttempt(SQLModel, table=True):
     task_id: int = Field(foreign_key="call_task.id", index=True)
     patient_id: int = Field(foreign_key="patient.id")
     nurse_id: int | None = Field(default=None, foreign_key="nurse.id", index=True)
-    number: str                                # E.164 dialed
+    number: str  # E.164 dialed
     state: str = AttemptState.in_flight
-    result: str | None = None                  # AttemptResult
+    result: str | None = None  # AttemptResult
     started_at: datetime
     answered_at: datetime | None = None
     ended_at: datetime | None = None
-    worker: str | None = None                  # which dialer process placed it
+    worker: str | None = None  # which dialer process placed it
     voicemail_left: bool = False
 
 
@@ -186,7 +185,7 @@ class Outcome(SQLModel, table=True):
     task_id: int = Field(foreign_key="call_task.id", index=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
     nurse_id: int | None = Field(default=None, foreign_key="nurse.id")
-    code: str                                  # OutcomeCode
+    code: str  # OutcomeCode
     callback_at: datetime | None = None
     note: str = ""
     next_contact_on: date | None = None
@@ -225,6 +224,7 @@ WAVE = Wave.__table__  # type: ignore[attr-defined]
 RECIPIENT = MailingRecipient.__table__  # type: ignore[attr-defined]
 NURSE = Nurse.__table__  # type: ignore[attr-defined]
 OUTCOME = Outcome.__table__  # type: ignore[attr-defined]
+MAILING = Mailing.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "AttemptResult",

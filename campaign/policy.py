@@ -6,6 +6,7 @@ reported with the file, the key and the problem, and stop start-up.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from datetime import time
 from enum import StrEnum
@@ -89,7 +90,7 @@ class CallingHours(_Strict):
         for day in WEEKDAYS:
             windows = [Window.parse(w) for w in data.get(day, [])]
             windows.sort(key=lambda w: w.start)
-            for a, b in zip(windows, windows[1:], strict=False):
+            for a, b in itertools.pairwise(windows):
                 if b.start < a.end:
                     raise ValueError(f"{day}: windows {a} and {b} overlap")
             days.append(tuple(windows))
@@ -186,9 +187,7 @@ class Policy(_Strict):
         for theme in self.themes.values():
             unknown = set(theme.pathologies) - set(self.pathologies)
             if unknown:
-                raise ValueError(
-                    f"themes.{theme.code}.pathologies: unknown pathologies {sorted(unknown)}"
-                )
+                raise ValueError(f"themes.{theme.code}.pathologies: unknown pathologies {sorted(unknown)}")
         missing = set(Tier) - set(self.dialer.expected_attempts_per_reach)
         if missing:
             raise ValueError(f"dialer.expected_attempts_per_reach: missing tiers {sorted(missing)}")
@@ -212,7 +211,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "-", f"not valid TOML: {exc}") from None
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: Any) -> str:
     return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "-"
 
 
@@ -239,9 +238,7 @@ def load_policy(config_dir: Path | str | None = None) -> Policy:
 
     raw = {
         **prog,
-        "themes": {
-            code: {"code": code, **body} for code, body in themes.get("themes", {}).items()
-        },
+        "themes": {code: {"code": code, **body} for code, body in themes.get("themes", {}).items()},
         "simulation": flat_sim(sim),
     }
     try:
@@ -250,12 +247,8 @@ def load_policy(config_dir: Path | str | None = None) -> Policy:
         err = exc.errors()[0]
         loc = _loc(err)
         head = loc.split(".")[0]
-        file = {"themes": files["themes"], "simulation": files["simulation"]}.get(
-            head, files["programme"]
-        )
-        if head == "themes":
-            loc = loc
-        elif head == "simulation":
+        file = {"themes": files["themes"], "simulation": files["simulation"]}.get(head, files["programme"])
+        if head == "simulation":
             loc = loc.removeprefix("simulation.")
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(str(file), loc, err["msg"] + more) from None

@@ -124,33 +124,35 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     zones: dict[str, ZoneInfo] = {}
     total_attempts = 0
 
-    for a in _attempt_rows(session, wave_id):
+    answered_value, done_value = AttemptResult.answered.value, TaskStatus.done.value
+    for (
+        task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse,
+    ) in _attempt_rows(session, wave_id):  # fmt: skip
         total_attempts += 1
-        task = tasks.get(a.task_id)
-        tier = task.tier if task else "?"
-        attempts_by_tier[tier] += 1
-        results[a.result or "none"] += 1
-        if a.outcome_code:
-            outcomes[a.outcome_code] += 1
-        zone = zones.get(a.timezone) or zones.setdefault(a.timezone, ZoneInfo(a.timezone))
-        day = a.started_at.astimezone(zone).date()
+        task = tasks.get(task_id)
+        attempts_by_tier[task.tier if task else "?"] += 1
+        results[result or "none"] += 1
+        if code:
+            outcomes[code] += 1
+        zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
+        day = started.astimezone(zone).date()
         attempts_by_day[day] += 1
-        answered = a.result == AttemptResult.answered.value
-        if a.nurse_id is not None:
-            load = nurses.setdefault(a.nurse_id, _NurseLoad())
+        answered = result == answered_value
+        if nurse_id is not None:
+            load = nurses.get(nurse_id) or nurses.setdefault(nurse_id, _NurseLoad())
             load.attempts += 1
-            if a.ended_at is not None:
-                load.busy_seconds += (a.ended_at - a.started_at).total_seconds()
+            if ended is not None:
+                load.busy_seconds += (ended - started).total_seconds()
             if answered:
                 load.handled += 1
                 load.busy_seconds += wrap_up
-                if a.answered_at is not None and a.ended_at is not None:
-                    load.talk_seconds += (a.ended_at - a.answered_at).total_seconds()
-        if task is not None and task.status == TaskStatus.done.value:
-            rank = (a.outcome_code in _SPOKE, a.outcome_code is not None, answered, a.started_at)
+                if answered_at is not None and ended is not None:
+                    load.talk_seconds += (ended - answered_at).total_seconds()
+        if task is not None and task.status == done_value:
+            rank = (code in _SPOKE, code is not None, answered, started)
             if task.reach is None or rank > task.reach[0]:
-                nurse = a.outcome_nurse_id if a.outcome_nurse_id is not None else a.nurse_id
-                task.reach = (rank, a.started_at, day, nurse)
+                nurse = outcome_nurse if outcome_nurse is not None else nurse_id
+                task.reach = (rank, started, day, nurse)
 
     by_tier = _by_tier(tasks.values(), attempts_by_tier, wave, policy)
     reached_days = Counter(t.reach[2] for t in tasks.values() if t.reach is not None)
@@ -194,23 +196,24 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
 
 
 def _load_tasks(session: Session, wave_id: int) -> dict[int, _Task]:
-    rows = session.execute(
+    # Core rows (no ORM bookkeeping): this runs over every task of the wave
+    rows: Iterable[Any] = session.connection().execute(
         select(
             col(CallTask.id),
             col(CallTask.tier),
             col(CallTask.status),
-            col(CallTask.closed_at),
             col(Patient.referent_nurse_id),
+            col(CallTask.closed_at),
         )
         .join(Patient, col(Patient.id) == col(CallTask.patient_id))
         .where(col(CallTask.wave_id) == wave_id)
         .execution_options(yield_per=10000)
     )
-    return {r.id: _Task(r.tier, r.status, r.referent_nurse_id, r.closed_at) for r in rows}
+    return {tid: _Task(tier, status, referent, closed) for tid, tier, status, referent, closed in rows}
 
 
 def _attempt_rows(session: Session, wave_id: int) -> Iterable[Any]:
-    return session.execute(
+    return session.connection().execute(
         select(
             col(CallAttempt.task_id),
             col(CallAttempt.nurse_id),
@@ -484,10 +487,12 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
     checks = Table(title="Invariants", title_justify="left")
     checks.add_column("check")
     checks.add_column("count", justify="right")
-    checks.add_column("examples (ids)")
+    checks.add_column("examples")
     for name, v in report["invariants"]["checks"].items():
         more = "…" if v["count"] > len(v["examples"]) else ""
         examples = ", ".join(str(i) for i in v["examples"]) + more
+        if examples:
+            examples = f"{v['unit']} {examples}"
         checks.add_row(name.replace("_", " "), _count_cell(v["count"]), examples)
     console.print(checks)
 

@@ -45,7 +45,7 @@ log = structlog.get_logger("carecall.campaign")
 
 SEGMENT_KEYS = ("pathology", "tier", "departement")
 PARIS = "Europe/Paris"
-LATEST_ZONE = "America/Martinique"   # the westernmost zone served: a wave's last calls end there
+LATEST_ZONE = "America/Martinique"  # the westernmost zone served: a wave's last calls end there
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ def parse_segment(text: str | None, theme: Theme, policy: Policy) -> dict[str, l
         if not part:
             continue
         if "=" not in part:
-            raise ValueError(f"segment clause {part!r}: expected key=value[,value] (keys: {', '.join(SEGMENT_KEYS)})")
+            raise ValueError(
+                f"segment clause {part!r}: expected key=value[,value] (keys: {', '.join(SEGMENT_KEYS)})"
+            )
         key, _, values = part.partition("=")
         key = key.strip().lower()
         vals = [v.strip() for v in values.split(",") if v.strip()]
@@ -95,7 +97,9 @@ def parse_segment(text: str | None, theme: Theme, policy: Policy) -> dict[str, l
         if key == "pathology":
             bad = [v for v in vals if v not in policy.pathologies]
             if bad:
-                raise ValueError(f"segment: unknown pathology {bad[0]!r} (known: {', '.join(policy.pathologies)})")
+                raise ValueError(
+                    f"segment: unknown pathology {bad[0]!r} (known: {', '.join(policy.pathologies)})"
+                )
         if key == "tier":
             bad = [v for v in vals if v not in {t.value for t in Tier}]
             if bad:
@@ -131,7 +135,9 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
     policy = ctx.policy
     theme = policy.themes.get(theme_code)
     if theme is None:
-        raise NotFound(f"theme {theme_code!r} is not in config/themes.toml (known: {', '.join(policy.themes)})")
+        raise NotFound(
+            f"theme {theme_code!r} is not in config/themes.toml (known: {', '.join(policy.themes)})"
+        )
     clauses = parse_segment(segment, theme, policy)
     hours = policy.calling_hours
     arrives = cal.add_working_days(sent_on, policy.mailing.delivery_working_days, hours)
@@ -145,8 +151,12 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
     with ctx.sessions() as s:
         ids = store.segment_patient_ids(s, clauses)
         mailing = Mailing(
-            theme_code=theme_code, segment=segment or "", sent_on=sent_on, arrives_on=arrives,
-            recipients=len(ids), created_at=now,
+            theme_code=theme_code,
+            segment=segment or "",
+            sent_on=sent_on,
+            arrives_on=arrives,
+            recipients=len(ids),
+            created_at=now,
         )
         s.add(mailing)
         s.flush()
@@ -156,13 +166,19 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
             [{"mailing_id": mailing.id, "patient_id": i} for i in ids],
         ) if ids else None
         wave = Wave(
-            mailing_id=mailing.id, status=WaveStatus.scheduled, plan_after=plan_after,
-            window_start=start, window_end=end, deadline=deadline,
+            mailing_id=mailing.id,
+            status=WaveStatus.scheduled,
+            plan_after=plan_after,
+            window_start=start,
+            window_end=end,
+            deadline=deadline,
         )
         s.add(wave)
         s.flush()
         assert wave.id is not None
-        store.audit(s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={len(ids)}")
+        store.audit(
+            s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={len(ids)}"
+        )
         s.commit()
         log.info("mailing recorded", mailing=mailing.id, wave=wave.id, theme=theme_code, recipients=len(ids))
         return MailingRecorded(mailing.id, wave.id, len(ids), arrives, start, end, plan_after)
@@ -181,7 +197,9 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
     with ctx.sessions() as s:
         wave = get_wave(s, wave_id)
         if wave.status not in (WaveStatus.scheduled, WaveStatus.planned):
-            raise InvalidTransition(f"wave {wave_id} is {wave.status}; only a scheduled or planned wave can be planned")
+            raise InvalidTransition(
+                f"wave {wave_id} is {wave.status}; only a scheduled or planned wave can be planned"
+            )
         if wave.status == WaveStatus.planned and not replan:
             raise InvalidTransition(f"wave {wave_id} is already planned; use --replan to plan it again")
         mailing = s.get(Mailing, wave.mailing_id)
@@ -200,9 +218,7 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
             )
             for r in rows
         ]
-        nurses = [
-            planning.NurseShifts(n.id, n.level, n.skills, n.shifts) for n in store.nurses(s)
-        ]
+        nurses = [planning.NurseShifts(n.id, n.level, n.skills, n.shifts) for n in store.nurses(s)]
         days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
         plan = planning.plan_wave(cands, nurses, days, policy)
         by_id = {r.id: r for r in rows}
@@ -214,15 +230,26 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
             not_before = windows[0][0]
             deadline = cal.at_local(wave.window_end + timedelta(days=1), time(0), r.timezone)
             tier = Tier(r.tier)
-            new_tasks.append({
-                "wave_id": wave_id, "patient_id": pid, "kind": TaskKind.wave.value,
-                "status": TaskStatus.pending.value, "tier": tier.value,
-                "priority": policy.tiers[tier].priority, "planned_day": day,
-                "not_before": not_before, "deadline": deadline, "theme_code": mailing.theme_code,
-                "attempts": 0, "created_at": now,
-            })
+            new_tasks.append(
+                {
+                    "wave_id": wave_id,
+                    "patient_id": pid,
+                    "kind": TaskKind.wave.value,
+                    "status": TaskStatus.pending.value,
+                    "tier": tier.value,
+                    "priority": policy.tiers[tier].priority,
+                    "planned_day": day,
+                    "not_before": not_before,
+                    "deadline": deadline,
+                    "theme_code": mailing.theme_code,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
         store.insert_tasks(s, new_tasks)
-        notes = {pid: _SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids}
+        notes = {
+            pid: _SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids
+        }
         notes.update({pid: "no nurse capacity left in the wave's window" for pid in plan.unplaced})
         store.set_plan_notes(s, mailing.id, notes)  # type: ignore[arg-type]
         summary = plan.as_dict()
@@ -232,8 +259,13 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
         wave.planned_at = now
         store.audit(s, now, "scheduler", "wave.plan", detail=f"wave={wave_id} tasks={len(new_tasks)}")
         s.commit()
-    log.info("wave planned", wave=wave_id, tasks=len(plan.assignments), unplaced=len(plan.unplaced),
-             skipped=sum(plan.skipped.values()))
+    log.info(
+        "wave planned",
+        wave=wave_id,
+        tasks=len(plan.assignments),
+        unplaced=len(plan.unplaced),
+        skipped=sum(plan.skipped.values()),
+    )
     return plan
 
 
@@ -252,8 +284,10 @@ _TRANSITIONS = {
     "launch": ({WaveStatus.planned}, WaveStatus.running),
     "pause": ({WaveStatus.running}, WaveStatus.paused),
     "resume": ({WaveStatus.paused}, WaveStatus.running),
-    "cancel": ({WaveStatus.scheduled, WaveStatus.planned, WaveStatus.running, WaveStatus.paused},
-               WaveStatus.cancelled),
+    "cancel": (
+        {WaveStatus.scheduled, WaveStatus.planned, WaveStatus.running, WaveStatus.paused},
+        WaveStatus.cancelled,
+    ),
 }
 
 
@@ -271,7 +305,9 @@ def change_wave(ctx: Context, wave_id: int, action: str, actor: str = "superviso
         if action == "launch":
             wave.launched_at = now
         if action == "cancel":
-            n = store.cancel_open_tasks(s, wave_id=wave_id, now=now, reason="wave cancelled", only_pending=True)
+            n = store.cancel_open_tasks(
+                s, wave_id=wave_id, now=now, reason="wave cancelled", only_pending=True
+            )
             wave.closed_at = now
             log.info("wave cancelled", wave=wave_id, tasks_cancelled=n)
         store.audit(s, now, actor, f"wave.{action}", detail=f"wave={wave_id}")
@@ -348,8 +384,14 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
         decision = rules.may_dial(state, history, now, policy, callback=task.kind == TaskKind.callback)
         if not decision.allowed:
             if decision.retry_at is None:
-                store.release_task(s, task_id, status=TaskStatus.cancelled, now=now,
-                                   reason=decision.reason.value, undo_attempt=True)
+                store.release_task(
+                    s,
+                    task_id,
+                    status=TaskStatus.cancelled,
+                    now=now,
+                    reason=decision.reason.value,
+                    undo_attempt=True,
+                )
             else:
                 store.release_task(s, task_id, not_before=decision.retry_at, undo_attempt=True)
             s.commit()
@@ -357,8 +399,14 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
         numbers = store.dialable_numbers(row.phone, row.phone_alt, row.flagged_numbers)
         number = numbers[(task.attempts - 1) % len(numbers)]
         attempt_id = store.insert_attempt(
-            s, task_id=task_id, patient_id=row.id, nurse_id=nurse_id, number=number,
-            state=AttemptState.in_flight, started_at=now, worker=worker,
+            s,
+            task_id=task_id,
+            patient_id=row.id,
+            nurse_id=nurse_id,
+            number=number,
+            state=AttemptState.in_flight,
+            started_at=now,
+            worker=worker,
         )
         s.commit()
         return Claimed(attempt_id, task_id, row.id, number, Tier(task.tier), TaskKind(task.kind))
@@ -370,30 +418,42 @@ def _patient_of(s: Session, task_id: int) -> int:
 
 def mark_answered(ctx: Context, attempt_id: int) -> None:
     with ctx.sessions() as s:
-        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
-            result=AttemptResult.answered, answered_at=ctx.clock.now()))
+        s.execute(
+            update(ATTEMPT)
+            .where(ATTEMPT.c.id == attempt_id)
+            .values(result=AttemptResult.answered, answered_at=ctx.clock.now())
+        )
         s.commit()
 
 
-def finish_unanswered(ctx: Context, attempt_id: int, result: AttemptResult,
-                      voicemail_left: bool = False) -> rules.RetryDecision:
+def finish_unanswered(
+    ctx: Context, attempt_id: int, result: AttemptResult, voicemail_left: bool = False
+) -> rules.RetryDecision:
     """Store the result and decide the retry in one transaction."""
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
         a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id).where(ATTEMPT.c.id == attempt_id)).one()
-        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
-            result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left))
+        s.execute(
+            update(ATTEMPT)
+            .where(ATTEMPT.c.id == attempt_id)
+            .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left)
+        )
         decision = _retry(s, a.task_id, a.patient_id, result, now, policy)
         s.commit()
         return decision
 
 
-def _retry(s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime,
-           policy: Policy) -> rules.RetryDecision:
-    task = s.execute(select(TASK.c.attempts, TASK.c.deadline, TASK.c.wave_id).where(TASK.c.id == task_id)).one()
+def _retry(
+    s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime, policy: Policy
+) -> rules.RetryDecision:
+    task = s.execute(
+        select(TASK.c.attempts, TASK.c.deadline, TASK.c.wave_id).where(TASK.c.id == task_id)
+    ).one()
     state = store.patient_state_from_row(store.patient_rule_row(s, patient_id))
     starts = tuple(store.attempt_starts(s, task_id))
-    decision = rules.after_attempt(result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy)
+    decision = rules.after_attempt(
+        result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy
+    )
     if task.wave_id is not None:
         wave_status = s.execute(select(WAVE.c.status).where(WAVE.c.id == task.wave_id)).scalar_one()
         if wave_status == WaveStatus.cancelled:
@@ -413,26 +473,52 @@ class OutcomeApplied:
     cancelled_tasks: int
 
 
-def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: int | None, *,
-                   callback_at: datetime | None = None, note: str = "",
-                   message_body: str | None = None) -> OutcomeApplied:
+def record_outcome(
+    ctx: Context,
+    attempt_id: int,
+    code: OutcomeCode,
+    nurse_id: int | None,
+    *,
+    callback_at: datetime | None = None,
+    note: str = "",
+    message_body: str | None = None,
+) -> OutcomeApplied:
     """The nurse's outcome and everything it implies, stored in one transaction."""
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
-        a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.number, ATTEMPT.c.state)
-                      .where(ATTEMPT.c.id == attempt_id)).one()
-        task = s.execute(select(TASK.c.deadline, TASK.c.wave_id, TASK.c.tier, TASK.c.theme_code)
-                         .where(TASK.c.id == a.task_id)).one()
+        a = s.execute(
+            select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.number, ATTEMPT.c.state).where(
+                ATTEMPT.c.id == attempt_id
+            )
+        ).one()
+        task = s.execute(
+            select(TASK.c.deadline, TASK.c.wave_id, TASK.c.tier, TASK.c.theme_code).where(
+                TASK.c.id == a.task_id
+            )
+        ).one()
         row = store.patient_rule_row(s, a.patient_id)
         state = store.patient_state_from_row(row)
-        decision = rules.next_contact(state, code, now, policy, nurse_id=nurse_id, callback_at=callback_at,
-                                      task_deadline=task.deadline)
-        s.execute(update(ATTEMPT).where(ATTEMPT.c.id == attempt_id).values(
-            ended_at=now, state=AttemptState.completed,
-            result=AttemptResult.answered))
-        s.add(Outcome(attempt_id=attempt_id, task_id=a.task_id, patient_id=a.patient_id, nurse_id=nurse_id,
-                      code=code, callback_at=decision.callback_at, note=note,
-                      next_contact_on=decision.next_contact_on, recorded_at=now))
+        decision = rules.next_contact(
+            state, code, now, policy, nurse_id=nurse_id, callback_at=callback_at, task_deadline=task.deadline
+        )
+        s.execute(
+            update(ATTEMPT)
+            .where(ATTEMPT.c.id == attempt_id)
+            .values(ended_at=now, state=AttemptState.completed, result=AttemptResult.answered)
+        )
+        s.add(
+            Outcome(
+                attempt_id=attempt_id,
+                task_id=a.task_id,
+                patient_id=a.patient_id,
+                nurse_id=nurse_id,
+                code=code,
+                callback_at=decision.callback_at,
+                note=note,
+                next_contact_on=decision.next_contact_on,
+                recorded_at=now,
+            )
+        )
         patient_values: dict[str, Any] = {"updated_at": now}
         if code in (OutcomeCode.reached, OutcomeCode.escalation, OutcomeCode.callback_requested):
             patient_values["last_contact_at"] = now
@@ -453,15 +539,39 @@ def record_outcome(ctx: Context, attempt_id: int, code: OutcomeCode, nurse_id: i
         callback_id = None
         if decision.callback_at is not None:
             deadline = max(decision.callback_at + timedelta(days=7), task.deadline)
-            callback_id = int(s.execute(TASK.insert().values(
-                wave_id=task.wave_id, patient_id=a.patient_id, kind=TaskKind.callback, status=TaskStatus.pending,
-                tier=task.tier, priority=100, not_before=decision.callback_at, deadline=deadline,
-                assigned_nurse_id=nurse_id, theme_code=task.theme_code, attempts=0, created_at=now,
-            ).returning(TASK.c.id)).scalar_one())  # type: ignore[attr-defined]
+            callback_id = int(
+                s.execute(
+                    TASK.insert()
+                    .values(
+                        wave_id=task.wave_id,
+                        patient_id=a.patient_id,
+                        kind=TaskKind.callback,
+                        status=TaskStatus.pending,
+                        tier=task.tier,
+                        priority=100,
+                        not_before=decision.callback_at,
+                        deadline=deadline,
+                        assigned_nurse_id=nurse_id,
+                        theme_code=task.theme_code,
+                        attempts=0,
+                        created_at=now,
+                    )
+                    .returning(TASK.c.id)
+                ).scalar_one()
+            )
         if decision.message_physician:
-            physician_id = s.execute(select(PATIENT.c.physician_id).where(PATIENT.c.id == a.patient_id)).scalar_one()
-            s.add(PhysicianMessage(physician_id=physician_id, patient_id=a.patient_id, kind="escalation",
-                                   body=message_body or "", created_at=now))
+            physician_id = s.execute(
+                select(PATIENT.c.physician_id).where(PATIENT.c.id == a.patient_id)
+            ).scalar_one()
+            s.add(
+                PhysicianMessage(
+                    physician_id=physician_id,
+                    patient_id=a.patient_id,
+                    kind="escalation",
+                    body=message_body or "",
+                    created_at=now,
+                )
+            )
         s.commit()
     return OutcomeApplied(decision, callback_id, cancelled)
 
@@ -476,18 +586,25 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None) -> int:
     n = 0
     with ctx.sessions() as s:
         for a in store.in_flight_attempts(s, worker):
-            s.execute(update(ATTEMPT).where(ATTEMPT.c.id == a.id).values(
-                state=AttemptState.completed, result=AttemptResult.interrupted, ended_at=now))
+            s.execute(
+                update(ATTEMPT)
+                .where(ATTEMPT.c.id == a.id)
+                .values(state=AttemptState.completed, result=AttemptResult.interrupted, ended_at=now)
+            )
             status = s.execute(select(TASK.c.status).where(TASK.c.id == a.task_id)).scalar_one()
             if status == TaskStatus.in_progress:
                 _retry(s, a.task_id, a.patient_id, AttemptResult.interrupted, now, ctx.policy)
             n += 1
         # tasks claimed but never dialed (crash between claim and attempt): free them
-        s.execute(update(TASK).where(
-            TASK.c.status == TaskStatus.in_progress,
-            TASK.c.id.not_in(select(ATTEMPT.c.task_id).where(ATTEMPT.c.state == AttemptState.in_flight)),
-            *( [TASK.c.claimed_by == worker] if worker else []),
-        ).values(status=TaskStatus.pending, claimed_by=None, lease_until=None))
+        s.execute(
+            update(TASK)
+            .where(
+                TASK.c.status == TaskStatus.in_progress,
+                TASK.c.id.not_in(select(ATTEMPT.c.task_id).where(ATTEMPT.c.state == AttemptState.in_flight)),
+                *([TASK.c.claimed_by == worker] if worker else []),
+            )
+            .values(status=TaskStatus.pending, claimed_by=None, lease_until=None)
+        )
         s.commit()
     if n:
         log.warning("in-flight attempts reconciled", attempts=n)

@@ -15,9 +15,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///carecall.db"
     config_dir: Path = DEFAULT_CONFIG_DIR
-    log_format: str = "auto"        # auto (console on a terminal, else json), console, json
+    log_format: str = "auto"  # auto (console on a terminal, else json), console, json
     log_level: str = "info"
-    actor: str = "supervisor"       # who is using the CLI, for the audit trail
+    actor: str = "supervisor"  # who is using the CLI, for the audit trail
 
     @field_validator("database_url")
     @classmethod

@@ -6,34 +6,34 @@ from enum import StrEnum
 
 
 class EnrolmentStatus(StrEnum):
-    enrolled = "enrolled"      # may be called
-    suspended = "suspended"    # e.g. hospitalised: no calls until suspended_until
-    withdrawn = "withdrawn"    # left the programme or opted out: never called again
+    enrolled = "enrolled"  # may be called
+    suspended = "suspended"  # e.g. hospitalised: no calls until suspended_until
+    withdrawn = "withdrawn"  # left the programme or opted out: never called again
     deceased = "deceased"
 
 
 class WaveStatus(StrEnum):
-    scheduled = "scheduled"    # mailing recorded, waiting for the letter to arrive
-    planned = "planned"        # tasks placed on days, waiting for the supervisor
-    running = "running"        # tasks are dialed on their days
-    paused = "paused"          # nothing dialed until resumed
-    done = "done"              # every task terminal
+    scheduled = "scheduled"  # mailing recorded, waiting for the letter to arrive
+    planned = "planned"  # tasks placed on days, waiting for the supervisor
+    running = "running"  # tasks are dialed on their days
+    paused = "paused"  # nothing dialed until resumed
+    done = "done"  # every task terminal
     cancelled = "cancelled"
 
 
 class TaskKind(StrEnum):
-    wave = "wave"              # one per patient of a mailing's wave
-    callback = "callback"      # the patient asked to be called back
-    inbound = "inbound"        # the patient left a request on the inbound line
+    wave = "wave"  # one per patient of a mailing's wave
+    callback = "callback"  # the patient asked to be called back
+    inbound = "inbound"  # the patient left a request on the inbound line
 
 
 class TaskStatus(StrEnum):
-    pending = "pending"        # waiting for its time (not_before) or its wave
+    pending = "pending"  # waiting for its time (not_before) or its wave
     in_progress = "in_progress"  # claimed by a dialer: an attempt is under way
-    done = "done"              # the patient was reached
+    done = "done"  # the patient was reached
     unreachable = "unreachable"  # attempts exhausted
-    expired = "expired"        # the wave's window ended first
-    cancelled = "cancelled"    # wave cancelled, patient withdrew or opted out
+    expired = "expired"  # the wave's window ended first
+    cancelled = "cancelled"  # wave cancelled, patient withdrew or opted out
 
     @property
     def terminal(self) -> bool:
@@ -51,8 +51,8 @@ class AttemptResult(StrEnum):
     answered = "answered"
     no_answer = "no_answer"
     busy = "busy"
-    failed = "failed"          # network or number error
-    machine = "machine"        # answering machine / voicemail
+    failed = "failed"  # network or number error
+    machine = "machine"  # answering machine / voicemail
     interrupted = "interrupted"  # dialer stopped mid-call; reconciled on restart
 
 

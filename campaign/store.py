@@ -89,8 +89,9 @@ def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Pla
     day_end = cal.at_local(day + timedelta(days=1), time(0), place.timezone)
     since = min(day_start, at - timedelta(days=1))
     rows = session.execute(
-        select(ATTEMPT.c.started_at, ATTEMPT.c.state)
-        .where(ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since)
+        select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
+            ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since
+        )
     ).all()
     in_call = any(r.state == AttemptState.in_flight for r in rows)
     last = max((r.started_at for r in rows), default=None)
@@ -127,8 +128,12 @@ def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
         )
         out.append(
             NurseInfo(
-                id=n.id, code=n.code, level=NurseLevel(n.level), skills=frozenset(n.skills),
-                shifts=shifts, timezone=n.timezone,
+                id=n.id,
+                code=n.code,
+                level=NurseLevel(n.level),
+                skills=frozenset(n.skills),
+                shifts=shifts,
+                timezone=n.timezone,
             )
         )
     return out
@@ -138,7 +143,9 @@ def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
 
 
 def segment_patient_ids(session: Session, clauses: dict[str, list[str]]) -> list[int]:
-    q = select(PATIENT.c.id).where(PATIENT.c.status.in_([EnrolmentStatus.enrolled, EnrolmentStatus.suspended]))  # type: ignore[attr-defined]
+    q = select(PATIENT.c.id).where(
+        PATIENT.c.status.in_([EnrolmentStatus.enrolled, EnrolmentStatus.suspended])
+    )
     if pats := clauses.get("pathology"):
         q = q.where(or_(*[PATIENT.c.pathologies.like(f"%|{p}|%") for p in pats]))
     if tiers := clauses.get("tier"):
@@ -182,9 +189,9 @@ def wave_task_counts_since(session: Session, since: datetime, exclude_wave_id: i
 def delete_pending_wave_tasks(session: Session, wave_id: int) -> None:
     session.execute(
         TASK.delete().where(
-            TASK.c.wave_id == wave_id,  # type: ignore[attr-defined]
-            TASK.c.status == TaskStatus.pending.value,  # type: ignore[attr-defined]
-            TASK.c.attempts == 0,  # type: ignore[attr-defined]
+            TASK.c.wave_id == wave_id,
+            TASK.c.status == TaskStatus.pending.value,
+            TASK.c.attempts == 0,
         )
     )
 
@@ -195,7 +202,8 @@ def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> 
     session.execute(update(table).where(table.c.mailing_id == mailing_id).values(plan_note=None))
     if notes:
         session.execute(
-            update(table).where(table.c.mailing_id == mailing_id, table.c.patient_id == bindparam("pid"))
+            update(table)
+            .where(table.c.mailing_id == mailing_id, table.c.patient_id == bindparam("pid"))
             .values(plan_note=bindparam("note")),
             [{"pid": pid, "note": note} for pid, note in notes.items()],
         )
@@ -216,8 +224,15 @@ def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def cancel_open_tasks(session: Session, *, wave_id: int | None = None, patient_id: int | None = None,
-                      now: datetime, reason: str, only_pending: bool = False) -> int:
+def cancel_open_tasks(
+    session: Session,
+    *,
+    wave_id: int | None = None,
+    patient_id: int | None = None,
+    now: datetime,
+    reason: str,
+    only_pending: bool = False,
+) -> int:
     statuses = (TaskStatus.pending.value,) if only_pending else OPEN_TASK_STATUSES
     q = update(TASK).where(TASK.c.status.in_(statuses))
     if wave_id is not None:
@@ -245,8 +260,9 @@ DIALABLE_WAVE = or_(
 )
 
 
-def dialable_candidates(session: Session, until: datetime, exclude: set[int] | None = None,
-                        limit: int = 50_000) -> list[Any]:
+def dialable_candidates(
+    session: Session, until: datetime, exclude: set[int] | None = None, limit: int = 50_000
+) -> list[Any]:
     """Pending tasks of running waves (and callbacks) due before `until`, with the patient's rule data."""
     q = (
         select(
@@ -267,7 +283,7 @@ def dialable_candidates(session: Session, until: datetime, exclude: set[int] | N
         .order_by(TASK.c.not_before)
         .limit(limit)
     )
-    rows = session.execute(q).all()
+    rows = list(session.execute(q).all())
     if exclude:
         rows = [r for r in rows if r.task_id not in exclude]
     return rows
@@ -296,15 +312,23 @@ def insert_attempt(session: Session, **values: Any) -> int:
 
 def attempt_starts(session: Session, task_id: int) -> list[datetime]:
     return [
-        r for (r,) in session.execute(
+        r
+        for (r,) in session.execute(
             select(ATTEMPT.c.started_at).where(ATTEMPT.c.task_id == task_id).order_by(ATTEMPT.c.started_at)
         ).all()
     ]
 
 
-def release_task(session: Session, task_id: int, *, not_before: datetime | None = None,
-                 status: TaskStatus = TaskStatus.pending, now: datetime | None = None,
-                 reason: str | None = None, undo_attempt: bool = False) -> None:
+def release_task(
+    session: Session,
+    task_id: int,
+    *,
+    not_before: datetime | None = None,
+    status: TaskStatus = TaskStatus.pending,
+    now: datetime | None = None,
+    reason: str | None = None,
+    undo_attempt: bool = False,
+) -> None:
     values: dict[str, Any] = {"status": status, "claimed_by": None, "lease_until": None}
     if not_before is not None:
         values["not_before"] = not_before
@@ -329,14 +353,14 @@ def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int]:
     """Pending tasks past their deadline: expired if never tried, else unreachable."""
     base = and_(TASK.c.status == TaskStatus.pending, TASK.c.deadline <= now)
     a = session.execute(
-        update(TASK).where(base, TASK.c.attempts == 0).values(
-            status=TaskStatus.expired, closed_at=now, close_reason="wave window ended before any attempt"
-        )
+        update(TASK)
+        .where(base, TASK.c.attempts == 0)
+        .values(status=TaskStatus.expired, closed_at=now, close_reason="wave window ended before any attempt")
     ).rowcount  # type: ignore[attr-defined]
     b = session.execute(
-        update(TASK).where(base, TASK.c.attempts > 0).values(
-            status=TaskStatus.unreachable, closed_at=now, close_reason="wave window ended"
-        )
+        update(TASK)
+        .where(base, TASK.c.attempts > 0)
+        .values(status=TaskStatus.unreachable, closed_at=now, close_reason="wave window ended")
     ).rowcount  # type: ignore[attr-defined]
     return int(a), int(b)
 
@@ -346,13 +370,16 @@ def waves_with_status(session: Session, *statuses: WaveStatus) -> list[Wave]:
 
 
 def open_task_count(session: Session, wave_id: int) -> int:
-    return int(session.execute(
-        select(func.count()).where(TASK.c.wave_id == wave_id, TASK.c.status.in_(OPEN_TASK_STATUSES))
-    ).scalar_one())
+    return int(
+        session.execute(
+            select(func.count()).where(TASK.c.wave_id == wave_id, TASK.c.status.in_(OPEN_TASK_STATUSES))
+        ).scalar_one()
+    )
 
 
-def audit(session: Session, at: datetime, actor: str, action: str, patient_id: int | None = None,
-          detail: str = "") -> None:
+def audit(
+    session: Session, at: datetime, actor: str, action: str, patient_id: int | None = None, detail: str = ""
+) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, patient_id=patient_id, detail=detail))
 
 

@@ -6,6 +6,7 @@ them to the services. Nothing is built at import.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -23,14 +24,18 @@ from campaign.policy import load_policy
 from campaign.settings import Settings
 
 # Tracebacks never show local variables: they may hold a patient's data (invariant 5).
-app = typer.Typer(help="carecall: call waves for nurse-led chronic-disease coaching.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="carecall: call waves for nurse-led chronic-disease coaching.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 patients_app = typer.Typer(help="Patient registry: import, generate, show, explain.", no_args_is_help=True)
 nurses_app = typer.Typer(help="Nurses and their shifts.", no_args_is_help=True)
 mailing_app = typer.Typer(help="Thematic mailings.", no_args_is_help=True)
-wave_app = typer.Typer(help="Call waves: plan, review, launch, pause, resume, cancel, report.",
-                       no_args_is_help=True)
+wave_app = typer.Typer(
+    help="Call waves: plan, review, launch, pause, resume, cancel, report.", no_args_is_help=True
+)
 scheduler_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(patients_app, name="patients")
@@ -113,16 +118,22 @@ def patients_import(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = import_patients(env.ctx.sessions, file, env.ctx.clock, env.policy, progress=progress,
-                                      actor=env.settings.actor)
+            summary = import_patients(
+                env.ctx.sessions, file, env.ctx.clock, env.policy, progress=progress, actor=env.settings.actor
+            )
     except CarecallError as exc:
         _fail(exc)
         return
     table = Table(title=f"Import of {file.name}")
     for col in ("rows", "imported", "updated", "unchanged", "rejected"):
         table.add_column(col, justify="right")
-    table.add_row(str(summary.total), str(summary.inserted), str(summary.updated), str(summary.unchanged),
-                  str(len(summary.rejected)))
+    table.add_row(
+        str(summary.total),
+        str(summary.inserted),
+        str(summary.updated),
+        str(summary.unchanged),
+        str(len(summary.rejected)),
+    )
     console.print(table)
     if summary.rejected:
         rej = Table(title="Rejected rows")
@@ -250,9 +261,13 @@ def nurses_list() -> None:
 def mailing_record(
     theme: Annotated[str, typer.Option(help="theme code from config/themes.toml")],
     sent_on: Annotated[str, typer.Option("--sent-on", help="day the letters were posted (YYYY-MM-DD)")],
-    segment: Annotated[str | None, typer.Option(
-        help="who got it: 'all', or clauses like 'pathology=diabetes,copd; tier=high; departement=974'. "
-             "Default: the theme's pathologies")] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help="who got it: 'all', or clauses like 'pathology=diabetes,copd; tier=high; departement=974'. "
+            "Default: the theme's pathologies"
+        ),
+    ] = None,
 ) -> None:
     """Record a thematic mailing; the scheduler plans its wave when the letters arrive."""
     env = _env()
@@ -264,7 +279,8 @@ def mailing_record(
     console.print(
         f"mailing {rec.mailing_id}: {rec.recipients} patients; letters arrive {rec.arrives_on}; "
         f"wave {rec.wave_id} calls from {rec.window_start} to {rec.window_end}; "
-        f"planned by the scheduler from {rec.plan_after:%Y-%m-%d %H:%M} UTC (or now: carecall wave plan {rec.wave_id})"
+        f"planned by the scheduler from {rec.plan_after:%Y-%m-%d %H:%M} UTC "
+        f"(or now: carecall wave plan {rec.wave_id})"
     )
 
 
@@ -273,15 +289,17 @@ def wave_list() -> None:
     """All waves with their status and window."""
     from sqlmodel import select
 
-    from campaign.model import Mailing, Wave
+    from campaign.model import MAILING, WAVE, Mailing, Wave
 
     env = _env()
     table = Table()
     for c in ("wave", "theme", "status", "window", "recipients"):
         table.add_column(c)
     with env.ctx.sessions() as s:
-        for w, m in s.execute(select(Wave, Mailing).join(Mailing, Mailing.id == Wave.mailing_id)).all():
-            table.add_row(str(w.id), m.theme_code, w.status, f"{w.window_start} → {w.window_end}", str(m.recipients))
+        for w, m in s.execute(select(Wave, Mailing).join(MAILING, MAILING.c.id == WAVE.c.mailing_id)).all():
+            table.add_row(
+                str(w.id), m.theme_code, w.status, f"{w.window_start} → {w.window_end}", str(m.recipients)
+            )
     console.print(table)
 
 
@@ -296,8 +314,10 @@ def wave_show(wave_id: int) -> None:
     except CarecallError as exc:
         _fail(exc)
         return
-    console.print(f"[bold]Wave {exp.wave_id}[/] — theme {exp.theme}, status [bold]{exp.status}[/], "
-                  f"window {exp.window_start} → {exp.window_end}")
+    console.print(
+        f"[bold]Wave {exp.wave_id}[/] — theme {exp.theme}, status [bold]{exp.status}[/], "
+        f"window {exp.window_start} → {exp.window_end}"
+    )
     plan = exp.plan
     if plan.get("days"):
         table = Table(title="Plan (first calls per day)")
@@ -308,13 +328,19 @@ def wave_show(wave_id: int) -> None:
         table.add_column("capacity", justify="right")
         for day, load in plan["days"].items():
             tasks = load["tasks"]
-            table.add_row(day, *(str(tasks.get(t, 0)) for t in ("high", "medium", "low")),
-                          f"{load['minutes']:.0f}", f"{load['capacity']:.0f}")
+            table.add_row(
+                day,
+                *(str(tasks.get(t, 0)) for t in ("high", "medium", "low")),
+                f"{load['minutes']:.0f}",
+                f"{load['capacity']:.0f}",
+            )
         console.print(table)
         if plan.get("skipped"):
             console.print("left out: " + ", ".join(f"{k}: {v}" for k, v in plan["skipped"].items()))
         if plan.get("unplaced"):
-            console.print(f"[yellow]{plan['unplaced']} patients did not fit in the window's nurse capacity[/]")
+            console.print(
+                f"[yellow]{plan['unplaced']} patients did not fit in the window's nurse capacity[/]"
+            )
     if exp.tasks:
         console.print("tasks: " + ", ".join(f"{k}: {v}" for k, v in sorted(exp.tasks.items())))
     for line in exp.reasons:
@@ -332,7 +358,9 @@ def _wave_action(action: str, wave_id: int) -> None:
 
 
 @wave_app.command("plan")
-def wave_plan(wave_id: int, replan: Annotated[bool, typer.Option(help="plan a planned wave again")] = False) -> None:
+def wave_plan(
+    wave_id: int, replan: Annotated[bool, typer.Option(help="plan a planned wave again")] = False
+) -> None:
     """Plan the wave now, without waiting for the scheduler."""
     env = _env()
     try:
@@ -340,8 +368,10 @@ def wave_plan(wave_id: int, replan: Annotated[bool, typer.Option(help="plan a pl
     except CarecallError as exc:
         _fail(exc)
         return
-    console.print(f"wave {wave_id}: {len(plan.assignments)} tasks planned, {len(plan.unplaced)} did not fit, "
-                  f"{sum(plan.skipped.values())} left out. Review with: carecall wave show {wave_id}")
+    console.print(
+        f"wave {wave_id}: {len(plan.assignments)} tasks planned, {len(plan.unplaced)} did not fit, "
+        f"{sum(plan.skipped.values())} left out. Review with: carecall wave show {wave_id}"
+    )
 
 
 @wave_app.command("launch")
@@ -401,15 +431,15 @@ def scheduler_run() -> None:
     env = _env()
     scheduler = build_scheduler(env.settings.database_url, str(env.settings.config_dir), env.policy)
     console.print("scheduler running; Ctrl-C to stop")
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
 
 
 @app.command("simulate")
 def simulate(
-    until: Annotated[str, typer.Option(help="run the programme on a virtual clock until this day (YYYY-MM-DD)")],
+    until: Annotated[
+        str, typer.Option(help="run the programme on a virtual clock until this day (YYYY-MM-DD)")
+    ],
     start: Annotated[str | None, typer.Option(help="virtual start day, default today")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
@@ -459,12 +489,25 @@ def demo(
 
         def sim_progress(start: datetime, now: datetime, end: datetime) -> None:
             span = (end - start).total_seconds() or 1
-            bar.update(sim, visible=True, total=round(span / 86400, 1),
-                       completed=round((now - start).total_seconds() / 86400, 1),
-                       description=f"calling — {now:%a %d %b %H:%M} UTC")
+            bar.update(
+                sim,
+                visible=True,
+                total=round(span / 86400, 1),
+                completed=round((now - start).total_seconds() / 86400, 1),
+                description=f"calling — {now:%a %d %b %H:%M} UTC",
+            )
 
-        run = run_demo(policy, database, patients=patients, nurses=nurses, seed=seed, theme=theme,
-                       import_progress=import_progress, sim_progress=sim_progress, stage=stage)
+        run = run_demo(
+            policy,
+            database,
+            patients=patients,
+            nurses=nurses,
+            seed=seed,
+            theme=theme,
+            import_progress=import_progress,
+            sim_progress=sim_progress,
+            stage=stage,
+        )
         stage("done")
     report = demo_figures(run)
     reports.render_text(report, console)
@@ -481,8 +524,14 @@ def demo(
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
 
 
 def main() -> None:  # pragma: no cover

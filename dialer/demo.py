@@ -66,8 +66,9 @@ def run_demo(
         s.commit()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "patients.csv"
-        generate_patients_csv(csv_path, patients, seed=seed, nurse_codes=[n.code for n in nurse_rows],
-                              reference_date=sent_on)
+        generate_patients_csv(
+            csv_path, patients, seed=seed, nurse_codes=[n.code for n in nurse_rows], reference_date=sent_on
+        )
         stage("importing patients")
         summary = import_patients(ctx.sessions, csv_path, clock, policy, progress=import_progress)
 
@@ -84,6 +85,7 @@ def run_demo(
             sim_progress(start, now, end)
 
     stage("running the wave on the virtual clock")
+
     def wave_finished() -> bool:
         with ctx.sessions() as s:
             return services.get_wave(s, rec.wave_id).status in (WaveStatus.done, WaveStatus.cancelled)

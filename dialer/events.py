@@ -10,8 +10,8 @@ from campaign.states import AttemptResult
 
 
 class CallEventKind(StrEnum):
-    answered = "answered"    # a person picked up; the nurse is connected
-    ended = "ended"          # the call is over, with a result
+    answered = "answered"  # a person picked up; the nurse is connected
+    ended = "ended"  # the call is over, with a result
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,5 +19,5 @@ class CallEvent:
     call_id: str
     kind: CallEventKind
     at: datetime
-    result: AttemptResult | None = None   # on `ended`: what the line said
+    result: AttemptResult | None = None  # on `ended`: what the line said
     voicemail_left: bool = False

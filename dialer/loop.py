@@ -94,7 +94,9 @@ class Dialer:
                 priority=r.priority,
                 not_before=r.not_before,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
-                skills=services.required_skills(pathologies_from_text(r.pathologies), r.theme_code, self.policy),
+                skills=services.required_skills(
+                    pathologies_from_text(r.pathologies), r.theme_code, self.policy
+                ),
                 referent_id=r.referent_nurse_id if r.kind != TaskKind.callback else None,
                 assigned_id=r.assigned_nurse_id if r.kind == TaskKind.callback else None,
             )
@@ -148,8 +150,11 @@ class Dialer:
             if task is None:
                 return
             if task.patient_id in self.patients_in_call:
-                self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes),
-                                   self._owner_on_shift(task))
+                self.queue.requeue(
+                    task,
+                    now + timedelta(minutes=self.policy.retry.min_gap_minutes),
+                    self._owner_on_shift(task),
+                )
                 continue
             if not cal.is_callable_at(now, task.place, hours):
                 nxt = cal.next_open(now, task.place, hours)
@@ -234,19 +239,42 @@ class Dialer:
         if call_id is not None:
             self.backend.hangup(call_id)
 
-    def record_outcome(self, nurse_id: int, code: OutcomeCode, *, callback_at: datetime | None = None,
-                       note: str = "", message_body: str | None = None) -> services.OutcomeApplied:
+    def record_outcome(
+        self,
+        nurse_id: int,
+        code: OutcomeCode,
+        *,
+        callback_at: datetime | None = None,
+        note: str = "",
+        message_body: str | None = None,
+    ) -> services.OutcomeApplied:
         """The nurse's outcome for her last answered call, stored before she moves on."""
         call_id = self.call_of_nurse.pop(nurse_id)
         call = self.calls.pop(call_id)
-        applied = services.record_outcome(self.ctx, call.attempt_id, code, nurse_id, callback_at=callback_at,
-                                          note=note, message_body=message_body)
+        applied = services.record_outcome(
+            self.ctx,
+            call.attempt_id,
+            code,
+            nurse_id,
+            callback_at=callback_at,
+            note=note,
+            message_body=message_body,
+        )
         nc = applied.next_contact
         task = call.task
         if nc.retry_at is not None:
             self.queue.requeue(task, nc.retry_at, self._owner_on_shift(task))
         if applied.callback_task_id is not None and nc.callback_at is not None:
-            cb = QueuedTask(applied.callback_task_id, task.patient_id, task.tier, 100, nc.callback_at,
-                            task.place, task.skills, None, nurse_id)
+            cb = QueuedTask(
+                applied.callback_task_id,
+                task.patient_id,
+                task.tier,
+                100,
+                nc.callback_at,
+                task.place,
+                task.skills,
+                None,
+                nurse_id,
+            )
             self.queue.add(cb, owner_on_shift=True)
         return applied

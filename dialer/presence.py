@@ -11,12 +11,12 @@ from campaign.errors import InvalidTransition
 
 
 class NurseStatus(StrEnum):
-    offline = "offline"      # not on shift or logged out
-    ready = "ready"          # waiting for the dialer to hand her a call
-    reserved = "reserved"    # a call is being dialed for her
-    on_call = "on_call"      # talking with the patient
-    wrap_up = "wrap_up"      # recording the outcome
-    paused = "paused"        # break, training, admin
+    offline = "offline"  # not on shift or logged out
+    ready = "ready"  # waiting for the dialer to hand her a call
+    reserved = "reserved"  # a call is being dialed for her
+    on_call = "on_call"  # talking with the patient
+    wrap_up = "wrap_up"  # recording the outcome
+    paused = "paused"  # break, training, admin
 
 
 ALLOWED: dict[NurseStatus, frozenset[NurseStatus]] = {
@@ -43,7 +43,7 @@ class PresenceBoard:
 
     def __init__(self) -> None:
         self.status: dict[int, NurseStatus] = {}
-        self.leaving: set[int] = set()    # shift ended mid-call: offline after wrap-up
+        self.leaving: set[int] = set()  # shift ended mid-call: offline after wrap-up
 
     def get(self, nurse_id: int) -> NurseStatus:
         return self.status.get(nurse_id, NurseStatus.offline)

@@ -36,9 +36,9 @@ class QueuedTask:
     place: Place
     skills: frozenset[str]
     referent_id: int | None = None
-    assigned_id: int | None = None     # callbacks: the nurse who promised it
+    assigned_id: int | None = None  # callbacks: the nurse who promised it
     taken: bool = False
-    generation: int = 0                # bumped on requeue, so stale heap entries are skipped
+    generation: int = 0  # bumped on requeue, so stale heap entries are skipped
 
     def key(self) -> tuple[int, datetime, int]:
         return (-self.priority, self.not_before, self.task_id)
@@ -51,8 +51,11 @@ def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
 def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> datetime:
     """When a task reserved for its référent or callback nurse opens to every qualified nurse."""
     if task.assigned_id is not None:
-        return task.not_before + timedelta(minutes=policy.dialer.callback_grace_minutes) if owner_on_shift \
+        return (
+            task.not_before + timedelta(minutes=policy.dialer.callback_grace_minutes)
+            if owner_on_shift
             else task.not_before
+        )
     if task.referent_id is not None and owner_on_shift:
         return task.not_before + timedelta(minutes=policy.dialer.referent_wait_minutes)
     return task.not_before
@@ -94,14 +97,28 @@ class TaskQueue:
             heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
         heapq.heappush(
             self.waiting,
-            (open_to_all_at(task, self.policy, owner_on_shift), next(self._seq), task, task.generation, "all"),
+            (
+                open_to_all_at(task, self.policy, owner_on_shift),
+                next(self._seq),
+                task,
+                task.generation,
+                "all",
+            ),
         )
 
     def requeue(self, task: QueuedTask, not_before: datetime, owner_on_shift: bool) -> None:
         """Back in the queue for later (window closed, retry scheduled)."""
         fresh = QueuedTask(
-            task.task_id, task.patient_id, task.tier, task.priority, not_before, task.place, task.skills,
-            task.referent_id, task.assigned_id, generation=task.generation + 1,
+            task.task_id,
+            task.patient_id,
+            task.tier,
+            task.priority,
+            not_before,
+            task.place,
+            task.skills,
+            task.referent_id,
+            task.assigned_id,
+            generation=task.generation + 1,
         )
         task.taken = True
         self.add(fresh, owner_on_shift)
@@ -150,7 +167,7 @@ class TaskQueue:
             if qualified(nurse, t, self.policy) or t.assigned_id == nurse.id:
                 heapq.heappop(own)
                 return self._take(t)
-            heapq.heappop(own)   # not hers to take after all: it will reach the general heaps
+            heapq.heappop(own)  # not hers to take after all: it will reach the general heaps
         best: QueuedTask | None = None
         best_heap: list[_Entry] | None = None
         for (tier, skills), heap in self.buckets.items():

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from campaign import calendar as cal
 from campaign import jobs, services, store
 from campaign.clock import VirtualClock
-from campaign.model import Patient
+from campaign.model import PATIENT
 from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from campaign.templates import render
@@ -29,7 +29,7 @@ from dialer.scheduler_loop import EventLoop
 
 log = structlog.get_logger("carecall.simulation")
 
-INBOUND_NUMBER = "01 99 00 00 00"   # fiction range: the programme's inbound line in demos
+INBOUND_NUMBER = "01 99 00 00 00"  # fiction range: the programme's inbound line in demos
 
 
 def voicemail_text() -> str:
@@ -54,12 +54,18 @@ class SimulatedNurses:
         number_wrong = self.backend.is_wrong_number(self.backend._live[call.call_id].number)
         if number_wrong:
             minutes = self.rng.uniform(0.5, 1.5)
-        self.loop.call_at(self.loop.clock.now() + timedelta(minutes=minutes), self._hang_up, nurse_id, number_wrong)
+        self.loop.call_at(
+            self.loop.clock.now() + timedelta(minutes=minutes), self._hang_up, nurse_id, number_wrong
+        )
 
     def _hang_up(self, nurse_id: int, number_wrong: bool) -> None:
         self.dialer.hangup(nurse_id)
-        self.loop.call_at(self.loop.clock.now() + timedelta(seconds=self.dialer.policy.dialer.wrap_up_seconds),
-                          self._record, nurse_id, number_wrong)
+        self.loop.call_at(
+            self.loop.clock.now() + timedelta(seconds=self.dialer.policy.dialer.wrap_up_seconds),
+            self._record,
+            nurse_id,
+            number_wrong,
+        )
 
     def _record(self, nurse_id: int, number_wrong: bool) -> None:
         sim = self.dialer.policy.simulation
@@ -70,7 +76,9 @@ class SimulatedNurses:
             u = self.rng.random()
             if u < sim.callback_requested:
                 code = OutcomeCode.callback_requested
-                callback_at = self.loop.clock.now() + timedelta(hours=self.rng.choice(sim.callback_delay_hours))
+                callback_at = self.loop.clock.now() + timedelta(
+                    hours=self.rng.choice(sim.callback_delay_hours)
+                )
             elif u < sim.callback_requested + sim.opted_out:
                 code = OutcomeCode.opted_out
             elif u < sim.callback_requested + sim.opted_out + sim.escalation:
@@ -79,8 +87,14 @@ class SimulatedNurses:
                 code = OutcomeCode.reached
         body = None
         if code == OutcomeCode.escalation:
-            body = render("physician/escalation.fr.j2", member_id="(voir dossier)", theme_label="accompagnement",
-                          date=self.loop.clock.now().date().isoformat(), nurse_code=str(nurse_id), note="")
+            body = render(
+                "physician/escalation.fr.j2",
+                member_id="(voir dossier)",
+                theme_label="accompagnement",
+                date=self.loop.clock.now().date().isoformat(),
+                nurse_code=str(nurse_id),
+                note="",
+            )
         self.dialer.record_outcome(nurse_id, code, callback_at=callback_at, message_body=body)
         self.outcomes[code.value] = self.outcomes.get(code.value, 0) + 1
         self.dialer.nurse_wrapped_up(nurse_id)
@@ -102,7 +116,7 @@ def line_directory(ctx: services.Context) -> dict[str, LineProfile]:
     out: dict[str, LineProfile] = {}
     with ctx.sessions() as s:
         for phone, alt, tier, tz in s.execute(
-            select(Patient.phone, Patient.phone_alt, Patient.tier, Patient.timezone)
+            select(PATIENT.c.phone, PATIENT.c.phone_alt, PATIENT.c.tier, PATIENT.c.timezone)
         ).all():
             profile = LineProfile(Tier(tier), tz)
             out[phone] = profile

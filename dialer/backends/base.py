@@ -14,7 +14,7 @@ class DialRequest:
     """A call to place. No names or medical data: the line needs only a number."""
 
     attempt_id: int
-    number: str                 # E.164
+    number: str  # E.164
     nurse_id: int
     ring_timeout_seconds: int
     voicemail_text: str | None  # neutral message to leave on a machine, or None

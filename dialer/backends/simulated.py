@@ -31,8 +31,9 @@ class LineProfile:
 
 
 class SimulatedBackend:
-    def __init__(self, loop: EventLoop, sim: SimulationPolicy, directory: dict[str, LineProfile],
-                 seed: int = 0) -> None:
+    def __init__(
+        self, loop: EventLoop, sim: SimulationPolicy, directory: dict[str, LineProfile], seed: int = 0
+    ) -> None:
         self.loop = loop
         self.sim = sim
         self.directory = directory
@@ -63,11 +64,16 @@ class SimulatedBackend:
         profile = self.directory.get(request.number, LineProfile(Tier.low, "Europe/Paris"))
         now = self.loop.clock.now()
         rng, sim = self.rng, self.sim
-        ring = min(max(rng.gauss(sim.ring_seconds_mean, sim.ring_seconds_sd), 3.0),
-                   float(request.ring_timeout_seconds) - 1)
+        ring = min(
+            max(rng.gauss(sim.ring_seconds_mean, sim.ring_seconds_sd), 3.0),
+            float(request.ring_timeout_seconds) - 1,
+        )
         if rng.random() < self.answer_probability(profile):
-            self.loop.call_at(now + timedelta(seconds=ring), self._emit,
-                              CallEvent(call_id, CallEventKind.answered, now + timedelta(seconds=ring)))
+            self.loop.call_at(
+                now + timedelta(seconds=ring),
+                self._emit,
+                CallEvent(call_id, CallEventKind.answered, now + timedelta(seconds=ring)),
+            )
             return call_id
         u = rng.random()
         if u < sim.busy:
@@ -82,7 +88,9 @@ class SimulatedBackend:
         if voicemail:
             delay += 25  # the neutral message takes about that long to play
         end = now + timedelta(seconds=delay)
-        self.loop.call_at(end, self._end, call_id, CallEvent(call_id, CallEventKind.ended, end, result, voicemail))
+        self.loop.call_at(
+            end, self._end, call_id, CallEvent(call_id, CallEventKind.ended, end, result, voicemail)
+        )
         return call_id
 
     def hangup(self, call_id: str) -> None:

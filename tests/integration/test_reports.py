@@ -512,3 +512,25 @@ def _assert_no_personal_data(text: str, personal: list[str]) -> None:
     leaked = [p for p in personal if p in text]
     assert not leaked, f"personal data in the report: {leaked}"
     assert not re.search(r"\+33\d{9}", text)
+
+
+# ------------------------------------------------------------------ the shared template environment
+
+
+def test_templates_escape_html_only_and_refuse_missing_variables(tmp_path: Path) -> None:
+    from jinja2 import UndefinedError
+
+    from campaign import templates
+
+    (tmp_path / "page.fr.html.j2").write_text("<p>{{ x }}</p>", encoding="utf-8")
+    (tmp_path / "script.fr.j2").write_text("Bonjour {{ x }}, le {{ d | fr_date }}.", encoding="utf-8")
+    env = templates.environment(tmp_path)
+
+    assert env.get_template("page.fr.html.j2").render(x="<b>") == "<p>&lt;b&gt;</p>"
+    text = env.get_template("script.fr.j2").render(x="<b>", d=date(2025, 3, 1))
+    assert text == "Bonjour <b>, le 1er mars 2025."
+    with pytest.raises(UndefinedError):
+        env.get_template("page.fr.html.j2").render()
+    assert templates.fr_number(12345.678, 1) == "12\u202f345,7"
+    assert templates.fr_percent(0.125, 1) == "12,5\u202f%"
+    assert templates.fr_date("2025-03-03", weekday=True) == "lundi 3 mars 2025"
