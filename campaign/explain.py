@@ -99,7 +99,7 @@ def explain_patient(ctx: services.Context, member_id: str, day: date | None, act
         probe = windows[0][0] if windows else cal.at_local(day, time(12), state.place.timezone)
         if day == cal.local_date(now, state.place) and any(a <= now < b for a, b in windows):
             probe = now
-        history = store.dial_history(s, p.id, probe, state.place)
+        history = store.dial_history(s, p.id, probe, state.place, full=True)
         decision = rules.may_dial(state, history, probe, policy)
         f.append(
             Finding(

@@ -99,7 +99,7 @@ class CallingHours(_Strict):
 
 class RetryPolicy(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=20)]
-    min_gap_minutes: Annotated[int, Field(ge=0)]
+    min_gap_minutes: Annotated[int, Field(ge=0, le=1440)]  # the dialer looks back one day
     vary_time_of_day: bool = True
     unanswered_minutes: Annotated[int, Field(ge=1)]
     busy_minutes: Annotated[int, Field(ge=1)]

@@ -377,8 +377,8 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
         if not store.claim_task(s, task_id, worker, now, lease=timedelta(minutes=90)):
             s.rollback()
             return None
-        task = s.execute(select(TASK.c.kind, TASK.c.attempts, TASK.c.tier).where(TASK.c.id == task_id)).one()
-        row = store.patient_rule_row(s, _patient_of(s, task_id))
+        row = store.task_and_patient_row(s, task_id)
+        task = row
         state = store.patient_state_from_row(row)
         history = store.dial_history(s, row.id, now, state.place)
         decision = rules.may_dial(state, history, now, policy, callback=task.kind == TaskKind.callback)
@@ -409,11 +409,7 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
             worker=worker,
         )
         s.commit()
-        return Claimed(attempt_id, task_id, row.id, number, Tier(task.tier), TaskKind(task.kind))
-
-
-def _patient_of(s: Session, task_id: int) -> int:
-    return int(s.execute(select(TASK.c.patient_id).where(TASK.c.id == task_id)).scalar_one())
+        return Claimed(attempt_id, task_id, row.id, number, Tier(task.task_tier), TaskKind(task.kind))
 
 
 def mark_answered(ctx: Context, attempt_id: int) -> None:
@@ -446,19 +442,15 @@ def finish_unanswered(
 def _retry(
     s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime, policy: Policy
 ) -> rules.RetryDecision:
-    task = s.execute(
-        select(TASK.c.attempts, TASK.c.deadline, TASK.c.wave_id).where(TASK.c.id == task_id)
-    ).one()
-    state = store.patient_state_from_row(store.patient_rule_row(s, patient_id))
+    task = store.task_and_patient_row(s, task_id)
+    state = store.patient_state_from_row(task)
     starts = tuple(store.attempt_starts(s, task_id))
     decision = rules.after_attempt(
         result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy
     )
-    if task.wave_id is not None:
-        wave_status = s.execute(select(WAVE.c.status).where(WAVE.c.id == task.wave_id)).scalar_one()
-        if wave_status == WaveStatus.cancelled:
-            store.release_task(s, task_id, status=TaskStatus.cancelled, now=now, reason="wave cancelled")
-            return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
+    if task.wave_status == WaveStatus.cancelled:
+        store.release_task(s, task_id, status=TaskStatus.cancelled, now=now, reason="wave cancelled")
+        return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
     if decision.close is not None:
         store.release_task(s, task_id, status=decision.close, now=now, reason=decision.reason)
     else:

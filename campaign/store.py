@@ -82,8 +82,32 @@ def patient_rule_row(session: Session, patient_id: int) -> Any:
     return session.execute(select(*PATIENT_RULE_COLUMNS).where(PATIENT.c.id == patient_id)).one()
 
 
-def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Place) -> DialHistory:
-    """From the stored attempts, so every dialer process sees the same history."""
+def task_and_patient_row(session: Session, task_id: int) -> Any:
+    """A task, its wave's status and its patient's rule data, in one query (hot path)."""
+    return session.execute(
+        select(
+            TASK.c.kind,
+            TASK.c.attempts,
+            TASK.c.tier.label("task_tier"),
+            TASK.c.deadline,
+            TASK.c.wave_id,
+            WAVE.c.status.label("wave_status"),
+            *PATIENT_RULE_COLUMNS,
+        )
+        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .outerjoin(WAVE, WAVE.c.id == TASK.c.wave_id)
+        .where(TASK.c.id == task_id)
+    ).one()
+
+
+def dial_history(
+    session: Session, patient_id: int, at: datetime, place: cal.Place, *, full: bool = False
+) -> DialHistory:
+    """From the stored attempts, so every dialer process sees the same history.
+
+    Looks back one day (enough for the minimum gap and the daily cap); `full`
+    also finds an older last dial, for explanations.
+    """
     day = cal.local_date(at, place)
     day_start = cal.at_local(day, time(0), place.timezone)
     day_end = cal.at_local(day + timedelta(days=1), time(0), place.timezone)
@@ -95,7 +119,7 @@ def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Pla
     ).all()
     in_call = any(r.state == AttemptState.in_flight for r in rows)
     last = max((r.started_at for r in rows), default=None)
-    if last is None:
+    if last is None and full:
         last = session.execute(
             select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
         ).scalar_one_or_none()
