@@ -4,6 +4,7 @@ returns plain data. The CLI, the scheduler's jobs and the dialer call these.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -22,7 +23,6 @@ from campaign.model import (
     PATIENT,
     RECIPIENT,
     TASK,
-    WAVE,
     Mailing,
     Outcome,
     PhysicianMessage,
@@ -330,18 +330,29 @@ def plan_due_waves(ctx: Context, auto_launch: bool = False) -> list[int]:
     return [w for w in due if w is not None]
 
 
+def keep_cadence(s: Session, patient_ids: Iterable[int], now: datetime, policy: Policy) -> None:
+    """A patient the wave could not reach keeps their regular cadence from today."""
+    rows = store.patients_without_future_contact(s, patient_ids, now.date())
+    values = {}
+    for r in rows:
+        state = store.patient_state_from_row(r)
+        values[r.id] = rules.next_regular_contact(cal.local_date(now, state.place), state, policy)
+    store.set_next_contact(s, values)
+
+
 def expire_and_close(ctx: Context) -> dict[str, int]:
     now = ctx.clock.now()
     with ctx.sessions() as s:
-        expired, unreachable = store.expire_due_tasks(s, now)
+        expired, unreachable, patients = store.expire_due_tasks(s, now)
+        keep_cadence(s, patients, now, ctx.policy)
         closed = 0
         for wave in store.waves_with_status(s, WaveStatus.running, WaveStatus.paused):
-            if now >= wave.deadline or wave.status == WaveStatus.running:
-                assert wave.id is not None
-                if store.open_task_count(s, wave.id) == 0 and (now >= wave.deadline or wave.planned_at):
-                    wave.status = WaveStatus.done
-                    wave.closed_at = now
-                    closed += 1
+            assert wave.id is not None
+            over = wave.status == WaveStatus.running or now >= wave.deadline
+            if over and store.open_task_count(s, wave.id) == 0:
+                wave.status = WaveStatus.done
+                wave.closed_at = now
+                closed += 1
         s.commit()
     if expired or unreachable or closed:
         log.info("tasks expired", expired=expired, unreachable=unreachable, waves_closed=closed)
@@ -453,6 +464,7 @@ def _retry(
         return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
     if decision.close is not None:
         store.release_task(s, task_id, status=decision.close, now=now, reason=decision.reason)
+        keep_cadence(s, [patient_id], now, policy)
     else:
         store.release_task(s, task_id, not_before=decision.next_at)
     return decision

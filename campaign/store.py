@@ -373,9 +373,15 @@ def in_flight_attempts(session: Session, worker: str | None = None) -> list[Any]
     return list(session.execute(q).all())
 
 
-def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int]:
-    """Pending tasks past their deadline: expired if never tried, else unreachable."""
+def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int, set[int]]:
+    """Pending tasks past their deadline: expired if never tried, else unreachable.
+
+    Returns the two counts and the patients concerned.
+    """
     base = and_(TASK.c.status == TaskStatus.pending, TASK.c.deadline <= now)
+    patients = {pid for (pid,) in session.execute(select(TASK.c.patient_id).where(base)).all()}
+    if not patients:
+        return 0, 0, patients
     a = session.execute(
         update(TASK)
         .where(base, TASK.c.attempts == 0)
@@ -386,7 +392,32 @@ def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int]:
         .where(base, TASK.c.attempts > 0)
         .values(status=TaskStatus.unreachable, closed_at=now, close_reason="wave window ended")
     ).rowcount  # type: ignore[attr-defined]
-    return int(a), int(b)
+    return int(a), int(b), patients
+
+
+def patients_without_future_contact(session: Session, ids: Iterable[int], day: date) -> list[Any]:
+    """Of these patients, those with no next contact date from `day` on."""
+    out: list[Any] = []
+    ids = list(ids)
+    for i in range(0, len(ids), 900):
+        out.extend(
+            session.execute(
+                select(*PATIENT_RULE_COLUMNS).where(
+                    PATIENT.c.id.in_(ids[i : i + 900]),
+                    or_(PATIENT.c.next_contact_on.is_(None), PATIENT.c.next_contact_on < day),
+                    PATIENT.c.status.in_([EnrolmentStatus.enrolled, EnrolmentStatus.suspended]),
+                )
+            ).all()
+        )
+    return out
+
+
+def set_next_contact(session: Session, values: dict[int, date]) -> None:
+    if values:
+        session.execute(
+            update(PATIENT).where(PATIENT.c.id == bindparam("pid")).values(next_contact_on=bindparam("day")),
+            [{"pid": pid, "day": day} for pid, day in values.items()],
+        )
 
 
 def waves_with_status(session: Session, *statuses: WaveStatus) -> list[Wave]:

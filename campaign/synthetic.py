@@ -136,13 +136,15 @@ def generate_patients_csv(
     nurse_codes: Sequence[str] = (),
     physicians: int | None = None,
     reference_date: date = REFERENCE_DATE,
+    senior_codes: Sequence[str] = (),
 ) -> Path:
     """Write `n` fictional patients in the import format (';', UTF-8, French style).
 
     Phone numbers are unique while the 50,000 fiction numbers last, then reused;
     member ids are always unique. `physicians` defaults to about one per 150
     patients. Ages (30–90) are counted at `reference_date` so the file does not
-    depend on the day it is generated.
+    depend on the day it is generated. High-tier patients get their référent
+    among `senior_codes` when given, as a programme would assign them.
     """
     rng = random.Random(seed)
     fake = Faker("fr_FR")
@@ -203,7 +205,8 @@ def generate_patients_csv(
                 status = "inscrit"
             consent = "non" if rng.random() < 0.01 else rng.choice(("oui", "oui", "", "1"))
             window = rng.choice(_WINDOWS) if rng.random() < 0.15 else ""
-            nurse = rng.choice(nurse_codes) if nurse_codes and rng.random() < 0.6 else ""
+            referents = senior_codes if tier == "high" and senior_codes else nurse_codes
+            nurse = rng.choice(referents) if referents and rng.random() < 0.6 else ""
             rpps, doctor = rng.choice(doctors)
             enrolled = reference_date - timedelta(days=rng.randint(0, 3 * 365))
 

@@ -67,7 +67,12 @@ def run_demo(
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "patients.csv"
         generate_patients_csv(
-            csv_path, patients, seed=seed, nurse_codes=[n.code for n in nurse_rows], reference_date=sent_on
+            csv_path,
+            patients,
+            seed=seed,
+            nurse_codes=[n.code for n in nurse_rows],
+            senior_codes=[n.code for n in nurse_rows if n.level == "senior"],
+            reference_date=sent_on,
         )
         stage("importing patients")
         summary = import_patients(ctx.sessions, csv_path, clock, policy, progress=import_progress)

@@ -66,8 +66,14 @@ def main() -> int:
             s.add_all(nurses)
             s.commit()
         csv_path = Path(tmp) / "patients.csv"
-        generate_patients_csv(csv_path, args.patients, seed=args.seed, nurse_codes=[n.code for n in nurses],
-                              reference_date=sent_on)
+        generate_patients_csv(
+            csv_path,
+            args.patients,
+            seed=args.seed,
+            nurse_codes=[n.code for n in nurses],
+            senior_codes=[n.code for n in nurses if n.level == "senior"],
+            reference_date=sent_on,
+        )
         phases["generate_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -89,8 +95,9 @@ def main() -> int:
 
         t = time.perf_counter()
         virtual_start = clock.now()
-        result = run_simulation(ctx, clock, wave.deadline + timedelta(days=30), seed=args.seed,
-                                stop_when=finished)
+        result = run_simulation(
+            ctx, clock, wave.deadline + timedelta(days=30), seed=args.seed, stop_when=finished
+        )
         services.expire_and_close(ctx)
         phases["simulate_s"] = time.perf_counter() - t
 
