@@ -312,6 +312,7 @@ def change_wave(ctx: Context, wave_id: int, action: str, actor: str = "superviso
             log.info("wave cancelled", wave=wave_id, tasks_cancelled=n)
         store.audit(s, now, actor, f"wave.{action}", detail=f"wave={wave_id}")
         s.commit()
+        log.info("wave status changed", wave=wave_id, action=action, status=target.value, actor=actor)
         return wave
 
 

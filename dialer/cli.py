@@ -467,6 +467,8 @@ def demo(
     database: Annotated[Path, typer.Option("--db", help="SQLite file (recreated)")] = Path("out/demo.db"),
     html: Annotated[Path, typer.Option(help="HTML report")] = Path("out/demo-report.html"),
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures as JSON here")] = None,
+    log_file: Annotated[Path, typer.Option(help="the run's logs (JSON lines)")] = Path("out/demo.log"),
+    log_level: Annotated[str, typer.Option(help="debug shows every dial")] = "info",
 ) -> None:
     """Generate patients and nurses, record a mailing, run its whole wave on a virtual clock, report."""
     from campaign import reports
@@ -474,8 +476,10 @@ def demo(
     from dialer.demo import demo_figures, run_demo
 
     settings = Settings()
-    configure_logging(settings.log_format, "warning", stream=sys.stderr)
     policy = load_policy(settings.config_dir)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_stream = log_file.open("w", encoding="utf-8")
+    configure_logging("json", log_level, stream=log_stream)
     with _progress() as bar:
         stage_task = bar.add_task("starting", total=None)
         imp = bar.add_task("importing patients", total=patients, visible=False)
@@ -513,7 +517,9 @@ def demo(
     reports.render_text(report, console)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(reports.render_html(report), encoding="utf-8")
-    console.print(f"HTML report: {html}   database: {database}   wall time: {run.wall_seconds:.1f} s")
+    console.print(
+        f"HTML report: {html}   database: {database}   logs: {log_file}   wall time: {run.wall_seconds:.1f} s"
+    )
     if json_path:
         reports.write_json(report, json_path)
         console.print(f"JSON figures: {json_path}")

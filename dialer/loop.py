@@ -191,6 +191,7 @@ class Dialer:
             self.presence.set(nurse_id, NurseStatus.ready)
             return
         self.stats["dials"] += 1
+        log.debug("dialing", attempt=result.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value)
         call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind)
         self.calls[call_id] = call
         self.call_of_nurse[nurse_id] = call_id
@@ -226,6 +227,13 @@ class Dialer:
         self.call_of_nurse.pop(call.nurse_id, None)
         result = event.result or AttemptResult.failed
         decision = services.finish_unanswered(self.ctx, call.attempt_id, result, event.voicemail_left)
+        log.debug(
+            "attempt ended",
+            attempt=call.attempt_id,
+            task=call.task.task_id,
+            result=result.value,
+            closed=decision.close.value if decision.close else None,
+        )
         self._after_unanswered(call.task, decision.next_at)
         if call.nurse_id in self.presence.leaving:
             self.presence.set(call.nurse_id, NurseStatus.ready)
@@ -262,6 +270,15 @@ class Dialer:
         )
         nc = applied.next_contact
         task = call.task
+        log.info(
+            "outcome recorded",
+            attempt=call.attempt_id,
+            task=task.task_id,
+            patient=task.patient_id,
+            nurse=nurse_id,
+            outcome=code.value,
+            next_contact=nc.next_contact_on.isoformat() if nc.next_contact_on else None,
+        )
         if nc.retry_at is not None:
             self.queue.requeue(task, nc.retry_at, self._owner_on_shift(task))
         if applied.callback_task_id is not None and nc.callback_at is not None:
