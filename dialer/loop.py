@@ -191,7 +191,9 @@ class Dialer:
             self.presence.set(nurse_id, NurseStatus.ready)
             return
         self.stats["dials"] += 1
-        log.debug("dialing", attempt=result.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value)
+        log.debug(
+            "dialing", attempt=result.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value
+        )
         call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind)
         self.calls[call_id] = call
         self.call_of_nurse[nurse_id] = call_id
