@@ -130,6 +130,9 @@ def _is_tty(stream: TextIO) -> bool:
 _HANDLER_NAME = "carecall"   # configuring again replaces our handler, never duplicates it
 
 
+_CHATTY_LIBRARIES = ("alembic", "sqlalchemy", "apscheduler", "faker")
+
+
 def configure_logging(
     fmt: LogFormat | str = "auto",
     level: str | int = "info",
@@ -186,6 +189,10 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # Libraries chat at info (Alembic's plugins on every start): only their warnings, unless debugging.
+    library_level = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
 
     structlog.configure(
         processors=[

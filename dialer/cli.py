@@ -455,7 +455,7 @@ def simulate(
     end = cal.at_local(_date(until, "--until"), datetime.min.time(), "Europe/Paris")
     result = run_simulation(ctx, clock, end, seed=seed)
     services.expire_and_close(ctx)
-    console.print(f"simulated {result.dials} dials from {result.started:%Y-%m-%d} to {result.ended:%Y-%m-%d}")
+    console.print(f"simulated {result.dials} dials from {first} to {_date(until, '--until')}")
 
 
 @app.command("demo")
