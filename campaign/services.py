@@ -20,6 +20,7 @@ from campaign.db import SessionFactory
 from campaign.errors import InvalidTransition, NotFound
 from campaign.model import (
     ATTEMPT,
+    NURSE,
     PATIENT,
     RECIPIENT,
     TASK,
@@ -40,6 +41,7 @@ from campaign.states import (
     TaskStatus,
     WaveStatus,
 )
+from campaign.templates import render
 
 log = structlog.get_logger("carecall.campaign")
 
@@ -161,10 +163,8 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
         s.add(mailing)
         s.flush()
         assert mailing.id is not None
-        s.execute(
-            RECIPIENT.insert(),
-            [{"mailing_id": mailing.id, "patient_id": i} for i in ids],
-        ) if ids else None
+        if ids:
+            s.execute(RECIPIENT.insert(), [{"mailing_id": mailing.id, "patient_id": i} for i in ids])
         wave = Wave(
             mailing_id=mailing.id,
             status=WaveStatus.scheduled,
@@ -565,15 +565,27 @@ def record_outcome(
                 ).scalar_one()
             )
         if decision.message_physician:
-            physician_id = s.execute(
-                select(PATIENT.c.physician_id).where(PATIENT.c.id == a.patient_id)
-            ).scalar_one()
+            pat = s.execute(
+                select(PATIENT.c.physician_id, PATIENT.c.member_id, PATIENT.c.timezone).where(
+                    PATIENT.c.id == a.patient_id
+                )
+            ).one()
+            theme = policy.themes.get(task.theme_code or "")
+            nurse_code = s.execute(select(NURSE.c.code).where(NURSE.c.id == nurse_id)).scalar_one_or_none()
+            body = message_body or render(
+                "physician/escalation.fr.j2",
+                member_id=pat.member_id,
+                theme_label=theme.label if theme else "accompagnement",
+                date=cal.local_time_of(now, pat.timezone).date(),
+                nurse_code=nurse_code or "-",
+                note=note,
+            )
             s.add(
                 PhysicianMessage(
-                    physician_id=physician_id,
+                    physician_id=pat.physician_id,
                     patient_id=a.patient_id,
                     kind="escalation",
-                    body=message_body or "",
+                    body=body,
                     created_at=now,
                 )
             )

@@ -35,6 +35,7 @@ class LiveCall:
     task: QueuedTask
     nurse_id: int
     kind: TaskKind
+    number: str
     answered: bool = False
 
 
@@ -194,7 +195,7 @@ class Dialer:
         log.debug(
             "dialing", attempt=result.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value
         )
-        call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind)
+        call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind, result.number)
         self.calls[call_id] = call
         self.call_of_nurse[nurse_id] = call_id
         self.patients_in_call.add(task.patient_id)

@@ -51,7 +51,7 @@ class SimulatedNurses:
         sim = policy.simulation
         mean = policy.tiers[call.task.tier].call_minutes - policy.dialer.wrap_up_seconds / 60
         minutes = max(1.0, self.rng.gauss(mean, mean * sim.call_minutes_sd_ratio))
-        number_wrong = self.backend.is_wrong_number(self.backend._live[call.call_id].number)
+        number_wrong = self.backend.is_wrong_number(call.number)
         if number_wrong:
             minutes = self.rng.uniform(0.5, 1.5)
         self.loop.call_at(
@@ -85,17 +85,7 @@ class SimulatedNurses:
                 code = OutcomeCode.escalation
             else:
                 code = OutcomeCode.reached
-        body = None
-        if code == OutcomeCode.escalation:
-            body = render(
-                "physician/escalation.fr.j2",
-                member_id="(voir dossier)",
-                theme_label="accompagnement",
-                date=self.loop.clock.now().date().isoformat(),
-                nurse_code=str(nurse_id),
-                note="",
-            )
-        self.dialer.record_outcome(nurse_id, code, callback_at=callback_at, message_body=body)
+        self.dialer.record_outcome(nurse_id, code, callback_at=callback_at)
         self.outcomes[code.value] = self.outcomes.get(code.value, 0) + 1
         self.dialer.nurse_wrapped_up(nurse_id)
 
