@@ -104,7 +104,9 @@ def explain_patient(ctx: services.Context, member_id: str, day: date | None, act
         f.append(
             Finding(
                 "status",
-                state.status == EnrolmentStatus.enrolled or decision.reason != rules.Reason.suspended,
+                # suspended counts as ok only once the suspension is over on that day
+                state.status == EnrolmentStatus.enrolled
+                or (state.status == EnrolmentStatus.suspended and decision.reason != rules.Reason.suspended),
                 f"{state.status.value}"
                 + (f" until {state.suspended_until}" if state.suspended_until else ""),
             )

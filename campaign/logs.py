@@ -130,7 +130,9 @@ def _is_tty(stream: TextIO) -> bool:
 _HANDLER_NAME = "carecall"   # configuring again replaces our handler, never duplicates it
 
 
-_CHATTY_LIBRARIES = ("alembic", "sqlalchemy", "apscheduler", "faker")
+_CHATTY_LIBRARIES = ("alembic", "apscheduler", "faker")
+# SQLAlchemy logs fetched rows (names, birth dates) at debug: never below warning.
+_NEVER_BELOW_WARNING = ("sqlalchemy",)
 
 
 def configure_logging(
@@ -193,6 +195,8 @@ def configure_logging(
     library_level = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in _CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(library_level)
+    for name in _NEVER_BELOW_WARNING:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
     structlog.configure(
         processors=[

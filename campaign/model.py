@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from campaign.states import (
@@ -164,7 +164,17 @@ class CallTask(SQLModel, table=True):
 
 class CallAttempt(SQLModel, table=True):
     __tablename__ = "call_attempt"
-    __table_args__ = (Index("ix_call_attempt_patient_started", "patient_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_call_attempt_patient_started", "patient_id", "started_at"),
+        # invariant 1 in the database itself: one call in flight per patient, whatever the process
+        Index(
+            "uq_call_attempt_patient_in_flight",
+            "patient_id",
+            unique=True,
+            sqlite_where=text("state = 'in_flight'"),
+            postgresql_where=text("state = 'in_flight'"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="call_task.id", index=True)
     patient_id: int = Field(foreign_key="patient.id")

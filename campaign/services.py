@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from campaign import calendar as cal
@@ -46,6 +47,9 @@ from campaign.templates import render
 log = structlog.get_logger("carecall.campaign")
 
 SEGMENT_KEYS = ("pathology", "tier", "departement")
+# A claim holds its task this long; an answered call renews it. A dialer that dies
+# without coming back has its calls reconciled by the scheduler once it runs out.
+LEASE = timedelta(minutes=90)
 PARIS = "Europe/Paris"
 LATEST_ZONE = "America/Martinique"  # the westernmost zone served: a wave's last calls end there
 
@@ -342,6 +346,7 @@ def keep_cadence(s: Session, patient_ids: Iterable[int], now: datetime, policy: 
 
 
 def expire_and_close(ctx: Context) -> dict[str, int]:
+    reconcile_in_flight(ctx, expired_leases=True)
     now = ctx.clock.now()
     with ctx.sessions() as s:
         expired, unreachable, patients = store.expire_due_tasks(s, now)
@@ -386,9 +391,10 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
     """
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
-        if not store.claim_task(s, task_id, worker, now, lease=timedelta(minutes=90)):
+        if not store.claim_task(s, task_id, worker, now, lease=LEASE):
             s.rollback()
             return None
+        store.lock_patient_of_task(s, task_id)
         row = store.task_and_patient_row(s, task_id)
         task = row
         state = store.patient_state_from_row(row)
@@ -410,27 +416,50 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
             return NotDialable(decision)
         numbers = store.dialable_numbers(row.phone, row.phone_alt, row.flagged_numbers)
         number = numbers[(task.attempts - 1) % len(numbers)]
-        attempt_id = store.insert_attempt(
-            s,
-            task_id=task_id,
-            patient_id=row.id,
-            nurse_id=nurse_id,
-            number=number,
-            state=AttemptState.in_flight,
-            started_at=now,
-            worker=worker,
-        )
-        s.commit()
+        try:
+            attempt_id = store.insert_attempt(
+                s,
+                task_id=task_id,
+                patient_id=row.id,
+                nurse_id=nurse_id,
+                number=number,
+                state=AttemptState.in_flight,
+                started_at=now,
+                worker=worker,
+            )
+            s.commit()
+        except IntegrityError:
+            # the unique in-flight index: another process dialed this patient a moment ago
+            s.rollback()
+            with ctx.sessions() as s2:
+                store.release_task(
+                    s2,
+                    task_id,
+                    not_before=now + timedelta(minutes=policy.retry.min_gap_minutes),
+                    undo_attempt=True,
+                )
+                s2.commit()
+            return NotDialable(
+                rules.Decision(
+                    False,
+                    rules.Reason.in_call,
+                    "the patient is already in a call",
+                    now + timedelta(minutes=policy.retry.min_gap_minutes),
+                )
+            )
         return Claimed(attempt_id, task_id, row.id, number, Tier(task.task_tier), TaskKind(task.kind))
 
 
 def mark_answered(ctx: Context, attempt_id: int) -> None:
+    """Stored at once; the task's lease is renewed for the length of a conversation."""
+    now = ctx.clock.now()
     with ctx.sessions() as s:
         s.execute(
             update(ATTEMPT)
             .where(ATTEMPT.c.id == attempt_id)
-            .values(result=AttemptResult.answered, answered_at=ctx.clock.now())
+            .values(result=AttemptResult.answered, answered_at=now)
         )
+        store.renew_lease(s, attempt_id, now + LEASE)
         s.commit()
 
 
@@ -593,16 +622,20 @@ def record_outcome(
     return OutcomeApplied(decision, callback_id, cancelled)
 
 
-def reconcile_in_flight(ctx: Context, worker: str | None = None) -> int:
+def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leases: bool = False) -> int:
     """After a crash: attempts left in flight are closed as interrupted, never redialed at once.
 
-    A call that may have been answered just before the crash is not dialed again
-    before the policy's minimum gap; a nurse can still record what was said.
+    A restarting dialer reconciles its own (`worker`); the scheduler's job
+    reconciles those of any dialer whose lease ran out (`expired_leases`), so a
+    dialer that never comes back leaves nothing open. A call that may have been
+    answered just before the crash keeps its answer time, is not dialed again
+    before the policy's minimum gap, and a nurse can still record what was said.
     """
     now = ctx.clock.now()
     n = 0
     with ctx.sessions() as s:
-        for a in store.in_flight_attempts(s, worker):
+        attempts = store.in_flight_attempts(s, worker, lease_expired_at=now if expired_leases else None)
+        for a in attempts:
             s.execute(
                 update(ATTEMPT)
                 .where(ATTEMPT.c.id == a.id)
@@ -612,13 +645,15 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None) -> int:
             if status == TaskStatus.in_progress:
                 _retry(s, a.task_id, a.patient_id, AttemptResult.interrupted, now, ctx.policy)
             n += 1
-        # tasks claimed but never dialed (crash between claim and attempt): free them
+        # tasks claimed but never dialed (cannot happen: claim and attempt share a transaction;
+        # kept as a guard for tasks edited by hand): free them
         s.execute(
             update(TASK)
             .where(
                 TASK.c.status == TaskStatus.in_progress,
                 TASK.c.id.not_in(select(ATTEMPT.c.task_id).where(ATTEMPT.c.state == AttemptState.in_flight)),
                 *([TASK.c.claimed_by == worker] if worker else []),
+                *([TASK.c.lease_until < now] if expired_leases else []),
             )
             .values(status=TaskStatus.pending, claimed_by=None, lease_until=None)
         )

@@ -364,13 +364,32 @@ def release_task(
     session.execute(update(TASK).where(TASK.c.id == task_id).values(**values))
 
 
-def in_flight_attempts(session: Session, worker: str | None = None) -> list[Any]:
+def in_flight_attempts(
+    session: Session, worker: str | None = None, lease_expired_at: datetime | None = None
+) -> list[Any]:
+    """Attempts still in flight: of one worker, or those whose task's lease ran out."""
     q = select(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at).where(
         ATTEMPT.c.state == AttemptState.in_flight
     )
     if worker is not None:
         q = q.where(ATTEMPT.c.worker == worker)
+    if lease_expired_at is not None:
+        q = q.join(TASK, TASK.c.id == ATTEMPT.c.task_id).where(TASK.c.lease_until < lease_expired_at)
     return list(session.execute(q).all())
+
+
+def renew_lease(session: Session, attempt_id: int, until: datetime) -> None:
+    task_id = select(ATTEMPT.c.task_id).where(ATTEMPT.c.id == attempt_id).scalar_subquery()
+    session.execute(update(TASK).where(TASK.c.id == task_id).values(lease_until=until))
+
+
+def lock_patient_of_task(session: Session, task_id: int) -> None:
+    """Serialise claims on one patient across dialer processes (PostgreSQL; SQLite has one writer)."""
+    session.execute(
+        select(PATIENT.c.id)
+        .where(PATIENT.c.id == select(TASK.c.patient_id).where(TASK.c.id == task_id).scalar_subquery())
+        .with_for_update()
+    ).all()
 
 
 def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int, set[int]]:

@@ -59,8 +59,8 @@ class Dialer:
         self.voicemail_text = voicemail_text if ctx.policy.retry.leave_voicemail else None
         self.on_connected = on_connected
         self.lookahead = lookahead
-        self.queue = TaskQueue(ctx.policy)
         self.presence = PresenceBoard()
+        self.queue = TaskQueue(ctx.policy, on_shift=self.presence.on_shift)
         self.nurses: dict[int, NurseProfile] = {}
         self.calls: dict[str, LiveCall] = {}
         self.call_of_nurse: dict[int, str] = {}
@@ -101,13 +101,9 @@ class Dialer:
                 referent_id=r.referent_nurse_id if r.kind != TaskKind.callback else None,
                 assigned_id=r.assigned_nurse_id if r.kind == TaskKind.callback else None,
             )
-            self.queue.add(task, self._owner_on_shift(task))
+            self.queue.add(task)
             added += 1
         return added
-
-    def _owner_on_shift(self, task: QueuedTask) -> bool:
-        owner = task.assigned_id if task.assigned_id is not None else task.referent_id
-        return owner is not None and self.presence.on_shift(owner)
 
     # ------------------------------------------------------------ nurses
 
@@ -151,16 +147,12 @@ class Dialer:
             if task is None:
                 return
             if task.patient_id in self.patients_in_call:
-                self.queue.requeue(
-                    task,
-                    now + timedelta(minutes=self.policy.retry.min_gap_minutes),
-                    self._owner_on_shift(task),
-                )
+                self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes))
                 continue
             if not cal.is_callable_at(now, task.place, hours):
                 nxt = cal.next_open(now, task.place, hours)
                 if nxt is not None:
-                    self.queue.requeue(task, nxt[0], self._owner_on_shift(task))
+                    self.queue.requeue(task, nxt[0])
                 continue
             self._claim_and_dial(nurse_id, task)
 
@@ -172,7 +164,7 @@ class Dialer:
         if isinstance(result, services.NotDialable):
             self.stats["refused_by_rules"] += 1
             if result.decision.retry_at is not None:
-                self.queue.requeue(task, result.decision.retry_at, self._owner_on_shift(task))
+                self.queue.requeue(task, result.decision.retry_at)
             return
         self.stats["claims"] += 1
         self.presence.set(nurse_id, NurseStatus.reserved)
@@ -202,7 +194,7 @@ class Dialer:
 
     def _after_unanswered(self, task: QueuedTask, next_at: datetime | None) -> None:
         if next_at is not None:
-            self.queue.requeue(task, next_at, self._owner_on_shift(task))
+            self.queue.requeue(task, next_at)
         else:
             self.queue.discard(task.task_id)
 
@@ -283,7 +275,7 @@ class Dialer:
             next_contact=nc.next_contact_on.isoformat() if nc.next_contact_on else None,
         )
         if nc.retry_at is not None:
-            self.queue.requeue(task, nc.retry_at, self._owner_on_shift(task))
+            self.queue.requeue(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
             cb = QueuedTask(
                 applied.callback_task_id,
@@ -296,5 +288,5 @@ class Dialer:
                 None,
                 nurse_id,
             )
-            self.queue.add(cb, owner_on_shift=True)
+            self.queue.add(cb)
         return applied

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,16 +65,24 @@ def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> da
 _Entry = tuple[tuple[int, datetime, int], int, QueuedTask, int]
 
 
+def owner_of(task: QueuedTask) -> int | None:
+    """The nurse a task waits for first: the callback's nurse, else the référent."""
+    return task.assigned_id if task.assigned_id is not None else task.referent_id
+
+
 @dataclass
 class TaskQueue:
     """The dialer's hopper: due tasks indexed by who may take them.
 
     Items sit in a time-ordered `waiting` heap until due, then in heaps per
-    owner nurse and per (tier, skills) bucket. Removal is lazy: a taken or
-    requeued item is skipped when it reaches the top.
+    owner nurse and per (tier, skills) bucket. Whether a due task first waits
+    for its owner (référent, callback nurse) is decided when it falls due, from
+    `on_shift`, not when it was loaded. Removal is lazy: a taken or requeued
+    item is skipped when it reaches the top.
     """
 
     policy: Policy
+    on_shift: Callable[[int], bool] = lambda _nurse_id: False
     waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
     by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
@@ -87,26 +96,16 @@ class TaskQueue:
     def __contains__(self, task_id: int) -> bool:
         return task_id in self.items
 
-    def add(self, task: QueuedTask, owner_on_shift: bool) -> None:
+    def add(self, task: QueuedTask) -> None:
         old = self.items.get(task.task_id)
         if old is not None:
             old.taken = True
         self.items[task.task_id] = task
-        owner = task.assigned_id if task.assigned_id is not None else task.referent_id
-        if owner is not None:
+        if owner_of(task) is not None:
             heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
-        heapq.heappush(
-            self.waiting,
-            (
-                open_to_all_at(task, self.policy, owner_on_shift),
-                next(self._seq),
-                task,
-                task.generation,
-                "all",
-            ),
-        )
+        heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "due"))
 
-    def requeue(self, task: QueuedTask, not_before: datetime, owner_on_shift: bool) -> None:
+    def requeue(self, task: QueuedTask, not_before: datetime) -> None:
         """Back in the queue for later (window closed, retry scheduled)."""
         fresh = QueuedTask(
             task.task_id,
@@ -121,7 +120,7 @@ class TaskQueue:
             generation=task.generation + 1,
         )
         task.taken = True
-        self.add(fresh, owner_on_shift)
+        self.add(fresh)
 
     def discard(self, task_id: int) -> None:
         item = self.items.pop(task_id, None)
@@ -141,10 +140,15 @@ class TaskQueue:
             if task.taken or gen != task.generation:
                 continue
             entry: _Entry = (task.key(), seq, task, gen)
+            owner = owner_of(task)
             if stage == "owner":
-                owner = task.assigned_id if task.assigned_id is not None else task.referent_id
                 assert owner is not None
                 heapq.heappush(self.by_owner.setdefault(owner, []), entry)
+            elif stage == "due" and owner is not None:
+                # due now: open to all at once, or after a bounded wait if the owner is on shift
+                opens = open_to_all_at(task, self.policy, self.on_shift(owner))
+                heapq.heappush(self.waiting, (opens, next(self._seq), task, gen, "all"))
+                continue
             else:
                 heapq.heappush(self.buckets.setdefault((task.tier, task.skills), []), entry)
             moved = True

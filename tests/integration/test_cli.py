@@ -178,11 +178,6 @@ def _assert_no_personal_data_in_logs(cli) -> None:  # type: ignore[no-untyped-de
     assert not [m for m in members if m in logs]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: campaign/logs.py configure_logging lowers the 'chatty' libraries to DEBUG with "
-    "CARECALL_LOG_LEVEL=debug; SQLAlchemy's engine logger then logs every fetched row "
-    "('Row (1, <member id>, <first name>, <LAST NAME>, datetime.date(<birth date>), …)'), which the "
-    "scrubber does not mask (only phones and dd/mm/yyyy dates): names, member ids and birth dates in logs"))
 def test_debug_logs_carry_no_personal_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     cli = _runner(tmp_path, level="debug")

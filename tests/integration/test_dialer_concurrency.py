@@ -170,12 +170,6 @@ def _pause_after_claim(ctx: services.Context, parties: int, timeout: float) -> t
 
 def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
     """A patient with two open tasks (a wave call and an inbound request) claimed at the same instant."""
-    if request.node.callspec.params.get("db_url") == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG (PostgreSQL only): services.claim_and_start checks 'already in a call' "
-            "(store.dial_history) in READ COMMITTED without locking the patient, so two dialers "
-            "claiming two different open tasks of one patient both see no call in flight and both "
-            "dial: two in-flight attempts for one patient")))
     ctx, clock = env
     nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
     patient = add_patient(ctx)
@@ -329,11 +323,6 @@ def test_crash_mid_call_is_reconciled_without_loss_or_early_redial(env, db_url: 
     assert report.answered_without_outcome.count == 0 or not answered
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: CallTask.lease_until is written by store.claim_task but never read: a dialer that dies and "
-    "never restarts under the same worker id leaves its tasks in_progress and its attempts in_flight "
-    "forever (reconcile_in_flight only runs for the restarting worker; store.expire_due_tasks only "
-    "expires pending tasks), so the wave never closes (invariant 4)"))
 def test_tasks_of_a_dialer_that_never_comes_back_are_recovered(env, db_url: str) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     nurses = [add_nurse(ctx, level="senior", skills=["heart_failure", "copd"]) for _ in range(2)]
@@ -405,11 +394,6 @@ def test_referent_ready_gets_her_patient_first(env) -> None:  # type: ignore[no-
     assert _first_attempt(ctx, patients[1].id) is None, "her second patient waits for her, not for the other"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: dialer/loop.py decides whether a task waits for its référent (TaskQueue.add(owner_on_shift=…)) "
-    "once, when Dialer.refresh() loads it, from the presence board at that moment; a référent who comes "
-    "on shift after her patients' tasks were loaded (lookahead) never gets them held for her: "
-    "another nurse ready first takes them at once"))
 def test_referent_coming_on_shift_after_the_tasks_were_loaded_still_gets_her_patient(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     referent = add_nurse(ctx, level="senior")

@@ -375,10 +375,6 @@ def test_explain_a_withdrawn_patient(env) -> None:  # type: ignore[no-untyped-de
     assert any("withdrawn" in f.detail and not f.ok for f in exp.findings)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: campaign/explain.py explain_patient marks the 'status' finding ok for a withdrawn or deceased "
-    "patient (ok = enrolled or reason != suspended), so the verdict names the first other blocker "
-    "('waves — no open call task') instead of the withdrawal"))
 def test_explain_verdict_names_the_withdrawal(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     add_nurses(ctx, 3, seed=11)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:41:46.381060
+Create Date: 2026-11-23 14:08:49.562484
 """
 
 from __future__ import annotations
@@ -208,6 +208,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_call_attempt_nurse_id'), ['nurse_id'], unique=False)
         batch_op.create_index('ix_call_attempt_patient_started', ['patient_id', 'started_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_call_attempt_task_id'), ['task_id'], unique=False)
+        batch_op.create_index('uq_call_attempt_patient_in_flight', ['patient_id'], unique=True, sqlite_where=sa.text("state = 'in_flight'"), postgresql_where=sa.text("state = 'in_flight'"))
 
     op.create_table('outcome',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -242,6 +243,7 @@ def downgrade() -> None:
 
     op.drop_table('outcome')
     with op.batch_alter_table('call_attempt', schema=None) as batch_op:
+        batch_op.drop_index('uq_call_attempt_patient_in_flight', sqlite_where=sa.text("state = 'in_flight'"), postgresql_where=sa.text("state = 'in_flight'"))
         batch_op.drop_index(batch_op.f('ix_call_attempt_task_id'))
         batch_op.drop_index('ix_call_attempt_patient_started')
         batch_op.drop_index(batch_op.f('ix_call_attempt_nurse_id'))
