@@ -60,7 +60,8 @@ class Dialer:
         self.on_connected = on_connected
         self.lookahead = lookahead
         self.presence = PresenceBoard()
-        self.queue = TaskQueue(ctx.policy, on_shift=self.presence.on_shift)
+        self.queue = TaskQueue(ctx.policy, on_shift=self._available_until)
+        self.nurse_info: dict[int, store.NurseInfo] = {}
         self.nurses: dict[int, NurseProfile] = {}
         self.calls: dict[str, LiveCall] = {}
         self.call_of_nurse: dict[int, str] = {}
@@ -75,6 +76,7 @@ class Dialer:
         with self.ctx.sessions() as s:
             for n in store.nurses(s):
                 self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
+                self.nurse_info[n.id] = n
         self.backend.connect(self.on_event)
         self.refresh()
 
@@ -106,6 +108,22 @@ class Dialer:
         return added
 
     # ------------------------------------------------------------ nurses
+
+    def _available_until(self, nurse_id: int, until: datetime) -> bool:
+        """On shift now, or her shift starts before `until` (back from a break, say)."""
+        if self.presence.on_shift(nurse_id):
+            return True
+        info = self.nurse_info.get(nurse_id)
+        if info is None:
+            return False
+        now = self.ctx.clock.now()
+        day = cal.local_time_of(now, info.timezone).date()
+        if cal.is_holiday(day, "75"):
+            return False
+        for weekday, start, _end in info.shifts:
+            if weekday == day.weekday() and now <= cal.at_local(day, start, info.timezone) <= until:
+                return True
+        return False
 
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)

@@ -77,12 +77,14 @@ class TaskQueue:
     Items sit in a time-ordered `waiting` heap until due, then in heaps per
     owner nurse and per (tier, skills) bucket. Whether a due task first waits
     for its owner (référent, callback nurse) is decided when it falls due, from
-    `on_shift`, not when it was loaded. Removal is lazy: a taken or requeued
+    `on_shift` (she is on shift, or her shift starts within the wait), not when
+    it was loaded. Removal is lazy: a taken or requeued
     item is skipped when it reaches the top.
     """
 
     policy: Policy
-    on_shift: Callable[[int], bool] = lambda _nurse_id: False
+    # will this nurse be on shift at some moment from now until the given instant?
+    on_shift: Callable[[int, datetime], bool] = lambda _nurse_id, _until: False
     waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
     by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
@@ -146,7 +148,8 @@ class TaskQueue:
                 heapq.heappush(self.by_owner.setdefault(owner, []), entry)
             elif stage == "due" and owner is not None:
                 # due now: open to all at once, or after a bounded wait if the owner is on shift
-                opens = open_to_all_at(task, self.policy, self.on_shift(owner))
+                longest = open_to_all_at(task, self.policy, True)
+                opens = longest if self.on_shift(owner, longest) else task.not_before
                 heapq.heappush(self.waiting, (opens, next(self._seq), task, gen, "all"))
                 continue
             else:
