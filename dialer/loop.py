@@ -71,12 +71,14 @@ class Dialer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, nurse_ids: set[int] | None = None) -> None:
+        """Reconcile this worker's calls left in flight, then take its nurses (all by default)."""
         services.reconcile_in_flight(self.ctx, self.worker)
         with self.ctx.sessions() as s:
             for n in store.nurses(s):
-                self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
                 self.nurse_info[n.id] = n
+                if nurse_ids is None or n.id in nurse_ids:
+                    self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
         self.backend.connect(self.on_event)
         self.refresh()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -115,6 +115,120 @@ def line_directory(ctx: services.Context) -> dict[str, LineProfile]:
     return out
 
 
+class Runtime:
+    """Scheduler jobs, shifts, dialer, simulated telephony and nurses on one event loop.
+
+    The same assembly runs a simulation (virtual clock, as fast as possible)
+    and `carecall serve` (a wall or scaled clock, in real time, with several
+    processes sharing one database: each takes its share of the nurses, and
+    only the scheduler leader fires the jobs).
+    """
+
+    def __init__(
+        self,
+        ctx: services.Context,
+        loop: EventLoop,
+        *,
+        seed: int = 0,
+        worker: str = "sim-1",
+        auto_launch: bool = True,
+        nurse_filter: Callable[[store.NurseInfo], bool] = lambda _n: True,
+        is_leader: Callable[[], bool] = lambda: True,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.loop = loop
+        self.auto_launch = auto_launch
+        self.is_leader = is_leader
+        self.stop_when = stop_when
+        self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
+        self.dialer = Dialer(ctx, self.backend, worker, voicemail_text(), on_connected=self._connected)
+        self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
+        with ctx.sessions() as s:
+            self.my_nurses = [n for n in store.nurses(s) if nurse_filter(n)]
+        self.until: datetime | None = None
+
+    def _connected(self, nurse_id: int, call: LiveCall) -> None:
+        self.nurses_sim.on_connected(nurse_id, call)
+
+    def start(self, until: datetime | None = None) -> None:
+        """Reconcile, then schedule shifts, jobs, ticks and refreshes from now on."""
+        self.until = until
+        self.dialer.start(nurse_ids={n.id for n in self.my_nurses})
+        now = self.ctx.clock.now()
+        self._schedule_shifts(now.date() - timedelta(days=1))
+        self._daily(now.date())
+        for spec in jobs.job_specs(self.ctx.policy):
+            first = jobs.next_fire(spec, None, now)
+            if first is not None:
+                self._at(first, self._fire, spec)
+        self._at(now, self._tick)
+        self._at(now, self._refresh)
+
+    def _at(self, at: datetime, fn: Callable[..., object], *args: object) -> None:
+        if self.until is None or at <= self.until:
+            self.loop.call_at(at, fn, *args)
+
+    def _schedule_shifts(self, day: date) -> None:
+        """One day's shifts, in each nurse's local time; metropolitan holidays are off."""
+        now = self.ctx.clock.now()
+        if cal.is_holiday(day, "75"):
+            return
+        for n in self.my_nurses:
+            for weekday, start, end in n.shifts:
+                if weekday != day.weekday():
+                    continue
+                on = cal.at_local(day, start, n.timezone)
+                off = cal.at_local(day, end, n.timezone)
+                if off <= now:
+                    continue
+                self._at(on, _shift_start, self.dialer, n.id)
+                self._at(off, self.dialer.nurse_offline, n.id)
+
+    def _daily(self, day: date) -> None:
+        """Shifts are always scheduled a day ahead: `day`'s now, the next day's at its eve."""
+        self._schedule_shifts(day)
+        self._at(cal.at_local(day, time(0), "UTC"), self._daily, day + timedelta(days=1))
+
+    def _fire(self, spec: jobs.JobSpec) -> None:
+        """A scheduler job, at the instants its APScheduler trigger gives; only on the leader."""
+        ctx = self.ctx
+        if self.is_leader():
+            if self.auto_launch and spec.id == "plan_due_waves":
+                if services.plan_due_waves(ctx, auto_launch=True):
+                    self.dialer.refresh()
+            else:
+                spec.func(ctx)
+        if self.stop_when is not None and self.stop_when():
+            self.loop.stop()
+        now = ctx.clock.now()
+        nxt = jobs.next_fire(spec, now, now + timedelta(seconds=1))
+        if nxt is not None:
+            self._at(nxt, self._fire, spec)
+
+    def _tick(self) -> None:
+        self.dialer.tick()
+        self._at(self.ctx.clock.now() + timedelta(minutes=1), self._tick)
+
+    def _refresh(self) -> None:
+        if any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses):
+            self.dialer.refresh()
+        self._at(self.ctx.clock.now() + timedelta(minutes=10), self._refresh)
+
+    def result(self, started: datetime) -> SimulationResult:
+        d = self.dialer
+        return SimulationResult(
+            started=started,
+            ended=self.ctx.clock.now(),
+            events=self.loop.processed,
+            dials=self.backend.dials,
+            claims=d.stats["claims"],
+            lost_claims=d.stats["lost_claims"],
+            refused_by_rules=d.stats["refused_by_rules"],
+            outcomes=self.nurses_sim.outcomes,
+        )
+
+
 def run_simulation(
     ctx: services.Context,
     clock: VirtualClock,
@@ -126,83 +240,13 @@ def run_simulation(
     progress: Callable[[datetime], None] | None = None,
     stop_when: Callable[[], bool] | None = None,
 ) -> SimulationResult:
-    """Run the programme from the clock's now until `until`."""
+    """Run the programme from the clock's now until `until`, as fast as the machine goes."""
     loop = EventLoop(clock)
-    rng = random.Random(seed)
-    backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
-    nurses_sim: SimulatedNurses | None = None
-
-    def connected(nurse_id: int, call: LiveCall) -> None:
-        assert nurses_sim is not None
-        nurses_sim.on_connected(nurse_id, call)
-
-    dialer = Dialer(ctx, backend, worker, voicemail_text(), on_connected=connected)
-    nurses_sim = SimulatedNurses(dialer, loop, backend, rng)
-    dialer.start()
+    runtime = Runtime(ctx, loop, seed=seed, worker=worker, auto_launch=auto_launch, stop_when=stop_when)
     started = clock.now()
-
-    # shifts, in each nurse's local time, on working days of the metropolitan calendar
-    with ctx.sessions() as s:
-        nurse_list = store.nurses(s)
-    day: date = started.date() - timedelta(days=1)
-    while day <= until.date():
-        if not cal.is_holiday(day, "75"):
-            for n in nurse_list:
-                for weekday, start, end in n.shifts:
-                    if weekday != day.weekday():
-                        continue
-                    on = cal.at_local(day, start, n.timezone)
-                    off = cal.at_local(day, end, n.timezone)
-                    if off <= started or on >= until:
-                        continue
-                    loop.call_at(on, _shift_start, dialer, n.id)
-                    loop.call_at(off, dialer.nurse_offline, n.id)
-        day += timedelta(days=1)
-
-    # the scheduler's jobs, fired at the instants their APScheduler triggers give
-    def fire(spec: jobs.JobSpec, previous: datetime | None) -> None:
-        if auto_launch and spec.id == "plan_due_waves":
-            if services.plan_due_waves(ctx, auto_launch=True):
-                dialer.refresh()
-        else:
-            spec.func(ctx)
-        if stop_when is not None and stop_when():
-            loop.stop()
-        nxt = jobs.next_fire(spec, clock.now(), clock.now() + timedelta(seconds=1))
-        if nxt is not None and nxt <= until:
-            loop.call_at(nxt, fire, spec, clock.now())
-
-    for spec in jobs.job_specs(ctx.policy):
-        first = jobs.next_fire(spec, None, started)
-        if first is not None:
-            loop.call_at(first, fire, spec, None)
-
-    def tick() -> None:
-        dialer.tick()
-        nxt = clock.now() + timedelta(minutes=1)
-        if nxt <= until:
-            loop.call_at(nxt, tick)
-
-    def refresh() -> None:
-        if any(dialer.presence.on_shift(n.id) for n in nurse_list):
-            dialer.refresh()
-        nxt = clock.now() + timedelta(minutes=10)
-        if nxt <= until:
-            loop.call_at(nxt, refresh)
-
-    loop.call_at(started, tick)
-    loop.call_at(started, refresh)
+    runtime.start(until)
     loop.run_until(until, progress)
-    return SimulationResult(
-        started=started,
-        ended=clock.now(),
-        events=loop.processed,
-        dials=backend.dials,
-        claims=dialer.stats["claims"],
-        lost_claims=dialer.stats["lost_claims"],
-        refused_by_rules=dialer.stats["refused_by_rules"],
-        outcomes=nurses_sim.outcomes,
-    )
+    return runtime.result(started)
 
 
 def _shift_start(dialer: Dialer, nurse_id: int) -> None:

@@ -258,7 +258,10 @@ def test_contact_cap_after_a_finished_wave(env) -> None:  # type: ignore[no-unty
         withdrawn = s.execute(select(func.count()).where(Patient.status == "withdrawn",
                                                           Patient.id.in_(ids))).scalar_one()
     assert plan["planned"] == 0
-    assert plan["skipped"].get("contact_cap", 0) == len(ids) - withdrawn
+    # a patient whose numbers all proved wrong is left out for that reason first
+    skipped = plan["skipped"]
+    assert skipped.get("contact_cap", 0) > 0
+    assert skipped.get("contact_cap", 0) + skipped.get("no_number", 0) == len(ids) - withdrawn
     exp = explain_patient(ctx, _member(ctx, ids[0]), None, actor="test")
     assert any("contact cap reached" in f.detail for f in exp.findings)
 
