@@ -41,8 +41,12 @@ def departement_from_postal_code(postal_code: str) -> str:
         return dep
     if code.startswith("20"):
         return "2A" if int(code) < 20200 else "2B"
-    if code.startswith("00"):
+    # 96xxx and 99xxx do not exist, 98xxx is Monaco and the Pacific territories: none is a
+    # département (without this they became départements "96", "98", "99" on Paris time).
+    if code.startswith(("00", "96", "99")):
         raise ValueError(f"{code!r} is not a French postal code")
+    if code.startswith("98"):
+        raise ValueError(f"{code!r}: Monaco or a Pacific territory, not served by the programme")
     return code[:2]
 
 
