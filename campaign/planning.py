@@ -25,9 +25,9 @@ from campaign.states import EnrolmentStatus
 class Candidate:
     patient_id: int
     state: PatientState
-    skills: frozenset[str] = frozenset()     # nurse skills this patient's call needs
-    open_task_elsewhere: bool = False        # already has an open task in another wave
-    tasks_in_period: int = 0                 # wave tasks created within caps.period_days
+    skills: frozenset[str] = frozenset()  # nurse skills this patient's call needs
+    open_task_elsewhere: bool = False  # already has an open task in another wave
+    tasks_in_period: int = 0  # wave tasks created within caps.period_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,15 @@ class NurseShifts:
     nurse_id: int
     level: NurseLevel
     skills: frozenset[str]
-    shifts: tuple[tuple[int, time, time], ...]   # (weekday, start, end), nurse's local time
+    shifts: tuple[tuple[int, time, time], ...]  # (weekday, start, end), nurse's local time
+    timezone: str = "Europe/Paris"
+
+    def utc_shifts_on(self, day: date) -> list[tuple[datetime, datetime]]:
+        return [
+            (cal.at_local(day, start, self.timezone), cal.at_local(day, end, self.timezone))
+            for weekday, start, end in self.shifts
+            if weekday == day.weekday()
+        ]
 
     def minutes_on(self, day: date) -> float:
         total = 0.0
@@ -47,18 +55,18 @@ class NurseShifts:
 
 @dataclass(slots=True)
 class DayLoad:
-    tasks: Counter[str] = field(default_factory=Counter)     # tier -> tasks
+    tasks: Counter[str] = field(default_factory=Counter)  # tier -> tasks
     minutes: float = 0.0
     capacity: float = 0.0
 
 
 @dataclass(slots=True)
 class WavePlan:
-    assignments: dict[int, date] = field(default_factory=dict)   # patient_id -> day
+    assignments: dict[int, date] = field(default_factory=dict)  # patient_id -> day
     days: dict[date, DayLoad] = field(default_factory=dict)
-    skipped: Counter[str] = field(default_factory=Counter)       # reason -> patients
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> patients
     skipped_ids: dict[str, list[int]] = field(default_factory=dict)
-    unplaced: list[int] = field(default_factory=list)            # no capacity left
+    unplaced: list[int] = field(default_factory=list)  # no capacity left
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -76,6 +84,9 @@ class WavePlan:
         }
 
 
+NO_NURSE_IN_WINDOW = "no_nurse_in_window"
+
+
 def task_cost(tier: Tier, policy: Policy) -> float:
     """Expected nurse minutes of one task: one reached call plus the unanswered attempts."""
     expected = policy.dialer.expected_attempts_per_reach[tier]
@@ -86,7 +97,8 @@ def skip_reason(c: Candidate, window_end: date, policy: Policy) -> str | None:
     s = c.state
     if s.status in (EnrolmentStatus.withdrawn, EnrolmentStatus.deceased):
         return s.status.value
-    if s.status == EnrolmentStatus.suspended and (s.suspended_until is None or s.suspended_until >= window_end):
+    suspended_all_wave = s.suspended_until is None or s.suspended_until >= window_end
+    if s.status == EnrolmentStatus.suspended and suspended_all_wave:
         return "suspended"
     if not s.consent:
         return "no_consent"
@@ -103,6 +115,32 @@ def _pools_for(tier: Tier, policy: Policy) -> list[NurseLevel]:
     """Cheapest pool first, so senior time is kept for those only seniors may take."""
     levels = policy.tiers[tier].nurse_levels
     return sorted(levels, key=lambda lv: 0 if lv == NurseLevel.junior else 1)
+
+
+Interval = tuple[datetime, datetime]
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _overlaps(a: list[Interval], b: list[Interval], minutes: float) -> bool:
+    need = minutes * 60
+    return any((min(e1, e2) - max(s1, s2)).total_seconds() >= need for s1, e1 in a for s2, e2 in b)
+
+
+def _usable(d: date, c: Candidate, policy: Policy) -> bool:
+    """Not inside the patient's suspension; calling hours where they live (no local holiday)."""
+    until = c.state.suspended_until
+    if c.state.status == EnrolmentStatus.suspended and until and d <= until:
+        return False
+    return bool(cal.local_windows(d, c.state.place, policy.calling_hours))
 
 
 def plan_wave(
@@ -129,6 +167,33 @@ def plan_wave(
                 skill_left[d][sk] += m
             cap += m
         plan.days[d] = DayLoad(capacity=cap)
+    # when nurses of each (level, skills) group are at work, per day: a patient is only
+    # placed on a day when a nurse allowed to take the call works during their window
+    groups: dict[date, dict[tuple[NurseLevel, frozenset[str]], list[Interval]]] = {}
+    for d in days:
+        by_group: dict[tuple[NurseLevel, frozenset[str]], list[Interval]] = defaultdict(list)
+        for n in nurses:
+            by_group[(n.level, n.skills)].extend(n.utc_shifts_on(d))
+        groups[d] = {k: _merge(v) for k, v in by_group.items() if v}
+    reach_cache: dict[tuple[date, cal.Place, Tier, frozenset[str]], tuple[bool, frozenset[NurseLevel]]] = {}
+
+    def reachable(d: date, c: Candidate) -> tuple[bool, frozenset[NurseLevel]]:
+        """(some qualified nurse works that day, the levels whose nurses work in the patient's window)."""
+        key = (d, c.state.place, c.state.tier, c.skills)
+        hit = reach_cache.get(key)
+        if hit is None:
+            allowed = policy.tiers[c.state.tier].nurse_levels
+            windows = cal.utc_intervals(d, c.state.place, policy.calling_hours)
+            minutes = policy.tiers[c.state.tier].call_minutes
+            working = False
+            levels: set[NurseLevel] = set()
+            for (level, skills), shifts in groups[d].items():
+                if level in allowed and c.skills <= skills:
+                    working = True
+                    if _overlaps(windows, shifts, minutes):
+                        levels.add(level)
+            hit = reach_cache[key] = (working, frozenset(levels))
+        return hit
 
     window_end = days[-1]
     eligible: list[Candidate] = []
@@ -150,7 +215,7 @@ def plan_wave(
     )
     # first day index a tier may start on
     offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
-    first_free = {t: offsets[t] for t in Tier}   # skip days known full for a tier
+    first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
     for c in eligible:
         tier = c.state.tier
         cost = task_cost(tier, policy)
@@ -158,16 +223,17 @@ def plan_wave(
         placed = False
         for i in range(first_free[tier], len(days)):
             d = days[i]
-            if c.state.status == EnrolmentStatus.suspended and c.state.suspended_until and d <= c.state.suspended_until:
+            if not _usable(d, c, policy):
                 continue
-            if not cal.local_windows(d, c.state.place, policy.calling_hours):
-                continue  # a holiday where the patient lives, or no hours that weekday
-            if any(skill_left[d][sk] < cost for sk in c.skills):
-                continue
-            pool = next((lv for lv in pools if level_left[d][lv] >= cost), None)
-            if pool is None:
+            if all(level_left[d][lv] < cost for lv in pools):
                 if i == first_free[tier]:
                     first_free[tier] = i + 1
+                continue
+            _working, levels = reachable(d, c)
+            if any(skill_left[d][sk] < cost for sk in c.skills):
+                continue
+            pool = next((lv for lv in pools if lv in levels and level_left[d][lv] >= cost), None)
+            if pool is None:
                 continue
             level_left[d][pool] -= cost
             for sk in c.skills:
@@ -178,6 +244,14 @@ def plan_wave(
             plan.assignments[c.patient_id] = d
             placed = True
             break
-        if not placed:
+        if placed:
+            continue
+        usable = [d for d in days[offsets[tier] :] if _usable(d, c, policy)]
+        reach = [reachable(d, c) for d in usable]
+        if any(working for working, _ in reach) and not any(levels for _, levels in reach):
+            # qualified nurses work, but never while this patient may be called
+            plan.skipped[NO_NURSE_IN_WINDOW] += 1
+            plan.skipped_ids.setdefault(NO_NURSE_IN_WINDOW, []).append(c.patient_id)
+        else:
             plan.unplaced.append(c.patient_id)
     return plan

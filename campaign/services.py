@@ -18,7 +18,7 @@ from campaign import calendar as cal
 from campaign import planning, rules, store
 from campaign.clock import Clock
 from campaign.db import SessionFactory
-from campaign.errors import InvalidTransition, NotFound
+from campaign.errors import ClaimLost, InvalidTransition, NotFound
 from campaign.model import (
     ATTEMPT,
     NURSE,
@@ -47,9 +47,6 @@ from campaign.templates import render
 log = structlog.get_logger("carecall.campaign")
 
 SEGMENT_KEYS = ("pathology", "tier", "departement")
-# A claim holds its task this long; an answered call renews it. A dialer that dies
-# without coming back has its calls reconciled by the scheduler once it runs out.
-LEASE = timedelta(minutes=90)
 PARIS = "Europe/Paris"
 LATEST_ZONE = "America/Martinique"  # the westernmost zone served: a wave's last calls end there
 
@@ -61,6 +58,8 @@ class Context:
     sessions: SessionFactory
     policy: Policy
     clock: Clock
+    # how long a claim holds its task without a heartbeat (in the clock's time)
+    lease: timedelta = timedelta(minutes=90)
 
 
 # ------------------------------------------------------------------ themes and segments
@@ -222,7 +221,9 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
             )
             for r in rows
         ]
-        nurses = [planning.NurseShifts(n.id, n.level, n.skills, n.shifts) for n in store.nurses(s)]
+        nurses = [
+            planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
+        ]
         days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
         plan = planning.plan_wave(cands, nurses, days, policy)
         by_id = {r.id: r for r in rows}
@@ -281,6 +282,7 @@ _SKIP_NOTES = {
     "no_number": "no valid phone number",
     "open_task_in_other_wave": "already has an open call in another wave (overlapping waves)",
     "contact_cap": "contact cap reached for the period",
+    planning.NO_NURSE_IN_WINDOW: "no nurse allowed to take the call works in the patient's calling window",
 }
 
 
@@ -391,7 +393,7 @@ def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> C
     """
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
-        if not store.claim_task(s, task_id, worker, now, lease=LEASE):
+        if not store.claim_task(s, task_id, worker, now, lease=ctx.lease):
             s.rollback()
             return None
         store.lock_patient_of_task(s, task_id)
@@ -454,12 +456,15 @@ def mark_answered(ctx: Context, attempt_id: int) -> None:
     """Stored at once; the task's lease is renewed for the length of a conversation."""
     now = ctx.clock.now()
     with ctx.sessions() as s:
-        s.execute(
+        res = s.execute(
             update(ATTEMPT)
-            .where(ATTEMPT.c.id == attempt_id)
+            .where(ATTEMPT.c.id == attempt_id, ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=AttemptResult.answered, answered_at=now)
         )
-        store.renew_lease(s, attempt_id, now + LEASE)
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            s.rollback()
+            raise ClaimLost(f"attempt {attempt_id} was reconciled (lease expired): hang up")
+        store.renew_lease(s, attempt_id, now + ctx.lease)
         s.commit()
 
 
@@ -470,11 +475,15 @@ def finish_unanswered(
     policy, now = ctx.policy, ctx.clock.now()
     with ctx.sessions() as s:
         a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id).where(ATTEMPT.c.id == attempt_id)).one()
-        s.execute(
+        res = s.execute(
             update(ATTEMPT)
-            .where(ATTEMPT.c.id == attempt_id)
+            .where(ATTEMPT.c.id == attempt_id, ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left)
         )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            # already reconciled by the scheduler (this dialer's lease ran out): its retry is decided
+            s.rollback()
+            raise ClaimLost(f"attempt {attempt_id} was already reconciled")
         decision = _retry(s, a.task_id, a.patient_id, result, now, policy)
         s.commit()
         return decision
@@ -620,6 +629,12 @@ def record_outcome(
             )
         s.commit()
     return OutcomeApplied(decision, callback_id, cancelled)
+
+
+def renew_leases(ctx: Context, worker: str) -> None:
+    with ctx.sessions() as s:
+        store.renew_worker_leases(s, worker, ctx.clock.now() + ctx.lease)
+        s.commit()
 
 
 def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leases: bool = False) -> int:

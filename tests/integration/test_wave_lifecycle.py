@@ -445,10 +445,6 @@ def test_reading_a_patient_file_is_audited(env) -> None:  # type: ignore[no-unty
 # ---------------------------------------------------------------- planning gaps
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: campaign/planning.py plan_wave places a patient on a day although no nurse's shift overlaps "
-    "the patient's calling window that day (e.g. Martinique, preferred 17:00-19:00 local = 22:00-24:00 "
-    "Paris); the task is counted as planned and expires without a single attempt"))
 def test_a_patient_no_nurse_can_reach_in_their_window_is_not_silently_planned(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     add_nurse(ctx, level="senior", shifts=WEEKDAY_SHIFTS)      # 09:00-17:00 Paris

@@ -84,6 +84,37 @@ def pool_capacities(
     return sum(levels.values()), levels, skills
 
 
+def at_work(
+    p: Candidate, d: date, nurses: Sequence[NurseShifts], pol: Policy = policy
+) -> tuple[bool, set[NurseLevel]]:
+    """(a nurse allowed to take p's call works on d, the levels of those who work in p's window
+    for at least the tier's call length). Written from the rule, independently of the planner."""
+    allowed = pol.tiers[p.state.tier].nurse_levels
+    need = timedelta(minutes=pol.tiers[p.state.tier].call_minutes)
+    windows = cal.utc_intervals(d, p.state.place, pol.calling_hours)
+    working, levels = False, set()
+    for n in nurses:
+        if n.level not in allowed or not p.skills <= n.skills:
+            continue
+        for wd, start, end in n.shifts:
+            if wd != d.weekday():
+                continue
+            working = True
+            on, off = cal.at_local(d, start, n.timezone), cal.at_local(d, end, n.timezone)
+            if any(min(off, we) - max(on, ws) >= need for ws, we in windows):
+                levels.add(n.level)
+    return working, levels
+
+
+def never_in_window(c: Candidate, days: Sequence[date], nurses: Sequence[NurseShifts],
+                    pol: Policy = policy) -> bool:
+    """Qualified nurses work some usable day, but never while this patient may be called."""
+    first = min(pol.tiers[c.state.tier].start_offset_days, len(days) - 1)
+    usable = [d for d in days[first:] if not day_blocked_for(c, d, pol)]
+    reach = [at_work(c, d, nurses, pol) for d in usable]
+    return any(w for w, _ in reach) and not any(lv for _, lv in reach)
+
+
 def skip_reasons(c: Candidate, wave_end: date, pol: Policy = policy) -> set[str]:
     """Every reason (DESIGN.md) for which this patient gets no task in the wave."""
     s = c.state
@@ -282,6 +313,7 @@ def test_planned_days_are_callable_days_for_that_patient(
         # start offset, in wave days (a wave shorter than the offset starts the tier on its last day)
         offset = min(pol.tiers[c.state.tier].start_offset_days, len(wave_days) - 1)
         assert wave_days.index(d) >= offset
+        assert at_work(c, d, nurses, pol)[1], "a nurse allowed to take the call works in the patient's window"
 
 
 @PLAN_SETTINGS
@@ -295,6 +327,9 @@ def test_skipped_are_exactly_the_ineligible(
     plan = plan_wave(candidates, nurses, wave_days, pol)
     check_partition(plan, candidates)
     expected = {c.patient_id: skip_reasons(c, wave_days[-1], pol) for c in candidates}
+    for c in candidates:
+        if not expected[c.patient_id] and never_in_window(c, wave_days, nurses, pol):
+            expected[c.patient_id] = {"no_nurse_in_window"}
     skipped = {pid: reason for reason, ids in plan.skipped_ids.items() for pid in ids}
     assert set(skipped) == {pid for pid, reasons in expected.items() if reasons}
     for pid, reason in skipped.items():
@@ -344,9 +379,11 @@ def test_higher_tiers_go_first(wave: Wave) -> None:
             def left_at_least(pool_cap: float, users: list[Candidate], need: float = need) -> bool:
                 return pool_cap - sum(cost(c.state.tier, pol) for c in users) >= need - EPS
 
+            reachable = at_work(p, d, nurses, pol)[1]
             level_free = any(
                 left_at_least(levels[lv], [c for c in ahead if lv in pol.tiers[c.state.tier].nurse_levels])
                 for lv in pol.tiers[tier].nurse_levels
+                if lv in reachable
             )
             skills_free = all(
                 left_at_least(skills[sk], [c for c in ahead if sk in c.skills]) for sk in p.skills
@@ -403,10 +440,12 @@ def test_nobody_waits_while_an_earlier_day_had_room(
             def left(cap: float, users: list[Candidate]) -> float:
                 return cap - sum(cost(c.state.tier, pol) for c in users)
 
+            reachable = at_work(p, d, nurses, pol)[1]
             level_room = any(
                 left(levels[lv], [c for c in ahead if lv in pol.tiers[c.state.tier].nurse_levels])
                 >= need - EPS
                 for lv in pol.tiers[tier].nurse_levels
+                if lv in reachable
             )
             skill_room = all(
                 left(skills[sk], [c for c in ahead if sk in c.skills]) >= need - EPS for sk in p.skills
