@@ -69,12 +69,18 @@ def run_job(job_id: str, database_url: str, config_dir: str) -> None:
         engine.dispose()
 
 
-def build_scheduler(database_url: str, config_dir: str, policy: Policy) -> Any:
-    """A blocking APScheduler with its job store in the programme's database."""
+def build_scheduler(database_url: str, config_dir: str, policy: Policy, *, background: bool = False) -> Any:
+    """An APScheduler with its job store in the programme's database.
+
+    Run only by the leader (campaign.leader): a job store must not be shared
+    by two running schedulers.
+    """
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    scheduler = BlockingScheduler(
+    kind = BackgroundScheduler if background else BlockingScheduler
+    scheduler = kind(
         jobstores={"default": SQLAlchemyJobStore(url=database_url, tablename="apscheduler_jobs")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 600},
         timezone="UTC",

@@ -383,6 +383,14 @@ def renew_lease(session: Session, attempt_id: int, until: datetime) -> None:
     session.execute(update(TASK).where(TASK.c.id == task_id).values(lease_until=until))
 
 
+def renew_worker_leases(session: Session, worker: str, until: datetime) -> None:
+    session.execute(
+        update(TASK)
+        .where(TASK.c.claimed_by == worker, TASK.c.status == TaskStatus.in_progress)
+        .values(lease_until=until)
+    )
+
+
 def lock_patient_of_task(session: Session, task_id: int) -> None:
     """Serialise claims on one patient across dialer processes (PostgreSQL; SQLite has one writer)."""
     session.execute(

@@ -435,6 +435,47 @@ def scheduler_run() -> None:
         scheduler.start()
 
 
+@app.command("serve")
+def serve_cmd(
+    worker: Annotated[str, typer.Option(help="this process's name (stable across restarts)")] = "dialer-1",
+    share: Annotated[str, typer.Option(help="this process's share of the nurses, K/N")] = "1/1",
+    clock: Annotated[
+        str,
+        typer.Option(
+            envvar="CARECALL_CLOCK",
+            help="'system', or FACTOR:VIRTUAL_START@REAL_START for a scaled clock shared by all processes",
+        ),
+    ] = "system",
+    seed: Annotated[int, typer.Option()] = 0,
+    auto_launch: Annotated[bool, typer.Option(help="launch waves as soon as they are planned")] = False,
+    lease_seconds: Annotated[
+        float, typer.Option(help="real seconds a call's claim survives without heartbeat")
+    ] = 20.0,
+) -> None:
+    """Run a dialer process (simulated telephony); the scheduler too while it holds the leadership."""
+    from dialer.serve import Share, make_clock, serve
+
+    env = _env()
+    try:
+        the_share = Share.parse(share)
+        the_clock = make_clock(clock)
+    except ValueError as exc:
+        _fail(exc)
+        return
+    env.engine.dispose()
+    serve(
+        env.settings.database_url,
+        env.policy,
+        config_dir=str(env.settings.config_dir),
+        worker=worker,
+        share=the_share,
+        clock=the_clock,
+        seed=seed,
+        auto_launch=auto_launch,
+        lease_real_seconds=lease_seconds,
+    )
+
+
 @app.command("simulate")
 def simulate(
     until: Annotated[

@@ -16,7 +16,7 @@ import structlog
 
 from campaign import calendar as cal
 from campaign import services, store
-from campaign.errors import BackendError
+from campaign.errors import BackendError, ClaimLost
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
 from campaign.states import AttemptResult, OutcomeCode, TaskKind
@@ -226,8 +226,14 @@ class Dialer:
             log.warning("event for an unknown call", call=event.call_id, kind=event.kind.value)
             return
         if event.kind == CallEventKind.answered:
+            try:
+                services.mark_answered(self.ctx, call.attempt_id)
+            except ClaimLost:
+                # our lease ran out and the call was reconciled: it may be redialed elsewhere, end it
+                log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
+                self.backend.hangup(call.call_id)
+                return
             call.answered = True
-            services.mark_answered(self.ctx, call.attempt_id)
             self.presence.set(call.nurse_id, NurseStatus.on_call)
             if self.on_connected is not None:
                 self.on_connected(call.nurse_id, call)
@@ -241,7 +247,12 @@ class Dialer:
         self.calls.pop(event.call_id, None)
         self.call_of_nurse.pop(call.nurse_id, None)
         result = event.result or AttemptResult.failed
-        decision = services.finish_unanswered(self.ctx, call.attempt_id, result, event.voicemail_left)
+        try:
+            decision = services.finish_unanswered(self.ctx, call.attempt_id, result, event.voicemail_left)
+        except ClaimLost:
+            self.queue.discard(call.task.task_id)
+            self._nurse_free(call.nurse_id)
+            return
         log.debug(
             "attempt ended",
             attempt=call.attempt_id,
@@ -250,12 +261,19 @@ class Dialer:
             closed=decision.close.value if decision.close else None,
         )
         self._after_unanswered(call.task, decision.next_at)
-        if call.nurse_id in self.presence.leaving:
-            self.presence.set(call.nurse_id, NurseStatus.ready)
-            self.nurse_offline(call.nurse_id)
+        self._nurse_free(call.nurse_id)
+
+    def _nurse_free(self, nurse_id: int) -> None:
+        """After an unanswered call: ready for the next one, or off if her shift ended meanwhile."""
+        self.presence.set(nurse_id, NurseStatus.ready)
+        if nurse_id in self.presence.leaving:
+            self.nurse_offline(nurse_id)
         else:
-            self.presence.set(call.nurse_id, NurseStatus.ready)
-            self._offer(call.nurse_id)
+            self._offer(nurse_id)
+
+    def heartbeat(self) -> None:
+        """Renew the leases of this worker's calls, so no one reconciles a live call."""
+        services.renew_leases(self.ctx, self.worker)
 
     def hangup(self, nurse_id: int) -> None:
         call_id = self.call_of_nurse.get(nurse_id)

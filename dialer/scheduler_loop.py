@@ -1,4 +1,5 @@
-"""A discrete-event loop on the virtual clock: days of calling run in seconds."""
+"""A discrete-event loop: on a virtual clock days of calling run in seconds
+(`run_until`); on a wall or scaled clock it runs in real time (`run_due`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from campaign.clock import VirtualClock
+from campaign.clock import Clock, VirtualClock
 
 
 class EventLoop:
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._heap: list[tuple[datetime, int, Callable[..., Any], tuple[Any, ...]]] = []
         self._seq = itertools.count()
@@ -29,13 +30,31 @@ class EventLoop:
     def next_time(self) -> datetime | None:
         return self._heap[0][0] if self._heap else None
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def run_due(self, limit: int = 10_000) -> int:
+        """Real time: run the events whose time has come (at most `limit`); the clock moves by itself."""
+        n = 0
+        while self._heap and n < limit and not self._stopped and self._heap[0][0] <= self.clock.now():
+            _, _, fn, args = heapq.heappop(self._heap)
+            fn(*args)
+            self.processed += 1
+            n += 1
+        return n
+
     def run_until(self, until: datetime, on_step: Callable[[datetime], None] | None = None) -> None:
+        """Virtual time: jump from event to event until `until`."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("run_until needs a VirtualClock; use run_due in real time")
         while self._heap and self._heap[0][0] <= until and not self._stopped:
             at, _, fn, args = heapq.heappop(self._heap)
-            self.clock.advance_to(at)
+            clock.advance_to(at)
             fn(*args)
             self.processed += 1
             if on_step is not None and self.processed % 500 == 0:
                 on_step(at)
-        if self.clock.now() < until and not self._stopped:
-            self.clock.advance_to(until)
+        if clock.now() < until and not self._stopped:
+            clock.advance_to(until)

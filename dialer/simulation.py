@@ -135,12 +135,16 @@ class Runtime:
         nurse_filter: Callable[[store.NurseInfo], bool] = lambda _n: True,
         is_leader: Callable[[], bool] = lambda: True,
         stop_when: Callable[[], bool] | None = None,
+        tick_every: timedelta = timedelta(minutes=1),
+        refresh_every: timedelta = timedelta(minutes=10),
     ) -> None:
         self.ctx = ctx
         self.loop = loop
         self.auto_launch = auto_launch
         self.is_leader = is_leader
         self.stop_when = stop_when
+        self.tick_every = tick_every
+        self.refresh_every = refresh_every
         self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
         self.dialer = Dialer(ctx, self.backend, worker, voicemail_text(), on_connected=self._connected)
         self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
@@ -208,12 +212,12 @@ class Runtime:
 
     def _tick(self) -> None:
         self.dialer.tick()
-        self._at(self.ctx.clock.now() + timedelta(minutes=1), self._tick)
+        self._at(self.ctx.clock.now() + self.tick_every, self._tick)
 
     def _refresh(self) -> None:
         if any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses):
             self.dialer.refresh()
-        self._at(self.ctx.clock.now() + timedelta(minutes=10), self._refresh)
+        self._at(self.ctx.clock.now() + self.refresh_every, self._refresh)
 
     def result(self, started: datetime) -> SimulationResult:
         d = self.dialer

@@ -1,0 +1,151 @@
+"""`carecall serve`: one dialer process, several of which may share a database.
+
+Each process dials for its share of the nurses (`--share 2/3`), claims tasks
+atomically in the database, renews the leases of its live calls, and competes
+for the scheduler leadership (PostgreSQL advisory lock): only the leader fires
+the scheduler's jobs. A process killed outright loses no stored outcome: on
+restart it reconciles its calls left in flight, and if it never comes back
+the leader reconciles them once their leases run out.
+
+Telephony here is the simulated backend; the clock is the wall clock, or a
+scaled clock shared by all processes (`--clock FACTOR:VIRTUAL@REAL`) so a
+deployment can run a wave of weeks in minutes.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time as wall
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+
+import structlog
+
+from campaign import services
+from campaign.clock import Clock, ScaledClock, SystemClock
+from campaign.db import make_engine, session_factory
+from campaign.jobs import build_scheduler
+from campaign.leader import Leadership
+from campaign.policy import Policy
+from campaign.store import NurseInfo
+from dialer.scheduler_loop import EventLoop
+from dialer.simulation import Runtime
+
+log = structlog.get_logger("carecall.serve")
+
+
+@dataclass(frozen=True)
+class Share:
+    """This process's share of the nurses: the k-th of n (1-based)."""
+
+    k: int
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> Share:
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--share {text!r}: expected K/N, e.g. 2/3") from None
+        if not 1 <= k <= n:
+            raise ValueError(f"--share {text!r}: K must be between 1 and N")
+        return cls(k, n)
+
+    def takes(self, nurse: NurseInfo) -> bool:
+        return nurse.id % self.n == self.k - 1
+
+
+def make_clock(spec: str) -> Clock:
+    return SystemClock() if spec in ("", "system") else ScaledClock.parse(spec)
+
+
+def serve(
+    database_url: str,
+    policy: Policy,
+    *,
+    config_dir: str,
+    worker: str,
+    share: Share,
+    clock: Clock,
+    seed: int = 0,
+    auto_launch: bool = False,
+    lease_real_seconds: float = 20.0,
+    heartbeat_real_seconds: float = 2.0,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or threading.Event()
+    factor = clock.factor if isinstance(clock, ScaledClock) else 1.0
+    engine = (
+        make_engine(database_url, pool_size=5, max_overflow=5)
+        if "postgresql" in database_url
+        else make_engine(database_url)
+    )
+    # leases are felt in real time: a process may lag behind a fast scaled clock
+    lease = timedelta(seconds=lease_real_seconds * factor)
+    ctx = services.Context(session_factory(engine), policy, clock, lease=lease)
+    leadership = Leadership(engine)
+    leader = {"held": False}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", signal=signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # On the wall clock the leader runs APScheduler with its jobs stored in the database;
+    # on a scaled clock (which APScheduler cannot follow) the leader fires the same jobs
+    # at the instants the same triggers give.
+    apscheduler = None
+    use_apscheduler = isinstance(clock, SystemClock)
+    loop = EventLoop(clock)
+    runtime = Runtime(
+        ctx,
+        loop,
+        seed=seed,
+        worker=worker,
+        auto_launch=auto_launch,
+        nurse_filter=share.takes,
+        is_leader=lambda: leader["held"] and not use_apscheduler,
+        # on a fast scaled clock, poll the queue and the database at a real-time pace
+        tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),
+        refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
+    )
+    runtime.start()
+    log.info(
+        "dialer serving",
+        worker=worker,
+        share=f"{share.k}/{share.n}",
+        nurses=len(runtime.my_nurses),
+        clock_factor=factor,
+    )
+    next_beat = 0.0
+    try:
+        while not stop.is_set():
+            t = wall.monotonic()
+            if t >= next_beat:
+                was = leader["held"]
+                leader["held"] = leadership.try_acquire()
+                if leader["held"] != was:
+                    log.info("scheduler leadership", worker=worker, leader=leader["held"])
+                    if use_apscheduler and leader["held"]:
+                        apscheduler = build_scheduler(database_url, config_dir, policy, background=True)
+                        apscheduler.start()
+                    elif apscheduler is not None:
+                        apscheduler.shutdown(wait=False)
+                        apscheduler = None
+                runtime.dialer.heartbeat()
+                next_beat = t + heartbeat_real_seconds
+            if loop.run_due(limit=200) == 0:
+                wall.sleep(0.005)
+    finally:
+        if apscheduler is not None:
+            apscheduler.shutdown(wait=False)
+        services.reconcile_in_flight(ctx, worker)  # calls of this process end with it
+        leadership.release()
+        engine.dispose()
+        log.info("dialer stopped", worker=worker, dials=runtime.backend.dials)
