@@ -121,7 +121,10 @@ def may_dial(
         name = cal.holiday_name(local_day, patient.place.departement) or "public holiday"
         after = cal.next_open(at, patient.place, policy.calling_hours)
         return Decision(
-            False, Reason.holiday, f"{local_day.isoformat()} is a holiday ({name})", after[0] if after else None
+            False,
+            Reason.holiday,
+            f"{local_day.isoformat()} is a holiday ({name})",
+            after[0] if after else None,
         )
     window = cal.window_containing(at, patient.place, policy.calling_hours)
     if window is None:
