@@ -133,9 +133,13 @@ class Dialer:
         self._offer(nurse_id)
 
     def nurse_offline(self, nurse_id: int) -> None:
-        """End of shift: at once if idle, after the current call otherwise."""
+        """End of shift: at once if idle, after the current call and its outcome otherwise.
+
+        A nurse in wrap-up still owes the outcome of her call: she leaves once it
+        is recorded, so a new shift can never hand her a second call meanwhile.
+        """
         status = self.presence.get(nurse_id)
-        if status in (NurseStatus.ready, NurseStatus.paused, NurseStatus.wrap_up):
+        if status in (NurseStatus.ready, NurseStatus.paused):
             self.presence.set(nurse_id, NurseStatus.offline)
         elif status != NurseStatus.offline:
             self.presence.leaving.add(nurse_id)
@@ -162,7 +166,8 @@ class Dialer:
             return
         now = self.ctx.clock.now()
         hours = self.policy.calling_hours
-        while self.presence.get(nurse_id) == NurseStatus.ready:
+        # one call at a time per nurse, whatever her presence says
+        while self.presence.get(nurse_id) == NurseStatus.ready and nurse_id not in self.call_of_nurse:
             task = self.queue.pop_for(profile)
             if task is None:
                 return
