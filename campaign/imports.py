@@ -66,12 +66,14 @@ file leaves that attribute of known patients unchanged.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import json
 import re
 import time as _time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
 from functools import lru_cache
@@ -90,8 +92,10 @@ from campaign.model import AuditEvent, pathologies_to_text
 from campaign.policy import Policy, Tier
 from campaign.registry import (
     BATCH_SIZE,
+    PG_BATCH_SIZE,
     PatientRecord,
     RowRejection,
+    is_postgresql,
     nurse_ids_by_code,
     upsert_patients,
 )
@@ -219,6 +223,105 @@ _PHONE_CHARS = re.compile(r"\+?[\d\s.\-/()]+")
 _INVALID_PHONE = "not a valid French phone number"
 
 
+_NON_DIGITS = re.compile(r"\D")
+_NUMBER_TYPES = (
+    "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+    "voicemail", "fixed_line", "mobile",
+)
+
+
+def _national_validator(country_code: int) -> Callable[[str], bool] | None:
+    """phonenumbers' own validity test of a national significant number, without parse().
+
+    Built from the library's metadata the way `is_valid_number` applies it: a
+    number is valid when, for one of the regions of its country code, it matches
+    the general description and one number type (possible lengths, then the
+    pattern). So it agrees with phonenumbers by construction and follows its
+    metadata on upgrade. None when a region of the code picks numbers by leading
+    digits (not the case of France and its overseas departments): the caller then
+    keeps phonenumbers.parse. parse() was most of the cost of an import row.
+    """
+    checks: list[tuple[frozenset[int], re.Pattern[str], list[tuple[frozenset[int], re.Pattern[str]]]]] = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.leading_digits is not None:
+            return None
+        general = metadata.general_desc
+        if general is None or not general.national_number_pattern:
+            continue
+        by_lengths: dict[frozenset[int], list[str]] = {}
+        for name in _NUMBER_TYPES:
+            desc = getattr(metadata, name)
+            if desc is not None and desc.national_number_pattern:
+                by_lengths.setdefault(frozenset(desc.possible_length or ()), []).append(
+                    f"(?:{desc.national_number_pattern})"
+                )
+        checks.append((
+            frozenset(general.possible_length or ()),
+            re.compile(general.national_number_pattern),
+            [(lengths, re.compile("|".join(p))) for lengths, p in by_lengths.items()],
+        ))
+    if not checks:
+        return None
+
+    def valid(nsn: str) -> bool:
+        size = len(nsn)
+        for lengths, pattern, types in checks:
+            if (lengths and size not in lengths) or not pattern.fullmatch(nsn):
+                continue
+            for type_lengths, type_pattern in types:
+                if (not type_lengths or size in type_lengths) and type_pattern.fullmatch(nsn):
+                    return True
+        return False
+
+    return valid
+
+
+_VALIDATORS: dict[str, tuple[str, Callable[[str], bool] | None]] = {
+    region: (str(code), _national_validator(code))
+    for region in ("FR", *dict.fromkeys(_OVERSEAS_PREFIXES.values()))
+    for code in [phonenumbers.country_code_for_region(region)]
+}
+
+
+def _fast_phone(raw: str, digits: str, region: str) -> str | None:
+    """E.164 of the usual forms, the way the full path would find it; None to take the full path.
+
+    Handles a national number (0 and 9 digits, or 9 digits whose 0 a spreadsheet
+    dropped) and +33/0033 and 9 digits, for the same candidate regions as the full
+    path, in the same order. It only ever answers with a valid number; anything
+    else (other forms, other regions, invalid numbers) goes through
+    phonenumbers.parse, which then gives the verdict.
+    """
+    plus = raw.startswith("+")
+    if plus or digits.startswith("00"):
+        if plus and len(digits) == 11 and digits.startswith("33"):
+            nsn = digits[2:]
+        elif not plus and len(digits) == 13 and digits.startswith("0033"):
+            nsn = digits[4:]
+        else:
+            return None
+        if nsn[0] == "0":
+            return None
+        regions: Iterable[str] = (_OVERSEAS_PREFIXES.get(nsn[:3], "FR"),)
+    else:
+        if len(digits) == 9 and digits[0] != "0":
+            nsn = digits
+        elif len(digits) == 10 and digits[0] == "0" and digits[1] != "0":
+            nsn = digits[1:]
+        else:
+            return None
+        overseas = _OVERSEAS_PREFIXES.get(nsn[:3])
+        regions = (overseas,) if overseas else (region, "FR") if region != "FR" else ("FR",)
+    for hint in regions:
+        code, valid = _VALIDATORS.get(hint, ("", None))
+        if valid is None:
+            return None
+        if valid(nsn):
+            return f"+{code}{nsn}"
+    return None
+
+
 def normalise_phone(text: str, region: str = "FR") -> str:
     """A phone number as people type it -> E.164.
 
@@ -230,7 +333,15 @@ def normalise_phone(text: str, region: str = "FR") -> str:
     raw = text.strip()
     if not _PHONE_CHARS.fullmatch(raw):
         raise _Invalid(_INVALID_PHONE)
-    digits = re.sub(r"\D", "", raw)
+    digits = _NON_DIGITS.sub("", raw)
+    fast = _fast_phone(raw, digits, region)
+    if fast is not None:
+        return fast
+    return _normalise_phone_full(raw, digits, region)
+
+
+def _normalise_phone_full(raw: str, digits: str, region: str) -> str:
+    """normalise_phone through phonenumbers.parse: every form it accepts, and the verdict."""
     international = raw.startswith("+") or digits.startswith("00")
     if international:
         candidates = [(raw, "FR")]
@@ -507,6 +618,21 @@ class _Context:
     pathologies: dict[str, str]
     nurse_codes: set[str]
     first_line: dict[str, int] = field(default_factory=dict)
+    index: tuple[int, ...] | None = None     # cell index of each of _FIELDS in this file
+    _pathologies_cache: dict[str, str] = field(default_factory=dict)
+
+    def set_index(self, columns: dict[str, int]) -> tuple[int, ...]:
+        self.index = tuple(columns.get(name, _ABSENT) for name in _FIELDS)
+        return self.index
+
+    def pathologies_text(self, text: str) -> str:
+        """parse_pathologies, stored form ('|a|b|'), memoised for this import's policy."""
+        stored = self._pathologies_cache.get(text)
+        if stored is None:
+            stored = pathologies_to_text(parse_pathologies(text, self.pathologies))
+            if len(self._pathologies_cache) < _CACHE:
+                self._pathologies_cache[text] = stored
+        return stored
 
 
 _MEMBER_ID = re.compile(r"[A-Za-z0-9]{4,32}")
@@ -520,63 +646,207 @@ def _age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
+_MISSING = "required value is missing"
+_ABSENT = 1 << 30          # index of a column the file does not have: never < len(cells)
+_FIELDS = (
+    "member_id", "last_name", "first_name", "birth_date", "sex", "postal_code", "phone",
+    "phone_alt", "city", "pathologies", "tier", "status", "suspended_until", "consent",
+    "preferred_window", "referent_nurse", "physician_rpps", "physician_name", "enrolled_on",
+)
+
+
 def _parse_row(
     line: int, cells: list[str], columns: dict[str, int], width: int, ctx: _Context
 ) -> PatientRecord | RowRejection:
-    """Validate every field; the first problem names the rejection, the rest are listed."""
-    if len(cells) > width and any(c.strip() for c in cells[width:]):
+    """Validate every field; the first problem names the rejection, the rest are listed.
+
+    The hot loop of a national import (~900,000 rows): written out field by field,
+    with pure per-value parsers memoised (names, dates, postal codes, pathologies…
+    repeat across a registry), so a row costs a few microseconds. The checks, their
+    order and their messages are those of the field parsers below.
+    """
+    n = len(cells)
+    if n > width and any(c.strip() for c in cells[width:]):
         return RowRejection(
-            line, "row", f"{len(cells)} cells but the header has {width} (a delimiter in a "
+            line, "row", f"{n} cells but the header has {width} (a delimiter in a "
             "value that is not quoted?)",
         )
-
-    def cell(name: str) -> str:
-        index = columns.get(name)
-        if index is None or index >= len(cells):
-            return ""
-        return cells[index].strip()
-
+    i = ctx.index if ctx.index is not None else ctx.set_index(columns)
     problems: list[tuple[str, str]] = []
-    out: dict[str, object] = {}
+    add = problems.append
 
-    def check(name: str, parse: Callable[[str], object], required: bool = False) -> None:
-        text = cell(name)
-        if not text:
-            if required:
-                problems.append((name, "required value is missing"))
-            return
+    t = cells[i[0]].strip() if i[0] < n else ""
+    member_id = None
+    if not t:
+        add(("member_id", _MISSING))
+    elif 4 <= len(t) <= 32 and t.isascii() and t.isalnum():
+        member_id = t
+    else:
         try:
-            out[name] = parse(text)
+            member_id = _parse_member_id(t)
         except _Invalid as exc:
-            problems.append((name, str(exc)))
+            add(("member_id", str(exc)))
 
-    check("member_id", _parse_member_id, required=True)
-    check("last_name", _parse_name, required=True)
-    check("first_name", _parse_name, required=True)
-    check("birth_date", lambda t: _parse_birth_date(t, ctx.today), required=True)
-    check("sex", _parse_sex)
-    check("postal_code", _parse_postal_code, required=True)
-    postal = out.get("postal_code")
-    departement = departement_from_postal_code(postal) if isinstance(postal, str) else None
-    region = phone_region_for(departement) if departement else "FR"
-    check("phone", lambda t: normalise_phone(t, region), required=True)
-    check("phone_alt", lambda t: normalise_phone(t, region))
-    check("city", _parse_city)
-    check("pathologies", lambda t: parse_pathologies(t, ctx.pathologies), required=True)
-    check("tier", parse_tier, required=True)
-    check("status", _parse_status)
-    check("suspended_until", parse_date)
-    check("consent", _parse_consent)
-    check("preferred_window", parse_window)
-    check("referent_nurse", lambda t: _parse_nurse(t, ctx.nurse_codes))
-    check("physician_rpps", _parse_rpps)
-    check("physician_name", _parse_physician_name)
-    check("enrolled_on", lambda t: _parse_past_date(t, ctx.today))
-    if "physician_name" in out and not cell("physician_rpps"):
-        problems.append(("physician_rpps", "required when physician_name is given"))
+    names: list[str] = []
+    for index, name in ((i[1], "last_name"), (i[2], "first_name")):
+        t = cells[index].strip() if index < n else ""
+        if not t:
+            add((name, _MISSING))
+            continue
+        try:
+            names.append(_cached_name(t))
+        except _Invalid as exc:
+            add((name, str(exc)))
 
-    member_id = out.get("member_id")
-    if isinstance(member_id, str):
+    t = cells[i[3]].strip() if i[3] < n else ""
+    birth = None
+    if not t:
+        add(("birth_date", _MISSING))
+    else:
+        try:
+            birth = _check_birth_date(_cached_date(t), ctx.today)
+        except _Invalid as exc:
+            add(("birth_date", str(exc)))
+
+    t = cells[i[4]].strip() if i[4] < n else ""
+    sex = None
+    if t:
+        sex = _SEXES.get(_key(t))
+        if sex is None:
+            add(("sex", "expected F, M or blank"))
+
+    t = cells[i[5]].strip() if i[5] < n else ""
+    place = None
+    region = "FR"
+    if not t:
+        add(("postal_code", _MISSING))
+    else:
+        try:
+            place = _cached_place(t)
+            region = place[2]
+        except _Invalid as exc:
+            add(("postal_code", str(exc)))
+
+    t = cells[i[6]].strip() if i[6] < n else ""
+    phone = None
+    if not t:
+        add(("phone", _MISSING))
+    else:
+        try:
+            phone = normalise_phone(t, region)
+        except _Invalid as exc:
+            add(("phone", str(exc)))
+
+    t = cells[i[7]].strip() if i[7] < n else ""
+    phone_alt = None
+    if t:
+        try:
+            phone_alt = normalise_phone(t, region)
+        except _Invalid as exc:
+            add(("phone_alt", str(exc)))
+
+    t = cells[i[8]].strip() if i[8] < n else ""
+    city = ""
+    if t:
+        try:
+            city = _cached_city(t)
+        except _Invalid as exc:
+            add(("city", str(exc)))
+
+    t = cells[i[9]].strip() if i[9] < n else ""
+    pathologies = None
+    if not t:
+        add(("pathologies", _MISSING))
+    else:
+        try:
+            pathologies = ctx.pathologies_text(t)
+        except _Invalid as exc:
+            add(("pathologies", str(exc)))
+
+    t = cells[i[10]].strip() if i[10] < n else ""
+    tier = None
+    if not t:
+        add(("tier", _MISSING))
+    else:
+        try:
+            tier = parse_tier(t).value
+        except _Invalid as exc:
+            add(("tier", str(exc)))
+
+    t = cells[i[11]].strip() if i[11] < n else ""
+    status = None
+    if t:
+        try:
+            status = _parse_status(t)
+        except _Invalid as exc:
+            add(("status", str(exc)))
+
+    t = cells[i[12]].strip() if i[12] < n else ""
+    suspended_until = None
+    if t:
+        try:
+            suspended_until = _cached_date(t)
+        except _Invalid as exc:
+            add(("suspended_until", str(exc)))
+
+    t = cells[i[13]].strip() if i[13] < n else ""
+    consent = None
+    if t:
+        try:
+            consent = _parse_consent(t)
+        except _Invalid as exc:
+            add(("consent", str(exc)))
+
+    t = cells[i[14]].strip() if i[14] < n else ""
+    window = None
+    if t:
+        try:
+            window = _cached_window(t)
+        except _Invalid as exc:
+            add(("preferred_window", str(exc)))
+
+    t = cells[i[15]].strip() if i[15] < n else ""
+    nurse = None
+    if t:
+        nurse = t.upper()
+        if nurse not in ctx.nurse_codes:
+            nurse = None
+            add(("referent_nurse", "unknown nurse code"))
+
+    t = cells[i[16]].strip() if i[16] < n else ""
+    rpps = None
+    if t:
+        if len(t) == 11 and t.isascii() and t.isdigit():
+            rpps = t
+        else:
+            try:
+                rpps = _parse_rpps(t)
+            except _Invalid as exc:
+                add(("physician_rpps", str(exc)))
+    rpps_given = bool(t)
+
+    t = cells[i[17]].strip() if i[17] < n else ""
+    physician_name = None
+    if t:
+        try:
+            physician_name = _cached_physician_name(t)
+        except _Invalid as exc:
+            add(("physician_name", str(exc)))
+
+    t = cells[i[18]].strip() if i[18] < n else ""
+    enrolled_on = None
+    if t:
+        try:
+            enrolled_on = _cached_date(t)
+            if enrolled_on > ctx.today:
+                raise _Invalid("is in the future")
+        except _Invalid as exc:
+            add(("enrolled_on", str(exc)))
+
+    if physician_name is not None and not rpps_given:
+        add(("physician_rpps", "required when physician_name is given"))
+
+    if member_id is not None:
         first = ctx.first_line.setdefault(member_id, line)
         if first != line:
             problems.insert(0, ("member_id", f"duplicate of line {first}"))
@@ -588,33 +858,63 @@ def _parse_row(
             reason += f" (also invalid: {', '.join(others)})"
         return RowRejection(line, name, reason)
 
-    window = out.get("preferred_window")
-    assert departement is not None
+    assert member_id is not None and birth is not None and place is not None
+    assert phone is not None and pathologies is not None and tier is not None
     return PatientRecord(
-        member_id=str(out["member_id"]),
-        last_name=str(out["last_name"]),
-        first_name=str(out["first_name"]),
-        birth_date=out["birth_date"],  # type: ignore[arg-type]
-        sex=out.get("sex"),  # type: ignore[arg-type]
-        phone=str(out["phone"]),
-        phone_alt=out.get("phone_alt"),  # type: ignore[arg-type]
-        postal_code=str(out["postal_code"]),
-        departement=departement,
-        timezone=zone_for(departement),
-        city=str(out.get("city", "")),
-        pathologies=pathologies_to_text(out["pathologies"]),  # type: ignore[arg-type]
-        tier=str(out["tier"]),
-        status=out.get("status"),  # type: ignore[arg-type]
-        suspended_until=out.get("suspended_until"),  # type: ignore[arg-type]
-        consent=out.get("consent"),  # type: ignore[arg-type]
-        preferred_start=window[0] if isinstance(window, tuple) else None,
-        preferred_end=window[1] if isinstance(window, tuple) else None,
-        referent_nurse=out.get("referent_nurse"),  # type: ignore[arg-type]
-        physician_rpps=out.get("physician_rpps"),  # type: ignore[arg-type]
-        physician_name=out.get("physician_name"),  # type: ignore[arg-type]
-        enrolled_on=out.get("enrolled_on"),  # type: ignore[arg-type]
-        line=line,
+        member_id, names[0], names[1], birth, phone, place[0], place[1], place[3],
+        pathologies, tier, sex, phone_alt, city, status, suspended_until, consent,
+        window[0] if window else None, window[1] if window else None,
+        nurse, rpps, physician_name, enrolled_on, line,
     )
+
+
+# Pure parsers of values that repeat across a registry, memoised (bounded; a value
+# that fails raises every time and is not cached).
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
+def _cached_date(text: str) -> date:
+    return parse_date(text)
+
+
+@lru_cache(maxsize=_CACHE)
+def _cached_name(text: str) -> str:
+    return _parse_name(text)
+
+
+@lru_cache(maxsize=_CACHE)
+def _cached_city(text: str) -> str:
+    return _parse_city(text)
+
+
+@lru_cache(maxsize=_CACHE)
+def _cached_physician_name(text: str) -> str:
+    return _parse_physician_name(text)
+
+
+@lru_cache(maxsize=1024)
+def _cached_window(text: str) -> tuple[time, time]:
+    return parse_window(text)
+
+
+@lru_cache(maxsize=_CACHE)
+def _cached_place(text: str) -> tuple[str, str, str, str]:
+    """Postal code -> (postal code, département, phonenumbers region, time zone)."""
+    postal = _parse_postal_code(text)
+    departement = departement_from_postal_code(postal)
+    return postal, departement, phone_region_for(departement), zone_for(departement)
+
+
+def _check_birth_date(born: date, today: date) -> date:
+    if born > today:
+        raise _Invalid("is in the future")
+    age = _age_on(born, today)
+    if age < _ADULT_AGE:
+        raise _Invalid("patient is not an adult (the programme is for adults)")
+    if age > _MAX_AGE:
+        raise _Invalid(f"more than {_MAX_AGE} years ago")
+    return born
 
 
 def _parse_member_id(text: str) -> str:
@@ -733,15 +1033,17 @@ def import_patients(
     progress: Progress | None = None,
     *,
     actor: str = "import",
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> ImportSummary:
     """Import (upsert) the patients of a CSV file; see the module docstring for columns.
 
     Each batch is committed on its own so a long import never holds SQLite's
-    write lock for long (the dialer keeps recording outcomes meanwhile), and a
-    re-run after a crash finishes the job: the upsert is idempotent. Raises
-    ImportRowError(line=1, …) for a file-level problem; row problems are in
-    the summary.
+    write lock (or PostgreSQL row locks) for long (the dialer keeps recording
+    outcomes meanwhile), and a re-run after a crash finishes the job: the upsert
+    is idempotent. `batch_size` defaults to registry.BATCH_SIZE rows on SQLite and
+    registry.PG_BATCH_SIZE on PostgreSQL (COPY + set-based merge per batch). Raises
+    ImportRowError(line=1, …) for a file-level problem; row problems are in the
+    summary.
     """
     started = _time.monotonic()
     file = Path(path)
@@ -751,6 +1053,9 @@ def import_patients(
 
     with session_factory() as session:
         nurse_ids = nurse_ids_by_code(session)
+        postgresql = is_postgresql(session)
+    if batch_size is None:
+        batch_size = PG_BATCH_SIZE if postgresql else BATCH_SIZE
     ctx = _Context(
         today=today,
         pathologies={code: p.label for code, p in policy.pathologies.items()},
@@ -772,6 +1077,7 @@ def import_patients(
                 stream, first_line_no, delimiter, columns, len(header), ctx, session_factory,
                 clock, nurse_ids, summary, batch_size,
                 lambda done: progress(done, max(estimated, done)) if progress else None,
+                pipelined=postgresql,
             )
         except BaseException as exc:
             if summary.inserted or summary.updated:
@@ -805,28 +1111,79 @@ def _import_rows(
     summary: ImportSummary,
     batch_size: int,
     tick: Callable[[int], None],
+    pipelined: bool,
 ) -> None:
+    writer = _BatchWriter(
+        lambda rows: _store(session_factory, rows, clock, columns, nurse_ids, summary), pipelined
+    )
     batch: list[PatientRecord] = []
     line = header_line
     try:
-        for line, cells in _rows(_renumbered(stream, header_line), delimiter):
-            summary.total += 1
-            parsed = _parse_row(line, cells, columns, width, ctx)
-            if isinstance(parsed, RowRejection):
-                summary.rejected.append(parsed)
-            else:
-                batch.append(parsed)
-            if summary.total % batch_size == 0:
-                _store(session_factory, batch, clock, columns, nurse_ids, summary)
-                batch = []
-                tick(summary.total)
-    except csv.Error as exc:
-        # Rows before it are kept; what follows cannot be read reliably.
-        _store(session_factory, batch, clock, columns, nurse_ids, summary)
-        raise ImportRowError(
-            line=line + 1, field="file", reason=f"not readable CSV after this point ({exc})"
-        ) from None
-    _store(session_factory, batch, clock, columns, nurse_ids, summary)
+        try:
+            for line, cells in _rows(_renumbered(stream, header_line), delimiter):
+                summary.total += 1
+                parsed = _parse_row(line, cells, columns, width, ctx)
+                if isinstance(parsed, RowRejection):
+                    summary.rejected.append(parsed)
+                else:
+                    batch.append(parsed)
+                if summary.total % batch_size == 0:
+                    writer.submit(batch)
+                    batch = []
+                    tick(summary.total)
+        except csv.Error as exc:
+            # Rows before it are kept; what follows cannot be read reliably.
+            writer.submit(batch)
+            writer.wait()
+            raise ImportRowError(
+                line=line + 1, field="file", reason=f"not readable CSV after this point ({exc})"
+            ) from None
+        writer.submit(batch)
+        writer.wait()
+    finally:
+        # On any error, the batch in flight still finishes (committed or not) before
+        # the caller audits what was stored; the first error is the one raised.
+        writer.close()
+
+
+class _BatchWriter:
+    """Stores batches in file order, at most one in flight.
+
+    On PostgreSQL (`background`) the batch is stored from one worker thread, so
+    the server merges batch k while this thread validates batch k+1: on two cores,
+    Python parses on one and PostgreSQL writes on the other. The worker only
+    touches its own session; its error is raised at the next submit or wait.
+    """
+
+    def __init__(self, store: Callable[[list[PatientRecord]], None], background: bool) -> None:
+        self._store = store
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="carecall-import")
+            if background else None
+        )
+        self._pending: Future[None] | None = None
+
+    def submit(self, batch: list[PatientRecord]) -> None:
+        if self._executor is None:
+            self._store(batch)
+            return
+        self.wait()
+        self._pending = self._executor.submit(self._store, batch)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        if self._executor is None:
+            return
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            # only reached when an error is already on its way up: it wins
+            with contextlib.suppress(BaseException):
+                pending.result()
+        self._executor.shutdown(wait=True)
 
 
 def _audit(
