@@ -45,6 +45,21 @@ def sessions(db_url: str) -> Iterator[SessionFactory]:
     engine.dispose()
 
 
+@pytest.fixture
+def pg_db(pg_cluster) -> Iterator[tuple[str, SessionFactory]]:  # type: ignore[no-untyped-def]
+    """The COPY path is PostgreSQL's: its own database, not the SQLite/PostgreSQL pair."""
+    url = pg_cluster.create_database()
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    factory = session_factory(engine)
+    with factory() as s:
+        s.add_all(generate_nurses(6, seed=1))
+        s.commit()
+    yield url, factory
+    engine.dispose()
+    pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
 @pytest.fixture(scope="module")
 def policy() -> Policy:
     return load_policy()
@@ -172,12 +187,9 @@ def test_generated_file_same_rows_on_both_backends(sessions, policy, tmp_path) -
     assert _patients(sessions) == stored
 
 
-def test_postgresql_copy_falls_back_to_the_merge_on_a_concurrent_insert(
-    sessions, policy, db_url, monkeypatch
-) -> None:
+def test_postgresql_copy_falls_back_to_the_merge_on_a_concurrent_insert(pg_db, policy, monkeypatch) -> None:
     """A member id inserted by another session after the batch looked it up: no error, no loss."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the COPY path is PostgreSQL's")
+    db_url, sessions = pg_db
     import psycopg
 
     from campaign import registry
