@@ -92,6 +92,7 @@ def bulk_load_patients(
     seed: int = 0,
     overseas: bool = True,
     all_enrolled: bool = False,
+    windows: bool = True,
 ) -> dict[str, Any]:
     """`n` fictional patients straight into `patient` with one binary COPY (not through the importer).
 
@@ -99,11 +100,11 @@ def bulk_load_patients(
     windows, référents, a few suspended or withdrawn patients, next contact dates
     spread around `today`); numbers are ARCEP fiction numbers in E.164. `overseas`
     False keeps everyone in metropolitan France; `all_enrolled` makes every patient
-    callable (enrolled, consenting).
+    callable (enrolled, consenting); `windows` False gives no one a preferred window.
     """
     rng = random.Random(seed)
     metro_weights = [w for _, _, w in _METROPOLE]
-    windows = [parse_window(w) for w in _WINDOWS]
+    choices = [parse_window(w) for w in _WINDOWS]
     places: dict[str, tuple[str, str]] = {}
     started = time.perf_counter()
     with psycopg.connect(libpq_conninfo(url)) as conn, conn.cursor() as cur:
@@ -137,7 +138,9 @@ def bulk_load_patients(
                     elif roll < 0.03:
                         status = "withdrawn"
                     consent = rng.random() >= 0.01
-                window = rng.choice(windows) if rng.random() < 0.15 else (None, None)
+                window = (
+                    rng.choice(choices) if windows and rng.random() < 0.15 else (None, None)
+                )
                 referents = senior_ids if tier == "high" else nurse_ids
                 referent = rng.choice(referents) if referents and rng.random() < 0.6 else None
                 nxt = (
