@@ -66,14 +66,12 @@ file leaves that attribute of known patients unchanged.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import json
 import re
 import time as _time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
 from functools import lru_cache
@@ -1077,7 +1075,6 @@ def import_patients(
                 stream, first_line_no, delimiter, columns, len(header), ctx, session_factory,
                 clock, nurse_ids, summary, batch_size,
                 lambda done: progress(done, max(estimated, done)) if progress else None,
-                pipelined=postgresql,
             )
         except BaseException as exc:
             if summary.inserted or summary.updated:
@@ -1111,79 +1108,28 @@ def _import_rows(
     summary: ImportSummary,
     batch_size: int,
     tick: Callable[[int], None],
-    pipelined: bool,
 ) -> None:
-    writer = _BatchWriter(
-        lambda rows: _store(session_factory, rows, clock, columns, nurse_ids, summary), pipelined
-    )
     batch: list[PatientRecord] = []
     line = header_line
     try:
-        try:
-            for line, cells in _rows(_renumbered(stream, header_line), delimiter):
-                summary.total += 1
-                parsed = _parse_row(line, cells, columns, width, ctx)
-                if isinstance(parsed, RowRejection):
-                    summary.rejected.append(parsed)
-                else:
-                    batch.append(parsed)
-                if summary.total % batch_size == 0:
-                    writer.submit(batch)
-                    batch = []
-                    tick(summary.total)
-        except csv.Error as exc:
-            # Rows before it are kept; what follows cannot be read reliably.
-            writer.submit(batch)
-            writer.wait()
-            raise ImportRowError(
-                line=line + 1, field="file", reason=f"not readable CSV after this point ({exc})"
-            ) from None
-        writer.submit(batch)
-        writer.wait()
-    finally:
-        # On any error, the batch in flight still finishes (committed or not) before
-        # the caller audits what was stored; the first error is the one raised.
-        writer.close()
-
-
-class _BatchWriter:
-    """Stores batches in file order, at most one in flight.
-
-    On PostgreSQL (`background`) the batch is stored from one worker thread, so
-    the server merges batch k while this thread validates batch k+1: on two cores,
-    Python parses on one and PostgreSQL writes on the other. The worker only
-    touches its own session; its error is raised at the next submit or wait.
-    """
-
-    def __init__(self, store: Callable[[list[PatientRecord]], None], background: bool) -> None:
-        self._store = store
-        self._executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="carecall-import")
-            if background else None
-        )
-        self._pending: Future[None] | None = None
-
-    def submit(self, batch: list[PatientRecord]) -> None:
-        if self._executor is None:
-            self._store(batch)
-            return
-        self.wait()
-        self._pending = self._executor.submit(self._store, batch)
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        if self._executor is None:
-            return
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            # only reached when an error is already on its way up: it wins
-            with contextlib.suppress(BaseException):
-                pending.result()
-        self._executor.shutdown(wait=True)
+        for line, cells in _rows(_renumbered(stream, header_line), delimiter):
+            summary.total += 1
+            parsed = _parse_row(line, cells, columns, width, ctx)
+            if isinstance(parsed, RowRejection):
+                summary.rejected.append(parsed)
+            else:
+                batch.append(parsed)
+            if summary.total % batch_size == 0:
+                _store(session_factory, batch, clock, columns, nurse_ids, summary)
+                batch = []
+                tick(summary.total)
+    except csv.Error as exc:
+        # Rows before it are kept; what follows cannot be read reliably.
+        _store(session_factory, batch, clock, columns, nurse_ids, summary)
+        raise ImportRowError(
+            line=line + 1, field="file", reason=f"not readable CSV after this point ({exc})"
+        ) from None
+    _store(session_factory, batch, clock, columns, nurse_ids, summary)
 
 
 def _audit(

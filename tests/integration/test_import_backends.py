@@ -1,9 +1,10 @@
 """The import gives the same result on SQLite and on PostgreSQL.
 
-PostgreSQL stores each batch with COPY into a staging table and a set-based merge
-(registry._upsert_batch_pg), SQLite compares rows in Python (registry._upsert_batch).
+PostgreSQL COPYs each batch's new member ids straight into the table and merges the
+known ones from a staging table (registry._upsert_batch_pg); SQLite compares rows in
+Python (registry._upsert_batch).
 Same file, same counts, same rows, same audit, whichever the backend; batches are
-kept small here so several of them (and the pipelined writer) are exercised.
+kept small here so several of them are exercised.
 """
 
 from __future__ import annotations
