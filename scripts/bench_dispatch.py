@@ -55,13 +55,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import multiprocessing
+import queue
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -182,9 +184,11 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
 class CandidateFeed:
     """The dialer's hopper: due task ids from store.dialable_candidates, shared by this process's loops."""
 
-    def __init__(self, ctx: services.Context, batch: int = 20_000) -> None:
+    def __init__(self, ctx: services.Context, batch: int = 20_000,
+                 share: tuple[int, int] = (0, 1)) -> None:
         self.ctx = ctx
         self.batch = batch
+        self.share = share           # (k, n): keep the task ids with id % n == k
         self.queue: collections.deque[int] = collections.deque()
         self.seen: set[int] = set()
         self.lock = threading.Lock()
@@ -204,11 +208,12 @@ class CandidateFeed:
                 if self.exhausted:
                     return None
                 started = time.perf_counter()
+                k, n = self.share
                 with self.ctx.sessions() as s:
                     rows = store.dialable_candidates(
-                        s, self.ctx.clock.now(), exclude=self.seen, limit=self.batch + len(self.seen)
+                        s, self.ctx.clock.now(), exclude=self.seen, limit=self.batch * n
                     )
-                fresh = [r.task_id for r in rows if r.task_id not in self.seen]
+                fresh = [r.task_id for r in rows if r.task_id not in self.seen and r.task_id % n == k]
                 self.seen.update(fresh)
                 self.queue.extend(fresh)
                 self.refills += 1
@@ -218,13 +223,23 @@ class CandidateFeed:
 
 
 def run_services_loops(url: str, loops: int, seconds: float, nurse_ids: list[int],
-                       worker_prefix: str) -> dict[str, Any]:
+                       worker_prefix: str, db_connections: int = 0,
+                       share: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """This process's share of the nurse loops, through campaign.services (the production path)."""
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
-    # as production builds it (campaign.db.make_engine: pre-ping on), one connection per loop
-    engine = make_engine(url, poolclass=QueuePool, pool_size=loops + 4, max_overflow=8)
+    # as production builds it (campaign.db.make_engine: pre-ping on); one connection per
+    # loop, or a pool of `db_connections` the loops wait for
+    if db_connections:
+        # the loops take turns (fairly) for the pool's connections
+        engine = make_engine(url, poolclass=QueuePool, pool_size=db_connections, max_overflow=0,
+                             pool_timeout=300)
+        gate: FairGate | None = FairGate(db_connections)
+    else:
+        engine = make_engine(url, poolclass=QueuePool, pool_size=loops + 4, max_overflow=8)
+        gate = None
+    turn = gate.held if gate is not None else contextlib.nullcontext
     ctx = services.Context(session_factory(engine), load_policy(), clock)
-    feed = CandidateFeed(ctx)
+    feed = CandidateFeed(ctx, share=share)
     stop = threading.Event()
     ready = threading.Barrier(loops + 1)
     results: list[dict[str, Any]] = []
@@ -236,8 +251,9 @@ def run_services_loops(url: str, loops: int, seconds: float, nurse_ids: list[int
         latencies: list[float] = []
         claimed: list[int] = []
         lost = refused = answered = unanswered = errors = 0
-        with ctx.sessions() as s:        # open this loop's connection before the clock starts
-            s.execute(text("SELECT 1"))
+        if not db_connections:
+            with ctx.sessions() as s:    # open this loop's connection before the clock starts
+                s.execute(text("SELECT 1"))
         ready.wait()
         n = 0
         while not stop.is_set():
@@ -246,7 +262,8 @@ def run_services_loops(url: str, loops: int, seconds: float, nurse_ids: list[int
                 break
             started = time.perf_counter()
             try:
-                result = services.claim_and_start(ctx, task_id, nurse, worker)
+                with turn():
+                    result = services.claim_and_start(ctx, task_id, nurse, worker)
             except Exception:
                 errors += 1
                 continue
@@ -261,11 +278,14 @@ def run_services_loops(url: str, loops: int, seconds: float, nurse_ids: list[int
             n += 1
             try:
                 if n % 2:
-                    services.mark_answered(ctx, result.attempt_id)
-                    services.record_outcome(ctx, result.attempt_id, OutcomeCode.reached, nurse)
+                    with turn():
+                        services.mark_answered(ctx, result.attempt_id)
+                    with turn():
+                        services.record_outcome(ctx, result.attempt_id, OutcomeCode.reached, nurse)
                     answered += 1
                 else:
-                    services.finish_unanswered(ctx, result.attempt_id, AttemptResult.no_answer)
+                    with turn():
+                        services.finish_unanswered(ctx, result.attempt_id, AttemptResult.no_answer)
                     unanswered += 1
             except Exception:
                 errors += 1
@@ -306,6 +326,71 @@ def _drive(loop: Callable[[int], None], loops: int, seconds: float, ready: threa
         "peak_rss_mib": peak_rss_mib(),
     }
 
+
+
+class FairGate:
+    """At most `n` holders; waiters are served first come, first served.
+
+    A plain lock or queue lets the same few threads win again and again while others
+    starve for the whole run, which flatters every percentile but the maximum.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()                    # released by release(): the permit is handed over
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class ConnPool:
+    """psycopg connections shared by loops, handed out fairly; the wait for one is latency."""
+
+    def __init__(self, conninfo: str, size: int, autocommit: bool) -> None:
+        self.gate = FairGate(size)
+        self.free: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+        self.all = [psycopg.connect(conninfo, autocommit=autocommit) for _ in range(size)]
+        for conn in self.all:
+            conn.execute("SELECT 1")
+            if not autocommit:
+                conn.rollback()
+            self.free.put(conn)
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.gate.held():
+            conn = self.free.get()        # a permit guarantees a free connection
+            try:
+                yield conn
+            finally:
+                self.free.put(conn)
+
+    def close(self) -> None:
+        for conn in self.all:
+            conn.close()
 
 
 # ---------------------------------------------------------------- the proposed lean path
@@ -517,14 +602,19 @@ def lean_record_reached(conn: psycopg.Connection[Any], ctx: services.Context, cl
 
 
 def run_lean_loops(url: str, loops: int, seconds: float, nurse_ids: list[int],
-                   worker_prefix: str) -> dict[str, Any]:
-    """This process's share of the nurse loops, through the proposed lean path (one connection each)."""
+                   worker_prefix: str, db_connections: int = 0,
+                   share: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """This process's share of the nurse loops, through the proposed lean path.
+
+    One connection per loop, or `db_connections` shared by all the loops of the process.
+    """
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
     engine = make_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=loops)
     policy = load_policy()
     ctx = services.Context(session_factory(engine), policy, clock)
-    feed = CandidateFeed(ctx)
+    feed = CandidateFeed(ctx, share=share)
     conninfo = libpq_conninfo(url)
+    shared = ConnPool(conninfo, db_connections, autocommit=False) if db_connections else None
     stop = threading.Event()
     ready = threading.Barrier(loops + 1)
     results: list[dict[str, Any]] = []
@@ -537,15 +627,14 @@ def run_lean_loops(url: str, loops: int, seconds: float, nurse_ids: list[int],
         claimed: list[int] = []
         lost = refused = answered = unanswered = errors = 0
         n = 0
-        with psycopg.connect(conninfo) as conn:
-            conn.execute("SELECT 1")
-            conn.rollback()
-            ready.wait()
-            while not stop.is_set():
-                task_id = feed.next_id()
-                if task_id is None:
-                    break
-                started = time.perf_counter()
+        pool = shared or ConnPool(conninfo, 1, autocommit=False)
+        ready.wait()
+        while not stop.is_set():
+            task_id = feed.next_id()
+            if task_id is None:
+                break
+            started = time.perf_counter()
+            with pool.take() as conn:
                 try:
                     result = lean_claim_and_start(conn, policy, clock.now(), task_id, nurse, worker,
                                                   ctx.lease)
@@ -553,15 +642,16 @@ def run_lean_loops(url: str, loops: int, seconds: float, nurse_ids: list[int],
                     conn.rollback()
                     errors += 1
                     continue
-                latencies.append(time.perf_counter() - started)
-                if result is None:
-                    lost += 1
-                    continue
-                if isinstance(result, rules.Decision):
-                    refused += 1
-                    continue
-                claimed.append(task_id)
-                n += 1
+            latencies.append(time.perf_counter() - started)
+            if result is None:
+                lost += 1
+                continue
+            if isinstance(result, rules.Decision):
+                refused += 1
+                continue
+            claimed.append(task_id)
+            n += 1
+            with pool.take() as conn:
                 try:
                     if n % 2:
                         lean_mark_answered(conn, ctx, result)
@@ -573,12 +663,18 @@ def run_lean_loops(url: str, loops: int, seconds: float, nurse_ids: list[int],
                 except Exception:
                     conn.rollback()
                     errors += 1
+        if pool is not shared:
+            pool.close()
         with lock:
             results.append({"latencies": latencies, "claimed": claimed, "lost": lost,
                             "refused": refused, "answered": answered, "unanswered": unanswered,
                             "errors": errors})
 
-    return _drive(loop, loops, seconds, ready, stop, results, feed, engine)
+    try:
+        return _drive(loop, loops, seconds, ready, stop, results, feed, engine)
+    finally:
+        if shared is not None:
+            shared.close()
 
 
 # ---------------------------------------------------------------- the floor
@@ -591,10 +687,12 @@ FLOOR_CLAIM = (
 )
 
 
-def run_floor_loops(url: str, loops: int, seconds: float, worker_prefix: str) -> dict[str, Any]:
+def run_floor_loops(url: str, loops: int, seconds: float, worker_prefix: str,
+                    db_connections: int = 0) -> dict[str, Any]:
     now = cal.at_local(DAY, AT, "Europe/Paris")
     params_base = {"lease": now + timedelta(minutes=90), "now": now}
     conninfo = libpq_conninfo(url)
+    shared = ConnPool(conninfo, db_connections, autocommit=True) if db_connections else None
     stop = threading.Event()
     ready = threading.Barrier(loops + 1)
     results: list[tuple[list[float], list[int]]] = []
@@ -604,16 +702,18 @@ def run_floor_loops(url: str, loops: int, seconds: float, worker_prefix: str) ->
         latencies: list[float] = []
         claimed: list[int] = []
         params = {**params_base, "w": f"{worker_prefix}-{index}"}
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-            ready.wait()
-            while not stop.is_set():
-                started = time.perf_counter()
+        pool = shared or ConnPool(conninfo, 1, autocommit=True)
+        ready.wait()
+        while not stop.is_set():
+            started = time.perf_counter()
+            with pool.take() as conn:
                 row = conn.execute(FLOOR_CLAIM, params, prepare=True).fetchone()
-                latencies.append(time.perf_counter() - started)
-                if row is None:
-                    break
-                claimed.append(row[0])
+            latencies.append(time.perf_counter() - started)
+            if row is None:
+                break
+            claimed.append(row[0])
+        if pool is not shared:
+            pool.close()
         with lock:
             results.append((latencies, claimed))
 
@@ -725,11 +825,13 @@ PATHS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def measure_path(url: str, path: str, loops: int, seconds: float, processes: int,
-                 nurse_ids: list[int], wave_id: int) -> dict[str, Any]:
+                 nurse_ids: list[int], wave_id: int, db_connections: int = 0,
+                 partition: bool = False) -> dict[str, Any]:
     load_before = load_average()
     run = run_in_processes(
         PATHS[path], processes, loops,
-        lambda i, n: (url, n, seconds, nurse_ids, f"{path}{i}"),
+        lambda i, n: (url, n, seconds, nurse_ids, f"{path}{i}", db_connections,
+                      (i, processes) if partition else (0, 1)),
     )
     figures = summarise(run, loops)
     figures.update({k: run[k] for k in ("lost", "refused", "answered", "unanswered", "errors")})
@@ -759,6 +861,15 @@ def main() -> int:
                     help="services: the production path; lean: the proposed one (see the docstring)")
     ap.add_argument("--unloaded-seconds", type=float, default=5.0,
                     help="also run each path with one loop this long: the claim's own cost (0: skip)")
+    ap.add_argument(
+        "--db-connections", type=int, default=0,
+        help="connections per process shared by its loops (0: one per loop, the default)",
+    )
+    ap.add_argument(
+        "--partition-tasks", action="store_true",
+        help="with --processes N: process k only loads task ids with id %% N == k (a proposal; "
+        "today every dialer process loads the same candidates and they collide)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the JSON here")
@@ -771,6 +882,8 @@ def main() -> int:
         "benchmark": "dispatch",
         "loops": args.loops,
         "processes": args.processes,
+        "db_connections_per_process": args.db_connections or "one per loop",
+        "tasks_partitioned_between_processes": args.partition_tasks,
         "seconds": args.seconds,
         "virtual_clock": f"{DAY.isoformat()} {AT:%H:%M} Europe/Paris (does not move)",
     }
@@ -788,7 +901,8 @@ def main() -> int:
                     k: alone[k] for k in ("claims", "claims_per_s", "claim_latency", "python_cpu_s")
                 }
             out[name] = measure_path(
-                db.url, path, args.loops, args.seconds, args.processes, nurse_ids, wave_id
+                db.url, path, args.loops, args.seconds, args.processes, nurse_ids, wave_id,
+                args.db_connections, args.partition_tasks,
             )
 
         if not args.no_floor:
@@ -801,7 +915,7 @@ def main() -> int:
             load_before = load_average()
             floor_run = run_in_processes(
                 run_floor_loops, args.processes, args.loops,
-                lambda i, n: (db.url, n, args.seconds, f"floor{i}"),
+                lambda i, n: (db.url, n, args.seconds, f"floor{i}", args.db_connections),
             )
             floor = summarise(floor_run, args.loops)
             floor["load_average_before_after"] = [load_before, load_average()]
