@@ -19,16 +19,30 @@ batches into a queue shared by the loops of one process (the dialer's in-memory
 hopper); nurse routing (tier, skills, référent) is in-memory and not what is
 measured here, so every loop takes the next id. Several processes (--processes)
 each load their own queue, as several dialer processes would, and then compete
-for the same tasks.
+for the same tasks (--partition-tasks gives each its own share of task ids).
+
+Two paths are measured (--path): "services", the production path above, and
+"lean", the path proposed for production when the first is too heavy: the same
+contract and the same rules, written as store-level functions on the loop's own
+psycopg connection (lean_claim_and_start: three round trips instead of eight;
+lean_finish_unanswered, lean_mark_answered, lean_record_reached: one each, the
+service taking over whenever the outcome is anything but the common case). Each
+path is also run alone with one loop (--unloaded-seconds), for the claim's own
+cost without queueing.
 
 The floor, on the same table with the same number of loops, is a bare claim
-loop: each loop runs, on its own connection in autocommit,
+loop: each loop runs, in autocommit,
     UPDATE call_task SET status = 'in_progress', claimed_by = …, lease_until = …,
            attempts = attempts + 1
     WHERE id = (SELECT id FROM call_task WHERE status = 'pending' AND not_before <= …
                 ORDER BY not_before LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING id
 (the tasks are reset to pending first).
+
+Connections: one per loop by default (250 backends); --db-connections N gives
+the loops of a process N connections to share, handed out first come first
+served (an unfair pool starves some loops for the whole run and flatters every
+percentile but the maximum).
 
 Threads, not asyncio: the production path (campaign.services) is synchronous
 SQLAlchemy, so it can only be driven from threads; the floor uses threads too,
@@ -39,13 +53,15 @@ Setup: a weekday at 10:00 in Paris on a virtual clock that does not move,
 metropolitan patients only (no overseas zones), all enrolled and consenting,
 no preferred window, one task per patient (the minimum gap between two dials
 of a patient would otherwise refuse the second), all tasks pending and due in
-a running wave. --tasks defaults to 300,000: more than 60 s can use.
+a running wave. --tasks defaults to 600,000: more than 60 s of the floor uses.
 
 With 250 loops and zero talk time every loop is always busy, so by Little's law
 the mean time round one loop is 250 / (loops completed per second): the claim
-latency percentiles are mostly queueing, and the JSON gives that bound.
+latency percentiles are mostly queueing (the JSON gives that bound), and a p99
+under 25 ms at 250 loops needs well over 10,000 loops per second.
 
-    .venv/bin/python scripts/bench_dispatch.py [--loops 250] [--seconds 60] [--database-url URL]
+    .venv/bin/python scripts/bench_dispatch.py [--loops 250] [--seconds 60] [--path both]
+        [--processes 1] [--db-connections 0] [--database-url URL]
 
 Prints JSON. Target (issue "National scale"): at least 1,000 claims per second,
 p99 claim latency under 25 ms, zero double claims.
