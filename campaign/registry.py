@@ -2,12 +2,13 @@
 
 National imports carry ~900,000 patients, so nothing here works row by row.
 On SQLite each batch fetches its existing patients and physicians with one IN
-query each and inserts new rows with one bulk statement. On PostgreSQL a batch
-is streamed with COPY into a temporary staging table and merged with two set
-statements (insert the new member ids, update the rows that differ), which
-keeps a national import within a small factor of a bare COPY. A re-import of
-the same data must be a no-op (no write, `updated_at` untouched), so every
-patient is compared field by field before anything is written, on both paths.
+query each and inserts new rows with one bulk statement. On PostgreSQL the new
+member ids of a batch are written with one binary COPY, and the known ones are
+COPYed into a temporary staging table and merged with one set-based UPDATE of
+the rows that differ (_upsert_batch_pg), which keeps a national import within a
+small factor of a bare COPY. A re-import of the same data must be a no-op (no
+write, `updated_at` untouched), so every patient is compared field by field
+before anything is written, on both paths.
 """
 
 from __future__ import annotations
