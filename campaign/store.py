@@ -223,7 +223,11 @@ def delete_pending_wave_tasks(session: Session, wave_id: int) -> None:
 def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> None:
     """Why planning left each of these recipients out; cleared for the others."""
     table = RECIPIENT
-    session.execute(update(table).where(table.c.mailing_id == mailing_id).values(plan_note=None))
+    session.execute(
+        update(table)
+        .where(table.c.mailing_id == mailing_id, table.c.plan_note.is_not(None))
+        .values(plan_note=None)
+    )
     if notes:
         session.execute(
             update(table)
@@ -317,7 +321,10 @@ def claim_task(session: Session, task_id: int, worker: str, now: datetime, lease
     """Atomic: only one worker turns a pending task of a running wave into in_progress."""
     res = session.execute(
         update(TASK)
-        .where(TASK.c.id == task_id, TASK.c.status == TaskStatus.pending, DIALABLE_WAVE)
+        # not_before: a stale id from a dialer's queue is not claimed before its time
+        .where(
+            TASK.c.id == task_id, TASK.c.status == TaskStatus.pending, TASK.c.not_before <= now, DIALABLE_WAVE
+        )
         .values(
             status=TaskStatus.in_progress,
             claimed_by=worker,
