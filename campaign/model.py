@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from campaign.states import (
@@ -250,6 +250,5 @@ __all__ = [
     "Physician",
     "PhysicianMessage",
     "ThemeRow",
-    "UniqueConstraint",
     "Wave",
 ]

@@ -8,7 +8,7 @@ so what the explanation says is what the dialer does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from campaign import calendar as cal
@@ -308,6 +308,3 @@ def next_contact(
         )
     raise ValueError(f"unknown outcome {outcome!r}")
 
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)

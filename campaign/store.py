@@ -26,7 +26,6 @@ from campaign.model import (
     AuditEvent,
     Nurse,
     Wave,
-    pathologies_from_text,
 )
 from campaign.policy import NurseLevel, Tier
 from campaign.rules import DialHistory, PatientState
@@ -471,10 +470,3 @@ def audit(
 ) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, patient_id=patient_id, detail=detail))
 
-
-def pathologies(row: Any) -> list[str]:
-    return pathologies_from_text(row.pathologies)
-
-
-def date_or_none(value: Any) -> date | None:
-    return value if isinstance(value, date) else None

@@ -29,8 +29,6 @@ ALLOWED: dict[NurseStatus, frozenset[NurseStatus]] = {
     NurseStatus.paused: frozenset({NurseStatus.ready, NurseStatus.offline}),
 }
 
-BUSY = frozenset({NurseStatus.reserved, NurseStatus.on_call, NurseStatus.wrap_up})
-
 
 def transition(current: NurseStatus, target: NurseStatus) -> NurseStatus:
     if target not in ALLOWED[current]:

@@ -129,11 +129,6 @@ class TaskQueue:
         if item is not None:
             item.taken = True
 
-    def next_due(self) -> datetime | None:
-        while self.waiting and self.waiting[0][2].taken:
-            heapq.heappop(self.waiting)
-        return self.waiting[0][0] if self.waiting else None
-
     def advance(self, now: datetime) -> None:
         """Move items whose time has come into the heaps nurses pick from."""
         moved = False

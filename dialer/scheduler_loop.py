@@ -27,13 +27,6 @@ class EventLoop:
     def call_at(self, at: datetime, fn: Callable[..., Any], *args: Any) -> None:
         heapq.heappush(self._heap, (max(at, self.clock.now()), next(self._seq), fn, args))
 
-    def next_time(self) -> datetime | None:
-        return self._heap[0][0] if self._heap else None
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
     def run_due(self, limit: int = 10_000) -> int:
         """Real time: run the events whose time has come (at most `limit`); the clock moves by itself."""
         n = 0

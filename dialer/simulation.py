@@ -25,6 +25,7 @@ from campaign.states import OutcomeCode
 from campaign.templates import render
 from dialer.backends.simulated import LineProfile, SimulatedBackend
 from dialer.loop import Dialer, LiveCall
+from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
 
 log = structlog.get_logger("carecall.simulation")
@@ -254,8 +255,6 @@ def run_simulation(
 
 
 def _shift_start(dialer: Dialer, nurse_id: int) -> None:
-    from dialer.presence import NurseStatus
-
     if dialer.presence.get(nurse_id) == NurseStatus.offline:
         dialer.nurse_ready(nurse_id)
     else:
