@@ -4,7 +4,7 @@ returns plain data. The CLI, the scheduler's jobs and the dialer call these.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -22,11 +22,11 @@ from campaign.errors import ClaimLost, InvalidTransition, NotFound
 from campaign.model import (
     ATTEMPT,
     NURSE,
+    OUTCOME,
     PATIENT,
     RECIPIENT,
     TASK,
     Mailing,
-    Outcome,
     PhysicianMessage,
     ThemeRow,
     Wave,
@@ -385,128 +385,183 @@ class NotDialable:
     decision: rules.Decision
 
 
-def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> Claimed | NotDialable | None:
-    """Claim a task and store its attempt before anything is dialed (invariant 3).
+ClaimResult = Claimed | NotDialable | None
 
-    Returns None when another worker had it, NotDialable when the rules refuse
-    the dial now (the task is moved to when they may allow it, or closed).
+
+def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> ClaimResult:
+    """Claim one task for a nurse; see `claim_and_start_many`."""
+    return claim_and_start_many(ctx, [(task_id, nurse_id)], worker)[0]
+
+
+def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker: str) -> list[ClaimResult]:
+    """Claim tasks for nurses and store their attempts before anything is dialed (invariant 3).
+
+    `offers` are (task, nurse) pairs; one transaction serves them all, so a
+    dialer hands out the calls of all its ready nurses for the price of a few
+    statements. Per offer, in order: None when another worker had the task,
+    NotDialable when the rules refuse the dial now (the task is moved to when
+    they may allow it, or closed), else Claimed.
     """
     policy, now = ctx.policy, ctx.clock.now()
-    with ctx.sessions() as s:
-        if not store.claim_task(s, task_id, worker, now, lease=ctx.lease):
-            s.rollback()
-            return None
-        store.lock_patient_of_task(s, task_id)
-        row = store.task_and_patient_row(s, task_id)
-        task = row
-        state = store.patient_state_from_row(row)
-        history = store.dial_history(s, row.id, now, state.place)
-        decision = rules.may_dial(state, history, now, policy, callback=task.kind == TaskKind.callback)
-        if not decision.allowed:
-            if decision.retry_at is None:
-                store.release_task(
-                    s,
-                    task_id,
-                    status=TaskStatus.cancelled,
-                    now=now,
-                    reason=decision.reason.value,
-                    undo_attempt=True,
-                )
-            else:
-                store.release_task(s, task_id, not_before=decision.retry_at, undo_attempt=True)
-            s.commit()
-            return NotDialable(decision)
-        numbers = store.dialable_numbers(row.phone, row.phone_alt, row.flagged_numbers)
-        number = numbers[(task.attempts - 1) % len(numbers)]
-        try:
-            attempt_id = store.insert_attempt(
+    nurse_of = dict(offers)
+    if len(nurse_of) != len(offers):
+        raise ValueError("a task offered twice in one batch")
+    results: dict[int, ClaimResult] = {}
+    starts: list[tuple[Any, str]] = []
+    try:
+        with ctx.sessions() as s:
+            claimed = store.claim_tasks(s, list(nurse_of), worker, now, ctx.lease)
+            rows = store.claimed_rows(s, sorted(claimed))
+            states = {r.task_id: store.patient_state_from_row(r) for r in rows}
+            histories = store.dial_histories(s, {r.id: states[r.task_id].place for r in rows}, now)
+            releases: list[store.Release] = []
+            dialing: set[int] = set()
+            for r in rows:
+                history = histories[r.id]
+                if r.id in dialing:  # two tasks of one patient in this batch: the first is dialed
+                    history = rules.DialHistory(True, now, history.dials_on_day + 1)
+                callback = r.kind == TaskKind.callback
+                decision = rules.may_dial(states[r.task_id], history, now, policy, callback=callback)
+                if not decision.allowed:
+                    status = TaskStatus.cancelled if decision.retry_at is None else TaskStatus.pending
+                    releases.append(
+                        store.Release(
+                            r.task_id, status, decision.retry_at, decision.reason.value, undo_attempt=True
+                        )
+                    )
+                    results[r.task_id] = NotDialable(decision)
+                    continue
+                dialing.add(r.id)
+                numbers = store.dialable_numbers(r.phone, r.phone_alt, r.flagged_numbers)
+                starts.append((r, numbers[(r.attempts - 1) % len(numbers)]))
+            attempt_ids = store.insert_attempts(
                 s,
-                task_id=task_id,
-                patient_id=row.id,
-                nurse_id=nurse_id,
-                number=number,
-                state=AttemptState.in_flight,
-                started_at=now,
-                worker=worker,
+                [
+                    {
+                        "task_id": r.task_id,
+                        "patient_id": r.id,
+                        "nurse_id": nurse_of[r.task_id],
+                        "number": number,
+                        "state": AttemptState.in_flight,
+                        "started_at": now,
+                        "worker": worker,
+                    }
+                    for r, number in starts
+                ],
             )
+            store.release_tasks(s, releases, now)
             s.commit()
-        except IntegrityError:
-            # the unique in-flight index: another process dialed this patient a moment ago
-            s.rollback()
-            with ctx.sessions() as s2:
-                store.release_task(
-                    s2,
-                    task_id,
-                    not_before=now + timedelta(minutes=policy.retry.min_gap_minutes),
-                    undo_attempt=True,
-                )
-                s2.commit()
-            return NotDialable(
-                rules.Decision(
-                    False,
-                    rules.Reason.in_call,
-                    "the patient is already in a call",
-                    now + timedelta(minutes=policy.retry.min_gap_minutes),
-                )
-            )
-        return Claimed(attempt_id, task_id, row.id, number, Tier(task.task_tier), TaskKind(task.kind))
+    except IntegrityError:
+        # the unique in-flight index: another process dialed one of these patients a moment ago
+        if len(offers) > 1:
+            return [claim_and_start(ctx, t, n, worker) for t, n in offers]  # one by one, to find which
+        return [_patient_in_call(ctx, offers[0][0], now)]
+    for (r, number), attempt_id in zip(starts, attempt_ids, strict=True):
+        results[r.task_id] = Claimed(attempt_id, r.task_id, r.id, number, Tier(r.task_tier), TaskKind(r.kind))
+    return [results.get(task_id) for task_id, _ in offers]
+
+
+def _patient_in_call(ctx: Context, task_id: int, now: datetime) -> NotDialable:
+    retry_at = now + timedelta(minutes=ctx.policy.retry.min_gap_minutes)
+    with ctx.sessions() as s:
+        store.release_task(s, task_id, not_before=retry_at, undo_attempt=True)
+        s.commit()
+    return NotDialable(
+        rules.Decision(False, rules.Reason.in_call, "the patient is already in a call", retry_at)
+    )
 
 
 def mark_answered(ctx: Context, attempt_id: int) -> None:
-    """Stored at once; the task's lease is renewed for the length of a conversation."""
+    if not mark_answered_many(ctx, [attempt_id]):
+        raise ClaimLost(f"attempt {attempt_id} was reconciled (lease expired): hang up")
+
+
+def mark_answered_many(ctx: Context, attempt_ids: Sequence[int]) -> set[int]:
+    """Stored at once; the tasks' leases are renewed for the length of a conversation.
+
+    Returns the attempts stored as answered; the others were reconciled meanwhile
+    (their dialer's lease ran out) and must be hung up.
+    """
     now = ctx.clock.now()
     with ctx.sessions() as s:
-        res = s.execute(
+        rows = s.execute(
             update(ATTEMPT)
-            .where(ATTEMPT.c.id == attempt_id, ATTEMPT.c.state == AttemptState.in_flight)
+            .where(ATTEMPT.c.id.in_(list(attempt_ids)), ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=AttemptResult.answered, answered_at=now)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
-            s.rollback()
-            raise ClaimLost(f"attempt {attempt_id} was reconciled (lease expired): hang up")
-        store.renew_lease(s, attempt_id, now + ctx.lease)
+            .returning(ATTEMPT.c.id, ATTEMPT.c.task_id)
+        ).all()
+        store.renew_task_leases(s, [r.task_id for r in rows], now + ctx.lease)
         s.commit()
+    return {r.id for r in rows}
 
 
 def finish_unanswered(
     ctx: Context, attempt_id: int, result: AttemptResult, voicemail_left: bool = False
 ) -> rules.RetryDecision:
-    """Store the result and decide the retry in one transaction."""
-    policy, now = ctx.policy, ctx.clock.now()
-    with ctx.sessions() as s:
-        a = s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id).where(ATTEMPT.c.id == attempt_id)).one()
-        res = s.execute(
-            update(ATTEMPT)
-            .where(ATTEMPT.c.id == attempt_id, ATTEMPT.c.state == AttemptState.in_flight)
-            .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
-            # already reconciled by the scheduler (this dialer's lease ran out): its retry is decided
-            s.rollback()
-            raise ClaimLost(f"attempt {attempt_id} was already reconciled")
-        decision = _retry(s, a.task_id, a.patient_id, result, now, policy)
-        s.commit()
-        return decision
-
-
-def _retry(
-    s: Session, task_id: int, patient_id: int, result: AttemptResult, now: datetime, policy: Policy
-) -> rules.RetryDecision:
-    task = store.task_and_patient_row(s, task_id)
-    state = store.patient_state_from_row(task)
-    starts = tuple(store.attempt_starts(s, task_id))
-    decision = rules.after_attempt(
-        result, now, rules.TaskState(task.attempts, task.deadline, starts), state, policy
-    )
-    if task.wave_status == WaveStatus.cancelled:
-        store.release_task(s, task_id, status=TaskStatus.cancelled, now=now, reason="wave cancelled")
-        return rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled")
-    if decision.close is not None:
-        store.release_task(s, task_id, status=decision.close, now=now, reason=decision.reason)
-        keep_cadence(s, [patient_id], now, policy)
-    else:
-        store.release_task(s, task_id, not_before=decision.next_at)
+    decision = finish_unanswered_many(ctx, [(attempt_id, result, voicemail_left)])[0]
+    if decision is None:
+        # already reconciled by the scheduler (this dialer's lease ran out): its retry is decided
+        raise ClaimLost(f"attempt {attempt_id} was already reconciled")
     return decision
+
+
+def finish_unanswered_many(
+    ctx: Context, ends: Sequence[tuple[int, AttemptResult, bool]]
+) -> list[rules.RetryDecision | None]:
+    """Store the results of unanswered attempts and decide their retries, in one transaction.
+
+    `ends` are (attempt, result, voicemail left); per entry, in order, the retry
+    decision, or None when the attempt had already been reconciled.
+    """
+    policy, now = ctx.policy, ctx.clock.now()
+    groups: dict[tuple[AttemptResult, bool], list[int]] = {}
+    for attempt_id, result, voicemail in ends:
+        groups.setdefault((result, voicemail), []).append(attempt_id)
+    with ctx.sessions() as s:
+        done: dict[int, tuple[int, int, AttemptResult]] = {}
+        for (result, voicemail), ids in groups.items():
+            for r in s.execute(
+                update(ATTEMPT)
+                .where(ATTEMPT.c.id.in_(ids), ATTEMPT.c.state == AttemptState.in_flight)
+                .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail)
+                .returning(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id)
+            ).all():
+                done[r.id] = (r.task_id, r.patient_id, result)
+        decisions = dict(zip(done, _retry_many(s, list(done.values()), now, policy), strict=True))
+        s.commit()
+    return [decisions.get(attempt_id) for attempt_id, _, _ in ends]
+
+
+def _retry_many(
+    s: Session, ended: Sequence[tuple[int, int, AttemptResult]], now: datetime, policy: Policy
+) -> list[rules.RetryDecision]:
+    """After unanswered attempts (task, patient, result): retry each task later, or close it."""
+    task_ids = [task_id for task_id, _, _ in ended]
+    rows = store.tasks_with_patients(s, task_ids)
+    starts = store.attempt_starts(s, task_ids)
+    releases: list[store.Release] = []
+    closed_patients: list[int] = []
+    out: list[rules.RetryDecision] = []
+    for task_id, patient_id, result in ended:
+        task = rows[task_id]
+        if task.wave_status == WaveStatus.cancelled:
+            releases.append(store.Release(task_id, TaskStatus.cancelled, reason="wave cancelled"))
+            out.append(rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled"))
+            continue
+        state = store.patient_state_from_row(task)
+        decision = rules.after_attempt(
+            result, now, rules.TaskState(task.attempts, task.deadline, tuple(starts[task_id])), state, policy
+        )
+        if decision.close is not None:
+            releases.append(store.Release(task_id, decision.close, reason=decision.reason))
+            closed_patients.append(patient_id)
+        else:
+            releases.append(store.Release(task_id, not_before=decision.next_at))
+        out.append(decision)
+    store.release_tasks(s, releases, now)
+    if closed_patients:
+        keep_cadence(s, closed_patients, now, policy)
+    return out
 
 
 @dataclass(frozen=True)
@@ -514,6 +569,18 @@ class OutcomeApplied:
     next_contact: rules.NextContact
     callback_task_id: int | None
     cancelled_tasks: int
+
+
+@dataclass(frozen=True)
+class OutcomeEntry:
+    """What a nurse says of an answered call."""
+
+    attempt_id: int
+    code: OutcomeCode
+    nurse_id: int | None
+    callback_at: datetime | None = None
+    note: str = ""
+    message_body: str | None = None
 
 
 def record_outcome(
@@ -526,109 +593,156 @@ def record_outcome(
     note: str = "",
     message_body: str | None = None,
 ) -> OutcomeApplied:
-    """The nurse's outcome and everything it implies, stored in one transaction."""
+    entry = OutcomeEntry(attempt_id, code, nurse_id, callback_at, note, message_body)
+    return record_outcomes(ctx, [entry])[0]
+
+
+def record_outcomes(ctx: Context, entries: Sequence[OutcomeEntry]) -> list[OutcomeApplied]:
+    """Nurses' outcomes and everything they imply, stored in one transaction.
+
+    Applied in rounds of one entry per patient, so that two outcomes for one
+    patient (rare) each see what the other wrote.
+    """
     policy, now = ctx.policy, ctx.clock.now()
+    applied: dict[int, OutcomeApplied] = {}
     with ctx.sessions() as s:
-        a = s.execute(
-            select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.number, ATTEMPT.c.state).where(
-                ATTEMPT.c.id == attempt_id
-            )
-        ).one()
-        task = s.execute(
-            select(TASK.c.deadline, TASK.c.wave_id, TASK.c.tier, TASK.c.theme_code).where(
-                TASK.c.id == a.task_id
-            )
-        ).one()
-        row = store.patient_rule_row(s, a.patient_id)
-        state = store.patient_state_from_row(row)
-        decision = rules.next_contact(
-            state, code, now, policy, nurse_id=nurse_id, callback_at=callback_at, task_deadline=task.deadline
-        )
-        s.execute(
-            update(ATTEMPT)
-            .where(ATTEMPT.c.id == attempt_id)
-            .values(ended_at=now, state=AttemptState.completed, result=AttemptResult.answered)
-        )
-        s.add(
-            Outcome(
-                attempt_id=attempt_id,
-                task_id=a.task_id,
-                patient_id=a.patient_id,
-                nurse_id=nurse_id,
-                code=code,
-                callback_at=decision.callback_at,
-                note=note,
-                next_contact_on=decision.next_contact_on,
-                recorded_at=now,
-            )
-        )
-        patient_values: dict[str, Any] = {"updated_at": now}
-        if code in (OutcomeCode.reached, OutcomeCode.escalation, OutcomeCode.callback_requested):
-            patient_values["last_contact_at"] = now
-        if decision.next_contact_on != state.next_contact_on:
-            patient_values["next_contact_on"] = decision.next_contact_on
-        if decision.flag_number:
-            patient_values["flagged_numbers"] = sorted({*(row.flagged_numbers or []), a.number})
-        if decision.withdraw:
-            patient_values["status"] = "withdrawn"
-        s.execute(update(PATIENT).where(PATIENT.c.id == a.patient_id).values(**patient_values))
-        if decision.task_status is not None:
-            store.release_task(s, a.task_id, status=decision.task_status, now=now, reason=code.value)
-        elif decision.retry_at is not None:
-            store.release_task(s, a.task_id, not_before=decision.retry_at)
-        cancelled = 0
-        if decision.withdraw:
-            cancelled = store.cancel_open_tasks(s, patient_id=a.patient_id, now=now, reason="opted out")
-        callback_id = None
-        if decision.callback_at is not None:
-            deadline = max(decision.callback_at + timedelta(days=7), task.deadline)
-            callback_id = int(
-                s.execute(
-                    TASK.insert()
-                    .values(
-                        wave_id=task.wave_id,
-                        patient_id=a.patient_id,
-                        kind=TaskKind.callback,
-                        status=TaskStatus.pending,
-                        tier=task.tier,
-                        priority=100,
-                        not_before=decision.callback_at,
-                        deadline=deadline,
-                        assigned_nurse_id=nurse_id,
-                        theme_code=task.theme_code,
-                        attempts=0,
-                        created_at=now,
-                    )
-                    .returning(TASK.c.id)
-                ).scalar_one()
-            )
-        if decision.message_physician:
-            pat = s.execute(
-                select(PATIENT.c.physician_id, PATIENT.c.member_id, PATIENT.c.timezone).where(
-                    PATIENT.c.id == a.patient_id
-                )
-            ).one()
-            theme = policy.themes.get(task.theme_code or "")
-            nurse_code = s.execute(select(NURSE.c.code).where(NURSE.c.id == nurse_id)).scalar_one_or_none()
-            body = message_body or render(
-                "physician/escalation.fr.j2",
-                member_id=pat.member_id,
-                theme_label=theme.label if theme else "accompagnement",
-                date=cal.local_time_of(now, pat.timezone).date(),
-                nurse_code=nurse_code or "-",
-                note=note,
-            )
-            s.add(
-                PhysicianMessage(
-                    physician_id=pat.physician_id,
-                    patient_id=a.patient_id,
-                    kind="escalation",
-                    body=body,
-                    created_at=now,
-                )
-            )
+        pending = list(entries)
+        while pending:
+            rows = store.outcome_rows(s, [e.attempt_id for e in pending])
+            seen: set[int] = set()
+            this_round: list[tuple[OutcomeEntry, Any]] = []
+            later: list[OutcomeEntry] = []
+            for e in pending:
+                row = rows.get(e.attempt_id)
+                if row is None:
+                    raise NotFound(f"attempt {e.attempt_id} does not exist")
+                if row.id in seen:
+                    later.append(e)
+                else:
+                    seen.add(row.id)
+                    this_round.append((e, row))
+            applied.update(_apply_outcomes(s, this_round, now, policy))
+            pending = later
         s.commit()
-    return OutcomeApplied(decision, callback_id, cancelled)
+    return [applied[e.attempt_id] for e in entries]
+
+
+_CONTACT_CODES = (OutcomeCode.reached, OutcomeCode.escalation, OutcomeCode.callback_requested)
+
+
+def _apply_outcomes(
+    s: Session, entries: Sequence[tuple[OutcomeEntry, Any]], now: datetime, policy: Policy
+) -> dict[int, OutcomeApplied]:
+    """The common writes in a few statements for all entries; the rarer consequences one by one."""
+    outcomes: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    releases: list[store.Release] = []
+    decisions: list[rules.NextContact] = []
+    for e, row in entries:
+        state = store.patient_state_from_row(row)
+        d = rules.next_contact(
+            state,
+            e.code,
+            now,
+            policy,
+            nurse_id=e.nurse_id,
+            callback_at=e.callback_at,
+            task_deadline=row.deadline,
+        )
+        decisions.append(d)
+        outcomes.append(
+            {
+                "attempt_id": e.attempt_id,
+                "task_id": row.task_id,
+                "patient_id": row.id,
+                "nurse_id": e.nurse_id,
+                "code": e.code.value,
+                "callback_at": d.callback_at,
+                "note": e.note,
+                "next_contact_on": d.next_contact_on,
+                "recorded_at": now,
+            }
+        )
+        flagged = list(row.flagged_numbers or [])
+        patients.append(
+            {
+                "p_id": row.id,
+                "p_updated_at": now,
+                "p_last_contact_at": now if e.code in _CONTACT_CODES else row.last_contact_at,
+                "p_next_contact_on": d.next_contact_on,
+                "p_flagged_numbers": sorted({*flagged, row.number}) if d.flag_number else flagged,
+                "p_status": "withdrawn" if d.withdraw else row.status,
+            }
+        )
+        if d.task_status is not None:
+            releases.append(store.Release(row.task_id, d.task_status, reason=e.code.value))
+        elif d.retry_at is not None:
+            releases.append(store.Release(row.task_id, not_before=d.retry_at))
+    s.execute(
+        update(ATTEMPT)
+        .where(ATTEMPT.c.id.in_([e.attempt_id for e, _ in entries]))
+        .values(ended_at=now, state=AttemptState.completed, result=AttemptResult.answered)
+    )
+    s.execute(OUTCOME.insert(), outcomes)
+    store.update_patients_after_outcome(s, patients)
+    store.release_tasks(s, releases, now)
+    out: dict[int, OutcomeApplied] = {}
+    for (e, row), d in zip(entries, decisions, strict=True):
+        cancelled = 0
+        if d.withdraw:
+            cancelled = store.cancel_open_tasks(s, patient_id=row.id, now=now, reason="opted out")
+        callback_id = None
+        if d.callback_at is not None:
+            callback_id = _insert_callback(s, row, d.callback_at, e.nurse_id, now)
+        if d.message_physician:
+            _message_physician(s, row, e, now, policy)
+        out[e.attempt_id] = OutcomeApplied(d, callback_id, cancelled)
+    return out
+
+
+def _insert_callback(s: Session, row: Any, at: datetime, nurse_id: int | None, now: datetime) -> int:
+    """The callback a patient asked for, promised by this nurse; it may outlive the wave by a week."""
+    return int(
+        s.execute(
+            TASK.insert()
+            .values(
+                wave_id=row.wave_id,
+                patient_id=row.id,
+                kind=TaskKind.callback,
+                status=TaskStatus.pending,
+                tier=row.task_tier,
+                priority=100,
+                not_before=at,
+                deadline=max(at + timedelta(days=7), row.deadline),
+                assigned_nurse_id=nurse_id,
+                theme_code=row.theme_code,
+                attempts=0,
+                created_at=now,
+            )
+            .returning(TASK.c.id)
+        ).scalar_one()
+    )
+
+
+def _message_physician(s: Session, row: Any, e: OutcomeEntry, now: datetime, policy: Policy) -> None:
+    pat = s.execute(
+        select(PATIENT.c.physician_id, PATIENT.c.member_id, PATIENT.c.timezone).where(PATIENT.c.id == row.id)
+    ).one()
+    theme = policy.themes.get(row.theme_code or "")
+    nurse_code = s.execute(select(NURSE.c.code).where(NURSE.c.id == e.nurse_id)).scalar_one_or_none()
+    body = e.message_body or render(
+        "physician/escalation.fr.j2",
+        member_id=pat.member_id,
+        theme_label=theme.label if theme else "accompagnement",
+        date=cal.local_time_of(now, pat.timezone).date(),
+        nurse_code=nurse_code or "-",
+        note=e.note,
+    )
+    s.add(
+        PhysicianMessage(
+            physician_id=pat.physician_id, patient_id=row.id, kind="escalation", body=body, created_at=now
+        )
+    )
 
 
 def renew_leases(ctx: Context, worker: str) -> None:
@@ -658,7 +772,7 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leas
             )
             status = s.execute(select(TASK.c.status).where(TASK.c.id == a.task_id)).scalar_one()
             if status == TaskStatus.in_progress:
-                _retry(s, a.task_id, a.patient_id, AttemptResult.interrupted, now, ctx.policy)
+                _retry_many(s, [(a.task_id, a.patient_id, AttemptResult.interrupted)], now, ctx.policy)
             n += 1
         # tasks claimed but never dialed (cannot happen: claim and attempt share a transaction;
         # kept as a guard for tasks edited by hand): free them

@@ -107,23 +107,50 @@ def dial_history(
     Looks back one day (enough for the minimum gap and the daily cap); `full`
     also finds an older last dial, for explanations.
     """
+    rows = session.execute(
+        select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
+            ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
+        )
+    ).all()
+    history = history_from_attempts([(r.started_at, r.state) for r in rows], at, place)
+    if history.last_dial_at is None and full:
+        last = session.execute(
+            select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
+        ).scalar_one_or_none()
+        history = DialHistory(history.in_call, last, history.dials_on_day)
+    return history
+
+
+def dial_histories(session: Session, places: dict[int, cal.Place], at: datetime) -> dict[int, DialHistory]:
+    """`dial_history` of many patients in one query (a dialer's batch of claims)."""
+    by_patient: dict[int, list[tuple[datetime, str]]] = {pid: [] for pid in places}
+    if places:
+        for pid, started_at, state in session.execute(
+            select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.state).where(
+                ATTEMPT.c.patient_id.in_(list(places)), ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
+            )
+        ).all():
+            by_patient[pid].append((started_at, state))
+    return {pid: history_from_attempts(rows, at, places[pid]) for pid, rows in by_patient.items()}
+
+
+HISTORY_LOOKBACK = timedelta(days=2)  # covers the local day of `at` and the day before it
+
+
+def history_from_attempts(
+    rows: Sequence[tuple[datetime, str]], at: datetime, place: cal.Place
+) -> DialHistory:
+    """Minimum gap and daily cap look back one day and over the patient's local day."""
     day = cal.local_date(at, place)
     day_start = cal.at_local(day, time(0), place.timezone)
     day_end = cal.at_local(day + timedelta(days=1), time(0), place.timezone)
     since = min(day_start, at - timedelta(days=1))
-    rows = session.execute(
-        select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
-            ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since
-        )
-    ).all()
-    in_call = any(r.state == AttemptState.in_flight for r in rows)
-    last = max((r.started_at for r in rows), default=None)
-    if last is None and full:
-        last = session.execute(
-            select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
-        ).scalar_one_or_none()
-    on_day = sum(1 for r in rows if day_start <= r.started_at < day_end)
-    return DialHistory(in_call=in_call, last_dial_at=last, dials_on_day=on_day)
+    recent = [(started, state) for started, state in rows if started >= since]
+    return DialHistory(
+        in_call=any(state == AttemptState.in_flight for _, state in recent),
+        last_dial_at=max((started for started, _ in recent), default=None),
+        dials_on_day=sum(1 for started, _ in recent if day_start <= started < day_end),
+    )
 
 
 # ------------------------------------------------------------------ nurses
@@ -316,37 +343,157 @@ def dialable_candidates(
     return rows
 
 
-def claim_task(session: Session, task_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
-    """Atomic: only one worker turns a pending task of a running wave into in_progress."""
+def claim_tasks(
+    session: Session, task_ids: Sequence[int], worker: str, now: datetime, lease: timedelta
+) -> set[int]:
+    """Atomic per task: of `task_ids`, the pending tasks of running waves that are due become this worker's.
+
+    On PostgreSQL each row is locked with SKIP LOCKED: a task another process
+    is claiming at this instant is left to it, never waited for (SQLite has one
+    writer). A stale id from a dialer's queue is not claimed before its time.
+    """
+    if not task_ids:
+        return set()
+    free = (
+        select(TASK.c.id)
+        .where(
+            TASK.c.id.in_(list(task_ids)),
+            TASK.c.status == TaskStatus.pending,
+            TASK.c.not_before <= now,
+            DIALABLE_WAVE,
+        )
+        .with_for_update(skip_locked=True)
+    )
     res = session.execute(
         update(TASK)
-        # not_before: a stale id from a dialer's queue is not claimed before its time
-        .where(
-            TASK.c.id == task_id, TASK.c.status == TaskStatus.pending, TASK.c.not_before <= now, DIALABLE_WAVE
-        )
+        .where(TASK.c.id.in_(free), TASK.c.status == TaskStatus.pending)
         .values(
             status=TaskStatus.in_progress,
             claimed_by=worker,
             lease_until=now + lease,
             attempts=TASK.c.attempts + 1,
         )
-        .execution_options(synchronize_session=False)
+        .returning(TASK.c.id)
     )
-    return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+    return {int(i) for i in res.scalars()}
 
 
-def insert_attempt(session: Session, **values: Any) -> int:
-    res = session.execute(insert(ATTEMPT).values(**values).returning(ATTEMPT.c.id))
-    return int(res.scalar_one())
+CLAIM_COLUMNS = (
+    TASK.c.id.label("task_id"),
+    TASK.c.kind,
+    TASK.c.attempts,
+    TASK.c.tier.label("task_tier"),
+    *PATIENT_RULE_COLUMNS,
+)
 
 
-def attempt_starts(session: Session, task_id: int) -> list[datetime]:
-    return [
-        r
-        for (r,) in session.execute(
-            select(ATTEMPT.c.started_at).where(ATTEMPT.c.task_id == task_id).order_by(ATTEMPT.c.started_at)
+def claimed_rows(session: Session, task_ids: Sequence[int]) -> list[Any]:
+    """Claimed tasks with their patients' rule data, the patients locked.
+
+    The lock serialises claims on one patient across dialer processes
+    (PostgreSQL); taken in patient id order so two processes never wait on
+    each other in a cycle.
+    """
+    if not task_ids:
+        return []
+    return list(
+        session.execute(
+            select(*CLAIM_COLUMNS)
+            .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+            .where(TASK.c.id.in_(list(task_ids)))
+            .order_by(PATIENT.c.id, TASK.c.id)
+            .with_for_update(of=PATIENT)
         ).all()
-    ]
+    )
+
+
+def insert_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """One statement for a batch; ids come back in the order of `rows`."""
+    if not rows:
+        return []
+    res = session.execute(insert(ATTEMPT).returning(ATTEMPT.c.id, sort_by_parameter_order=True), list(rows))
+    return [int(i) for i in res.scalars()]
+
+
+def attempt_starts(session: Session, task_ids: Sequence[int]) -> dict[int, list[datetime]]:
+    """Each task's attempt start times, oldest first."""
+    out: dict[int, list[datetime]] = {t: [] for t in task_ids}
+    if task_ids:
+        for task_id, started_at in session.execute(
+            select(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
+            .where(ATTEMPT.c.task_id.in_(list(task_ids)))
+            .order_by(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
+        ).all():
+            out[task_id].append(started_at)
+    return out
+
+
+def tasks_with_patients(session: Session, task_ids: Sequence[int]) -> dict[int, Any]:
+    """`task_and_patient_row` for many tasks in one query."""
+    if not task_ids:
+        return {}
+    rows = session.execute(
+        select(
+            TASK.c.id.label("task_id"),
+            TASK.c.kind,
+            TASK.c.attempts,
+            TASK.c.tier.label("task_tier"),
+            TASK.c.deadline,
+            TASK.c.wave_id,
+            WAVE.c.status.label("wave_status"),
+            *PATIENT_RULE_COLUMNS,
+        )
+        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .outerjoin(WAVE, WAVE.c.id == TASK.c.wave_id)
+        .where(TASK.c.id.in_(list(task_ids)))
+    ).all()
+    return {r.task_id: r for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A task handed back: pending again (maybe later), or closed."""
+
+    task_id: int
+    status: TaskStatus = TaskStatus.pending
+    not_before: datetime | None = None  # None: unchanged
+    reason: str | None = None  # why it closed
+    undo_attempt: bool = False  # the claim counted an attempt that was never dialed
+
+
+_RELEASE = (
+    update(TASK)
+    .where(TASK.c.id == bindparam("r_id"))
+    .values(
+        status=bindparam("r_status"),
+        not_before=func.coalesce(bindparam("r_not_before", type_=TASK.c.not_before.type), TASK.c.not_before),
+        closed_at=bindparam("r_closed_at", type_=TASK.c.closed_at.type),
+        close_reason=bindparam("r_reason"),
+        attempts=TASK.c.attempts - bindparam("r_undo"),
+        claimed_by=None,
+        lease_until=None,
+    )
+)
+
+
+def release_tasks(session: Session, releases: Sequence[Release], now: datetime | None) -> None:
+    """Many releases in one round trip (executemany)."""
+    if not releases:
+        return
+    session.execute(
+        _RELEASE,
+        [
+            {
+                "r_id": r.task_id,
+                "r_status": r.status.value,
+                "r_not_before": r.not_before,
+                "r_closed_at": now if r.status in TERMINAL_TASK_STATUSES else None,
+                "r_reason": r.reason if r.status in TERMINAL_TASK_STATUSES else None,
+                "r_undo": 1 if r.undo_attempt else 0,
+            }
+            for r in releases
+        ],
+    )
 
 
 def release_task(
@@ -359,15 +506,51 @@ def release_task(
     reason: str | None = None,
     undo_attempt: bool = False,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "claimed_by": None, "lease_until": None}
-    if not_before is not None:
-        values["not_before"] = not_before
-    if status in TERMINAL_TASK_STATUSES:
-        values["closed_at"] = now
-        values["close_reason"] = reason
-    if undo_attempt:
-        values["attempts"] = TASK.c.attempts - 1
-    session.execute(update(TASK).where(TASK.c.id == task_id).values(**values))
+    release_tasks(session, [Release(task_id, status, not_before, reason, undo_attempt)], now)
+
+
+def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]:
+    """Answered attempts with their task and patient, the patients locked in id order (PostgreSQL)."""
+    if not attempt_ids:
+        return {}
+    rows = session.execute(
+        select(
+            ATTEMPT.c.id.label("attempt_id"),
+            ATTEMPT.c.task_id,
+            ATTEMPT.c.number,
+            TASK.c.deadline,
+            TASK.c.wave_id,
+            TASK.c.tier.label("task_tier"),
+            TASK.c.theme_code,
+            PATIENT.c.last_contact_at,
+            *PATIENT_RULE_COLUMNS,
+        )
+        .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
+        .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
+        .where(ATTEMPT.c.id.in_(list(attempt_ids)))
+        .order_by(PATIENT.c.id)
+        .with_for_update(of=PATIENT)
+    ).all()
+    return {r.attempt_id: r for r in rows}
+
+
+_PATIENT_AFTER_OUTCOME = (
+    update(PATIENT)
+    .where(PATIENT.c.id == bindparam("p_id"))
+    .values(
+        updated_at=bindparam("p_updated_at"),
+        last_contact_at=bindparam("p_last_contact_at"),
+        next_contact_on=bindparam("p_next_contact_on"),
+        flagged_numbers=bindparam("p_flagged_numbers"),
+        status=bindparam("p_status"),
+    )
+)
+
+
+def update_patients_after_outcome(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany; each row carries every column an outcome may change (the others as read, locked)."""
+    if rows:
+        session.execute(_PATIENT_AFTER_OUTCOME, list(rows))
 
 
 def in_flight_attempts(
@@ -384,9 +567,9 @@ def in_flight_attempts(
     return list(session.execute(q).all())
 
 
-def renew_lease(session: Session, attempt_id: int, until: datetime) -> None:
-    task_id = select(ATTEMPT.c.task_id).where(ATTEMPT.c.id == attempt_id).scalar_subquery()
-    session.execute(update(TASK).where(TASK.c.id == task_id).values(lease_until=until))
+def renew_task_leases(session: Session, task_ids: Sequence[int], until: datetime) -> None:
+    if task_ids:
+        session.execute(update(TASK).where(TASK.c.id.in_(list(task_ids))).values(lease_until=until))
 
 
 def renew_worker_leases(session: Session, worker: str, until: datetime) -> None:
@@ -395,15 +578,6 @@ def renew_worker_leases(session: Session, worker: str, until: datetime) -> None:
         .where(TASK.c.claimed_by == worker, TASK.c.status == TaskStatus.in_progress)
         .values(lease_until=until)
     )
-
-
-def lock_patient_of_task(session: Session, task_id: int) -> None:
-    """Serialise claims on one patient across dialer processes (PostgreSQL; SQLite has one writer)."""
-    session.execute(
-        select(PATIENT.c.id)
-        .where(PATIENT.c.id == select(TASK.c.patient_id).where(TASK.c.id == task_id).scalar_subquery())
-        .with_for_update()
-    ).all()
 
 
 def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int, set[int]]:
@@ -469,4 +643,3 @@ def audit(
     session: Session, at: datetime, actor: str, action: str, patient_id: int | None = None, detail: str = ""
 ) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, patient_id=patient_id, detail=detail))
-

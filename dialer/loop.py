@@ -1,13 +1,20 @@
 """The dialing loop: progressive dialing, one call per ready nurse.
 
 Event-driven so it runs the same on the virtual clock (simulation) and on the
-wall clock (real backends): the owner calls `tick()` periodically and feeds
-nurse actions and backend events in. Every attempt is stored before it is
-dialed and every result before the nurse moves on (invariant 3).
+wall clock (real backends): the owner feeds nurse actions and backend events
+in and calls `tick()` periodically. Work is gathered and stored in batches by
+`flush()`: the claims of every ready nurse in one transaction, the results of
+every call that ended in another, the outcomes nurses recorded in a third.
+Every attempt is stored before it is dialed and every result before the nurse
+moves on (invariant 3); a nurse whose outcome is not yet stored stays in
+wrap-up. With `deferred=False` each input is flushed at once (tests, tools);
+a runtime that owns an event loop defers and flushes after each step, so
+a busy process pays a few statements per step instead of several per call.
 """
 
 from __future__ import annotations
 
+import time as wall
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +23,7 @@ import structlog
 
 from campaign import calendar as cal
 from campaign import services, store
-from campaign.errors import BackendError, ClaimLost
+from campaign.errors import BackendError
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
 from campaign.states import AttemptResult, OutcomeCode, TaskKind
@@ -40,6 +47,9 @@ class LiveCall:
 
 
 ConnectedHook = Callable[[int, LiveCall], None]
+# seconds from a nurse being free to her next call being stored (a nurse's wait, for benchmarks)
+ClaimWaitHook = Callable[[int, float], None]
+FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
 
 
 class Dialer:
@@ -51,6 +61,9 @@ class Dialer:
         voicemail_text: str | None,
         on_connected: ConnectedHook | None = None,
         lookahead: timedelta = timedelta(minutes=30),
+        *,
+        deferred: bool = False,
+        on_claim_wait: ClaimWaitHook | None = None,
     ) -> None:
         self.ctx = ctx
         self.policy = ctx.policy
@@ -59,6 +72,8 @@ class Dialer:
         self.voicemail_text = voicemail_text if ctx.policy.retry.leave_voicemail else None
         self.on_connected = on_connected
         self.lookahead = lookahead
+        self.deferred = deferred
+        self.on_claim_wait = on_claim_wait
         self.presence = PresenceBoard()
         self.queue = TaskQueue(ctx.policy, on_shift=self._available_until)
         self.nurse_info: dict[int, store.NurseInfo] = {}
@@ -67,7 +82,12 @@ class Dialer:
         self.call_of_nurse: dict[int, str] = {}
         self.patients_in_call: set[int] = set()
         self._dispatched_version = -1
-        self.stats = {"claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0}
+        self._events: list[CallEvent] = []
+        self._outcomes: list[tuple[int, services.OutcomeEntry]] = []
+        self._dispatch_due = False
+        self._flushing = False
+        self._free_since: dict[int, float] = {}
+        self.stats = {"claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0, "flushes": 0}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -130,7 +150,7 @@ class Dialer:
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)
         self.presence.leaving.discard(nurse_id)
-        self._offer(nurse_id)
+        self._free(nurse_id)
 
     def nurse_offline(self, nurse_id: int) -> None:
         """End of shift: at once if idle, after the current call and its outcome otherwise.
@@ -141,6 +161,7 @@ class Dialer:
         status = self.presence.get(nurse_id)
         if status in (NurseStatus.ready, NurseStatus.paused):
             self.presence.set(nurse_id, NurseStatus.offline)
+            self._free_since.pop(nurse_id, None)
         elif status != NurseStatus.offline:
             self.presence.leaving.add(nurse_id)
 
@@ -151,51 +172,111 @@ class Dialer:
         else:
             self.nurse_ready(nurse_id)
 
+    def _free(self, nurse_id: int) -> None:
+        """Ready for a call: one is looked for at the next flush."""
+        self._free_since.setdefault(nurse_id, wall.perf_counter())
+        self._dispatch_due = True
+        self._kick()
+
+    def submit_outcome(
+        self,
+        nurse_id: int,
+        code: OutcomeCode,
+        *,
+        callback_at: datetime | None = None,
+        note: str = "",
+        message_body: str | None = None,
+    ) -> None:
+        """The nurse's outcome for her last answered call; she moves on once it is stored."""
+        call = self.calls[self.call_of_nurse[nurse_id]]
+        entry = services.OutcomeEntry(call.attempt_id, code, nurse_id, callback_at, note, message_body)
+        self._outcomes.append((nurse_id, entry))
+        self._kick()
+
+    # ------------------------------------------------------------ batching
+
+    def _kick(self) -> None:
+        if not self.deferred:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store what happened since the last flush, then hand calls to the ready nurses."""
+        if self._flushing:
+            return  # called back from inside a flush (a hangup, say): the running one takes it
+        self._flushing = True
+        try:
+            for _ in range(FLUSH_ROUNDS):
+                if not (self._events or self._outcomes or self._dispatch_due):
+                    break
+                self.stats["flushes"] += 1
+                self._apply_events()
+                self._apply_outcomes()
+                if self._dispatch_due:
+                    self._dispatch_due = False
+                    self._dispatch()
+        finally:
+            self._flushing = False
+
     # ------------------------------------------------------------ dispatch
 
     def tick(self) -> None:
         self.queue.advance(self.ctx.clock.now())
         if self.queue.version != self._dispatched_version:
             self._dispatched_version = self.queue.version
-            for nurse_id in self.presence.ready():
-                self._offer(nurse_id)
+            self._dispatch_due = True
+        self._kick()
 
-    def _offer(self, nurse_id: int) -> None:
-        profile = self.nurses.get(nurse_id)
-        if profile is None:
-            return
+    def _dispatch(self) -> None:
+        """One task for each ready nurse without a call, claimed in one transaction."""
         now = self.ctx.clock.now()
         hours = self.policy.calling_hours
-        # one call at a time per nurse, whatever her presence says
-        while self.presence.get(nurse_id) == NurseStatus.ready and nurse_id not in self.call_of_nurse:
-            task = self.queue.pop_for(profile)
-            if task is None:
-                return
-            if task.patient_id in self.patients_in_call:
-                self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes))
+        offers: list[tuple[QueuedTask, int]] = []
+        offered_patients: set[int] = set()
+        for nurse_id in self.presence.ready():
+            profile = self.nurses.get(nurse_id)
+            if profile is None or nurse_id in self.call_of_nurse:
                 continue
-            if not cal.is_callable_at(now, task.place, hours):
-                nxt = cal.next_open(now, task.place, hours)
-                if nxt is not None:
-                    self.queue.requeue(task, nxt[0])
-                continue
-            self._claim_and_dial(nurse_id, task)
+            while True:
+                task = self.queue.pop_for(profile)
+                if task is None:
+                    break
+                if task.patient_id in self.patients_in_call or task.patient_id in offered_patients:
+                    self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes))
+                    continue
+                if not cal.is_callable_at(now, task.place, hours):
+                    nxt = cal.next_open(now, task.place, hours)
+                    if nxt is not None:
+                        self.queue.requeue(task, nxt[0])
+                    continue
+                offers.append((task, nurse_id))
+                offered_patients.add(task.patient_id)
+                break
+        if not offers:
+            return
+        results = services.claim_and_start_many(
+            self.ctx, [(task.task_id, nurse_id) for task, nurse_id in offers], self.worker
+        )
+        for (task, nurse_id), result in zip(offers, results, strict=True):
+            if result is None:
+                self.stats["lost_claims"] += 1
+                self._dispatch_due = True  # she is still free: another task at the next round
+            elif isinstance(result, services.NotDialable):
+                self.stats["refused_by_rules"] += 1
+                if result.decision.retry_at is not None:
+                    self.queue.requeue(task, result.decision.retry_at)
+                self._dispatch_due = True
+            else:
+                self._dial(nurse_id, task, result)
 
-    def _claim_and_dial(self, nurse_id: int, task: QueuedTask) -> None:
-        result = services.claim_and_start(self.ctx, task.task_id, nurse_id, self.worker)
-        if result is None:
-            self.stats["lost_claims"] += 1
-            return
-        if isinstance(result, services.NotDialable):
-            self.stats["refused_by_rules"] += 1
-            if result.decision.retry_at is not None:
-                self.queue.requeue(task, result.decision.retry_at)
-            return
+    def _dial(self, nurse_id: int, task: QueuedTask, claimed: services.Claimed) -> None:
         self.stats["claims"] += 1
+        free_since = self._free_since.pop(nurse_id, None)
+        if self.on_claim_wait is not None and free_since is not None:
+            self.on_claim_wait(nurse_id, wall.perf_counter() - free_since)
         self.presence.set(nurse_id, NurseStatus.reserved)
         request = DialRequest(
-            attempt_id=result.attempt_id,
-            number=result.number,
+            attempt_id=claimed.attempt_id,
+            number=claimed.number,
             nurse_id=nurse_id,
             ring_timeout_seconds=self.policy.retry.ring_timeout_seconds,
             voicemail_text=self.voicemail_text,
@@ -203,16 +284,17 @@ class Dialer:
         try:
             call_id = self.backend.dial(request)
         except BackendError:
-            log.warning("dial failed", attempt=result.attempt_id)
-            decision = services.finish_unanswered(self.ctx, result.attempt_id, AttemptResult.failed)
+            log.warning("dial failed", attempt=claimed.attempt_id)
+            decision = services.finish_unanswered(self.ctx, claimed.attempt_id, AttemptResult.failed)
             self._after_unanswered(task, decision.next_at)
             self.presence.set(nurse_id, NurseStatus.ready)
+            self._free(nurse_id)
             return
         self.stats["dials"] += 1
         log.debug(
-            "dialing", attempt=result.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value
+            "dialing", attempt=claimed.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value
         )
-        call = LiveCall(call_id, result.attempt_id, task, nurse_id, result.kind, result.number)
+        call = LiveCall(call_id, claimed.attempt_id, task, nurse_id, claimed.kind, claimed.number)
         self.calls[call_id] = call
         self.call_of_nurse[nurse_id] = call_id
         self.patients_in_call.add(task.patient_id)
@@ -226,47 +308,63 @@ class Dialer:
     # ------------------------------------------------------------ backend events
 
     def on_event(self, event: CallEvent) -> None:
-        call = self.calls.get(event.call_id)
-        if call is None:
-            log.warning("event for an unknown call", call=event.call_id, kind=event.kind.value)
+        self._events.append(event)
+        self._kick()
+
+    def _apply_events(self) -> None:
+        events, self._events = self._events, []
+        answered = [
+            call
+            for e in events
+            if e.kind == CallEventKind.answered and (call := self.calls.get(e.call_id)) is not None
+        ]
+        if answered:
+            stored = services.mark_answered_many(self.ctx, [c.attempt_id for c in answered])
+            for call in answered:
+                if call.attempt_id not in stored:
+                    # our lease ran out and the call was reconciled: it may be redialed elsewhere, end it
+                    log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
+                    self.backend.hangup(call.call_id)
+                    continue
+                call.answered = True
+                self.presence.set(call.nurse_id, NurseStatus.on_call)
+                if self.on_connected is not None:
+                    self.on_connected(call.nurse_id, call)
+        unanswered: list[tuple[LiveCall, CallEvent]] = []
+        for e in events:
+            if e.kind != CallEventKind.ended:
+                continue
+            call = self.calls.get(e.call_id)
+            if call is None:
+                log.warning("event for an unknown call", call=e.call_id, kind=e.kind.value)
+                continue
+            self.patients_in_call.discard(call.task.patient_id)
+            if call.answered:
+                # the nurse now records the outcome; the call stays known until she does
+                self.presence.set(call.nurse_id, NurseStatus.wrap_up)
+                continue
+            self.calls.pop(e.call_id, None)
+            self.call_of_nurse.pop(call.nurse_id, None)
+            unanswered.append((call, e))
+        if not unanswered:
             return
-        if event.kind == CallEventKind.answered:
-            try:
-                services.mark_answered(self.ctx, call.attempt_id)
-            except ClaimLost:
-                # our lease ran out and the call was reconciled: it may be redialed elsewhere, end it
-                log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
-                self.backend.hangup(call.call_id)
-                return
-            call.answered = True
-            self.presence.set(call.nurse_id, NurseStatus.on_call)
-            if self.on_connected is not None:
-                self.on_connected(call.nurse_id, call)
-            return
-        # ended
-        self.patients_in_call.discard(call.task.patient_id)
-        if call.answered:
-            # the nurse now records the outcome; the call stays known until she does
-            self.presence.set(call.nurse_id, NurseStatus.wrap_up)
-            return
-        self.calls.pop(event.call_id, None)
-        self.call_of_nurse.pop(call.nurse_id, None)
-        result = event.result or AttemptResult.failed
-        try:
-            decision = services.finish_unanswered(self.ctx, call.attempt_id, result, event.voicemail_left)
-        except ClaimLost:
-            self.queue.discard(call.task.task_id)
-            self._nurse_free(call.nurse_id)
-            return
-        log.debug(
-            "attempt ended",
-            attempt=call.attempt_id,
-            task=call.task.task_id,
-            result=result.value,
-            closed=decision.close.value if decision.close else None,
+        decisions = services.finish_unanswered_many(
+            self.ctx,
+            [(c.attempt_id, e.result or AttemptResult.failed, e.voicemail_left) for c, e in unanswered],
         )
-        self._after_unanswered(call.task, decision.next_at)
-        self._nurse_free(call.nurse_id)
+        for (call, e), decision in zip(unanswered, decisions, strict=True):
+            if decision is None:  # reconciled meanwhile: its retry was decided there
+                self.queue.discard(call.task.task_id)
+            else:
+                log.debug(
+                    "attempt ended",
+                    attempt=call.attempt_id,
+                    task=call.task.task_id,
+                    result=(e.result or AttemptResult.failed).value,
+                    closed=decision.close.value if decision.close else None,
+                )
+                self._after_unanswered(call.task, decision.next_at)
+            self._nurse_free(call.nurse_id)
 
     def _nurse_free(self, nurse_id: int) -> None:
         """After an unanswered call: ready for the next one, or off if her shift ended meanwhile."""
@@ -274,7 +372,7 @@ class Dialer:
         if nurse_id in self.presence.leaving:
             self.nurse_offline(nurse_id)
         else:
-            self._offer(nurse_id)
+            self._free(nurse_id)
 
     def heartbeat(self) -> None:
         """Renew the leases of this worker's calls, so no one reconciles a live call."""
@@ -285,27 +383,28 @@ class Dialer:
         if call_id is not None:
             self.backend.hangup(call_id)
 
-    def record_outcome(
-        self,
-        nurse_id: int,
-        code: OutcomeCode,
-        *,
-        callback_at: datetime | None = None,
-        note: str = "",
-        message_body: str | None = None,
-    ) -> services.OutcomeApplied:
-        """The nurse's outcome for her last answered call, stored before she moves on."""
-        call_id = self.call_of_nurse.pop(nurse_id)
-        call = self.calls.pop(call_id)
-        applied = services.record_outcome(
-            self.ctx,
-            call.attempt_id,
-            code,
-            nurse_id,
-            callback_at=callback_at,
-            note=note,
-            message_body=message_body,
-        )
+    # ------------------------------------------------------------ outcomes
+
+    def _apply_outcomes(self) -> None:
+        pending, self._outcomes = self._outcomes, []
+        if not pending:
+            return
+        entries = [entry for _, entry in pending]
+        try:
+            applied = services.record_outcomes(self.ctx, entries)
+        except Exception:
+            if len(entries) == 1:
+                raise
+            # one bad entry must not cost the others theirs: store them one by one
+            applied = [services.record_outcomes(self.ctx, [e])[0] for e in entries]
+        for (nurse_id, entry), result in zip(pending, applied, strict=True):
+            call = self.calls.pop(self.call_of_nurse.pop(nurse_id))
+            self._after_outcome(nurse_id, call, entry.code, result)
+            self.nurse_wrapped_up(nurse_id)
+
+    def _after_outcome(
+        self, nurse_id: int, call: LiveCall, code: OutcomeCode, applied: services.OutcomeApplied
+    ) -> None:
         nc = applied.next_contact
         task = call.task
         log.info(
@@ -332,4 +431,3 @@ class Dialer:
                 nurse_id,
             )
             self.queue.add(cb)
-        return applied

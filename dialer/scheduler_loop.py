@@ -19,6 +19,19 @@ class EventLoop:
         self._seq = itertools.count()
         self.processed = 0
         self._stopped = False
+        self._after_step: list[Callable[[], None]] = []
+
+    def after_step(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the events of one instant (virtual time) or one pass (real time) have run.
+
+        A dialer flushes there: what those events did is stored in a few batched
+        transactions instead of one per event.
+        """
+        self._after_step.append(fn)
+
+    def _step_done(self) -> None:
+        for fn in self._after_step:
+            fn()
 
     def stop(self) -> None:
         """Stop after the current event (the simulation has nothing left to do)."""
@@ -35,6 +48,8 @@ class EventLoop:
             fn(*args)
             self.processed += 1
             n += 1
+        if n:
+            self._step_done()
         return n
 
     def run_until(self, until: datetime, on_step: Callable[[datetime], None] | None = None) -> None:
@@ -47,6 +62,8 @@ class EventLoop:
             clock.advance_to(at)
             fn(*args)
             self.processed += 1
+            if not self._heap or self._heap[0][0] > at:
+                self._step_done()  # the next event is later: this instant is over
             if on_step is not None and self.processed % 500 == 0:
                 on_step(at)
         if clock.now() < until and not self._stopped:

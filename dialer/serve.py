@@ -145,6 +145,7 @@ def serve(
     finally:
         if apscheduler is not None:
             apscheduler.shutdown(wait=False)
+        runtime.dialer.flush()  # outcomes and results already given are stored, not lost
         services.reconcile_in_flight(ctx, worker)  # calls of this process end with it
         leadership.release()
         engine.dispose()

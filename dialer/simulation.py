@@ -86,9 +86,8 @@ class SimulatedNurses:
                 code = OutcomeCode.escalation
             else:
                 code = OutcomeCode.reached
-        self.dialer.record_outcome(nurse_id, code, callback_at=callback_at)
+        self.dialer.submit_outcome(nurse_id, code, callback_at=callback_at)
         self.outcomes[code.value] = self.outcomes.get(code.value, 0) + 1
-        self.dialer.nurse_wrapped_up(nurse_id)
 
 
 @dataclass
@@ -147,7 +146,10 @@ class Runtime:
         self.tick_every = tick_every
         self.refresh_every = refresh_every
         self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
-        self.dialer = Dialer(ctx, self.backend, worker, voicemail_text(), on_connected=self._connected)
+        self.dialer = Dialer(
+            ctx, self.backend, worker, voicemail_text(), on_connected=self._connected, deferred=True
+        )
+        loop.after_step(self.dialer.flush)
         self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
         with ctx.sessions() as s:
             self.my_nurses = [n for n in store.nurses(s) if nurse_filter(n)]
