@@ -128,6 +128,7 @@ class DialerPolicy(_Strict):
     noanswer_handle_minutes: Annotated[float, Field(ge=0)]
     expected_attempts_per_reach: dict[Tier, Annotated[float, Field(ge=1)]]
     wrap_up_seconds: Annotated[int, Field(ge=0)] = 120
+    other_share_delay_minutes: Annotated[float, Field(ge=0)] = 5
 
 
 class Theme(_Strict):

@@ -64,6 +64,7 @@ class Dialer:
         *,
         deferred: bool = False,
         on_claim_wait: ClaimWaitHook | None = None,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         self.ctx = ctx
         self.policy = ctx.policy
@@ -74,6 +75,9 @@ class Dialer:
         self.lookahead = lookahead
         self.deferred = deferred
         self.on_claim_wait = on_claim_wait
+        # (k, n): this process is the k-th (0-based) of n sharing the database
+        self.share = share
+        self.other_share_delay = timedelta(minutes=ctx.policy.dialer.other_share_delay_minutes)
         self.presence = PresenceBoard()
         self.queue = TaskQueue(ctx.policy, on_shift=self._available_until)
         self.nurse_info: dict[int, store.NurseInfo] = {}
@@ -112,22 +116,31 @@ class Dialer:
         for r in rows:
             if r.task_id in live_tasks:
                 continue
+            referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
+            assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
             task = QueuedTask(
                 task_id=r.task_id,
                 patient_id=r.id,
                 tier=Tier(r.task_tier),
                 priority=r.priority,
-                not_before=r.not_before,
+                not_before=r.not_before
+                if self._ours(r.task_id, assigned or referent)
+                else r.not_before + self.other_share_delay,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
                 skills=services.required_skills(
                     pathologies_from_text(r.pathologies), r.theme_code, self.policy
                 ),
-                referent_id=r.referent_nurse_id if r.kind != TaskKind.callback else None,
-                assigned_id=r.assigned_nurse_id if r.kind == TaskKind.callback else None,
+                referent_id=referent,
+                assigned_id=assigned,
             )
             self.queue.add(task)
             added += 1
         return added
+
+    def _ours(self, task_id: int, owner: int | None) -> bool:
+        """Dialed first here: its nurse works here, or it falls in this process's share of tasks."""
+        k, n = self.share
+        return n == 1 or (owner is not None and owner in self.nurses) or task_id % n == k
 
     # ------------------------------------------------------------ nurses
 

@@ -110,6 +110,7 @@ def serve(
         worker=worker,
         auto_launch=auto_launch,
         nurse_filter=share.takes,
+        share=(share.k - 1, share.n),
         is_leader=lambda: leader["held"] and not use_apscheduler,
         # on a fast scaled clock, poll the queue and the database at a real-time pace
         tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),

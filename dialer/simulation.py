@@ -137,6 +137,7 @@ class Runtime:
         stop_when: Callable[[], bool] | None = None,
         tick_every: timedelta = timedelta(minutes=1),
         refresh_every: timedelta = timedelta(minutes=10),
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         self.ctx = ctx
         self.loop = loop
@@ -147,7 +148,13 @@ class Runtime:
         self.refresh_every = refresh_every
         self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
         self.dialer = Dialer(
-            ctx, self.backend, worker, voicemail_text(), on_connected=self._connected, deferred=True
+            ctx,
+            self.backend,
+            worker,
+            voicemail_text(),
+            on_connected=self._connected,
+            deferred=True,
+            share=share,
         )
         loop.after_step(self.dialer.flush)
         self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
