@@ -118,29 +118,40 @@ class Dialer:
                 continue
             referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
             assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
+            ours = self._ours(r.task_id, assigned or referent)
             task = QueuedTask(
                 task_id=r.task_id,
                 patient_id=r.id,
                 tier=Tier(r.task_tier),
                 priority=r.priority,
-                not_before=r.not_before
-                if self._ours(r.task_id, assigned or referent)
-                else r.not_before + self.other_share_delay,
+                # another process's task: not before it has waited here a while, and after ours
+                not_before=r.not_before if ours else max(r.not_before, now) + self.other_share_delay,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
                 skills=services.required_skills(
                     pathologies_from_text(r.pathologies), r.theme_code, self.policy
                 ),
                 referent_id=referent,
                 assigned_id=assigned,
+                foreign=not ours,
             )
             self.queue.add(task)
             added += 1
         return added
 
     def _ours(self, task_id: int, owner: int | None) -> bool:
-        """Dialed first here: its nurse works here, or it falls in this process's share of tasks."""
+        """Dialed first by the process of its nurse (référent, callback), else by its share of tasks.
+
+        Each active nurse belongs to exactly one process, so no two processes
+        put one task first. The others take it only once it has waited in their
+        queue a while and they have none of their own for the nurse: that is
+        how the tasks of a process that died still get dialed.
+        """
         k, n = self.share
-        return n == 1 or (owner is not None and owner in self.nurses) or task_id % n == k
+        if n == 1:
+            return True
+        if owner is not None:
+            return owner in self.nurses
+        return task_id % n == k
 
     # ------------------------------------------------------------ nurses
 
@@ -222,11 +233,13 @@ class Dialer:
                 if not (self._events or self._outcomes or self._dispatch_due):
                     break
                 self.stats["flushes"] += 1
-                self._apply_events()
-                self._apply_outcomes()
-                if self._dispatch_due:
-                    self._dispatch_due = False
-                    self._dispatch()
+                # nurses freed by a step get their next call before the next step runs:
+                # what a nurse waits for is her claim, not the rest of the batch
+                for step in (self._apply_events, self._apply_outcomes):
+                    step()
+                    if self._dispatch_due:
+                        self._dispatch_due = False
+                        self._dispatch()
         finally:
             self._flushing = False
 
@@ -399,9 +412,11 @@ class Dialer:
     # ------------------------------------------------------------ outcomes
 
     def _apply_outcomes(self) -> None:
-        pending, self._outcomes = self._outcomes, []
+        # an outcome given before her call's end reached us waits for it (she is not yet in wrap-up)
+        pending = [o for o in self._outcomes if self.presence.get(o[0]) == NurseStatus.wrap_up]
         if not pending:
             return
+        self._outcomes = [o for o in self._outcomes if self.presence.get(o[0]) != NurseStatus.wrap_up]
         entries = [entry for _, entry in pending]
         try:
             applied = services.record_outcomes(self.ctx, entries)

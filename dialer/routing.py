@@ -40,9 +40,11 @@ class QueuedTask:
     assigned_id: int | None = None  # callbacks: the nurse who promised it
     taken: bool = False
     generation: int = 0  # bumped on requeue, so stale heap entries are skipped
+    # another dialer process's task: taken here only when none of this process's own is
+    foreign: bool = False
 
-    def key(self) -> tuple[int, datetime, int]:
-        return (-self.priority, self.not_before, self.task_id)
+    def key(self) -> tuple[bool, int, datetime, int]:
+        return (self.foreign, -self.priority, self.not_before, self.task_id)
 
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
@@ -62,7 +64,7 @@ def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> da
     return task.not_before
 
 
-_Entry = tuple[tuple[int, datetime, int], int, QueuedTask, int]
+_Entry = tuple[tuple[bool, int, datetime, int], int, QueuedTask, int]
 
 
 def owner_of(task: QueuedTask) -> int | None:
@@ -120,6 +122,7 @@ class TaskQueue:
             task.referent_id,
             task.assigned_id,
             generation=task.generation + 1,
+            foreign=task.foreign,
         )
         task.taken = True
         self.add(fresh)

@@ -224,12 +224,13 @@ class Harness:
     clock: VirtualClock
     worker: str
     seed: int = 0
+    share: tuple[int, int] = (0, 1)
 
     def __post_init__(self) -> None:
         self.loop = EventLoop(self.clock)
         self.backend = SimulatedBackend(self.loop, self.ctx.policy.simulation, line_directory(self.ctx),
                                         seed=self.seed)
-        self.dialer = Dialer(self.ctx, self.backend, self.worker, voicemail_text())
+        self.dialer = Dialer(self.ctx, self.backend, self.worker, voicemail_text(), share=self.share)
 
     def run(self, minutes: int) -> None:
         """Minute by minute: backend events, queue advance, and a refresh every 10 minutes."""
@@ -249,6 +250,66 @@ def _not_before(ctx: services.Context, patient_id: int) -> datetime:
     with ctx.sessions() as s:
         return _aware(s.execute(select(TASK.c.not_before).where(TASK.c.patient_id == patient_id)
                                 .order_by(TASK.c.id.desc()).limit(1)).scalar_one())
+
+
+# ---------------------------------------------------------------- several processes
+
+
+def _dialed_by(ctx: services.Context) -> dict[int, set[str]]:
+    """Task id -> the workers that dialed it."""
+    out: dict[int, set[str]] = {}
+    with ctx.sessions() as s:
+        for task_id, worker in s.execute(select(ATTEMPT.c.task_id, ATTEMPT.c.worker)).all():
+            out.setdefault(task_id, set()).add(worker)
+    return out
+
+
+def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Two dialer processes with a backlog never race for a task; when one dies, the other
+    dials its share too, after the configured delay."""
+    ctx, clock = env
+    nurses = [add_nurse(ctx, level="senior", skills=["heart_failure", "copd"]) for _ in range(4)]
+    bulk_patients(ctx, 16)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))  # every task is due: a backlog for both
+    ctx_b, _ = make_ctx(db_url, clock.now())
+    ctx_b = with_clock(ctx_b, clock)
+    a = Harness(ctx, clock, "dialer-a", seed=1, share=(0, 2))
+    b = Harness(ctx_b, clock, "dialer-b", seed=2, share=(1, 2))
+    a.dialer.start(nurse_ids={nurses[0], nurses[2]})
+    b.dialer.start(nurse_ids={nurses[1], nurses[3]})
+    for n in (nurses[0], nurses[2]):
+        a.dialer.nurse_ready(n)
+    for n in (nurses[1], nurses[3]):
+        b.dialer.nurse_ready(n)
+    for _ in range(3):  # both working through their backlog
+        a.run(1)
+        b.run(1)
+    assert a.dialer.stats["claims"] > 0 and b.dialer.stats["claims"] > 0
+    assert a.dialer.stats["lost_claims"] == 0 and b.dialer.stats["lost_claims"] == 0, "no race for a task"
+    dialed = _dialed_by(ctx)
+    assert all(len(w) == 1 for w in dialed.values())
+    assert all(a.dialer._ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
+        "each process dialed its own share")
+
+    # b dies (its engine is gone, nobody stops it); a takes over b's share after the delay
+    dispose(ctx_b)
+    with ctx.sessions() as s:
+        b_share = {t for (t,) in s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
+                   if not a.dialer._ours(t, None)}
+    assert b_share - set(dialed), "b left tasks of its share undialed"
+    delay = int(ctx.policy.dialer.other_share_delay_minutes) + 1
+    for _ in range(delay + 180):  # its own backlog first, then b's; the nurses finish their calls
+        a.run(1)
+        for n in (nurses[0], nurses[2]):
+            if a.dialer.presence.get(n) == NurseStatus.on_call:
+                a.dialer.hangup(n)
+                a.dialer.submit_outcome(n, OutcomeCode.reached)
+    taken_over = {t for t, w in _dialed_by(ctx).items() if t in b_share and "dialer-a" in w}
+    assert taken_over, "the dead process's tasks are dialed by the live one"
+    # the calls b had in flight stay its own until their lease runs out (then the leader reconciles)
+    assert a.dialer.stats["lost_claims"] <= b.dialer.stats["claims"]
+    assert all(len(w) == 1 or t in b_share for t, w in _dialed_by(ctx).items())
 
 
 # ---------------------------------------------------------------- crash safety
