@@ -7,6 +7,8 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -237,6 +239,17 @@ def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> 
 
 
 def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert call tasks (dicts of call_task columns, all with the same keys); returns how many.
+
+    A national wave plans a million tasks. On PostgreSQL (psycopg) they go through
+    one binary COPY in the session's transaction, about as fast as PostgreSQL
+    writes rows at all; elsewhere, executemany in batches. `rows` is consumed as
+    it comes (a generator is never all held). A column a row leaves out gets its
+    model default, as an INSERT would give it.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg":
+        return _copy_tasks(session, rows)
     batch: list[dict[str, Any]] = []
     n = 0
     for r in rows:
@@ -248,6 +261,55 @@ def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     if batch:
         session.execute(insert(TASK), batch)
         n += len(batch)
+    return n
+
+
+# binary COPY: psycopg dumps each value by the column's type (a naive datetime is refused,
+# as UTCDateTime refuses it on the INSERT path)
+_TASK_COPY_TYPES = {
+    "wave_id": "int4", "patient_id": "int4", "kind": "text", "status": "text", "tier": "text",
+    "priority": "int4", "planned_day": "date", "not_before": "timestamptz",
+    "deadline": "timestamptz", "assigned_nurse_id": "int4", "theme_code": "text",
+    "attempts": "int4", "claimed_by": "text", "lease_until": "timestamptz",
+    "created_at": "timestamptz", "closed_at": "timestamptz", "close_reason": "text",
+}
+assert set(_TASK_COPY_TYPES) == {c.name for c in TASK.columns} - {"id"}
+_TASK_DEFAULTS = {
+    c.name: c.default.arg
+    for c in TASK.columns
+    if c.name != "id" and c.default is not None and c.default.is_scalar and c.default.arg is not None
+}
+
+
+def _copy_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return 0
+    given = tuple(first)
+    unknown = set(given) - set(_TASK_COPY_TYPES)
+    if unknown:
+        raise ValueError(f"insert_tasks: call_task has no column {sorted(unknown)[0]!r}")
+    defaults = {c: v for c, v in _TASK_DEFAULTS.items() if c not in first}
+    columns = (*given, *defaults)
+    extra = tuple(defaults.values())
+    get = operator.itemgetter(*given)
+    one = len(given) == 1
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    n = 0
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY call_task ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types([_TASK_COPY_TYPES[c] for c in columns])
+        write = copy.write_row
+        for r in itertools.chain((first,), it):
+            if len(r) != len(given):
+                raise ValueError(f"insert_tasks: every row needs the same keys, {list(given)}")
+            write(((get(r),) if one else get(r)) + extra)
+            n += 1
     return n
 
 
