@@ -67,14 +67,25 @@ def dialable_numbers(phone: str, phone_alt: str | None, flagged: Sequence[str] |
     return [n for n in (phone, phone_alt) if n and n not in bad]
 
 
+_STATUSES = {s.value: s for s in EnrolmentStatus}
+_TIERS = {t.value: t for t in Tier}
+
+
 def patient_state_from_row(row: Any) -> PatientState:
+    """Planning calls this once per recipient (a million for a national wave): the enums
+    are looked up in a dict (the Enum call is several times slower; an unknown value
+    still raises its ValueError), and the numbers are only compared when some are flagged.
+    """
+    flagged, phone, alt = row.flagged_numbers, row.phone, row.phone_alt
     return PatientState(
-        status=EnrolmentStatus(row.status),
-        tier=Tier(row.tier),
+        status=_STATUSES.get(row.status) or EnrolmentStatus(row.status),
+        tier=_TIERS.get(row.tier) or Tier(row.tier),
         place=cal.Place(row.departement, row.timezone, row.preferred_start, row.preferred_end),
         consent=bool(row.consent),
         suspended_until=row.suspended_until,
-        dialable_numbers=len(dialable_numbers(row.phone, row.phone_alt, row.flagged_numbers)),
+        dialable_numbers=(
+            len(dialable_numbers(phone, alt, flagged)) if flagged else (1 if phone else 0) + (1 if alt else 0)
+        ),
         next_contact_on=row.next_contact_on,
     )
 
