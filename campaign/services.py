@@ -5,7 +5,9 @@ returns plain data. The CLI, the scheduler's jobs and the dialer call these.
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -205,7 +207,7 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
     generated straight into store.insert_tasks (COPY on PostgreSQL).
     """
     policy, now = ctx.policy, ctx.clock.now()
-    with ctx.sessions() as s:
+    with ctx.sessions() as s, _cyclic_gc_paused():
         wave = get_wave(s, wave_id)
         if wave.status not in (WaveStatus.scheduled, WaveStatus.planned):
             raise InvalidTransition(
@@ -292,6 +294,26 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
         skipped=sum(plan.skipped.values()),
     )
     return plan
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (process-wide) until the block ends.
+
+    Planning a national wave builds millions of small objects that are in no
+    reference cycle (reference counting frees them), but every collection of the
+    oldest generation walks them all again: about a third of the candidates'
+    build time at 500,000 recipients. Whatever cycles the block leaves are
+    collected once it is re-enabled.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 _SKIP_NOTES = {
