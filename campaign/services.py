@@ -26,7 +26,6 @@ from campaign.model import (
     ATTEMPT,
     NURSE,
     PATIENT,
-    RECIPIENT,
     TASK,
     Mailing,
     Outcome,
@@ -157,20 +156,17 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
     sync_themes(ctx)
     now = ctx.clock.now()
     with ctx.sessions() as s:
-        ids = store.segment_patient_ids(s, clauses)
         mailing = Mailing(
             theme_code=theme_code,
             segment=segment or "",
             sent_on=sent_on,
             arrives_on=arrives,
-            recipients=len(ids),
             created_at=now,
         )
         s.add(mailing)
         s.flush()
         assert mailing.id is not None
-        if ids:
-            s.execute(RECIPIENT.insert(), [{"mailing_id": mailing.id, "patient_id": i} for i in ids])
+        recipients = mailing.recipients = store.add_recipients(s, mailing.id, clauses)
         wave = Wave(
             mailing_id=mailing.id,
             status=WaveStatus.scheduled,
@@ -183,11 +179,13 @@ def record_mailing(ctx: Context, theme_code: str, segment: str | None, sent_on: 
         s.flush()
         assert wave.id is not None
         store.audit(
-            s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={len(ids)}"
+            s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={recipients}"
         )
         s.commit()
-        log.info("mailing recorded", mailing=mailing.id, wave=wave.id, theme=theme_code, recipients=len(ids))
-        return MailingRecorded(mailing.id, wave.id, len(ids), arrives, start, end, plan_after)
+        log.info(
+            "mailing recorded", mailing=mailing.id, wave=wave.id, theme=theme_code, recipients=recipients
+        )
+        return MailingRecorded(mailing.id, wave.id, recipients, arrives, start, end, plan_after)
 
 
 def get_wave(s: Session, wave_id: int) -> Wave:
