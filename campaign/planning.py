@@ -135,12 +135,20 @@ def _overlaps(a: list[Interval], b: list[Interval], minutes: float) -> bool:
     return any((min(e1, e2) - max(s1, s2)).total_seconds() >= need for s1, e1 in a for s2, e2 in b)
 
 
-def _usable(d: date, c: Candidate, policy: Policy) -> bool:
-    """Not inside the patient's suspension; calling hours where they live (no local holiday)."""
+def _usable(d: date, c: Candidate, policy: Policy, has_hours: dict[tuple[date, cal.Place], bool]) -> bool:
+    """Not inside the patient's suspension; calling hours where they live (no local holiday).
+
+    `has_hours` caches the calling hours per (day, place): places repeat across a
+    million patients.
+    """
     until = c.state.suspended_until
     if c.state.status == EnrolmentStatus.suspended and until and d <= until:
         return False
-    return bool(cal.local_windows(d, c.state.place, policy.calling_hours))
+    key = (d, c.state.place)
+    hours = has_hours.get(key)
+    if hours is None:
+        hours = has_hours[key] = bool(cal.local_windows(d, c.state.place, policy.calling_hours))
+    return hours
 
 
 def plan_wave(
@@ -206,24 +214,22 @@ def plan_wave(
             eligible.append(c)
 
     far = date.max
-    eligible.sort(
-        key=lambda c: (
-            -policy.tiers[c.state.tier].priority,
-            c.state.next_contact_on or far,
-            c.patient_id,
-        )
-    )
+    rank = {t: -policy.tiers[t].priority for t in Tier}
+    eligible.sort(key=lambda c: (rank[c.state.tier], c.state.next_contact_on or far, c.patient_id))
     # first day index a tier may start on
     offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
+    costs = {t: task_cost(t, policy) for t in Tier}
+    pools_of = {t: _pools_for(t, policy) for t in Tier}
+    has_hours: dict[tuple[date, cal.Place], bool] = {}
     for c in eligible:
         tier = c.state.tier
-        cost = task_cost(tier, policy)
-        pools = _pools_for(tier, policy)
+        cost = costs[tier]
+        pools = pools_of[tier]
         placed = False
         for i in range(first_free[tier], len(days)):
             d = days[i]
-            if not _usable(d, c, policy):
+            if not _usable(d, c, policy, has_hours):
                 continue
             if all(level_left[d][lv] < cost for lv in pools):
                 if i == first_free[tier]:
@@ -246,7 +252,7 @@ def plan_wave(
             break
         if placed:
             continue
-        usable = [d for d in days[offsets[tier] :] if _usable(d, c, policy)]
+        usable = [d for d in days[offsets[tier] :] if _usable(d, c, policy, has_hours)]
         reach = [reachable(d, c) for d in usable]
         if any(working for working, _ in reach) and not any(levels for _, levels in reach):
             # qualified nurses work, but never while this patient may be called
