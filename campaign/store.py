@@ -94,22 +94,7 @@ def patient_rule_row(session: Session, patient_id: int) -> Any:
     return session.execute(select(*PATIENT_RULE_COLUMNS).where(PATIENT.c.id == patient_id)).one()
 
 
-def task_and_patient_row(session: Session, task_id: int) -> Any:
-    """A task, its wave's status and its patient's rule data, in one query (hot path)."""
-    return session.execute(
-        select(
-            TASK.c.kind,
-            TASK.c.attempts,
-            TASK.c.tier.label("task_tier"),
-            TASK.c.deadline,
-            TASK.c.wave_id,
-            WAVE.c.status.label("wave_status"),
-            *PATIENT_RULE_COLUMNS,
-        )
-        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-        .outerjoin(WAVE, WAVE.c.id == TASK.c.wave_id)
-        .where(TASK.c.id == task_id)
-    ).one()
+HISTORY_LOOKBACK = timedelta(days=2)  # covers the local day of `at` and the day before it
 
 
 def dial_history(
@@ -145,9 +130,6 @@ def dial_histories(session: Session, places: dict[int, cal.Place], at: datetime)
         ).all():
             by_patient[pid].append((started_at, state))
     return {pid: history_from_attempts(rows, at, places[pid]) for pid, rows in by_patient.items()}
-
-
-HISTORY_LOOKBACK = timedelta(days=2)  # covers the local day of `at` and the day before it
 
 
 def history_from_attempts(
@@ -528,7 +510,7 @@ def attempt_starts(session: Session, task_ids: Sequence[int]) -> dict[int, list[
 
 
 def tasks_with_patients(session: Session, task_ids: Sequence[int]) -> dict[int, Any]:
-    """`task_and_patient_row` for many tasks in one query."""
+    """Tasks with their wave's status and their patients' rule data, in one query (hot path)."""
     if not task_ids:
         return {}
     rows = session.execute(

@@ -413,10 +413,13 @@ class Dialer:
 
     def _apply_outcomes(self) -> None:
         # an outcome given before her call's end reached us waits for it (she is not yet in wrap-up)
-        pending = [o for o in self._outcomes if self.presence.get(o[0]) == NurseStatus.wrap_up]
+        pending: list[tuple[int, services.OutcomeEntry]] = []
+        waiting: list[tuple[int, services.OutcomeEntry]] = []
+        for item in self._outcomes:
+            (pending if self.presence.get(item[0]) == NurseStatus.wrap_up else waiting).append(item)
+        self._outcomes = waiting
         if not pending:
             return
-        self._outcomes = [o for o in self._outcomes if self.presence.get(o[0]) != NurseStatus.wrap_up]
         entries = [entry for _, entry in pending]
         try:
             applied = services.record_outcomes(self.ctx, entries)
