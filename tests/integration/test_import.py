@@ -1,4 +1,9 @@
-"""Patient import end to end on a real SQLite file (invariant 7: bad input is named, good kept)."""
+"""Patient import end to end (invariant 7: bad input is named, good kept).
+
+Every test that touches the database runs twice: on a fresh SQLite file and on a
+fresh PostgreSQL database (the `db_url` fixture), since the import takes a
+different write path on each (registry._upsert_batch_pg on PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ NOW = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'carecall.db'}")
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     SQLModel.metadata.create_all(engine)
     yield engine
     engine.dispose()
