@@ -1,8 +1,11 @@
-"""The `carecall` command as a supervisor types it, on a real SQLite file.
+"""The `carecall` command as a supervisor types it, on a real database.
 
-In-process through typer's CliRunner for the supervisor's commands, and a
-real subprocess for `carecall demo`, whose stdout and stderr must not carry
-one piece of any generated patient's personal data.
+In-process through typer's CliRunner for the supervisor's commands, each run
+twice: with CARECALL_DATABASE_URL on a fresh SQLite file and on a fresh
+PostgreSQL database (the CLI migrates either itself).  A real subprocess for
+`carecall demo`, whose stdout and stderr must not carry one piece of any
+generated patient's personal data; the demo builds its own SQLite file (--db),
+so it runs on SQLite only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +22,10 @@ from pathlib import Path
 
 import pytest
 import structlog
+from sqlalchemy import text as sql
 from typer.testing import CliRunner, Result
 
+from campaign.db import make_engine
 from dialer.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +51,9 @@ def _restore_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def _runner(tmp_path: Path, level: str = "info"):  # type: ignore[no-untyped-def]
+def _runner(db_url: str, level: str = "info"):  # type: ignore[no-untyped-def]
     runner = CliRunner(env={
-        "CARECALL_DATABASE_URL": f"sqlite:///{tmp_path / 'carecall.db'}",
+        "CARECALL_DATABASE_URL": db_url,
         "CARECALL_LOG_FORMAT": "json",
         "CARECALL_ACTOR": "supervisor:test",
         "CARECALL_LOG_LEVEL": level,
@@ -63,14 +67,24 @@ def _runner(tmp_path: Path, level: str = "info"):  # type: ignore[no-untyped-def
         return result
 
     run.logs = logs  # type: ignore[attr-defined]
-    run.db = tmp_path / "carecall.db"  # type: ignore[attr-defined]
+    run.url = db_url  # type: ignore[attr-defined]
     return run
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.chdir(ROOT)
-    return _runner(tmp_path)
+    return _runner(db_url)
+
+
+def _query(url: str, query: str, **params: object) -> list[tuple[object, ...]]:
+    """Read the database the way any client would, whichever the backend."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sql(query), params)]
+    finally:
+        engine.dispose()
 
 
 def _flat(text: str) -> str:
@@ -155,11 +169,12 @@ def test_supervisor_session(cli) -> None:  # type: ignore[no-untyped-def]
     # the reads of a patient's file by a person are in the audit trail, with the CLI's actor
     r = cli("patients", "show", member)
     assert r.exit_code == 0, r.output
-    with sqlite3.connect(cli.db) as conn:
-        actions = conn.execute(
-            "SELECT action, actor FROM audit_event WHERE patient_id = "
-            "(SELECT id FROM patient WHERE member_id = ?) ORDER BY id", (member,)
-        ).fetchall()
+    actions = _query(
+        cli.url,
+        "SELECT action, actor FROM audit_event WHERE patient_id = "
+        "(SELECT id FROM patient WHERE member_id = :member) ORDER BY id",
+        member=member,
+    )
     assert ("patient.why", "supervisor:test") in actions
     assert ("patient.read", "supervisor:test") in actions
     assert "Camille" not in r.stdout and member in r.stdout, "the file shown is the patient's"
@@ -171,16 +186,16 @@ def test_supervisor_session(cli) -> None:  # type: ignore[no-untyped-def]
 def _assert_no_personal_data_in_logs(cli) -> None:  # type: ignore[no-untyped-def]
     logs = "\n".join(cli.logs)
     assert '"event"' in logs, "the commands did log"
-    names, phones, births, members = _personal_data(cli.db)
+    names, phones, births, members = _personal_data(cli.url)
     assert not [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", logs)]
     assert not _phones_in(logs) & phones
     assert not [b for b in births if b in logs]
     assert not [m for m in members if m in logs]
 
 
-def test_debug_logs_carry_no_personal_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_logs_carry_no_personal_data(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    cli = _runner(tmp_path, level="debug")
+    cli = _runner(db_url, level="debug")
     assert cli("db", "upgrade").exit_code == 0
     assert cli("nurses", "generate", "3").exit_code == 0
     assert cli("patients", "import", SAMPLE).exit_code == 0
@@ -221,12 +236,11 @@ def test_clear_errors_without_tracebacks(cli) -> None:  # type: ignore[no-untype
 # ---------------------------------------------------------------- the demo, in a real process
 
 
-def _personal_data(db: Path) -> tuple[list[str], set[str], list[str], list[str]]:
+def _personal_data(url: str) -> tuple[list[str], set[str], list[str], list[str]]:
     """Names, phone numbers (national significant digits), birth dates and member ids."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT first_name, last_name, phone, phone_alt, birth_date, member_id FROM patient"
-        ).fetchall()
+    rows = _query(
+        url, "SELECT first_name, last_name, phone, phone_alt, birth_date, member_id FROM patient"
+    )
     names, phones, births, members = [], set(), [], []
     for first, last, phone, alt, birth, member in rows:
         names += [first, last, f"{first} {last}"]
@@ -277,7 +291,7 @@ def test_demo_figures_and_no_personal_data_in_its_output(tmp_path: Path) -> None
     assert figures["invariants"]["ok"] is True
     assert html.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
 
-    names, phones, births, members = _personal_data(db)
+    names, phones, births, members = _personal_data(f"sqlite:///{db}")
     assert len(phones) >= 200
     for stream_name, text in (("stdout", proc.stdout), ("stderr", proc.stderr),
                               ("report.json", out.read_text(encoding="utf-8")),
