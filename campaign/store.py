@@ -395,32 +395,54 @@ DIALABLE_WAVE = or_(
 )
 
 
-def dialable_candidates(
-    session: Session, until: datetime, exclude: set[int] | None = None, limit: int = 50_000
-) -> list[Any]:
-    """Pending tasks of running waves (and callbacks) due before `until`, with the patient's rule data."""
-    q = (
-        select(
-            TASK.c.id.label("task_id"),
-            TASK.c.kind,
-            TASK.c.tier.label("task_tier"),
-            TASK.c.priority,
-            TASK.c.not_before,
-            TASK.c.deadline,
-            TASK.c.assigned_nurse_id,
-            TASK.c.theme_code,
-            TASK.c.wave_id,
-            TASK.c.attempts,
-            *PATIENT_RULE_COLUMNS,
-        )
-        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-        .where(TASK.c.status == TaskStatus.pending, TASK.c.not_before <= until, DIALABLE_WAVE)
-        .order_by(TASK.c.not_before)
-        .limit(limit)
+def dialable_page(
+    session: Session, until: datetime, after: tuple[datetime, int] | None, limit: int
+) -> list[tuple[int, datetime]]:
+    """(id, not_before) of pending dialable tasks due before `until`, in (not_before, id) order after `after`.
+
+    Ids only, so a dialer can sweep the due tasks page by page and read in
+    full only the ones it does not hold yet.
+    """
+    q = select(TASK.c.id, TASK.c.not_before).where(
+        TASK.c.status == TaskStatus.pending, TASK.c.not_before <= until, DIALABLE_WAVE
     )
-    rows = list(session.execute(q).all())
-    if exclude:
-        rows = [r for r in rows if r.task_id not in exclude]
+    if after is not None:
+        nb, task_id = after
+        q = q.where(TASK.c.not_before >= nb, or_(TASK.c.not_before > nb, TASK.c.id > task_id))
+    q = q.order_by(TASK.c.not_before, TASK.c.id).limit(limit)
+    return [(int(i), nb) for i, nb in session.execute(q).all()]
+
+
+# what a dialer's queue needs to route a task; the rules' data is read again at claim
+DIALABLE_COLUMNS = (
+    TASK.c.id.label("task_id"),
+    TASK.c.kind,
+    TASK.c.tier.label("task_tier"),
+    TASK.c.priority,
+    TASK.c.not_before,
+    TASK.c.assigned_nurse_id,
+    TASK.c.theme_code,
+    PATIENT.c.id,
+    PATIENT.c.departement,
+    PATIENT.c.timezone,
+    PATIENT.c.preferred_start,
+    PATIENT.c.preferred_end,
+    PATIENT.c.referent_nurse_id,
+    PATIENT.c.pathologies,
+)
+
+
+def dialable_rows(session: Session, task_ids: Sequence[int], chunk: int = 1_000) -> list[Any]:
+    """These tasks, if still pending and dialable, with what routing needs of their patients."""
+    rows: list[Any] = []
+    ids = list(task_ids)
+    for i in range(0, len(ids), chunk):
+        q = (
+            select(*DIALABLE_COLUMNS)
+            .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+            .where(TASK.c.id.in_(ids[i : i + chunk]), TASK.c.status == TaskStatus.pending, DIALABLE_WAVE)
+        )
+        rows.extend(session.execute(q).all())
     return rows
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time as wall
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -49,6 +50,17 @@ class LiveCall:
 ConnectedHook = Callable[[int, LiveCall], None]
 # seconds from a nurse being free to her next call being stored (a nurse's wait, for benchmarks)
 ClaimWaitHook = Callable[[int, float], None]
+
+
+@dataclass(slots=True)
+class _Sweep:
+    """A pass over the due tasks in (not_before, id) order, a page at a time."""
+
+    until: datetime
+    after: tuple[datetime, int] | None = None
+    read: int = 0
+    seen: set[int] = field(default_factory=set)
+
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
 
 
@@ -65,6 +77,8 @@ class Dialer:
         deferred: bool = False,
         on_claim_wait: ClaimWaitHook | None = None,
         share: tuple[int, int] = (0, 1),
+        refresh_page: int = 2_000,
+        queue_horizon: int = 50_000,
     ) -> None:
         self.ctx = ctx
         self.policy = ctx.policy
@@ -91,7 +105,14 @@ class Dialer:
         self._dispatch_due = False
         self._flushing = False
         self._free_since: dict[int, float] = {}
-        self.stats = {"claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0, "flushes": 0}
+        self.refresh_page = refresh_page
+        self.queue_horizon = queue_horizon
+        self._sweep: _Sweep | None = None
+        self._tail: tuple[datetime, int] | None = None  # (not_before, id) of the last due task held
+        self._skills_cache: dict[tuple[str, str | None], frozenset[str]] = {}
+        self.stats = {
+            "claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0, "flushes": 0, "pruned": 0
+        }
 
     # ------------------------------------------------------------ lifecycle
 
@@ -107,15 +128,72 @@ class Dialer:
         self.refresh()
 
     def refresh(self) -> int:
-        """Load newly due tasks from the database into the queue."""
-        now = self.ctx.clock.now()
-        with self.ctx.sessions() as s:
-            rows = store.dialable_candidates(s, now + self.lookahead, exclude=set(self.queue.items))
-        live_tasks = {c.task.task_id for c in self.calls.values()}
+        """A whole sweep of the due tasks in one go (start-up, tools, tests); how many were added."""
         added = 0
+        while True:
+            done, n = self._sweep_page()
+            added += n
+            if done:
+                return added
+
+    def refresh_step(self) -> bool:
+        """One page of a sweep of the due tasks; True once the sweep is over.
+
+        A sweep reads the ids of the first `queue_horizon` due tasks, loads those
+        it does not hold and drops those no longer pending. A busy process runs
+        it a page between two flushes, so it never stalls its nurses for long.
+        """
+        return self._sweep_page()[0]
+
+    def top_up(self) -> int:
+        """Load a page of the due tasks beyond the last one held, while its own share has room.
+
+        Only while the last sweep or top-up stopped for lack of room: under a
+        backlog the queue is refilled at the pace it empties, without re-reading
+        what it holds; otherwise newly due tasks wait for the next sweep.
+        """
+        # this process's own share of a sweep's horizon: the other shares' tasks are taken late
+        room = self.queue_horizon // self.share[1] - self.queue.own
+        if self._sweep is not None or self._tail is None or room <= 0:
+            return 0
+        want = self.refresh_page
+        page, added = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
+        self._tail = (page[-1][1], page[-1][0]) if len(page) == want else None
+        return added
+
+    def _sweep_page(self) -> tuple[bool, int]:
+        if self._sweep is None:
+            self._sweep = _Sweep(until=self.ctx.clock.now() + self.lookahead)
+        sweep = self._sweep
+        want = min(self.refresh_page, self.queue_horizon - sweep.read)
+        page, added = self._load_page(sweep.until, sweep.after, want)
+        sweep.seen.update(i for i, _ in page)
+        sweep.read += len(page)
+        if page:
+            sweep.after = (page[-1][1], page[-1][0])
+        complete = len(page) < want
+        done = complete or sweep.read >= self.queue_horizon
+        if done:
+            self._prune(sweep, complete)
+            self._sweep = None
+            self._tail = None if complete else sweep.after
+        return done, added
+
+    def _load_page(
+        self, until: datetime, after: tuple[datetime, int] | None, want: int
+    ) -> tuple[list[tuple[int, datetime]], int]:
+        """A page of due task ids after `after`; those not held yet are read in full and queued."""
+        live_tasks = {c.task.task_id for c in self.calls.values()}
+        with self.ctx.sessions() as s:
+            page = store.dialable_page(s, until, after, want)
+            new = [i for i, _ in page if i not in self.queue.items and i not in live_tasks]
+            rows = store.dialable_rows(s, new) if new else []
+        self._add_rows(rows)
+        return page, len(rows)
+
+    def _add_rows(self, rows: list[Any]) -> None:
+        now = self.ctx.clock.now()
         for r in rows:
-            if r.task_id in live_tasks:
-                continue
             referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
             assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
             ours = self._ours(r.task_id, assigned or referent)
@@ -127,16 +205,40 @@ class Dialer:
                 # another process's task: not before it has waited here a while, and after ours
                 not_before=r.not_before if ours else max(r.not_before, now) + self.other_share_delay,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
-                skills=services.required_skills(
-                    pathologies_from_text(r.pathologies), r.theme_code, self.policy
-                ),
+                skills=self._skills(r.pathologies, r.theme_code),
                 referent_id=referent,
                 assigned_id=assigned,
                 foreign=not ours,
+                due=r.not_before,
             )
             self.queue.add(task)
-            added += 1
-        return added
+
+    def _skills(self, pathologies: str, theme_code: str | None) -> frozenset[str]:
+        """The skills a call needs, computed once per (pathologies, theme): few distinct pairs."""
+        key = (pathologies, theme_code)
+        skills = self._skills_cache.get(key)
+        if skills is None:
+            skills = services.required_skills(pathologies_from_text(pathologies), theme_code, self.policy)
+            self._skills_cache[key] = skills
+        return skills
+
+    def _prune(self, sweep: _Sweep, complete: bool) -> None:
+        """Drop what the sweep showed is no longer pending (claimed by another process, closed).
+
+        Only items the sweep covered: due before its horizon, and before its
+        last row when it stopped at the horizon's size.
+        """
+        last = None if complete or sweep.after is None else sweep.after[0]
+        gone = [
+            task_id
+            for task_id, item in self.queue.items.items()
+            if task_id not in sweep.seen
+            and (due := item.due or item.not_before) <= sweep.until
+            and (last is None or due < last)
+        ]
+        for task_id in gone:
+            self.queue.discard(task_id)
+        self.stats["pruned"] += len(gone)
 
     def _ours(self, task_id: int, owner: int | None) -> bool:
         """Dialed first by the process of its nurse (référent, callback), else by its share of tasks.

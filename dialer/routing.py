@@ -42,6 +42,8 @@ class QueuedTask:
     generation: int = 0  # bumped on requeue, so stale heap entries are skipped
     # another dialer process's task: taken here only when none of this process's own is
     foreign: bool = False
+    # not_before as stored in the database when loaded (a foreign task's not_before is pushed back)
+    due: datetime | None = None
 
     def key(self) -> tuple[bool, int, datetime, int]:
         return (self.foreign, -self.priority, self.not_before, self.task_id)
@@ -92,6 +94,7 @@ class TaskQueue:
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
     items: dict[int, QueuedTask] = field(default_factory=dict)
     version: int = 0
+    foreign: int = 0  # how many of `items` are another process's share
     _seq: itertools.count = field(default_factory=itertools.count)
 
     def __len__(self) -> int:
@@ -104,7 +107,9 @@ class TaskQueue:
         old = self.items.get(task.task_id)
         if old is not None:
             old.taken = True
+            self.foreign -= old.foreign
         self.items[task.task_id] = task
+        self.foreign += task.foreign
         if owner_of(task) is not None:
             heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
         heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "due"))
@@ -123,6 +128,7 @@ class TaskQueue:
             task.assigned_id,
             generation=task.generation + 1,
             foreign=task.foreign,
+            due=not_before,
         )
         task.taken = True
         self.add(fresh)
@@ -131,6 +137,7 @@ class TaskQueue:
         item = self.items.pop(task_id, None)
         if item is not None:
             item.taken = True
+            self.foreign -= item.foreign
 
     def advance(self, now: datetime) -> None:
         """Move items whose time has come into the heaps nurses pick from."""
@@ -188,5 +195,11 @@ class TaskQueue:
 
     def _take(self, task: QueuedTask) -> QueuedTask:
         task.taken = True
-        self.items.pop(task.task_id, None)
+        if self.items.pop(task.task_id, None) is not None:
+            self.foreign -= task.foreign
         return task
+
+    @property
+    def own(self) -> int:
+        """Items this process dials first (not another process's share)."""
+        return len(self.items) - self.foreign

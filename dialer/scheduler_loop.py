@@ -41,9 +41,21 @@ class EventLoop:
         heapq.heappush(self._heap, (max(at, self.clock.now()), next(self._seq), fn, args))
 
     def run_due(self, limit: int = 10_000) -> int:
-        """Real time: run the events whose time has come (at most `limit`); the clock moves by itself."""
+        """Real time: run the events whose time has come (at most `limit`); the clock moves by itself.
+
+        Events scheduled during the pass wait for the next one, after the flush:
+        work split into steps (a queue sweep, say) lets the nurses' calls through
+        between its steps.
+        """
         n = 0
-        while self._heap and n < limit and not self._stopped and self._heap[0][0] <= self.clock.now():
+        fence = next(self._seq)
+        while (
+            self._heap
+            and n < limit
+            and not self._stopped
+            and self._heap[0][1] < fence
+            and self._heap[0][0] <= self.clock.now()
+        ):
             _, _, fn, args = heapq.heappop(self._heap)
             fn(*args)
             self.processed += 1

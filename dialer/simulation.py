@@ -221,13 +221,18 @@ class Runtime:
             self._at(nxt, self._fire, spec)
 
     def _tick(self) -> None:
+        self.dialer.top_up()
         self.dialer.tick()
         self._at(self.ctx.clock.now() + self.tick_every, self._tick)
 
-    def _refresh(self) -> None:
-        if any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses):
-            self.dialer.refresh()
-        self._at(self.ctx.clock.now() + self.refresh_every, self._refresh)
+    def _refresh(self, continuing: bool = False) -> None:
+        """A sweep of the due tasks every `refresh_every`, a page per loop step."""
+        now = self.ctx.clock.now()
+        sweeping = continuing or any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses)
+        if sweeping and not self.dialer.refresh_step():
+            self._at(now, self._refresh, True)
+            return
+        self._at(now + self.refresh_every, self._refresh)
 
     def result(self, started: datetime) -> SimulationResult:
         d = self.dialer

@@ -312,6 +312,65 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
     assert all(len(w) == 1 or t in b_share for t, w in _dialed_by(ctx).items())
 
 
+# ---------------------------------------------------------------- the dialer's queue
+
+
+def _pending_in_order(ctx: services.Context, wave_id: int) -> list[int]:
+    with ctx.sessions() as s:
+        return list(s.execute(
+            select(TASK.c.id).where(TASK.c.wave_id == wave_id, TASK.c.status == TaskStatus.pending)
+            .order_by(TASK.c.not_before, TASK.c.id)).scalars())
+
+
+def _set_status(ctx: services.Context, task_ids: list[int], status: TaskStatus) -> None:
+    """What another process's claims or closes look like from here."""
+    from sqlalchemy import update
+
+    with ctx.sessions() as s:
+        s.execute(update(TASK).where(TASK.c.id.in_(task_ids)).values(status=status))
+        s.commit()
+
+
+def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(env) -> None:  # type: ignore[no-untyped-def]
+    """The queue is loaded page by page up to its horizon, refilled beyond its last task as
+    tasks leave it, and a sweep drops what other processes took; a retry due later stays."""
+    ctx, clock = env
+    add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
+    bulk_patients(ctx, 40)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))  # every task is due
+    h = Harness(ctx, clock, "dialer-q")
+    d = Dialer(ctx, h.backend, "dialer-q", None, refresh_page=7, queue_horizon=20)
+    due = _pending_in_order(ctx, info.wave_id)
+    assert len(due) > 30
+
+    # a sweep reads a page per step and stops at the horizon: the 20 earliest due tasks
+    assert [d.refresh_step() for _ in range(3)] == [False, False, True]
+    assert set(d.queue.items) == set(due[:20])
+    assert d.top_up() == 0, "no room: nothing more is read"
+
+    # 5 of them are claimed here; the queue is refilled with the next 5, not re-read
+    claimed = due[:5]
+    _set_status(ctx, claimed, TaskStatus.in_progress)
+    for t in claimed:
+        d.queue.discard(t)
+    assert d.top_up() == 7  # a page
+    assert set(d.queue.items) == set(due[5:27])
+
+    # another process closes 4 tasks this one holds: the next sweep drops them
+    taken_elsewhere = due[10:14]
+    _set_status(ctx, taken_elsewhere, TaskStatus.done)
+    retry = d.queue.items[due[20]]  # a retry, due tomorrow: out of the sweep's reach, kept
+    _set_status(ctx, [retry.task_id], TaskStatus.in_progress)
+    d.queue.requeue(retry, clock.now() + timedelta(days=1))
+    d.refresh()
+    assert d.stats["pruned"] == 4
+    assert not set(taken_elsewhere) & set(d.queue.items)
+    assert retry.task_id in d.queue.items
+    pending = _pending_in_order(ctx, info.wave_id)
+    assert set(pending[:20]) <= set(d.queue.items)
+
+
 # ---------------------------------------------------------------- crash safety
 
 
