@@ -14,6 +14,7 @@ deployment can run a wave of weeks in minutes.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time as wall
@@ -55,6 +56,20 @@ class Share:
 
     def takes(self, nurse: NurseInfo) -> bool:
         return nurse.id % self.n == self.k - 1
+
+
+def settle_gc() -> None:
+    """Keep the cyclic GC off the dispatch path of a long-running dialer.
+
+    A full collection walks every object the process holds (its queue of tens
+    of thousands of tasks, the libraries), stalling every nurse of the process
+    for up to a few hundred milliseconds. What start-up loaded is frozen out of
+    the collector, and young objects are collected less often: the dialer makes
+    few reference cycles, so memory stays flat.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def make_clock(spec: str) -> Clock:
@@ -117,6 +132,7 @@ def serve(
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
     )
     runtime.start()
+    settle_gc()
     log.info(
         "dialer serving",
         worker=worker,

@@ -10,7 +10,7 @@ before any dial), stores the results of the calls that ended in another
 (finish_unanswered_many), and the outcomes in a third (record_outcomes). The
 telephony answers every other call at once and leaves the others unanswered at
 once; a nurse hangs up and records "reached" at once. The task queue is the
-dialer's own (refreshed from store.dialable_candidates), routing included.
+dialer's own (swept page by page from store.dialable_page as `serve` does), routing included.
 
 Claim latency is what a nurse waits: from the moment she is free (her previous
 call's result or outcome stored) until her next call's attempt is stored.
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import multiprocessing
 import queue
@@ -67,18 +68,19 @@ from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
 from campaign.model import Mailing, Wave
-from campaign.policy import load_policy
+from campaign.policy import Policy, load_policy
 from campaign.states import AttemptResult, OutcomeCode, WaveStatus
 from campaign.synthetic import generate_nurses
 from dialer.backends.base import DialRequest, EventSink
 from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer, LiveCall
+from dialer.serve import settle_gc
 
 DAY = date(2027, 1, 12)            # a Tuesday, no holiday anywhere in metropolitan France
 AT = dtime(10, 0)                  # Paris
 TARGET_CLAIMS_PER_S = 1000
 TARGET_P99_MS = 25.0
-REFRESH_EVERY_CLAIMS = 20_000  # the dialer tops its queue up (50,000 rows) this often
+SWEEP_EVERY_CLAIMS = 20_000  # the dialer sweeps the due tasks (50,000 at most, by pages) this often
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -189,12 +191,25 @@ class InstantLines:
         self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.answered))
 
 
+def bench_policy() -> Policy:
+    """The shipped policy, every task open to all nurses at once.
+
+    The clock does not move here, so a référent's reservation (45 minutes)
+    would never lapse and her colleagues would idle beside her patients' tasks
+    while she is busy. Routing still offers each nurse her own patients first.
+    """
+    policy = load_policy()
+    return policy.model_copy(
+        update={"dialer": policy.dialer.model_copy(update={"referent_wait_minutes": 0})}
+    )
+
+
 def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int, int],
                start_at: float) -> dict[str, Any]:
     """One dialer process with its share of the nurses, flushed in a tight loop for `seconds`."""
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
     engine = make_engine(url, pool_size=2, max_overflow=2)
-    ctx = services.Context(session_factory(engine), load_policy(), clock)
+    ctx = services.Context(session_factory(engine), bench_policy(), clock)
     lines = InstantLines(clock)
     waits: list[float] = []
     dialer: Dialer
@@ -207,25 +222,46 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
                     on_claim_wait=lambda _n, s: waits.append(s), share=share)
     dialer.start(nurse_ids=set(nurse_ids))
     dialer.tick()
+    settle_gc()   # as `serve` does
     while time.time() < start_at:   # every process starts at the same instant
         time.sleep(0.001)
     for n in nurse_ids:
         dialer.nurse_ready(n)
+    gc_pauses: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     started = time.perf_counter()
     cpu = time.process_time()
     refreshed_at = 0
     refresh_s = 0.0
+    refresh_steps: list[float] = []
+    sweeping = False
     end = started + seconds
     while time.perf_counter() < end:
-        if dialer.stats["claims"] - refreshed_at >= REFRESH_EVERY_CLAIMS:
-            t = time.perf_counter()
-            dialer.refresh()
+        # as `serve` does: a sweep of the due tasks now and then, one page between two flushes,
+        # and the queue topped up a page at a time as it empties
+        t = time.perf_counter()
+        if sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS:
+            sweeping = not dialer.refresh_step()
+            if not sweeping:
+                refreshed_at = dialer.stats["claims"]
+        elif not dialer.top_up():
+            t = 0.0
+        if t:
             dialer.tick()
-            refresh_s += time.perf_counter() - t
-            refreshed_at = dialer.stats["claims"]
+            refresh_steps.append(time.perf_counter() - t)
+            refresh_s += refresh_steps[-1]
         dialer.flush()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    gc.callbacks.remove(on_gc)
     claims = dialer.stats["claims"]
     dialer.flush()   # what the nurses said is stored before the process ends
     engine.dispose()
@@ -238,6 +274,9 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
         "refused_by_rules": dialer.stats["refused_by_rules"],
         "flushes": dialer.stats["flushes"],
         "queue_refresh_s": refresh_s,
+        "queue_refresh_steps": refresh_steps,
+        "pruned": dialer.stats["pruned"],
+        "gc_pauses": gc_pauses,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -416,6 +455,17 @@ def main() -> int:
         figures.update({k: run[k] for k in ("lost_claims", "refused_by_rules", "flushes")})
         figures["claims_per_flush"] = round(run["claims"] / run["flushes"], 1) if run["flushes"] else None
         figures["queue_refresh_s"] = round(run["queue_refresh_s"], 2)
+        steps_ms = [x * 1000 for x in run["queue_refresh_steps"]]
+        figures["queue_refresh_step_ms"] = {
+            "count": len(steps_ms), "p50": round(percentile(steps_ms, 50) or 0, 2),
+            "p99": round(percentile(steps_ms, 99) or 0, 2), "max": round(max(steps_ms, default=0), 2),
+        }
+        figures["pruned_from_queue"] = run["pruned"]
+        gc_ms = [x * 1000 for x in run["gc_pauses"]]
+        figures["gc_pause_ms"] = {
+            "count": len(gc_ms), "total": round(sum(gc_ms), 1), "p99": round(percentile(gc_ms, 99) or 0, 2),
+            "max": round(max(gc_ms, default=0), 2),
+        }
         checks = database_checks(db.url, setup["wave_id"])
         figures["database_checks"] = checks
         figures["double_claims"] = (
