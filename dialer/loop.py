@@ -77,7 +77,7 @@ class Dialer:
         deferred: bool = False,
         on_claim_wait: ClaimWaitHook | None = None,
         share: tuple[int, int] = (0, 1),
-        refresh_page: int = 2_000,
+        refresh_page: int = 1_000,
         queue_horizon: int = 50_000,
     ) -> None:
         self.ctx = ctx
