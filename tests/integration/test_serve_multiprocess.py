@@ -12,7 +12,7 @@ those hours, on public holidays and once the wave's window has closed (only
 callbacks are left then). The busy speed is what the three processes on the
 2-core CI machine keep up with: every real millisecond a nurse's next step
 waits on the database costs her `FACTOR` milliseconds of work, so a faster
-clock shows up as tasks expiring undialed (at 3,600x 8-10 % of them, at
+clock shows up as tasks expiring undialed (at 3,600x 7.5-10 % of them, at
 1,800x 1-2 %, where one process on a virtual clock leaves 0.3 %).
 
 Size and speed: CARECALL_SERVE_TEST_PATIENTS / _NURSES / _WAVE_DAYS / _FACTOR /
