@@ -117,7 +117,10 @@ def _pace(logs: Path) -> dict[str, float]:
     for path in logs.glob("*.log"):
         for line in path.read_text(errors="replace").splitlines():
             if '"dialer pace"' in line:
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a process killed as it wrote
+                    continue
                 w = entry["worker"]
                 worst[w] = max(worst.get(w, 0.0), entry["behind_real_seconds"])
     return worst
