@@ -443,7 +443,11 @@ def serve_cmd(
         str,
         typer.Option(
             envvar="CARECALL_CLOCK",
-            help="'system', or FACTOR:VIRTUAL_START@REAL_START for a scaled clock shared by all processes",
+            help=(
+                "'system', or FACTOR:VIRTUAL_START@REAL_START for a scaled clock shared by all processes, "
+                "optionally ';idle=FACTOR;busy=mon-fri 08:30-19:00[;tz=ZONE][;holidays=DEP][;until=ISO]' "
+                "to run faster outside busy hours (see README)"
+            ),
         ),
     ] = "system",
     seed: Annotated[int, typer.Option()] = 0,

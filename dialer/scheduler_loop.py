@@ -81,3 +81,7 @@ class EventLoop:
                 on_step(at)
         if clock.now() < until and not self._stopped:
             clock.advance_to(until)
+
+    def next_at(self) -> datetime | None:
+        """When the next event is due: a real-time owner sleeps until then, and is late after."""
+        return self._heap[0][0] if self._heap else None

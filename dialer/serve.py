@@ -8,8 +8,9 @@ restart it reconciles its calls left in flight, and if it never comes back
 the leader reconciles them once their leases run out.
 
 Telephony here is the simulated backend; the clock is the wall clock, or a
-scaled clock shared by all processes (`--clock FACTOR:VIRTUAL@REAL`) so a
-deployment can run a wave of weeks in minutes.
+scaled clock shared by all processes (`--clock FACTOR:VIRTUAL@REAL`, with an
+optional faster speed outside busy hours) so a deployment can run a wave of
+weeks in minutes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 
 log = structlog.get_logger("carecall.serve")
+PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
+IDLE_SLEEP = 0.005  # longest real nap of an idle process between two looks at its events
 
 
 @dataclass(frozen=True)
@@ -92,14 +95,16 @@ def serve(
 ) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or threading.Event()
-    factor = clock.factor if isinstance(clock, ScaledClock) else 1.0
+    # busy-hours speed (the pace of the work) and fastest speed (what a real second may cost)
+    factor, max_factor = (clock.factor, clock.max_factor) if isinstance(clock, ScaledClock) else (1.0, 1.0)
     engine = (
         make_engine(database_url, pool_size=5, max_overflow=5)
         if "postgresql" in database_url
         else make_engine(database_url)
     )
-    # leases are felt in real time: a process may lag behind a fast scaled clock
-    lease = timedelta(seconds=lease_real_seconds * factor)
+    # leases are felt in real time (a process may lag behind a fast scaled clock), even when
+    # a two-speed clock rushes through the night with a call still open
+    lease = timedelta(seconds=lease_real_seconds * max_factor)
     ctx = services.Context(session_factory(engine), policy, clock, lease=lease)
     leadership = Leadership(engine)
     leader = {"held": False}
@@ -127,7 +132,8 @@ def serve(
         nurse_filter=share.takes,
         share=(share.k - 1, share.n),
         is_leader=lambda: leader["held"] and not use_apscheduler,
-        # on a fast scaled clock, poll the queue and the database at a real-time pace
+        # on a fast scaled clock, poll the queue and the database at a real-time pace (at the
+        # busy-hours speed of a two-speed clock: outside them no nurse works)
         tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
     )
@@ -138,12 +144,39 @@ def serve(
         worker=worker,
         share=f"{share.k}/{share.n}",
         nurses=len(runtime.my_nurses),
-        clock_factor=factor,
+        clock=clock.describe() if isinstance(clock, ScaledClock) else "system",
+        lease_virtual_seconds=lease.total_seconds(),
     )
-    next_beat = 0.0
+
+    def real_seconds_to_next() -> float:
+        """Real seconds until the next event is due; negative when it is late."""
+        at = loop.next_at()
+        if at is None:
+            return IDLE_SLEEP
+        if isinstance(clock, ScaledClock):
+            return (clock.real_at(at) - clock.wall.now()).total_seconds()
+        return (at - clock.now()).total_seconds()
+
+    next_beat = next_pace = 0.0
+    worst = 0.0
     try:
         while not stop.is_set():
             t = wall.monotonic()
+            worst = max(worst, -real_seconds_to_next())
+            if t >= next_pace:
+                # how well this process keeps up with the clock, for operators and the serve test
+                stats = runtime.dialer.stats
+                log.info(
+                    "dialer pace",
+                    worker=worker,
+                    behind_real_seconds=round(worst, 3),
+                    events=loop.processed,
+                    dials=stats["dials"],
+                    lost_claims=stats["lost_claims"],
+                    virtual_now=clock.now().isoformat(timespec="seconds"),
+                )
+                worst = 0.0
+                next_pace = t + PACE_REAL_SECONDS
             if t >= next_beat:
                 was = leader["held"]
                 leader["held"] = leadership.try_acquire()
@@ -158,7 +191,9 @@ def serve(
                 runtime.dialer.heartbeat()
                 next_beat = t + heartbeat_real_seconds
             if loop.run_due(limit=200) == 0:
-                wall.sleep(0.005)
+                # until the next event, not a fixed nap: on a fast clock every real
+                # millisecond a nurse waits for her next step costs her seconds of work
+                wall.sleep(min(IDLE_SLEEP, max(real_seconds_to_next(), 0.0001)))
     finally:
         if apscheduler is not None:
             apscheduler.shutdown(wait=False)
