@@ -150,11 +150,12 @@ class Dialer:
 
         Only while the last sweep or top-up stopped for lack of room: under a
         backlog the queue is refilled at the pace it empties, without re-reading
-        what it holds; otherwise newly due tasks wait for the next sweep.
+        what it holds, even while a sweep is under way; otherwise newly due
+        tasks wait for the next sweep.
         """
         # this process's own share of a sweep's horizon: the other shares' tasks are taken late
         room = self.queue_horizon // self.share[1] - self.queue.own
-        if self._sweep is not None or self._tail is None or room <= 0:
+        if self._tail is None or room <= 0:
             return 0
         want = self.refresh_page
         page, added = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
@@ -176,7 +177,11 @@ class Dialer:
         if done:
             self._prune(sweep, complete)
             self._sweep = None
-            self._tail = None if complete else sweep.after
+            # a top-up during the sweep may have read further already
+            if complete:
+                self._tail = None
+            elif sweep.after is not None and (self._tail is None or sweep.after > self._tail):
+                self._tail = sweep.after
         return done, added
 
     def _load_page(

@@ -248,13 +248,13 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
         # as `serve` does: a sweep of the due tasks now and then, one page between two flushes,
         # and the queue topped up a page at a time as it empties
         t = time.perf_counter()
+        worked = dialer.top_up() > 0
         if sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS:
+            worked = True
             sweeping = not dialer.refresh_step()
             if not sweeping:
                 refreshed_at = dialer.stats["claims"]
-        elif not dialer.top_up():
-            t = 0.0
-        if t:
+        if worked:
             dialer.tick()
             refresh_steps.append(time.perf_counter() - t)
             refresh_s += refresh_steps[-1]
