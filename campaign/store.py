@@ -397,20 +397,20 @@ DIALABLE_WAVE = or_(
 
 def dialable_page(
     session: Session, until: datetime, after: tuple[datetime, int] | None, limit: int
-) -> list[tuple[int, datetime]]:
-    """(id, not_before) of pending dialable tasks due before `until`, in (not_before, id) order after `after`.
+) -> list[tuple[datetime, int]]:
+    """(not_before, id) of pending dialable tasks due before `until`, in that order after `after`.
 
     Ids only, so a dialer can sweep the due tasks page by page and read in
     full only the ones it does not hold yet.
     """
-    q = select(TASK.c.id, TASK.c.not_before).where(
+    q = select(TASK.c.not_before, TASK.c.id).where(
         TASK.c.status == TaskStatus.pending, TASK.c.not_before <= until, DIALABLE_WAVE
     )
     if after is not None:
         nb, task_id = after
         q = q.where(TASK.c.not_before >= nb, or_(TASK.c.not_before > nb, TASK.c.id > task_id))
     q = q.order_by(TASK.c.not_before, TASK.c.id).limit(limit)
-    return [(int(i), nb) for i, nb in session.execute(q).all()]
+    return [(nb, int(i)) for nb, i in session.execute(q).all()]
 
 
 # what a dialer's queue needs to route a task; the rules' data is read again at claim

@@ -159,7 +159,7 @@ class Dialer:
             return 0
         want = self.refresh_page
         page, added = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
-        self._tail = (page[-1][1], page[-1][0]) if len(page) == want else None
+        self._tail = page[-1] if len(page) == want else None
         return added
 
     def _sweep_page(self) -> tuple[bool, int]:
@@ -168,10 +168,10 @@ class Dialer:
         sweep = self._sweep
         want = min(self.refresh_page, self.queue_horizon - sweep.read)
         page, added = self._load_page(sweep.until, sweep.after, want)
-        sweep.seen.update(i for i, _ in page)
+        sweep.seen.update(i for _, i in page)
         sweep.read += len(page)
         if page:
-            sweep.after = (page[-1][1], page[-1][0])
+            sweep.after = page[-1]
         complete = len(page) < want
         done = complete or sweep.read >= self.queue_horizon
         if done:
@@ -186,12 +186,12 @@ class Dialer:
 
     def _load_page(
         self, until: datetime, after: tuple[datetime, int] | None, want: int
-    ) -> tuple[list[tuple[int, datetime]], int]:
+    ) -> tuple[list[tuple[datetime, int]], int]:
         """A page of due task ids after `after`; those not held yet are read in full and queued."""
         live_tasks = {c.task.task_id for c in self.calls.values()}
         with self.ctx.sessions() as s:
             page = store.dialable_page(s, until, after, want)
-            new = [i for i, _ in page if i not in self.queue.items and i not in live_tasks]
+            new = [i for _, i in page if i not in self.queue.items and i not in live_tasks]
             rows = store.dialable_rows(s, new) if new else []
         self._add_rows(rows)
         return page, len(rows)
