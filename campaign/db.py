@@ -25,7 +25,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, hide_parameters=True, **kwargs)
 
 
 SessionFactory = Callable[[], Session]

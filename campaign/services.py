@@ -476,18 +476,9 @@ def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker
                 starts.append((r, numbers[(r.attempts - 1) % len(numbers)]))
             attempt_ids = store.insert_attempts(
                 s,
-                [
-                    {
-                        "task_id": r.task_id,
-                        "patient_id": r.id,
-                        "nurse_id": nurse_of[r.task_id],
-                        "number": number,
-                        "state": AttemptState.in_flight,
-                        "started_at": now,
-                        "worker": worker,
-                    }
-                    for r, number in starts
-                ],
+                [store.AttemptStart(r.task_id, r.id, nurse_of[r.task_id], number) for r, number in starts],
+                now,
+                worker,
             )
             store.release_tasks(s, releases, now)
             s.commit()
@@ -526,7 +517,7 @@ def mark_answered_many(ctx: Context, attempt_ids: Sequence[int]) -> set[int]:
     with ctx.sessions() as s:
         rows = s.execute(
             update(ATTEMPT)
-            .where(ATTEMPT.c.id.in_(list(attempt_ids)), ATTEMPT.c.state == AttemptState.in_flight)
+            .where(store.one_of(s, ATTEMPT.c.id, attempt_ids), ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=AttemptResult.answered, answered_at=now)
             .returning(ATTEMPT.c.id, ATTEMPT.c.task_id)
         ).all()
@@ -562,7 +553,7 @@ def finish_unanswered_many(
         for (result, voicemail), ids in groups.items():
             for r in s.execute(
                 update(ATTEMPT)
-                .where(ATTEMPT.c.id.in_(ids), ATTEMPT.c.state == AttemptState.in_flight)
+                .where(store.one_of(s, ATTEMPT.c.id, ids), ATTEMPT.c.state == AttemptState.in_flight)
                 .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail)
                 .returning(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id)
             ).all():
@@ -720,7 +711,7 @@ def _apply_outcomes(
             releases.append(store.Release(row.task_id, not_before=d.retry_at))
     s.execute(
         update(ATTEMPT)
-        .where(ATTEMPT.c.id.in_([e.attempt_id for e, _ in entries]))
+        .where(store.one_of(s, ATTEMPT.c.id, [e.attempt_id for e, _ in entries]))
         .values(ended_at=now, state=AttemptState.completed, result=AttemptResult.answered)
     )
     s.execute(OUTCOME.insert(), outcomes)

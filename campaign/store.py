@@ -14,7 +14,25 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, insert, literal, null, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from campaign import calendar as cal
@@ -60,6 +78,20 @@ PATIENT_RULE_COLUMNS = (
     PATIENT.c.referent_nurse_id,
     PATIENT.c.pathologies,
 )
+
+
+def one_of(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """`column IN (ids)` for a batch of ids; on PostgreSQL `column = ANY(:ids)`.
+
+    An IN list is a new statement text for every batch size: compiled,
+    converted and planned again each time. One array parameter keeps the text
+    the same whatever the count, so the dialer's hot statements are compiled
+    once and run as prepared statements.
+    """
+    ids = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 def dialable_numbers(phone: str, phone_alt: str | None, flagged: Sequence[str] | None) -> list[str]:
@@ -125,7 +157,7 @@ def dial_histories(session: Session, places: dict[int, cal.Place], at: datetime)
     if places:
         for pid, started_at, state in session.execute(
             select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.state).where(
-                ATTEMPT.c.patient_id.in_(list(places)), ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
+                one_of(session, ATTEMPT.c.patient_id, places), ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
             )
         ).all():
             by_patient[pid].append((started_at, state))
@@ -440,7 +472,11 @@ def dialable_rows(session: Session, task_ids: Sequence[int], chunk: int = 1_000)
         q = (
             select(*DIALABLE_COLUMNS)
             .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-            .where(TASK.c.id.in_(ids[i : i + chunk]), TASK.c.status == TaskStatus.pending, DIALABLE_WAVE)
+            .where(
+                one_of(session, TASK.c.id, ids[i : i + chunk]),
+                TASK.c.status == TaskStatus.pending,
+                DIALABLE_WAVE,
+            )
         )
         rows.extend(session.execute(q).all())
     return rows
@@ -460,7 +496,7 @@ def claim_tasks(
     free = (
         select(TASK.c.id)
         .where(
-            TASK.c.id.in_(list(task_ids)),
+            one_of(session, TASK.c.id, task_ids),
             TASK.c.status == TaskStatus.pending,
             TASK.c.not_before <= now,
             DIALABLE_WAVE,
@@ -503,18 +539,75 @@ def claimed_rows(session: Session, task_ids: Sequence[int]) -> list[Any]:
         session.execute(
             select(*CLAIM_COLUMNS)
             .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-            .where(TASK.c.id.in_(list(task_ids)))
+            .where(one_of(session, TASK.c.id, task_ids))
             .order_by(PATIENT.c.id, TASK.c.id)
             .with_for_update(of=PATIENT)
         ).all()
     )
 
 
-def insert_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """One statement for a batch; ids come back in the order of `rows`."""
-    if not rows:
+# the attempts of a batch of claims in one statement whose text does not depend on the batch size
+_INSERT_ATTEMPTS_PG = text(
+    "INSERT INTO call_attempt (task_id, patient_id, nurse_id, number, state, started_at, worker, "
+    "voicemail_left) "
+    "SELECT u.task_id, u.patient_id, u.nurse_id, u.number, :state, :started_at, :worker, false "
+    "FROM unnest(:task_ids, :patient_ids, :nurse_ids, :numbers) AS u(task_id, patient_id, nurse_id, number) "
+    "RETURNING id, task_id"
+).bindparams(
+    bindparam("task_ids", type_=ARRAY(Integer)),
+    bindparam("patient_ids", type_=ARRAY(Integer)),
+    bindparam("nurse_ids", type_=ARRAY(Integer)),
+    bindparam("numbers", type_=ARRAY(String)),
+    bindparam("started_at", type_=ATTEMPT.c.started_at.type),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStart:
+    """An attempt about to be dialed: at most one per task in a batch."""
+
+    task_id: int
+    patient_id: int
+    nurse_id: int | None
+    number: str
+
+
+def insert_attempts(
+    session: Session, starts: Sequence[AttemptStart], started_at: datetime, worker: str
+) -> list[int]:
+    """In flight, in one statement for the batch; ids come back in the order of `starts`."""
+    if not starts:
         return []
-    res = session.execute(insert(ATTEMPT).returning(ATTEMPT.c.id, sort_by_parameter_order=True), list(rows))
+    if session.get_bind().dialect.name == "postgresql":
+        res = session.execute(
+            _INSERT_ATTEMPTS_PG,
+            {
+                "task_ids": [a.task_id for a in starts],
+                "patient_ids": [a.patient_id for a in starts],
+                "nurse_ids": [a.nurse_id for a in starts],
+                "numbers": [a.number for a in starts],
+                "state": AttemptState.in_flight.value,
+                "started_at": started_at,
+                "worker": worker,
+            },
+        )
+        by_task = {int(task_id): int(attempt_id) for attempt_id, task_id in res.all()}
+        return [by_task[a.task_id] for a in starts]
+    res = session.execute(
+        insert(ATTEMPT).returning(ATTEMPT.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "task_id": a.task_id,
+                "patient_id": a.patient_id,
+                "nurse_id": a.nurse_id,
+                "number": a.number,
+                "state": AttemptState.in_flight,
+                "started_at": started_at,
+                "worker": worker,
+            }
+            for a in starts
+        ],
+    )
     return [int(i) for i in res.scalars()]
 
 
@@ -524,7 +617,7 @@ def attempt_starts(session: Session, task_ids: Sequence[int]) -> dict[int, list[
     if task_ids:
         for task_id, started_at in session.execute(
             select(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
-            .where(ATTEMPT.c.task_id.in_(list(task_ids)))
+            .where(one_of(session, ATTEMPT.c.task_id, task_ids))
             .order_by(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
         ).all():
             out[task_id].append(started_at)
@@ -548,7 +641,7 @@ def tasks_with_patients(session: Session, task_ids: Sequence[int]) -> dict[int, 
         )
         .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
         .outerjoin(WAVE, WAVE.c.id == TASK.c.wave_id)
-        .where(TASK.c.id.in_(list(task_ids)))
+        .where(one_of(session, TASK.c.id, task_ids))
     ).all()
     return {r.task_id: r for r in rows}
 
@@ -630,7 +723,7 @@ def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]
         )
         .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
         .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
-        .where(ATTEMPT.c.id.in_(list(attempt_ids)))
+        .where(one_of(session, ATTEMPT.c.id, attempt_ids))
         .order_by(PATIENT.c.id)
         .with_for_update(of=PATIENT)
     ).all()
@@ -672,7 +765,7 @@ def in_flight_attempts(
 
 def renew_task_leases(session: Session, task_ids: Sequence[int], until: datetime) -> None:
     if task_ids:
-        session.execute(update(TASK).where(TASK.c.id.in_(list(task_ids))).values(lease_until=until))
+        session.execute(update(TASK).where(one_of(session, TASK.c.id, task_ids)).values(lease_until=until))
 
 
 def renew_worker_leases(session: Session, worker: str, until: datetime) -> None:

@@ -74,7 +74,7 @@ from campaign.synthetic import generate_nurses
 from dialer.backends.base import DialRequest, EventSink
 from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer, LiveCall
-from dialer.serve import settle_gc
+from dialer.serve import dialer_engine, settle_gc
 
 DAY = date(2027, 1, 12)            # a Tuesday, no holiday anywhere in metropolitan France
 AT = dtime(10, 0)                  # Paris
@@ -208,7 +208,7 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
                start_at: float) -> dict[str, Any]:
     """One dialer process with its share of the nurses, flushed in a tight loop for `seconds`."""
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
-    engine = make_engine(url, pool_size=2, max_overflow=2)
+    engine = dialer_engine(url)   # as `serve` makes it
     ctx = services.Context(session_factory(engine), bench_policy(), clock)
     lines = InstantLines(clock)
     waits: list[float] = []
