@@ -450,10 +450,8 @@ def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker
     starts: list[tuple[Any, str]] = []
     try:
         with ctx.sessions() as s:
-            claimed = store.claim_tasks(s, list(nurse_of), worker, now, ctx.lease)
-            rows = store.claimed_rows(s, sorted(claimed))
+            rows, histories = store.claim_tasks(s, list(nurse_of), worker, now, ctx.lease)
             states = {r.task_id: store.patient_state_from_row(r) for r in rows}
-            histories = store.dial_histories(s, {r.id: states[r.task_id].place for r in rows}, now)
             releases: list[store.Release] = []
             dialing: set[int] = set()
             for r in rows:

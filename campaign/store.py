@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -482,41 +483,6 @@ def dialable_rows(session: Session, task_ids: Sequence[int], chunk: int = 1_000)
     return rows
 
 
-def claim_tasks(
-    session: Session, task_ids: Sequence[int], worker: str, now: datetime, lease: timedelta
-) -> set[int]:
-    """Atomic per task: of `task_ids`, the pending tasks of running waves that are due become this worker's.
-
-    On PostgreSQL each row is locked with SKIP LOCKED: a task another process
-    is claiming at this instant is left to it, never waited for (SQLite has one
-    writer). A stale id from a dialer's queue is not claimed before its time.
-    """
-    if not task_ids:
-        return set()
-    free = (
-        select(TASK.c.id)
-        .where(
-            one_of(session, TASK.c.id, task_ids),
-            TASK.c.status == TaskStatus.pending,
-            TASK.c.not_before <= now,
-            DIALABLE_WAVE,
-        )
-        .with_for_update(skip_locked=True)
-    )
-    res = session.execute(
-        update(TASK)
-        .where(TASK.c.id.in_(free), TASK.c.status == TaskStatus.pending)
-        .values(
-            status=TaskStatus.in_progress,
-            claimed_by=worker,
-            lease_until=now + lease,
-            attempts=TASK.c.attempts + 1,
-        )
-        .returning(TASK.c.id)
-    )
-    return {int(i) for i in res.scalars()}
-
-
 CLAIM_COLUMNS = (
     TASK.c.id.label("task_id"),
     TASK.c.kind,
@@ -526,24 +492,118 @@ CLAIM_COLUMNS = (
 )
 
 
-def claimed_rows(session: Session, task_ids: Sequence[int]) -> list[Any]:
-    """Claimed tasks with their patients' rule data, the patients locked.
+_CLAIM = (
+    "UPDATE call_task SET status = %(in_progress)s, claimed_by = %(worker)s, "
+    "lease_until = %(lease_until)s, attempts = attempts + 1 "
+    "WHERE id IN (SELECT id FROM call_task WHERE id = ANY(%(task_ids)s) AND status = %(pending)s "
+    "AND not_before <= %(now)s AND (wave_id IS NULL OR wave_id IN "
+    "(SELECT id FROM wave WHERE status = %(running)s)) FOR UPDATE SKIP LOCKED) AND status = %(pending)s "
+    "RETURNING id, kind, attempts, tier, patient_id"
+)
+_CLAIM_AND_LOCK_PG = (
+    f"WITH claimed AS ({_CLAIM}) "
+    "SELECT c.id AS task_id, c.kind, c.attempts, c.tier AS task_tier, "
+    + ", ".join(f"p.{c.name}" for c in PATIENT_RULE_COLUMNS)
+    + " FROM claimed c JOIN patient p ON p.id = c.patient_id ORDER BY p.id, c.id FOR UPDATE OF p"
+)
+# read after the claim's locks are held: a statement of its own, so its snapshot sees every
+# attempt committed by whoever held a patient's lock before
+_HISTORIES_PG = (
+    "SELECT patient_id, started_at, state FROM call_attempt WHERE started_at >= %(since)s AND patient_id IN "
+    "(SELECT patient_id FROM call_task WHERE id = ANY(%(task_ids)s))"
+)
 
-    The lock serialises claims on one patient across dialer processes
-    (PostgreSQL); taken in patient id order so two processes never wait on
-    each other in a cycle.
+
+def claim_tasks(
+    session: Session, task_ids: Sequence[int], worker: str, now: datetime, lease: timedelta
+) -> tuple[list[Any], dict[int, DialHistory]]:
+    """Of `task_ids`, the pending tasks of running waves that are due become this worker's (atomic per task).
+
+    Returns the claimed tasks with their patients' rule data, the patients
+    locked (the lock serialises claims on one patient across dialer
+    processes), and each claimed patient's dial history read once the locks
+    are held. On PostgreSQL each task row is locked with SKIP LOCKED (a task
+    another process is claiming at this instant is left to it, never waited
+    for), patients are locked in id order (two processes never wait on each
+    other in a cycle), and claim and history go to the server together: one
+    round trip of a nurse's wait. SQLite has one writer. A stale id from a
+    dialer's queue is not claimed before its time.
     """
     if not task_ids:
-        return []
-    return list(
+        return [], {}
+    if session.get_bind().dialect.name == "postgresql":
+        return _claim_tasks_pg(session, task_ids, worker, now, lease)
+    free = (
+        select(TASK.c.id)
+        .where(
+            TASK.c.id.in_(list(task_ids)),
+            TASK.c.status == TaskStatus.pending,
+            TASK.c.not_before <= now,
+            DIALABLE_WAVE,
+        )
+    )
+    claimed = session.execute(
+        update(TASK)
+        .where(TASK.c.id.in_(free), TASK.c.status == TaskStatus.pending)
+        .values(
+            status=TaskStatus.in_progress,
+            claimed_by=worker,
+            lease_until=now + lease,
+            attempts=TASK.c.attempts + 1,
+        )
+        .returning(TASK.c.id)
+    ).scalars()
+    ids = sorted(int(i) for i in claimed)
+    if not ids:
+        return [], {}
+    rows = list(
         session.execute(
             select(*CLAIM_COLUMNS)
             .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-            .where(one_of(session, TASK.c.id, task_ids))
+            .where(TASK.c.id.in_(ids))
             .order_by(PATIENT.c.id, TASK.c.id)
-            .with_for_update(of=PATIENT)
         ).all()
     )
+    return rows, dial_histories(session, {r.id: _place(r) for r in rows}, now)
+
+
+def _place(row: Any) -> cal.Place:
+    return cal.Place(row.departement, row.timezone, row.preferred_start, row.preferred_end)
+
+
+def _claim_tasks_pg(
+    session: Session, task_ids: Sequence[int], worker: str, now: datetime, lease: timedelta
+) -> tuple[list[Any], dict[int, DialHistory]]:
+    """Raw psycopg, pipelined: the hot path of every dialer process, in one round trip.
+
+    Fixed statement texts with array parameters, prepared on the server;
+    rows come back as named tuples, as the rules read them.
+    """
+    conn = session.connection().connection.driver_connection
+    assert conn is not None, "a live psycopg connection"
+    ids = list(task_ids)
+    params = {
+        "task_ids": ids,
+        "worker": worker,
+        "now": now,
+        "lease_until": now + lease,
+        "pending": TaskStatus.pending.value,
+        "in_progress": TaskStatus.in_progress.value,
+        "running": WaveStatus.running.value,
+    }
+    with conn.pipeline():
+        claim = conn.cursor(row_factory=namedtuple_row)
+        claim.execute(_CLAIM_AND_LOCK_PG, params, prepare=True)
+        history = conn.cursor()
+        history.execute(_HISTORIES_PG, {"since": now - HISTORY_LOOKBACK, "task_ids": ids}, prepare=True)
+        rows = claim.fetchall()
+        attempts = history.fetchall()
+    by_patient: dict[int, list[tuple[datetime, str]]] = {r.id: [] for r in rows}
+    for pid, started_at, state in attempts:
+        if pid in by_patient:
+            by_patient[pid].append((started_at, state))
+    places = {r.id: _place(r) for r in rows}
+    return rows, {pid: history_from_attempts(a, now, places[pid]) for pid, a in by_patient.items()}
 
 
 # the attempts of a batch of claims in one statement whose text does not depend on the batch size
