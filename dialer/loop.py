@@ -62,6 +62,9 @@ class _Sweep:
     seen: set[int] = field(default_factory=set)
 
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
+# pages a top-up may read at once: a busy process takes more than one page of its own tasks
+# between two top-ups (about half of a page is another share's)
+TOP_UP_PAGES = 3
 
 
 class Dialer:
@@ -153,13 +156,16 @@ class Dialer:
         what it holds, even while a sweep is under way; otherwise newly due
         tasks wait for the next sweep.
         """
-        # this process's own share of a sweep's horizon: the other shares' tasks are taken late
-        room = self.queue_horizon // self.share[1] - self.queue.own
-        if self._tail is None or room <= 0:
-            return 0
-        want = self.refresh_page
-        page, added = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
-        self._tail = page[-1] if len(page) == want else None
+        added = 0
+        for _ in range(TOP_UP_PAGES):
+            # this process's own share of a sweep's horizon: the other shares' tasks are taken late
+            room = self.queue_horizon // self.share[1] - self.queue.own
+            if self._tail is None or room <= 0:
+                break
+            want = self.refresh_page
+            page, n = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
+            self._tail = page[-1] if len(page) == want else None
+            added += n
         return added
 
     def _sweep_page(self) -> tuple[bool, int]:
@@ -419,7 +425,7 @@ class Dialer:
         except BackendError:
             log.warning("dial failed", attempt=claimed.attempt_id)
             decision = services.finish_unanswered(self.ctx, claimed.attempt_id, AttemptResult.failed)
-            self._after_unanswered(task, decision.next_at)
+            self._retry(task, decision.next_at)
             self.presence.set(nurse_id, NurseStatus.ready)
             self._free(nurse_id)
             return
@@ -432,9 +438,16 @@ class Dialer:
         self.call_of_nurse[nurse_id] = call_id
         self.patients_in_call.add(task.patient_id)
 
-    def _after_unanswered(self, task: QueuedTask, next_at: datetime | None) -> None:
-        if next_at is not None:
-            self.queue.requeue(task, next_at)
+    def _retry(self, task: QueuedTask, at: datetime | None) -> None:
+        """A task stored as due again at `at` (None: closed), after a result or an outcome.
+
+        Held until then only when that is within the lookahead; a later retry
+        is left to the database, where a sweep finds it once it falls due. A
+        queue full of parked retries would otherwise look full, and stop the
+        top-ups that bring the tasks due now.
+        """
+        if at is not None and at <= self.ctx.clock.now() + self.lookahead:
+            self.queue.requeue(task, at)
         else:
             self.queue.discard(task.task_id)
 
@@ -496,7 +509,7 @@ class Dialer:
                     result=(e.result or AttemptResult.failed).value,
                     closed=decision.close.value if decision.close else None,
                 )
-                self._after_unanswered(call.task, decision.next_at)
+                self._retry(call.task, decision.next_at)
             self._nurse_free(call.nurse_id)
 
     def _nurse_free(self, nurse_id: int) -> None:
@@ -555,7 +568,7 @@ class Dialer:
             next_contact=nc.next_contact_on.isoformat() if nc.next_contact_on else None,
         )
         if nc.retry_at is not None:
-            self.queue.requeue(task, nc.retry_at)
+            self._retry(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
             cb = QueuedTask(
                 applied.callback_task_id,

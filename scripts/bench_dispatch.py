@@ -74,7 +74,7 @@ from campaign.synthetic import generate_nurses
 from dialer.backends.base import DialRequest, EventSink
 from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer, LiveCall
-from dialer.serve import dialer_engine, settle_gc
+from dialer.serve import collect_between_flushes, dialer_engine, settle_gc
 
 DAY = date(2027, 1, 12)            # a Tuesday, no holiday anywhere in metropolitan France
 AT = dtime(10, 0)                  # Paris
@@ -259,6 +259,7 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
             refresh_steps.append(time.perf_counter() - t)
             refresh_s += refresh_steps[-1]
         dialer.flush()
+        collect_between_flushes()   # as `serve` does
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     gc.callbacks.remove(on_gc)

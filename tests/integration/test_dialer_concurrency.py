@@ -46,6 +46,7 @@ from campaign.invariants import check_invariants
 from campaign.model import ATTEMPT, TASK
 from campaign.states import AttemptResult, AttemptState, OutcomeCode, TaskKind, TaskStatus, WaveStatus
 from dialer.backends.simulated import SimulatedBackend
+from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
@@ -322,6 +323,11 @@ def _pending_in_order(ctx: services.Context, wave_id: int) -> list[int]:
             .order_by(TASK.c.not_before, TASK.c.id)).scalars())
 
 
+def _task_rows(ctx: services.Context, task_ids: set[int]) -> list[Any]:
+    with ctx.sessions() as s:
+        return list(s.execute(select(TASK).where(TASK.c.id.in_(sorted(task_ids)))).all())
+
+
 def _set_status(ctx: services.Context, task_ids: list[int], status: TaskStatus) -> None:
     """What another process's claims or closes look like from here."""
     from sqlalchemy import update
@@ -369,6 +375,58 @@ def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(e
     assert retry.task_id in d.queue.items
     pending = _pending_in_order(ctx, info.wave_id)
     assert set(pending[:20]) <= set(d.queue.items)
+
+
+class NobodyAnswers:
+    """Telephone lines on which every call rings out at once."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.sink: Any = None
+        self.dials = 0
+
+    def connect(self, sink: Any) -> None:
+        self.sink = sink
+
+    def dial(self, request: Any) -> str:
+        self.dials += 1
+        call_id = f"c{self.dials}"
+        self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.no_answer))
+        return call_id
+
+    def hangup(self, call_id: str) -> None:
+        pass
+
+
+def test_retries_due_later_leave_the_queue_so_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
+    """A retry due beyond the lookahead goes back to the database, not into the queue: a
+    queue full of parked retries would look full and stop the top-ups, and the nurses would
+    idle beside a backlog. The retries return with a sweep once they are due."""
+    ctx, clock = env
+    nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
+    bulk_patients(ctx, 40)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))  # every task is due
+    lines = NobodyAnswers(clock)
+    d = Dialer(ctx, lines, "dialer-r", None, refresh_page=7, queue_horizon=20, deferred=True)
+    d.start()
+    due = _pending_in_order(ctx, info.wave_id)
+    assert len(due) > 30 and len(d.queue.items) == 20
+    d.nurse_ready(nurse)
+    for _ in range(40):  # as `serve` runs: flush, then top up between two flushes
+        d.flush()
+        d.top_up()
+        d.tick()
+    dialed = {a.task_id for a in _attempts(ctx)}
+    assert len(dialed) == len(due), "the nurse dialed the whole backlog, beyond the queue's horizon"
+    assert lines.dials == len(due), "each task once: its retry is hours away"
+    assert not dialed & set(d.queue.items), "no parked retry is held"
+    retry_at = min(_aware(r.not_before) for r in _task_rows(ctx, dialed))
+    assert retry_at > clock.now() + d.lookahead
+
+    clock.advance_to(retry_at)
+    d.refresh()
+    assert dialed & set(d.queue.items), "the retries come back once due"
 
 
 # ---------------------------------------------------------------- crash safety
