@@ -154,13 +154,23 @@ def dial_history(
 
 def dial_histories(session: Session, places: dict[int, cal.Place], at: datetime) -> dict[int, DialHistory]:
     """`dial_history` of many patients in one query (a dialer's batch of claims)."""
+    if not places:
+        return {}
+    attempts = session.execute(
+        select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.state).where(
+            one_of(session, ATTEMPT.c.patient_id, places), ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
+        )
+    ).all()
+    return _histories(attempts, places, at)
+
+
+def _histories(
+    attempts: Iterable[tuple[int, datetime, str]], places: dict[int, cal.Place], at: datetime
+) -> dict[int, DialHistory]:
+    """Per patient of `places`, the history its (patient, started_at, state) attempts give."""
     by_patient: dict[int, list[tuple[datetime, str]]] = {pid: [] for pid in places}
-    if places:
-        for pid, started_at, state in session.execute(
-            select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.state).where(
-                one_of(session, ATTEMPT.c.patient_id, places), ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
-            )
-        ).all():
+    for pid, started_at, state in attempts:
+        if pid in by_patient:
             by_patient[pid].append((started_at, state))
     return {pid: history_from_attempts(rows, at, places[pid]) for pid, rows in by_patient.items()}
 
@@ -598,12 +608,7 @@ def _claim_tasks_pg(
         history.execute(_HISTORIES_PG, {"since": now - HISTORY_LOOKBACK, "task_ids": ids}, prepare=True)
         rows = claim.fetchall()
         attempts = history.fetchall()
-    by_patient: dict[int, list[tuple[datetime, str]]] = {r.id: [] for r in rows}
-    for pid, started_at, state in attempts:
-        if pid in by_patient:
-            by_patient[pid].append((started_at, state))
-    places = {r.id: _place(r) for r in rows}
-    return rows, {pid: history_from_attempts(a, now, places[pid]) for pid, a in by_patient.items()}
+    return rows, _histories(attempts, {r.id: _place(r) for r in rows}, now)
 
 
 # the attempts of a batch of claims in one statement whose text does not depend on the batch size
