@@ -125,6 +125,7 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", plain).strip("_")
 
 
+# fmt: off
 ALIASES: dict[str, tuple[str, ...]] = {
     "member_id": (
         "numéro d'adhérent", "numero adherent", "numéro de l'adhérent", "n° adhérent",
@@ -174,6 +175,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "member_id", "last_name", "first_name", "birth_date", "phone", "postal_code",
     "pathologies", "tier",
 )
+# fmt: on
 _HEADER_KEYS: dict[str, str] = {}
 for _canonical, _aliases in ALIASES.items():
     for _name in (_canonical, *_aliases):
@@ -210,6 +212,7 @@ def parse_date(text: str) -> date:
 
 # national significant number prefix -> region: overseas numbers belong to the
 # national plan (0596… is dialed from Paris) but their E.164 has their own code.
+# fmt: off
 _OVERSEAS_PREFIXES = {
     "590": "GP", "690": "GP", "691": "GP",
     "594": "GF", "694": "GF",
@@ -217,14 +220,23 @@ _OVERSEAS_PREFIXES = {
     "262": "RE", "263": "RE", "692": "RE", "693": "RE",
     "269": "YT", "639": "YT",
 }
+# fmt: on
 _PHONE_CHARS = re.compile(r"\+?[\d\s.\-/()]+")
 _INVALID_PHONE = "not a valid French phone number"
 
 
 _NON_DIGITS = re.compile(r"\D")
 _NUMBER_TYPES = (
-    "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-    "voicemail", "fixed_line", "mobile",
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
 )
 
 
@@ -254,11 +266,13 @@ def _national_validator(country_code: int) -> Callable[[str], bool] | None:
                 by_lengths.setdefault(frozenset(desc.possible_length or ()), []).append(
                     f"(?:{desc.national_number_pattern})"
                 )
-        checks.append((
-            frozenset(general.possible_length or ()),
-            re.compile(general.national_number_pattern),
-            [(lengths, re.compile("|".join(p))) for lengths, p in by_lengths.items()],
-        ))
+        checks.append(
+            (
+                frozenset(general.possible_length or ()),
+                re.compile(general.national_number_pattern),
+                [(lengths, re.compile("|".join(p))) for lengths, p in by_lengths.items()],
+            )
+        )
     if not checks:
         return None
 
@@ -352,7 +366,7 @@ def _normalise_phone_full(raw: str, digits: str, region: str) -> str:
             candidates = [("0" + nsn, _OVERSEAS_PREFIXES[nsn[:3]])]
     else:
         if len(digits) == 9 and not digits.startswith("0"):
-            digits = "0" + digits     # a spreadsheet dropped the leading zero
+            digits = "0" + digits  # a spreadsheet dropped the leading zero
         if len(digits) != 10:
             raise _Invalid(_INVALID_PHONE)
         overseas = _OVERSEAS_PREFIXES.get(digits[1:4])
@@ -368,6 +382,7 @@ def _normalise_phone_full(raw: str, digits: str, region: str) -> str:
     raise _Invalid(_INVALID_PHONE)
 
 
+# fmt: off
 _PATHOLOGY_ALIASES: dict[str, str] = {
     "diabete": "diabetes", "diabetique": "diabetes", "diabete de type 1": "diabetes",
     "diabete de type 2": "diabetes", "diabete type 1": "diabetes", "diabete type 2": "diabetes",
@@ -385,6 +400,7 @@ _PATHOLOGY_ALIASES: dict[str, str] = {
     "bronchopneumopathie chronique obstructive": "copd",
     "asthme": "asthma", "asthmatique": "asthma",
 }
+# fmt: on
 _PATHOLOGY_SPLIT = re.compile(r"\s*[,;|+/]\s*")
 
 
@@ -401,9 +417,7 @@ def parse_pathologies(text: str, known: dict[str, str] | None = None) -> list[st
             continue
         code = lookup.get(_key(part))
         if code is None:
-            raise _Invalid(
-                "unknown pathology (expected " + ", ".join(sorted(codes)) + " or a French label)"
-            )
+            raise _Invalid("unknown pathology (expected " + ", ".join(sorted(codes)) + " or a French label)")
         found.add(code)
     if not found:
         raise _Invalid("at least one pathology is required")
@@ -422,6 +436,7 @@ def _pathology_lookup(
     return codes, {k: c for k, c in lookup.items() if c in codes}
 
 
+# fmt: off
 _TIERS = {
     "low": Tier.low, "faible": Tier.low, "bas": Tier.low, "1": Tier.low,
     "medium": Tier.medium, "modere": Tier.medium, "moyen": Tier.medium,
@@ -430,6 +445,7 @@ _TIERS = {
 }
 
 
+# fmt: on
 def parse_tier(text: str) -> Tier:
     tier = _TIERS.get(_key(text))
     if tier is None:
@@ -437,6 +453,7 @@ def parse_tier(text: str) -> Tier:
     return tier
 
 
+# fmt: off
 _STATUSES = {
     "enrolled": EnrolmentStatus.enrolled, "inscrit": EnrolmentStatus.enrolled,
     "inscrite": EnrolmentStatus.enrolled, "actif": EnrolmentStatus.enrolled,
@@ -455,10 +472,9 @@ _NO = {"non", "n", "no", "0", "false", "faux"}
 _SEXES = {"f": "F", "femme": "F", "feminin": "F", "2": "F",
           "m": "M", "h": "M", "homme": "M", "masculin": "M", "1": "M"}
 
+# fmt: on
 _WINDOW_TIME = r"(\d{1,2})\s*(?:[h:]\s*(\d{2})?)?"
-_WINDOW = re.compile(
-    r"(?:de\s+)?" + _WINDOW_TIME + r"\s*(?:-|–|—|à|a|to)\s*" + _WINDOW_TIME, re.IGNORECASE
-)
+_WINDOW = re.compile(r"(?:de\s+)?" + _WINDOW_TIME + r"\s*(?:-|–|—|à|a|to)\s*" + _WINDOW_TIME, re.IGNORECASE)
 
 
 def parse_window(text: str) -> tuple[time, time]:
@@ -477,6 +493,7 @@ def parse_window(text: str) -> tuple[time, time]:
 
 
 # --- reading the file ------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class ImportSummary:
@@ -552,9 +569,7 @@ def _sniff_encoding(path: Path) -> tuple[str, int]:
                 try:
                     chunk.decode("cp1252")
                 except UnicodeDecodeError:
-                    raise _file_error(
-                        "file", "not readable text (neither UTF-8 nor Windows-1252)"
-                    ) from None
+                    raise _file_error("file", "not readable text (neither UTF-8 nor Windows-1252)") from None
     return encoding, newlines
 
 
@@ -582,8 +597,7 @@ def _map_header(cells: list[str]) -> tuple[dict[str, int], list[str]]:
             continue
         if canonical in mapping:
             raise _file_error(
-                canonical, f"two columns mean {canonical}: {cells[mapping[canonical]]!r} "
-                f"and {name!r}"
+                canonical, f"two columns mean {canonical}: {cells[mapping[canonical]]!r} and {name!r}"
             )
         mapping[canonical] = index
     missing = [c for c in REQUIRED_COLUMNS if c not in mapping]
@@ -610,13 +624,14 @@ def _rows(stream: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str
 
 # --- validating a row ------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class _Context:
     today: date
     pathologies: dict[str, str]
     nurse_codes: set[str]
     first_line: dict[str, int] = field(default_factory=dict)
-    index: tuple[int, ...] | None = None     # cell index of each of _FIELDS in this file
+    index: tuple[int, ...] | None = None  # cell index of each of _FIELDS in this file
     _pathologies_cache: dict[str, str] = field(default_factory=dict)
 
     def set_index(self, columns: dict[str, int]) -> tuple[int, ...]:
@@ -645,7 +660,8 @@ def _age_on(birth: date, day: date) -> int:
 
 
 _MISSING = "required value is missing"
-_ABSENT = 1 << 30          # index of a column the file does not have: never < len(cells)
+_ABSENT = 1 << 30  # index of a column the file does not have: never < len(cells)
+# fmt: off
 _FIELDS = (
     "member_id", "last_name", "first_name", "birth_date", "sex", "postal_code", "phone",
     "phone_alt", "city", "pathologies", "tier", "status", "suspended_until", "consent",
@@ -653,6 +669,7 @@ _FIELDS = (
 )
 
 
+# fmt: on
 def _parse_row(
     line: int, cells: list[str], columns: dict[str, int], width: int, ctx: _Context
 ) -> PatientRecord | RowRejection:
@@ -666,8 +683,9 @@ def _parse_row(
     n = len(cells)
     if n > width and any(c.strip() for c in cells[width:]):
         return RowRejection(
-            line, "row", f"{n} cells but the header has {width} (a delimiter in a "
-            "value that is not quoted?)",
+            line,
+            "row",
+            f"{n} cells but the header has {width} (a delimiter in a value that is not quoted?)",
         )
     i = ctx.index if ctx.index is not None else ctx.set_index(columns)
     problems: list[tuple[str, str]] = []
@@ -858,12 +876,14 @@ def _parse_row(
 
     assert member_id is not None and birth is not None and place is not None
     assert phone is not None and pathologies is not None and tier is not None
+    # fmt: off
     return PatientRecord(
         member_id, names[0], names[1], birth, phone, place[0], place[1], place[3],
         pathologies, tier, sex, phone_alt, city, status, suspended_until, consent,
         window[0] if window else None, window[1] if window else None,
         nurse, rpps, physician_name, enrolled_on, line,
     )
+    # fmt: on
 
 
 # Pure parsers of values that repeat across a registry, memoised (bounded; a value
@@ -974,10 +994,10 @@ def _parse_sex(text: str) -> str:
 def _parse_postal_code(text: str) -> str:
     value = re.sub(r"\s+", "", text)
     if re.fullmatch(r"\d{4}", value):
-        value = "0" + value           # Excel dropped the leading zero
+        value = "0" + value  # Excel dropped the leading zero
     if not re.fullmatch(r"\d{5}", value):
         raise _Invalid("not a 5-digit French postal code")
-    if value.startswith("98"):           # Monaco, Pacific territories
+    if value.startswith("98"):  # Monaco, Pacific territories
         raise _Invalid("territory not served by the programme")
     if value.startswith(("96", "99")):
         raise _Invalid("not a French postal code")
@@ -993,8 +1013,9 @@ def _parse_postal_code(text: str) -> str:
 def _parse_status(text: str) -> str:
     status = _STATUSES.get(_key(text).replace("_", ""))
     if status is None:
-        raise _Invalid("unknown status (expected enrolled/suspended/withdrawn/deceased "
-                       "or inscrit/suspendu/sorti/décédé)")
+        raise _Invalid(
+            "unknown status (expected enrolled/suspended/withdrawn/deceased or inscrit/suspendu/sorti/décédé)"
+        )
     return status.value
 
 
@@ -1022,6 +1043,7 @@ def _parse_rpps(text: str) -> str:
 
 
 # --- the import ------------------------------------------------------------------------
+
 
 def import_patients(
     session_factory: SessionFactory,
@@ -1072,8 +1094,17 @@ def import_patients(
         estimated = max(newlines - first_line_no + 1, 1)
         try:
             _import_rows(
-                stream, first_line_no, delimiter, columns, len(header), ctx, session_factory,
-                clock, nurse_ids, summary, batch_size,
+                stream,
+                first_line_no,
+                delimiter,
+                columns,
+                len(header),
+                ctx,
+                session_factory,
+                clock,
+                nurse_ids,
+                summary,
+                batch_size,
                 lambda done: progress(done, max(estimated, done)) if progress else None,
             )
         except BaseException as exc:
@@ -1089,7 +1120,9 @@ def import_patients(
     if progress:
         progress(summary.total, summary.total)
     log.info(
-        "patients.import.done", **counts, ignored_columns=len(summary.ignored_columns),
+        "patients.import.done",
+        **counts,
+        ignored_columns=len(summary.ignored_columns),
         seconds=round(_time.monotonic() - started, 2),
     )
     return summary
@@ -1151,7 +1184,9 @@ def _audit(
     with session_factory() as session:
         session.add(
             AuditEvent(
-                at=clock.now(), actor=actor, action="patients.import",
+                at=clock.now(),
+                actor=actor,
+                action="patients.import",
                 detail=json.dumps(detail, sort_keys=True),
             )
         )
@@ -1188,7 +1223,11 @@ def _store(
         return
     with session_factory() as session:
         result = upsert_patients(
-            session, batch, clock.now(), columns=columns, nurse_ids=nurse_ids,
+            session,
+            batch,
+            clock.now(),
+            columns=columns,
+            nurse_ids=nurse_ids,
             batch_size=len(batch),
         )
         session.commit()

@@ -47,8 +47,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # French social-security number (NIR): 1 75 03 2A 123 456 78
     (
         re.compile(
-            r"(?<![\w+])[12]" + _SEP + r"\d{2}" + _SEP + r"\d{2}" + _SEP + r"(?:\d{2}|2[AB])"
-            + _SEP + r"\d{3}" + _SEP + r"\d{3}" + _SEP + r"\d{2}(?!\d)"
+            r"(?<![\w+])[12]"
+            + _SEP
+            + r"\d{2}"
+            + _SEP
+            + r"\d{2}"
+            + _SEP
+            + r"(?:\d{2}|2[AB])"
+            + _SEP
+            + r"\d{3}"
+            + _SEP
+            + r"\d{3}"
+            + _SEP
+            + r"\d{2}(?!\d)"
         ),
         "[nir]",
     ),
@@ -63,8 +74,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Any other international number: +262 692 12 34 56, +4915112345678
     (re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:" + _SEP + r"\d){6,12}(?!\d)"), "[phone]"),
     # dd/mm/yyyy (also dd.mm.yyyy, dd-mm-yyyy): how birth dates are written in France
-    (re.compile(r"(?<!\d)(?:0?[1-9]|[12]\d|3[01])([/.\-])(?:0?[1-9]|1[0-2])\1(?:19|20)\d{2}(?!\d)"),
-     "[date]"),
+    (
+        re.compile(r"(?<!\d)(?:0?[1-9]|[12]\d|3[01])([/.\-])(?:0?[1-9]|1[0-2])\1(?:19|20)\d{2}(?!\d)"),
+        "[date]",
+    ),
 )
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -89,7 +102,7 @@ def scrub_text(text: str) -> str:
 def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return scrub_text(value)
-    if depth > 8:                                      # pathological nesting: say nothing
+    if depth > 8:  # pathological nesting: say nothing
         return REDACTED
     if isinstance(value, Mapping):
         return {
@@ -108,7 +121,7 @@ def scrub_personal_data(_logger: WrappedLogger, _method: str, event_dict: EventD
     the renderer.  Over-masking is accepted: leaking is not.
     """
     for key, value in list(event_dict.items()):
-        if key.startswith("_"):                        # ProcessorFormatter's _record etc.
+        if key.startswith("_"):  # ProcessorFormatter's _record etc.
             continue
         if is_personal_key(key) and value is not None:
             event_dict[key] = REDACTED
@@ -127,7 +140,7 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
-_HANDLER_NAME = "carecall"   # configuring again replaces our handler, never duplicates it
+_HANDLER_NAME = "carecall"  # configuring again replaces our handler, never duplicates it
 
 
 _CHATTY_LIBRARIES = ("alembic", "apscheduler", "faker")
@@ -151,9 +164,7 @@ def configure_logging(
         raise ValueError(f"log format must be auto, console or json, not {fmt!r}")
     if fmt == "auto":
         fmt = "console" if _is_tty(stream) else "json"
-    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping().get(
-        level.upper()
-    )
+    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
 
@@ -178,7 +189,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,   # text, so the scrubber sees it
+            structlog.processors.format_exc_info,  # text, so the scrubber sees it
             scrub_personal_data,
             renderer,
         ],

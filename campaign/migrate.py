@@ -119,9 +119,7 @@ def check_up_to_date(engine_or_url: Engine | str) -> str:
 def schema_diff(engine_or_url: Engine | str) -> list[Any]:
     """Differences between the database and the model (empty when in sync)."""
     with _engine(engine_or_url) as engine, engine.connect() as conn:
-        ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
-        )
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         return list(compare_metadata(ctx, SQLModel.metadata))
 
 

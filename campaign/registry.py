@@ -65,7 +65,7 @@ class PatientRecord:
     postal_code: str
     departement: str
     timezone: str
-    pathologies: str                       # '|code|code|' (model.pathologies_to_text)
+    pathologies: str  # '|code|code|' (model.pathologies_to_text)
     tier: str
     sex: str | None = None
     phone_alt: str | None = None
@@ -75,11 +75,11 @@ class PatientRecord:
     consent: bool | None = None
     preferred_start: time | None = None
     preferred_end: time | None = None
-    referent_nurse: str | None = None      # nurse code
+    referent_nurse: str | None = None  # nurse code
     physician_rpps: str | None = None
     physician_name: str | None = None
     enrolled_on: date | None = None
-    line: int = 0                          # file line, for rejections
+    line: int = 0  # file line, for rejections
 
 
 @dataclass(slots=True)
@@ -172,9 +172,7 @@ def upsert_physicians(session: Session, physicians: Mapping[str, str | None]) ->
     return ids
 
 
-def _values(
-    rec: PatientRecord, nurse_id: int | None, physician_id: int | None
-) -> dict[str, Any]:
+def _values(rec: PatientRecord, nurse_id: int | None, physician_id: int | None) -> dict[str, Any]:
     return {
         "member_id": rec.member_id,
         "last_name": rec.last_name,
@@ -229,7 +227,7 @@ def upsert_patients(
     unique: list[PatientRecord] = []
     for rec in rows:
         first = first_line.setdefault(rec.member_id, rec.line)
-        if len(first_line) == len(unique):     # member id seen before in this call
+        if len(first_line) == len(unique):  # member id seen before in this call
             result.rejected.append(RowRejection(rec.line, "member_id", f"duplicate of line {first}"))
         else:
             unique.append(rec)
@@ -253,9 +251,7 @@ def _accepted(
         if rec.referent_nurse:
             nurse_id = nurses.get(rec.referent_nurse.upper())
             if nurse_id is None:
-                result.rejected.append(
-                    RowRejection(rec.line, "referent_nurse", "unknown nurse code")
-                )
+                result.rejected.append(RowRejection(rec.line, "referent_nurse", "unknown nurse code"))
                 continue
         accepted.append((rec, nurse_id))
     return accepted
@@ -275,12 +271,14 @@ def _batch_physicians_dict(
 
 # Every attribute an import may set, in staging-table order (PostgreSQL path: the
 # tuple written for each row in _upsert_batch_pg follows this order).
+# fmt: off
 _STAGED = (
     "member_id", "last_name", "first_name", "birth_date", "sex", "phone", "phone_alt",
     "postal_code", "departement", "timezone", "city", "pathologies", "tier", "status",
     "suspended_until", "consent", "preferred_start", "preferred_end", "referent_nurse_id",
     "physician_id", "enrolled_on",
 )
+# fmt: on
 assert set(_STAGED) == {a for attrs in COLUMN_ATTRIBUTES.values() for a in attrs}
 _NEW_PATIENT_DEFAULTS = {"status": f"'{EnrolmentStatus.enrolled.value}'", "consent": "true"}
 
@@ -330,6 +328,7 @@ def _upsert_batch_pg(
     assert raw is not None
     with raw.cursor() as cur:
         doctors = _upsert_physicians_pg(cur, physicians)
+        # fmt: off
         rows = [
             (
                 r.member_id, r.last_name, r.first_name, r.birth_date, r.sex, r.phone,
@@ -340,6 +339,7 @@ def _upsert_batch_pg(
             )
             for r, nurse_id in zip(accepted, nurse_of, strict=True)
         ]
+        # fmt: on
         known = _known_member_ids(cur, [r[0] for r in rows])
         new = [r for r in rows if r[0] not in known] if known else rows
         merge = [r for r in rows if r[0] in known] if known else []
@@ -380,13 +380,13 @@ def _known_member_ids(cur: Any, member_ids: list[str]) -> set[str]:
 
 
 # binary COPY: psycopg dumps each value by its declared type, no text escaping
+# fmt: off
 _STAGED_TYPES = (
     "text", "text", "text", "date", "text", "text", "text", "text", "text", "text", "text",
     "text", "text", "text", "date", "bool", "time", "time", "int4", "int4", "date",
 )
-_PATIENT_COPY = (
-    f"COPY patient ({', '.join(_STAGED)}, flagged_numbers, updated_at) FROM STDIN (FORMAT BINARY)"
-)
+# fmt: on
+_PATIENT_COPY = f"COPY patient ({', '.join(_STAGED)}, flagged_numbers, updated_at) FROM STDIN (FORMAT BINARY)"
 _STATUS = _STAGED.index("status")
 _CONSENT = _STAGED.index("consent")
 _ENROLLED = EnrolmentStatus.enrolled.value
@@ -395,13 +395,16 @@ _ENROLLED = EnrolmentStatus.enrolled.value
 def _copy_new_patients(cur: Any, rows: Sequence[tuple[Any, ...]], now: datetime) -> None:
     """COPY rows of new patients, with the defaults of a blank status and consent."""
     with cur.copy(_PATIENT_COPY) as copy:
-        copy.set_types([*_STAGED_TYPES, "text", "timestamptz"])   # json: its binary form is its text
+        copy.set_types([*_STAGED_TYPES, "text", "timestamptz"])  # json: its binary form is its text
         write = copy.write_row
         for r in rows:
             if r[_STATUS] is None or r[_CONSENT] is None:
                 r = (
-                    *r[:_STATUS], r[_STATUS] or _ENROLLED, *r[_STATUS + 1 : _CONSENT],
-                    True if r[_CONSENT] is None else r[_CONSENT], *r[_CONSENT + 1 :],
+                    *r[:_STATUS],
+                    r[_STATUS] or _ENROLLED,
+                    *r[_STATUS + 1 : _CONSENT],
+                    True if r[_CONSENT] is None else r[_CONSENT],
+                    *r[_CONSENT + 1 :],
                 )
             write((*r, "[]", now))
 
@@ -438,8 +441,7 @@ def _merge_patients(
     compared = [a for a in attributes if a != "member_id"]
     if compared and inserted < len(rows):
         sets = ", ".join(
-            f"{a} = coalesce(s.{a}, p.{a})" if a in _KEEP_WHEN_BLANK else f"{a} = s.{a}"
-            for a in compared
+            f"{a} = coalesce(s.{a}, p.{a})" if a in _KEEP_WHEN_BLANK else f"{a} = s.{a}" for a in compared
         )
         differs = " OR ".join(
             f"(s.{a} IS NOT NULL AND p.{a} IS DISTINCT FROM s.{a})"
@@ -461,9 +463,7 @@ def _upsert_physicians_pg(cur: Any, physicians: Mapping[str, str | None]) -> dic
     """upsert_physicians with array parameters (a batch names thousands of physicians)."""
     if not physicians:
         return {}
-    cur.execute(
-        "SELECT rpps, id, name FROM physician WHERE rpps = ANY(%s)", (list(physicians),)
-    )
+    cur.execute("SELECT rpps, id, name FROM physician WHERE rpps = ANY(%s)", (list(physicians),))
     ids: dict[str, int] = {}
     renamed: list[tuple[int, str]] = []
     for rpps, pid, known_name in cur.fetchall():

@@ -37,7 +37,7 @@ class DialHistory:
 
     in_call: bool = False
     last_dial_at: datetime | None = None
-    dials_on_day: int = 0          # on the local day being asked about
+    dials_on_day: int = 0  # on the local day being asked about
 
 
 class Reason(StrEnum):
@@ -61,7 +61,7 @@ class Decision:
     allowed: bool
     reason: Reason
     detail: str
-    retry_at: datetime | None = None   # earliest instant the answer may change; None: never
+    retry_at: datetime | None = None  # earliest instant the answer may change; None: never
 
 
 def may_dial(
@@ -152,9 +152,9 @@ def _next_day_open(at: datetime, place: cal.Place, policy: Policy) -> datetime |
 
 @dataclass(frozen=True, slots=True)
 class TaskState:
-    attempts: int                  # attempts made, including the one just ended
+    attempts: int  # attempts made, including the one just ended
     deadline: datetime
-    attempt_starts: tuple[datetime, ...] = ()   # earlier attempts' start times (UTC)
+    attempt_starts: tuple[datetime, ...] = ()  # earlier attempts' start times (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +242,13 @@ def after_attempt(
 class NextContact:
     """What an outcome changes. The caller applies it in one transaction."""
 
-    task_status: TaskStatus | None             # new status of the task; None: stays pending
-    next_contact_on: date | None               # patient's next regular contact
-    callback_at: datetime | None = None        # a callback task to create, with that nurse
+    task_status: TaskStatus | None  # new status of the task; None: stays pending
+    next_contact_on: date | None  # patient's next regular contact
+    callback_at: datetime | None = None  # a callback task to create, with that nurse
     callback_nurse_id: int | None = None
-    retry_at: datetime | None = None           # the same task, on another number
+    retry_at: datetime | None = None  # the same task, on another number
     flag_number: bool = False
-    withdraw: bool = False                     # opt-out: stop everything now
+    withdraw: bool = False  # opt-out: stop everything now
     message_physician: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -297,9 +297,7 @@ def next_contact(
             earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
             slot = cal.next_open(earliest, patient.place, policy.calling_hours)
             if slot and (task_deadline is None or slot[0] < task_deadline):
-                return NextContact(
-                    None, patient.next_contact_on, retry_at=slot[0], flag_number=True
-                )
+                return NextContact(None, patient.next_contact_on, retry_at=slot[0], flag_number=True)
         return NextContact(
             TaskStatus.unreachable,
             patient.next_contact_on,
@@ -307,4 +305,3 @@ def next_contact(
             notes=["no valid number left: the patient's file needs a new number"],
         )
     raise ValueError(f"unknown outcome {outcome!r}")
-

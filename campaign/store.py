@@ -356,11 +356,23 @@ def insert_tasks(session: Session, rows: Iterable[dict[str, Any]]) -> int:
 # binary COPY: psycopg dumps each value by the column's type (a naive datetime is refused,
 # as UTCDateTime refuses it on the INSERT path)
 _TASK_COPY_TYPES = {
-    "wave_id": "int4", "patient_id": "int4", "kind": "text", "status": "text", "tier": "text",
-    "priority": "int4", "planned_day": "date", "not_before": "timestamptz",
-    "deadline": "timestamptz", "assigned_nurse_id": "int4", "theme_code": "text",
-    "attempts": "int4", "claimed_by": "text", "lease_until": "timestamptz",
-    "created_at": "timestamptz", "closed_at": "timestamptz", "close_reason": "text",
+    "wave_id": "int4",
+    "patient_id": "int4",
+    "kind": "text",
+    "status": "text",
+    "tier": "text",
+    "priority": "int4",
+    "planned_day": "date",
+    "not_before": "timestamptz",
+    "deadline": "timestamptz",
+    "assigned_nurse_id": "int4",
+    "theme_code": "text",
+    "attempts": "int4",
+    "claimed_by": "text",
+    "lease_until": "timestamptz",
+    "created_at": "timestamptz",
+    "closed_at": "timestamptz",
+    "close_reason": "text",
 }
 assert set(_TASK_COPY_TYPES) == {c.name for c in TASK.columns} - {"id"}
 _TASK_DEFAULTS = {
@@ -543,14 +555,11 @@ def claim_tasks(
         return [], {}
     if session.get_bind().dialect.name == "postgresql":
         return _claim_tasks_pg(session, task_ids, worker, now, lease)
-    free = (
-        select(TASK.c.id)
-        .where(
-            TASK.c.id.in_(list(task_ids)),
-            TASK.c.status == TaskStatus.pending,
-            TASK.c.not_before <= now,
-            DIALABLE_WAVE,
-        )
+    free = select(TASK.c.id).where(
+        TASK.c.id.in_(list(task_ids)),
+        TASK.c.status == TaskStatus.pending,
+        TASK.c.not_before <= now,
+        DIALABLE_WAVE,
     )
     claimed = session.execute(
         update(TASK)

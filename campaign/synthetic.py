@@ -22,51 +22,113 @@ from campaign.model import Nurse
 
 FICTION_PREFIXES: tuple[str, ...] = ("0199 00", "0261 91", "0353 01", "0465 71", "0536 49")
 FICTION_E164_PREFIXES: tuple[str, ...] = (
-    "+3319900", "+3326191", "+3335301", "+3346571", "+3353649",
+    "+3319900",
+    "+3326191",
+    "+3335301",
+    "+3346571",
+    "+3353649",
 )
-INVALID_FICTION_PREFIX = "06 39 98"   # reserved for fiction, refused by phonenumbers
+INVALID_FICTION_PREFIX = "06 39 98"  # reserved for fiction, refused by phonenumbers
 
 HEADER: tuple[str, ...] = (
-    "numéro_adhérent", "nom", "prénom", "date_naissance", "sexe", "téléphone",
-    "téléphone_2", "code_postal", "ville", "pathologies", "niveau_risque", "statut",
-    "suspendu_jusqu_au", "consentement", "créneau", "infirmier_referent", "rpps", "médecin",
+    "numéro_adhérent",
+    "nom",
+    "prénom",
+    "date_naissance",
+    "sexe",
+    "téléphone",
+    "téléphone_2",
+    "code_postal",
+    "ville",
+    "pathologies",
+    "niveau_risque",
+    "statut",
+    "suspendu_jusqu_au",
+    "consentement",
+    "créneau",
+    "infirmier_referent",
+    "rpps",
+    "médecin",
     "date_inscription",
 )
 
 # Real (postal code, commune) pairs, weighted towards big towns. Alsace-Moselle and
 # Corsica are there on purpose: they have their own holidays or départements.
 _METROPOLE: tuple[tuple[str, str, int], ...] = (
-    ("75011", "Paris", 8), ("75015", "Paris", 8), ("75018", "Paris", 6),
-    ("13001", "Marseille", 6), ("69003", "Lyon", 6), ("31000", "Toulouse", 5),
-    ("06000", "Nice", 4), ("44000", "Nantes", 4), ("33000", "Bordeaux", 4),
-    ("59000", "Lille", 4), ("35000", "Rennes", 3), ("34000", "Montpellier", 3),
-    ("21000", "Dijon", 2), ("87000", "Limoges", 2), ("63000", "Clermont-Ferrand", 2),
-    ("29200", "Brest", 2), ("76000", "Rouen", 2), ("51100", "Reims", 2),
-    ("37000", "Tours", 2), ("45000", "Orléans", 2), ("80000", "Amiens", 2),
-    ("25000", "Besançon", 2), ("86000", "Poitiers", 2), ("64000", "Pau", 2),
-    ("66000", "Perpignan", 2), ("38000", "Grenoble", 3), ("42000", "Saint-Étienne", 2),
-    ("49000", "Angers", 2), ("72000", "Le Mans", 2), ("14000", "Caen", 2),
-    ("54000", "Nancy", 2), ("01000", "Bourg-en-Bresse", 2), ("02100", "Saint-Quentin", 1),
-    ("03100", "Montluçon", 1), ("05000", "Gap", 1), ("07000", "Privas", 1),
-    ("08000", "Charleville-Mézières", 1), ("09000", "Foix", 1), ("20000", "Ajaccio", 1),
-    ("20200", "Bastia", 1), ("93200", "Saint-Denis", 3), ("94000", "Créteil", 3),
-    ("92100", "Boulogne-Billancourt", 3), ("57000", "Metz", 1), ("57100", "Thionville", 1),
-    ("67000", "Strasbourg", 2), ("68100", "Mulhouse", 1), ("68000", "Colmar", 1),
+    ("75011", "Paris", 8),
+    ("75015", "Paris", 8),
+    ("75018", "Paris", 6),
+    ("13001", "Marseille", 6),
+    ("69003", "Lyon", 6),
+    ("31000", "Toulouse", 5),
+    ("06000", "Nice", 4),
+    ("44000", "Nantes", 4),
+    ("33000", "Bordeaux", 4),
+    ("59000", "Lille", 4),
+    ("35000", "Rennes", 3),
+    ("34000", "Montpellier", 3),
+    ("21000", "Dijon", 2),
+    ("87000", "Limoges", 2),
+    ("63000", "Clermont-Ferrand", 2),
+    ("29200", "Brest", 2),
+    ("76000", "Rouen", 2),
+    ("51100", "Reims", 2),
+    ("37000", "Tours", 2),
+    ("45000", "Orléans", 2),
+    ("80000", "Amiens", 2),
+    ("25000", "Besançon", 2),
+    ("86000", "Poitiers", 2),
+    ("64000", "Pau", 2),
+    ("66000", "Perpignan", 2),
+    ("38000", "Grenoble", 3),
+    ("42000", "Saint-Étienne", 2),
+    ("49000", "Angers", 2),
+    ("72000", "Le Mans", 2),
+    ("14000", "Caen", 2),
+    ("54000", "Nancy", 2),
+    ("01000", "Bourg-en-Bresse", 2),
+    ("02100", "Saint-Quentin", 1),
+    ("03100", "Montluçon", 1),
+    ("05000", "Gap", 1),
+    ("07000", "Privas", 1),
+    ("08000", "Charleville-Mézières", 1),
+    ("09000", "Foix", 1),
+    ("20000", "Ajaccio", 1),
+    ("20200", "Bastia", 1),
+    ("93200", "Saint-Denis", 3),
+    ("94000", "Créteil", 3),
+    ("92100", "Boulogne-Billancourt", 3),
+    ("57000", "Metz", 1),
+    ("57100", "Thionville", 1),
+    ("67000", "Strasbourg", 2),
+    ("68100", "Mulhouse", 1),
+    ("68000", "Colmar", 1),
 )
 _OVERSEAS: tuple[tuple[str, str], ...] = (
-    ("97110", "Pointe-à-Pitre"), ("97139", "Les Abymes"), ("97100", "Basse-Terre"),
-    ("97200", "Fort-de-France"), ("97232", "Le Lamentin"),
-    ("97300", "Cayenne"), ("97310", "Kourou"),
-    ("97400", "Saint-Denis"), ("97410", "Saint-Pierre"), ("97460", "Saint-Paul"),
+    ("97110", "Pointe-à-Pitre"),
+    ("97139", "Les Abymes"),
+    ("97100", "Basse-Terre"),
+    ("97200", "Fort-de-France"),
+    ("97232", "Le Lamentin"),
+    ("97300", "Cayenne"),
+    ("97310", "Kourou"),
+    ("97400", "Saint-Denis"),
+    ("97410", "Saint-Pierre"),
+    ("97460", "Saint-Paul"),
     ("97430", "Le Tampon"),
-    ("97600", "Mamoudzou"), ("97615", "Pamandzi"),
+    ("97600", "Mamoudzou"),
+    ("97615", "Pamandzi"),
 )
 OVERSEAS_SHARE = 0.03
 
 # Pathology weights (share of patients having it); a quarter of patients have two.
 _PATHOLOGIES: tuple[tuple[str, float], ...] = (
-    ("diabetes", 0.55), ("coronary", 0.20), ("heart_failure", 0.12), ("copd", 0.12),
-    ("ckd", 0.10), ("asthma", 0.08),
+    ("diabetes", 0.55),
+    ("coronary", 0.20),
+    ("heart_failure", 0.12),
+    ("copd", 0.12),
+    ("ckd", 0.10),
+    ("asthma", 0.08),
 )
 _LABELS: dict[str, tuple[str, ...]] = {
     "diabetes": ("diabetes", "Diabète", "diabète", "DT2"),
@@ -86,7 +148,13 @@ _TIER_WORDS = {
     "high": ("high", "élevé", "fort", "3"),
 }
 _WINDOWS = (
-    "14:00-17:00", "14h-17h", "9h-12h", "10h30-12h", "17h-19h", "09:00-11:30", "14h30-17h",
+    "14:00-17:00",
+    "14h-17h",
+    "9h-12h",
+    "10h30-12h",
+    "17h-19h",
+    "09:00-11:30",
+    "14h30-17h",
 )
 # How people type a number: national digits d = '0199001234'.
 _PHONE_FORMATS = (
@@ -150,12 +218,8 @@ def generate_patients_csv(
     fake = Faker("fr_FR")
     fake.seed_instance(seed)
     n_physicians = physicians if physicians is not None else max(1, round(n / 150))
-    doctor_rpps = [
-        f"10{x:09d}" for x in rng.sample(range(10**9), n_physicians)
-    ]
-    doctors = [
-        (rpps, f"Dr {fake.first_name()} {fake.last_name()}") for rpps in doctor_rpps
-    ]
+    doctor_rpps = [f"10{x:09d}" for x in rng.sample(range(10**9), n_physicians)]
+    doctors = [(rpps, f"Dr {fake.first_name()} {fake.last_name()}") for rpps in doctor_rpps]
     member_numbers = rng.sample(range(10**9), n)
     phone_order = rng.sample(range(FICTION_NUMBERS), min(n, FICTION_NUMBERS))
     metro_weights = [w for _, _, w in _METROPOLE]
@@ -179,7 +243,7 @@ def generate_patients_csv(
             else:
                 postal, city, _ = rng.choices(_METROPOLE, weights=metro_weights)[0]
                 if postal.startswith("0") and rng.random() < 0.5:
-                    postal = postal[1:]          # as Excel writes it
+                    postal = postal[1:]  # as Excel writes it
 
             index = phone_order[i] if i < len(phone_order) else rng.randrange(FICTION_NUMBERS)
             phone = _typed(rng, fiction_number(index))
@@ -210,12 +274,29 @@ def generate_patients_csv(
             rpps, doctor = rng.choice(doctors)
             enrolled = reference_date - timedelta(days=rng.randint(0, 3 * 365))
 
-            writer.writerow((
-                f"{member_numbers[i]:09d}A", last, first, birth.strftime("%d/%m/%Y"), sex,
-                phone, phone_alt, postal, city, pathologies, rng.choice(_TIER_WORDS[tier]),
-                status, suspended_until, consent, window, nurse, rpps, doctor,
-                enrolled.strftime("%d/%m/%Y"),
-            ))
+            writer.writerow(
+                (
+                    f"{member_numbers[i]:09d}A",
+                    last,
+                    first,
+                    birth.strftime("%d/%m/%Y"),
+                    sex,
+                    phone,
+                    phone_alt,
+                    postal,
+                    city,
+                    pathologies,
+                    rng.choice(_TIER_WORDS[tier]),
+                    status,
+                    suspended_until,
+                    consent,
+                    window,
+                    nurse,
+                    rpps,
+                    doctor,
+                    enrolled.strftime("%d/%m/%Y"),
+                )
+            )
     return out
 
 
@@ -253,13 +334,12 @@ def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
         if n >= 2 and i == 1:
             pattern = "late"
         shifts: list[dict[str, Any]] = []
-        part_time_off = 2 if rng.random() < 0.2 else None        # Wednesday off
+        part_time_off = 2 if rng.random() < 0.2 else None  # Wednesday off
         for weekday in range(5):
             if weekday == part_time_off:
                 continue
             shifts.extend(
-                {"weekday": weekday, "start": start, "end": end}
-                for start, end in _SHIFT_PATTERNS[pattern]
+                {"weekday": weekday, "start": start, "end": end} for start, end in _SHIFT_PATTERNS[pattern]
             )
         if rng.random() < 0.25:
             shifts.append({"weekday": 5, "start": _SATURDAY[0], "end": _SATURDAY[1]})

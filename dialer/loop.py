@@ -61,6 +61,7 @@ class _Sweep:
     read: int = 0
     seen: set[int] = field(default_factory=set)
 
+
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
 # pages a top-up may read at once: a busy process takes more than one page of its own tasks
 # between two top-ups (about half of a page is another share's)
@@ -114,7 +115,12 @@ class Dialer:
         self._tail: tuple[datetime, int] | None = None  # (not_before, id) of the last due task held
         self._skills_cache: dict[tuple[str, str | None], frozenset[str]] = {}
         self.stats = {
-            "claims": 0, "lost_claims": 0, "refused_by_rules": 0, "dials": 0, "flushes": 0, "pruned": 0
+            "claims": 0,
+            "lost_claims": 0,
+            "refused_by_rules": 0,
+            "dials": 0,
+            "flushes": 0,
+            "pruned": 0,
         }
 
     # ------------------------------------------------------------ lifecycle

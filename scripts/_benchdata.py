@@ -69,14 +69,53 @@ def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
 
 
 _PATIENT_COLUMNS = (
-    "member_id", "first_name", "last_name", "birth_date", "sex", "phone", "phone_alt",
-    "flagged_numbers", "postal_code", "city", "departement", "timezone", "pathologies", "tier",
-    "status", "suspended_until", "consent", "enrolled_on", "preferred_start", "preferred_end",
-    "referent_nurse_id", "next_contact_on", "updated_at",
+    "member_id",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "sex",
+    "phone",
+    "phone_alt",
+    "flagged_numbers",
+    "postal_code",
+    "city",
+    "departement",
+    "timezone",
+    "pathologies",
+    "tier",
+    "status",
+    "suspended_until",
+    "consent",
+    "enrolled_on",
+    "preferred_start",
+    "preferred_end",
+    "referent_nurse_id",
+    "next_contact_on",
+    "updated_at",
 )
 _PATIENT_TYPES = (
-    "text", "text", "text", "date", "text", "text", "text", "text", "text", "text", "text",
-    "text", "text", "text", "text", "date", "bool", "date", "time", "time", "int4", "date",
+    "text",
+    "text",
+    "text",
+    "date",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "date",
+    "bool",
+    "date",
+    "time",
+    "time",
+    "int4",
+    "date",
     "timestamptz",
 )
 
@@ -108,9 +147,7 @@ def bulk_load_patients(
     places: dict[str, tuple[str, str]] = {}
     started = time.perf_counter()
     with psycopg.connect(libpq_conninfo(url)) as conn, conn.cursor() as cur:
-        with cur.copy(
-            f"COPY patient ({', '.join(_PATIENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
+        with cur.copy(f"COPY patient ({', '.join(_PATIENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(list(_PATIENT_TYPES))
             for i in range(n):
                 if overseas and rng.random() < OVERSEAS_SHARE:
@@ -138,29 +175,51 @@ def bulk_load_patients(
                     elif roll < 0.03:
                         status = "withdrawn"
                     consent = rng.random() >= 0.01
-                window = (
-                    rng.choice(choices) if windows and rng.random() < 0.15 else (None, None)
-                )
+                window = rng.choice(choices) if windows and rng.random() < 0.15 else (None, None)
                 referents = senior_ids if tier == "high" else nurse_ids
                 referent = rng.choice(referents) if referents and rng.random() < 0.6 else None
                 nxt = (
-                    date.fromordinal(today.toordinal() + rng.randint(-60, 60))
-                    if rng.random() < 0.7 else None
+                    date.fromordinal(today.toordinal() + rng.randint(-60, 60)) if rng.random() < 0.7 else None
                 )
                 digits = fiction_number(i % FICTION_NUMBERS)
-                copy.write_row((
-                    f"B{i:09d}", "Prénom", "Nom", date(1940 + i % 50, 1 + i % 12, 1 + i % 28),
-                    "F" if i % 2 else "M", "+33" + digits[1:], None, "[]", postal, city,
-                    place[0], place[1], pathologies_to_text(codes), tier, status,
-                    suspended_until, consent, date(2024, 1, 1), window[0], window[1], referent,
-                    nxt, now,
-                ))
+                copy.write_row(
+                    (
+                        f"B{i:09d}",
+                        "Prénom",
+                        "Nom",
+                        date(1940 + i % 50, 1 + i % 12, 1 + i % 28),
+                        "F" if i % 2 else "M",
+                        "+33" + digits[1:],
+                        None,
+                        "[]",
+                        postal,
+                        city,
+                        place[0],
+                        place[1],
+                        pathologies_to_text(codes),
+                        tier,
+                        status,
+                        suspended_until,
+                        consent,
+                        date(2024, 1, 1),
+                        window[0],
+                        window[1],
+                        referent,
+                        nxt,
+                        now,
+                    )
+                )
         conn.commit()
     return {"rows": n, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def copy_floor(url: str, table: str, columns: Sequence[str], work: Path,
-               prepare: Callable[[psycopg.Connection[Any]], None] | None = None) -> dict[str, Any]:
+def copy_floor(
+    url: str,
+    table: str,
+    columns: Sequence[str],
+    work: Path,
+    prepare: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> dict[str, Any]:
     """The floor of writing a table's current rows: COPY them out, empty the table, COPY them in (timed).
 
     Done in text and in binary format; `floor_s` is the faster of the two, so a
@@ -198,8 +257,11 @@ def copy_floor(url: str, table: str, columns: Sequence[str], work: Path,
                     copy.write(block)
             conn.commit()
             seconds = time.perf_counter() - started
-            out[fmt] = {"seconds": round(seconds, 2), "bytes": dump.stat().st_size,
-                        "rows_per_s": round(rows / seconds) if seconds else None}
+            out[fmt] = {
+                "seconds": round(seconds, 2),
+                "bytes": dump.stat().st_size,
+                "rows_per_s": round(rows / seconds) if seconds else None,
+            }
             dump.unlink()
     out["floor_s"] = min(out["text"]["seconds"], out["binary"]["seconds"])
     return out

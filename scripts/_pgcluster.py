@@ -58,18 +58,18 @@ BENCH_DB = "carecall_bench"
 # 24 GiB of RAM, 2 cores, 250 nurse loops + a floor run + admin connections.
 SERVER_SETTINGS: dict[str, str] = {
     "max_connections": "400",
-    "shared_buffers": "4GB",           # ~1/6 of RAM: the whole 1M-patient working set fits
+    "shared_buffers": "4GB",  # ~1/6 of RAM: the whole 1M-patient working set fits
     "effective_cache_size": "12GB",
     "work_mem": "32MB",
     "maintenance_work_mem": "1GB",
-    "max_wal_size": "16GB",            # no checkpoint storm in the middle of a bulk load
+    "max_wal_size": "16GB",  # no checkpoint storm in the middle of a bulk load
     "checkpoint_timeout": "30min",
     "wal_buffers": "64MB",
     "max_locks_per_transaction": "128",
     "max_worker_processes": "4",
     "max_parallel_workers_per_gather": "1",
     "random_page_cost": "1.1",
-    "jit": "off",                      # JIT compile time dominates short OLTP queries
+    "jit": "off",  # JIT compile time dominates short OLTP queries
     "log_min_messages": "warning",
 }
 
@@ -122,7 +122,12 @@ class PgCluster:
         if self.user is not None:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         return subprocess.run(
-            cmd, cwd=self.root, capture_output=True, text=True, check=False, timeout=timeout,
+            cmd,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
             # own process group: a Ctrl-C in the terminal reaches us, not the server,
             # so the server is stopped in order by stop() rather than killed mid-way
@@ -139,8 +144,16 @@ class PgCluster:
     def start(self) -> None:
         self._check(
             self._run(
-                "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
-                "--no-locale", "-E", "UTF8", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "--no-sync",
             ),
             "initdb",
         )
@@ -149,12 +162,21 @@ class PgCluster:
             for key, value in settings.items():
                 conf.write(f"{key} = '{value}'\n")
         last: Exception | None = None
-        for _ in range(5):                 # the free port may be taken between probe and bind
+        for _ in range(5):  # the free port may be taken between probe and bind
             self.port = _free_port()
             opts = f"-h 127.0.0.1 -p {self.port} -k {self.root}"
             proc = self._run(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "120",
-                "-o", opts, "start",
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                opts,
+                "start",
             )
             try:
                 self._check(proc, "start")
@@ -179,8 +201,12 @@ def libpq_conninfo(url: str) -> str:
     """A SQLAlchemy URL ("postgresql+psycopg://…") as a libpq conninfo for psycopg.connect."""
     u = make_url(url)
     parts = {
-        "host": u.host, "port": u.port, "user": u.username, "password": u.password,
-        "dbname": u.database, **{k: v for k, v in u.query.items() if isinstance(v, str)},
+        "host": u.host,
+        "port": u.port,
+        "user": u.username,
+        "password": u.password,
+        "dbname": u.database,
+        **{k: v for k, v in u.query.items() if isinstance(v, str)},
     }
     return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v is not None})
 
@@ -188,8 +214,14 @@ def libpq_conninfo(url: str) -> str:
 def server_settings(url: str) -> dict[str, Any]:
     """The settings the JSON reports, read back from the server itself."""
     names = (
-        "server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level",
-        "shared_buffers", "max_connections", "work_mem",
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "wal_level",
+        "shared_buffers",
+        "max_connections",
+        "work_mem",
     )
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         return {
@@ -223,7 +255,7 @@ class _Cleanup:
         # SIGINT keeps Python's default: KeyboardInterrupt unwinds through `finally`.
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)     # unwinds `finally` blocks, then atexit
+        raise SystemExit(128 + signum)  # unwinds `finally` blocks, then atexit
 
     def run(self) -> None:
         while self.actions:
@@ -243,7 +275,8 @@ def add_database_arguments(ap: argparse.ArgumentParser) -> None:
         "(postgresql+psycopg://user@host:port/db); a fresh database is created there and dropped after",
     )
     ap.add_argument(
-        "--pg-fsync", action="store_true",
+        "--pg-fsync",
+        action="store_true",
         help="throwaway cluster only: keep fsync on (default off, reported in the JSON)",
     )
 

@@ -76,8 +76,8 @@ from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer, LiveCall
 from dialer.serve import collect_between_flushes, dialer_engine, settle_gc
 
-DAY = date(2027, 1, 12)            # a Tuesday, no holiday anywhere in metropolitan France
-AT = dtime(10, 0)                  # Paris
+DAY = date(2027, 1, 12)  # a Tuesday, no holiday anywhere in metropolitan France
+AT = dtime(10, 0)  # Paris
 TARGET_CLAIMS_PER_S = 1000
 TARGET_P99_MS = 25.0
 SWEEP_EVERY_CLAIMS = 20_000  # the dialer sweeps the due tasks (50,000 at most, by pages) this often
@@ -120,19 +120,40 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
         ids = [n.id for n in staff if n.id is not None]
         seniors = [n.id for n in staff if n.id is not None and n.level == "senior"]
     loaded = bulk_load_patients(
-        url, tasks, nurse_ids=ids, senior_ids=seniors, today=DAY, now=now, seed=seed,
-        overseas=False, all_enrolled=True, windows=False,
+        url,
+        tasks,
+        nurse_ids=ids,
+        senior_ids=seniors,
+        today=DAY,
+        now=now,
+        seed=seed,
+        overseas=False,
+        all_enrolled=True,
+        windows=False,
     )
     services.sync_themes(ctx)
     with ctx.sessions() as s:
-        mailing = Mailing(theme_code="adherence", segment="all", sent_on=DAY - timedelta(days=7),
-                          arrives_on=DAY, recipients=tasks, created_at=now)
+        mailing = Mailing(
+            theme_code="adherence",
+            segment="all",
+            sent_on=DAY - timedelta(days=7),
+            arrives_on=DAY,
+            recipients=tasks,
+            created_at=now,
+        )
         s.add(mailing)
         s.flush()
         assert mailing.id is not None
-        wave = Wave(mailing_id=mailing.id, status=WaveStatus.running, plan_after=now,
-                    window_start=DAY, window_end=DAY + timedelta(days=28),
-                    deadline=now + timedelta(days=30), launched_at=now, planned_at=now)
+        wave = Wave(
+            mailing_id=mailing.id,
+            status=WaveStatus.running,
+            plan_after=now,
+            window_start=DAY,
+            window_end=DAY + timedelta(days=28),
+            deadline=now + timedelta(days=30),
+            launched_at=now,
+            planned_at=now,
+        )
         s.add(wave)
         s.commit()
         wave_id = wave.id
@@ -145,8 +166,13 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
             "CASE p.tier WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END, %(day)s, "
             "%(due)s - (p.id %% 600) * interval '1 second', %(deadline)s, 'adherence', 0, %(now)s "
             "FROM patient p ORDER BY p.id",
-            {"wave": wave_id, "day": DAY, "due": now - timedelta(minutes=1),
-             "deadline": now + timedelta(days=29), "now": now},
+            {
+                "wave": wave_id,
+                "day": DAY,
+                "due": now - timedelta(minutes=1),
+                "deadline": now + timedelta(days=29),
+                "now": now,
+            },
         )
         conn.commit()
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
@@ -202,16 +228,15 @@ def bench_policy() -> Policy:
     while she is busy. Routing still offers each nurse her own patients first.
     """
     policy = load_policy()
-    return policy.model_copy(
-        update={"dialer": policy.dialer.model_copy(update={"referent_wait_minutes": 0})}
-    )
+    return policy.model_copy(update={"dialer": policy.dialer.model_copy(update={"referent_wait_minutes": 0})})
 
 
-def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int, int],
-               start_at: float) -> dict[str, Any]:
+def run_dialer(
+    url: str, nurse_ids: list[int], seconds: float, share: tuple[int, int], start_at: float
+) -> dict[str, Any]:
     """One dialer process with its share of the nurses, flushed in a tight loop for `seconds`."""
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
-    engine = dialer_engine(url)   # as `serve` makes it
+    engine = dialer_engine(url)  # as `serve` makes it
     ctx = services.Context(session_factory(engine), bench_policy(), clock)
     lines = InstantLines(clock)
     waits: list[float] = []
@@ -221,12 +246,20 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
         dialer.hangup(nurse_id)
         dialer.submit_outcome(nurse_id, OutcomeCode.reached)
 
-    dialer = Dialer(ctx, lines, f"bench-{share[0]}", None, on_connected=connected, deferred=True,
-                    on_claim_wait=lambda _n, s: waits.append(s), share=share)
+    dialer = Dialer(
+        ctx,
+        lines,
+        f"bench-{share[0]}",
+        None,
+        on_connected=connected,
+        deferred=True,
+        on_claim_wait=lambda _n, s: waits.append(s),
+        share=share,
+    )
     dialer.start(nurse_ids=set(nurse_ids))
     dialer.tick()
-    settle_gc()   # as `serve` does
-    while time.time() < start_at:   # every process starts at the same instant
+    settle_gc()  # as `serve` does
+    while time.time() < start_at:  # every process starts at the same instant
         time.sleep(0.001)
     for n in nurse_ids:
         dialer.nurse_ready(n)
@@ -262,12 +295,12 @@ def run_dialer(url: str, nurse_ids: list[int], seconds: float, share: tuple[int,
             refresh_steps.append(time.perf_counter() - t)
             refresh_s += refresh_steps[-1]
         dialer.flush()
-        collect_between_flushes()   # as `serve` does
+        collect_between_flushes()  # as `serve` does
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     gc.callbacks.remove(on_gc)
     claims = dialer.stats["claims"]
-    dialer.flush()   # what the nurses said is stored before the process ends
+    dialer.flush()  # what the nurses said is stored before the process ends
     engine.dispose()
     return {
         "elapsed_s": elapsed,
@@ -296,8 +329,9 @@ FLOOR_CLAIM = (
 )
 
 
-def run_floor(url: str, loops: int, seconds: float, share: tuple[int, int],
-              start_at: float) -> dict[str, Any]:
+def run_floor(
+    url: str, loops: int, seconds: float, share: tuple[int, int], start_at: float
+) -> dict[str, Any]:
     """`loops` threads, each on its own autocommit connection, claiming with the bare statement."""
     now = cal.at_local(DAY, AT, "Europe/Paris")
     conninfo = libpq_conninfo(url)
@@ -355,12 +389,13 @@ def _child(target: Callable[..., dict[str, Any]], args: tuple[Any, ...], out: An
     out.put(target(*args))
 
 
-def run_in_processes(target: Callable[..., dict[str, Any]], processes: int,
-                     make_args: Callable[[int, float], tuple[Any, ...]]) -> dict[str, Any]:
+def run_in_processes(
+    target: Callable[..., dict[str, Any]], processes: int, make_args: Callable[[int, float], tuple[Any, ...]]
+) -> dict[str, Any]:
     """One part per process, all starting at the same instant; the figures merged."""
     mp = multiprocessing.get_context("spawn")
     out = mp.Queue()
-    start_at = time.time() + 15 + 2 * processes   # time for every process to connect and load its queue
+    start_at = time.time() + 15 + 2 * processes  # time for every process to connect and load its queue
     procs = [mp.Process(target=_child, args=(target, make_args(i, start_at), out)) for i in range(processes)]
     for p in procs:
         p.start()
@@ -391,15 +426,17 @@ def run_in_processes(target: Callable[..., dict[str, Any]], processes: int,
 def database_checks(url: str, wave_id: int) -> dict[str, int]:
     """Double claims as the database sees them after the run."""
     queries = {
-        "tasks_with_more_than_one_attempt":
-            "SELECT count(*) FROM (SELECT task_id FROM call_attempt GROUP BY task_id "
-            "HAVING count(*) > 1) x",
-        "patients_dialed_more_than_once":
+        "tasks_with_more_than_one_attempt": (
+            "SELECT count(*) FROM (SELECT task_id FROM call_attempt GROUP BY task_id HAVING count(*) > 1) x"
+        ),
+        "patients_dialed_more_than_once": (
             "SELECT count(*) FROM (SELECT patient_id FROM call_attempt GROUP BY patient_id "
-            "HAVING count(*) > 1) x",
-        "patients_with_two_attempts_in_flight":
+            "HAVING count(*) > 1) x"
+        ),
+        "patients_with_two_attempts_in_flight": (
             "SELECT count(*) FROM (SELECT patient_id FROM call_attempt WHERE state = 'in_flight' "
-            "GROUP BY patient_id HAVING count(*) > 1) x",
+            "GROUP BY patient_id HAVING count(*) > 1) x"
+        ),
         "attempts": "SELECT count(*) FROM call_attempt",
         "attempts_in_flight_at_the_end": "SELECT count(*) FROM call_attempt WHERE state = 'in_flight'",
         "tasks_in_progress_at_the_end": "SELECT count(*) FROM call_task WHERE status = 'in_progress'",
@@ -461,19 +498,24 @@ def main() -> int:
         figures["queue_refresh_s"] = round(run["queue_refresh_s"], 2)
         steps_ms = [x * 1000 for x in run["queue_refresh_steps"]]
         figures["queue_refresh_step_ms"] = {
-            "count": len(steps_ms), "p50": round(percentile(steps_ms, 50) or 0, 2),
-            "p99": round(percentile(steps_ms, 99) or 0, 2), "max": round(max(steps_ms, default=0), 2),
+            "count": len(steps_ms),
+            "p50": round(percentile(steps_ms, 50) or 0, 2),
+            "p99": round(percentile(steps_ms, 99) or 0, 2),
+            "max": round(max(steps_ms, default=0), 2),
         }
         figures["pruned_from_queue"] = run["pruned"]
         gc_ms = [x * 1000 for x in run["gc_pauses"]]
         figures["gc_pause_ms"] = {
-            "count": len(gc_ms), "total": round(sum(gc_ms), 1), "p99": round(percentile(gc_ms, 99) or 0, 2),
+            "count": len(gc_ms),
+            "total": round(sum(gc_ms), 1),
+            "p99": round(percentile(gc_ms, 99) or 0, 2),
             "max": round(max(gc_ms, default=0), 2),
         }
         checks = database_checks(db.url, setup["wave_id"])
         figures["database_checks"] = checks
         figures["double_claims"] = (
-            checks["tasks_with_more_than_one_attempt"] + checks["patients_dialed_more_than_once"]
+            checks["tasks_with_more_than_one_attempt"]
+            + checks["patients_dialed_more_than_once"]
             + checks["patients_with_two_attempts_in_flight"]
         )
         figures["load_average_before_after"] = [load_before, load_average()]
@@ -503,7 +545,8 @@ def main() -> int:
         c["ratios_to_floor"] = {
             "claims_per_s": round(c["claims_per_s"] / f["claims_per_s"], 3) if f["claims_per_s"] else None,
             "p99_latency": round(c["claim_latency"]["p99_ms"] / f["claim_latency"]["p99_ms"], 3)
-            if f["claim_latency"]["p99_ms"] else None,
+            if f["claim_latency"]["p99_ms"]
+            else None,
         }
     out["targets"] = {
         name: {

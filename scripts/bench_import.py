@@ -61,7 +61,9 @@ def cached_csv(cache_dir: Path, n: int, seed: int, nurses: int) -> tuple[Path, f
     started = time.perf_counter()
     partial = path.with_suffix(".partial")
     generate_patients_csv(
-        partial, n, seed=seed,
+        partial,
+        n,
+        seed=seed,
         nurse_codes=[x.code for x in staff],
         senior_codes=[x.code for x in staff if x.level == "senior"],
         reference_date=REFERENCE_DATE,
@@ -113,8 +115,12 @@ def main() -> int:
         out["import"] = {
             "seconds": round(import_s, 2),
             "rows_per_s": round(summary.total / import_s),
-            "total": summary.total, "inserted": summary.inserted, "updated": summary.updated,
-            "unchanged": summary.unchanged, "rejected": len(summary.rejected), "stored": stored,
+            "total": summary.total,
+            "inserted": summary.inserted,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+            "rejected": len(summary.rejected),
+            "stored": stored,
             "python_cpu_s": round(cpu, 2),
             "peak_rss_mib": rss_import,
             "load_average_before_after": [load_before, load_average()],
@@ -133,8 +139,10 @@ def main() -> int:
             out["reimport"] = {
                 "seconds": round(reimport_s, 2),
                 "rows_per_s": round(again.total / reimport_s),
-                "inserted": again.inserted, "updated": again.updated,
-                "unchanged": again.unchanged, "rejected": len(again.rejected),
+                "inserted": again.inserted,
+                "updated": again.updated,
+                "unchanged": again.unchanged,
+                "rejected": len(again.rejected),
                 "ratio_to_floor": round(reimport_s / floor["floor_s"], 2),
             }
         engine.dispose()

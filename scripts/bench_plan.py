@@ -66,7 +66,7 @@ from campaign.model import TASK
 from campaign.policy import Policy, load_policy
 from campaign.synthetic import generate_nurses
 
-SENT_ON = date(2027, 1, 11)        # a Monday; the 20 working days avoid the year-end holidays
+SENT_ON = date(2027, 1, 11)  # a Monday; the 20 working days avoid the year-end holidays
 TARGET_RATIO = 3.0
 TARGET_RSS_MIB = 1024
 _TASK_COLUMNS = tuple(c.name for c in TASK.columns if c.name != "id")
@@ -135,15 +135,21 @@ def timed_plan(ctx: services.Context, wave_id: int) -> tuple[planning.WavePlan, 
 def checksums(ctx: services.Context, wave_id: int, mailing_id: int) -> dict[str, str]:
     """What the plan stored, independent of ids: the wave's tasks and the recipients' notes."""
     with ctx.sessions() as s:
-        tasks = s.execute(text(
-            "SELECT md5(string_agg(concat_ws('|', patient_id, planned_day, not_before, deadline, "
-            "tier, priority, status, kind, theme_code, attempts, created_at), ',' ORDER BY patient_id)) "
-            "FROM call_task WHERE wave_id = :w"
-        ), {"w": wave_id}).scalar_one()
-        notes = s.execute(text(
-            "SELECT md5(string_agg(concat_ws('|', patient_id, plan_note), ',' ORDER BY patient_id)) "
-            "FROM mailing_recipient WHERE mailing_id = :m"
-        ), {"m": mailing_id}).scalar_one()
+        tasks = s.execute(
+            text(
+                "SELECT md5(string_agg(concat_ws('|', patient_id, planned_day, not_before, deadline, "
+                "tier, priority, status, kind, theme_code, attempts, created_at), ',' ORDER BY patient_id)) "
+                "FROM call_task WHERE wave_id = :w"
+            ),
+            {"w": wave_id},
+        ).scalar_one()
+        notes = s.execute(
+            text(
+                "SELECT md5(string_agg(concat_ws('|', patient_id, plan_note), ',' ORDER BY patient_id)) "
+                "FROM mailing_recipient WHERE mailing_id = :m"
+            ),
+            {"m": mailing_id},
+        ).scalar_one()
     return {"tasks": str(tasks), "plan_notes": str(notes)}
 
 
@@ -181,8 +187,9 @@ def main() -> int:
         "nurses": args.nurses,
         "wave_working_days": args.wave_days,
         "policy": (
-            "shipped handle times" if scale is None else
-            f"call_minutes and noanswer_handle_minutes x {scale} so that 250 nurses x "
+            "shipped handle times"
+            if scale is None
+            else f"call_minutes and noanswer_handle_minutes x {scale} so that 250 nurses x "
             f"{args.wave_days} days can hold every first call; everything else as shipped"
         ),
     }
@@ -198,8 +205,13 @@ def main() -> int:
             ids = [n.id for n in staff if n.id is not None]
             seniors = [n.id for n in staff if n.id is not None and n.level == "senior"]
         out["bulk_load"] = bulk_load_patients(
-            db.url, args.patients, nurse_ids=ids, senior_ids=seniors, today=SENT_ON,
-            now=clock.now(), seed=args.seed,
+            db.url,
+            args.patients,
+            nurse_ids=ids,
+            senior_ids=seniors,
+            today=SENT_ON,
+            now=clock.now(),
+            seed=args.seed,
         )
         with ctx.sessions() as s:
             s.execute(text("ANALYZE"))
@@ -207,8 +219,10 @@ def main() -> int:
 
         started = time.perf_counter()
         rec = services.record_mailing(ctx, args.theme, "all", SENT_ON)
-        out["record_mailing"] = {"seconds": round(time.perf_counter() - started, 2),
-                                 "recipients": rec.recipients}
+        out["record_mailing"] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "recipients": rec.recipients,
+        }
         with ctx.sessions() as s:
             s.execute(text("ANALYZE"))
             s.commit()

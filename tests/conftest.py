@@ -73,9 +73,7 @@ class PgCluster:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self.user is not None:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
-        return subprocess.run(
-            cmd, cwd=self.root, capture_output=True, text=True, check=False, timeout=120
-        )
+        return subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, check=False, timeout=120)
 
     def _check(self, proc: subprocess.CompletedProcess[str], what: str) -> None:
         if proc.returncode != 0:
@@ -87,13 +85,21 @@ class PgCluster:
     def start(self) -> None:
         self._check(
             self._run(
-                "initdb", "-D", str(self.data), "-U", PG_SUPERUSER, "--auth=trust",
-                "--no-locale", "-E", "UTF8", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                PG_SUPERUSER,
+                "--auth=trust",
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "--no-sync",
             ),
             "initdb",
         )
         last: Exception | None = None
-        for _ in range(5):            # the free port may be taken between probe and bind
+        for _ in range(5):  # the free port may be taken between probe and bind
             self.port = _free_port()
             # fsync off: a test cluster that dies with the machine is deleted anyway.
             opts = (
@@ -102,8 +108,17 @@ class PgCluster:
                 "-c max_connections=200"
             )
             proc = self._run(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                "-o", opts, "start",
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                opts,
+                "start",
             )
             try:
                 self._check(proc, "start")
@@ -124,7 +139,10 @@ class PgCluster:
         import psycopg
 
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user=PG_SUPERUSER, dbname="postgres",
+            host="127.0.0.1",
+            port=self.port,
+            user=PG_SUPERUSER,
+            dbname="postgres",
             autocommit=True,
         ) as conn:
             conn.execute(sql.encode())

@@ -35,9 +35,7 @@ from campaign.synthetic import generate_nurses, generate_patients_csv
 ROOT = Path(__file__).resolve().parents[1]
 
 # Weekdays 09:00-17:00 (Paris): a nurse who is on shift for most of the calling day.
-WEEKDAY_SHIFTS: list[dict[str, Any]] = [
-    {"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)
-]
+WEEKDAY_SHIFTS: list[dict[str, Any]] = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
 
 _POLICY: Policy | None = None
 _ENGINES: dict[int, Engine] = {}
@@ -52,8 +50,9 @@ def policy() -> Policy:
     return _POLICY
 
 
-def make_ctx(url: str, start: datetime, *, pol: Policy | None = None,
-             **engine_kwargs: Any) -> tuple[services.Context, VirtualClock]:
+def make_ctx(
+    url: str, start: datetime, *, pol: Policy | None = None, **engine_kwargs: Any
+) -> tuple[services.Context, VirtualClock]:
     """A migrated database at `url` and a Context on a virtual clock starting at `start`."""
     engine = make_engine(url, **engine_kwargs)
     migrate.upgrade(engine)
@@ -92,14 +91,25 @@ def add_nurses(ctx: services.Context, n: int, seed: int = 0) -> list[int]:
         return [int(r.id) for r in rows if r.id is not None]
 
 
-def add_nurse(ctx: services.Context, *, code: str | None = None, level: str = "senior",
-              skills: Sequence[str] = (), shifts: list[dict[str, Any]] | None = None,
-              timezone: str = "Europe/Paris") -> int:
+def add_nurse(
+    ctx: services.Context,
+    *,
+    code: str | None = None,
+    level: str = "senior",
+    skills: Sequence[str] = (),
+    shifts: list[dict[str, Any]] | None = None,
+    timezone: str = "Europe/Paris",
+) -> int:
     """One hand-made nurse; returns her id."""
     k = next(_seq)
     nurse = Nurse(
-        code=code or f"T{k:03d}", display_name=f"Infirmière {k}", level=level, skills=list(skills),
-        shifts=WEEKDAY_SHIFTS if shifts is None else shifts, timezone=timezone, active=True,
+        code=code or f"T{k:03d}",
+        display_name=f"Infirmière {k}",
+        level=level,
+        skills=list(skills),
+        shifts=WEEKDAY_SHIFTS if shifts is None else shifts,
+        timezone=timezone,
+        active=True,
     )
     with ctx.sessions() as s:
         s.add(nurse)
@@ -111,9 +121,14 @@ def add_nurse(ctx: services.Context, *, code: str | None = None, level: str = "s
 # ---------------------------------------------------------------- patients
 
 
-def import_synthetic(ctx: services.Context, n: int, seed: int, tmp_dir: Path,
-                     nurse_codes: Sequence[str] | None = None,
-                     reference_date: date | None = None) -> ImportSummary:
+def import_synthetic(
+    ctx: services.Context,
+    n: int,
+    seed: int,
+    tmp_dir: Path,
+    nurse_codes: Sequence[str] | None = None,
+    reference_date: date | None = None,
+) -> ImportSummary:
     """`n` synthetic patients, written as CSV and imported through the real import.
 
     `nurse_codes` defaults to every nurse in the database, so about 60 % of the
@@ -123,8 +138,9 @@ def import_synthetic(ctx: services.Context, n: int, seed: int, tmp_dir: Path,
         with ctx.sessions() as s:
             nurse_codes = [c for (c,) in s.execute(select(Nurse.code).order_by(Nurse.code)).all()]
     ref = reference_date or ctx.clock.now().date()
-    path = generate_patients_csv(Path(tmp_dir) / f"patients-{seed}-{n}.csv", n, seed=seed,
-                                 nurse_codes=nurse_codes, reference_date=ref)
+    path = generate_patients_csv(
+        Path(tmp_dir) / f"patients-{seed}-{n}.csv", n, seed=seed, nurse_codes=nurse_codes, reference_date=ref
+    )
     summary = import_patients(ctx.sessions, path, ctx.clock, ctx.policy)
     assert not summary.rejected, summary.rejected[:5]
     return summary
@@ -186,11 +202,20 @@ def bulk_patients(ctx: services.Context, n: int, **common: Any) -> list[int]:
     for i in range(n):
         k = first + i
         row: dict[str, Any] = {
-            "member_id": f"B{k:08d}", "first_name": "Dominique", "last_name": f"Fictif{k}",
-            "birth_date": date(1950, 1, 1), "sex": "M", "phone": fiction_phone(k, "+3326191"),
-            "postal_code": f"{dep}000"[:5], "city": "Ville", "departement": dep,
+            "member_id": f"B{k:08d}",
+            "first_name": "Dominique",
+            "last_name": f"Fictif{k}",
+            "birth_date": date(1950, 1, 1),
+            "sex": "M",
+            "phone": fiction_phone(k, "+3326191"),
+            "postal_code": f"{dep}000"[:5],
+            "city": "Ville",
+            "departement": dep,
             "timezone": cal.zone_for(dep),
-            "pathologies": "|diabetes|", "tier": "medium", "status": "enrolled", "consent": True,
+            "pathologies": "|diabetes|",
+            "tier": "medium",
+            "status": "enrolled",
+            "consent": True,
             "flagged_numbers": [],
         }
         row.update(common)
@@ -199,8 +224,9 @@ def bulk_patients(ctx: services.Context, n: int, **common: Any) -> list[int]:
         s.execute(insert(PATIENT), rows)
         s.commit()
         members = [r["member_id"] for r in rows]
-        ids = s.execute(select(PATIENT.c.id).where(PATIENT.c.member_id.in_(members))
-                        .order_by(PATIENT.c.id)).all()
+        ids = s.execute(
+            select(PATIENT.c.id).where(PATIENT.c.member_id.in_(members)).order_by(PATIENT.c.id)
+        ).all()
     return [i for (i,) in ids]
 
 
@@ -217,15 +243,22 @@ class WaveInfo:
     plan_after: datetime
 
 
-def recorded_wave(ctx: services.Context, theme: str = "diet", sent_on: date = date(2026, 12, 7),
-                  segment: str | None = None) -> WaveInfo:
+def recorded_wave(
+    ctx: services.Context, theme: str = "diet", sent_on: date = date(2026, 12, 7), segment: str | None = None
+) -> WaveInfo:
     rec = services.record_mailing(ctx, theme, segment, sent_on)
-    return WaveInfo(rec.mailing_id, rec.wave_id, rec.recipients, rec.window_start, rec.window_end,
-                    rec.plan_after)
+    return WaveInfo(
+        rec.mailing_id, rec.wave_id, rec.recipients, rec.window_start, rec.window_end, rec.plan_after
+    )
 
 
-def planned_wave(ctx: services.Context, clock: VirtualClock, theme: str = "diet",
-                 sent_on: date = date(2026, 12, 7), segment: str | None = None) -> WaveInfo:
+def planned_wave(
+    ctx: services.Context,
+    clock: VirtualClock,
+    theme: str = "diet",
+    sent_on: date = date(2026, 12, 7),
+    segment: str | None = None,
+) -> WaveInfo:
     """Recorded, then planned by the scheduler's own job when the letters arrive."""
     from campaign import jobs
 
@@ -236,8 +269,13 @@ def planned_wave(ctx: services.Context, clock: VirtualClock, theme: str = "diet"
     return info
 
 
-def running_wave(ctx: services.Context, clock: VirtualClock, theme: str = "diet",
-                 sent_on: date = date(2026, 12, 7), segment: str | None = None) -> WaveInfo:
+def running_wave(
+    ctx: services.Context,
+    clock: VirtualClock,
+    theme: str = "diet",
+    sent_on: date = date(2026, 12, 7),
+    segment: str | None = None,
+) -> WaveInfo:
     info = planned_wave(ctx, clock, theme, sent_on, segment)
     services.change_wave(ctx, info.wave_id, "launch")
     return info

@@ -52,13 +52,15 @@ def _restore_logging() -> Iterator[None]:
 
 
 def _runner(db_url: str, level: str = "info"):  # type: ignore[no-untyped-def]
-    runner = CliRunner(env={
-        "CARECALL_DATABASE_URL": db_url,
-        "CARECALL_LOG_FORMAT": "json",
-        "CARECALL_ACTOR": "supervisor:test",
-        "CARECALL_LOG_LEVEL": level,
-        "COLUMNS": "200",
-    })
+    runner = CliRunner(
+        env={
+            "CARECALL_DATABASE_URL": db_url,
+            "CARECALL_LOG_FORMAT": "json",
+            "CARECALL_ACTOR": "supervisor:test",
+            "CARECALL_LOG_LEVEL": level,
+            "COLUMNS": "200",
+        }
+    )
     logs: list[str] = []
 
     def run(*args: str) -> Result:
@@ -121,7 +123,12 @@ def test_supervisor_session(cli) -> None:  # type: ignore[no-untyped-def]
     flat = _flat(r.stdout)
     assert "Rejected rows" in flat
     expected = {
-        3: "phone", 4: "birth_date", 5: "pathologies", 6: "tier", 7: "member_id", 8: "birth_date",
+        3: "phone",
+        4: "birth_date",
+        5: "pathologies",
+        6: "tier",
+        7: "member_id",
+        8: "birth_date",
         10: "member_id",
     }
     for line, field in expected.items():
@@ -238,9 +245,7 @@ def test_clear_errors_without_tracebacks(cli) -> None:  # type: ignore[no-untype
 
 def _personal_data(url: str) -> tuple[list[str], set[str], list[str], list[str]]:
     """Names, phone numbers (national significant digits), birth dates and member ids."""
-    rows = _query(
-        url, "SELECT first_name, last_name, phone, phone_alt, birth_date, member_id FROM patient"
-    )
+    rows = _query(url, "SELECT first_name, last_name, phone, phone_alt, birth_date, member_id FROM patient")
     names, phones, births, members = [], set(), [], []
     for first, last, phone, alt, birth, member in rows:
         names += [first, last, f"{first} {last}"]
@@ -271,16 +276,43 @@ def test_demo_figures_and_no_personal_data_in_its_output(tmp_path: Path) -> None
     env = {**os.environ, "CARECALL_LOG_FORMAT": "json", "COLUMNS": "160"}
     env.pop("CARECALL_DATABASE_URL", None)
     proc = subprocess.run(
-        [str(CARECALL), "demo", "--patients", "200", "--nurses", "3", "--json", str(out), "--db", str(db),
-         "--html", str(html)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(CARECALL),
+            "demo",
+            "--patients",
+            "200",
+            "--nurses",
+            "3",
+            "--json",
+            str(out),
+            "--db",
+            str(db),
+            "--html",
+            str(html),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
 
     figures = json.loads(out.read_text(encoding="utf-8"))
-    for key in ("patients", "tasks", "attempts", "reached", "unreachable", "calls_outside_window",
-                "double_dials", "open_tasks", "by_tier", "nurse_occupancy"):
+    for key in (
+        "patients",
+        "tasks",
+        "attempts",
+        "reached",
+        "unreachable",
+        "calls_outside_window",
+        "double_dials",
+        "open_tasks",
+        "by_tier",
+        "nurse_occupancy",
+    ):
         assert key in figures, key
     assert figures["patients"] > 50 and figures["attempts"] >= figures["reached"] > 0
     assert figures["calls_outside_window"] == 0
@@ -293,9 +325,12 @@ def test_demo_figures_and_no_personal_data_in_its_output(tmp_path: Path) -> None
 
     names, phones, births, members = _personal_data(f"sqlite:///{db}")
     assert len(phones) >= 200
-    for stream_name, text in (("stdout", proc.stdout), ("stderr", proc.stderr),
-                              ("report.json", out.read_text(encoding="utf-8")),
-                              ("report.html", html.read_text(encoding="utf-8"))):
+    for stream_name, text in (
+        ("stdout", proc.stdout),
+        ("stderr", proc.stderr),
+        ("report.json", out.read_text(encoding="utf-8")),
+        ("report.html", html.read_text(encoding="utf-8")),
+    ):
         leaked_names = sorted({n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", text)})
         assert leaked_names == [], f"names in {stream_name}: {leaked_names[:5]}"
         leaked_phones = sorted(_phones_in(text) & phones)

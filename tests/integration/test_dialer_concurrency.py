@@ -53,7 +53,7 @@ from dialer.scheduler_loop import EventLoop
 from dialer.simulation import line_directory, run_simulation, voicemail_text
 
 SENT_ON = date(2026, 12, 7)
-LAST_DAY = date(2026, 12, 28)        # a Monday, the wave's last calling day: every task is due
+LAST_DAY = date(2026, 12, 28)  # a Monday, the wave's last calling day: every task is due
 THREADS = 8
 
 
@@ -178,11 +178,22 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
     clock.advance_to(paris(LAST_DAY, 10))
     with ctx.sessions() as s:
         wave_task = s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).scalar_one()
-        inbound = s.execute(insert(TASK).values(
-            wave_id=None, patient_id=patient.id, kind=TaskKind.inbound, status=TaskStatus.pending,
-            tier="medium", priority=50, not_before=clock.now() - timedelta(minutes=5),
-            deadline=clock.now() + timedelta(days=2), created_at=clock.now(), attempts=0,
-        ).returning(TASK.c.id)).scalar_one()
+        inbound = s.execute(
+            insert(TASK)
+            .values(
+                wave_id=None,
+                patient_id=patient.id,
+                kind=TaskKind.inbound,
+                status=TaskStatus.pending,
+                tier="medium",
+                priority=50,
+                not_before=clock.now() - timedelta(minutes=5),
+                deadline=clock.now() + timedelta(days=2),
+                created_at=clock.now(),
+                attempts=0,
+            )
+            .returning(TASK.c.id)
+        ).scalar_one()
         s.commit()
 
     # PostgreSQL: both claims go through, so give a loaded machine ample time to bring both
@@ -191,7 +202,7 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
     on_pg = engine_of(ctx).dialect.name == "postgresql"
     engine = engine_of(ctx)
     with engine.connect(), engine.connect():
-        pass                                  # two pooled connections ready before the race
+        pass  # two pooled connections ready before the race
     barrier = _pause_after_claim(ctx, 2, timeout=20 if on_pg else 1)
     results: dict[str, Any] = {}
 
@@ -199,8 +210,10 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
         barrier.racing.on = True  # type: ignore[attr-defined]
         results[worker] = services.claim_and_start(ctx, task_id, nurse, worker)
 
-    threads = [threading.Thread(target=work, args=("dialer-a", wave_task)),
-               threading.Thread(target=work, args=("dialer-b", inbound))]
+    threads = [
+        threading.Thread(target=work, args=("dialer-a", wave_task)),
+        threading.Thread(target=work, args=("dialer-b", inbound)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -229,8 +242,9 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.loop = EventLoop(self.clock)
-        self.backend = SimulatedBackend(self.loop, self.ctx.policy.simulation, line_directory(self.ctx),
-                                        seed=self.seed)
+        self.backend = SimulatedBackend(
+            self.loop, self.ctx.policy.simulation, line_directory(self.ctx), seed=self.seed
+        )
         self.dialer = Dialer(self.ctx, self.backend, self.worker, voicemail_text(), share=self.share)
 
     def run(self, minutes: int) -> None:
@@ -249,8 +263,14 @@ def _first_attempt(ctx: services.Context, patient_id: int) -> Any | None:
 
 def _not_before(ctx: services.Context, patient_id: int) -> datetime:
     with ctx.sessions() as s:
-        return _aware(s.execute(select(TASK.c.not_before).where(TASK.c.patient_id == patient_id)
-                                .order_by(TASK.c.id.desc()).limit(1)).scalar_one())
+        return _aware(
+            s.execute(
+                select(TASK.c.not_before)
+                .where(TASK.c.patient_id == patient_id)
+                .order_by(TASK.c.id.desc())
+                .limit(1)
+            ).scalar_one()
+        )
 
 
 # ---------------------------------------------------------------- several processes
@@ -291,13 +311,17 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
     dialed = _dialed_by(ctx)
     assert all(len(w) == 1 for w in dialed.values())
     assert all(a.dialer._ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
-        "each process dialed its own share")
+        "each process dialed its own share"
+    )
 
     # b dies (its engine is gone, nobody stops it); a takes over b's share after the delay
     dispose(ctx_b)
     with ctx.sessions() as s:
-        b_share = {t for (t,) in s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
-                   if not a.dialer._ours(t, None)}
+        b_share = {
+            t
+            for (t,) in s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
+            if not a.dialer._ours(t, None)
+        }
     assert b_share - set(dialed), "b left tasks of its share undialed"
     delay = int(ctx.policy.dialer.other_share_delay_minutes) + 1
     for _ in range(delay + 180):  # its own backlog first, then b's; the nurses finish their calls
@@ -318,9 +342,13 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
 
 def _pending_in_order(ctx: services.Context, wave_id: int) -> list[int]:
     with ctx.sessions() as s:
-        return list(s.execute(
-            select(TASK.c.id).where(TASK.c.wave_id == wave_id, TASK.c.status == TaskStatus.pending)
-            .order_by(TASK.c.not_before, TASK.c.id)).scalars())
+        return list(
+            s.execute(
+                select(TASK.c.id)
+                .where(TASK.c.wave_id == wave_id, TASK.c.status == TaskStatus.pending)
+                .order_by(TASK.c.not_before, TASK.c.id)
+            ).scalars()
+        )
 
 
 def _task_rows(ctx: services.Context, task_ids: set[int]) -> list[Any]:
@@ -449,14 +477,14 @@ def test_crash_mid_call_is_reconciled_without_loss_or_early_redial(env, db_url: 
     a.dialer.start()
     for n in nurses:
         a.dialer.nurse_ready(n)
-    a.run(3)                   # the first calls are answered (nobody hangs up here)…
+    a.run(3)  # the first calls are answered (nobody hangs up here)…
     a.dialer.nurse_ready(late)  # …and one more is ringing when the process dies
     in_flight = _attempts(ctx, state=AttemptState.in_flight)
     assert in_flight, "the crash must happen with calls under way"
     before = {r.id: r for r in _attempts(ctx)}
     answered = [r.id for r in in_flight if r.answered_at is not None]
     assert answered and len(answered) < len(in_flight), "both talking and ringing calls are cut"
-    dispose(ctx_a)             # the process is gone: no hangup, no clean shutdown
+    dispose(ctx_a)  # the process is gone: no hangup, no clean shutdown
     del a
 
     clock.advance_to(clock.now() + timedelta(minutes=4))
@@ -518,8 +546,9 @@ def test_tasks_of_a_dialer_that_never_comes_back_are_recovered(env, db_url: str)
     clock.advance_to(paris(LAST_DAY + timedelta(days=3), 10))
     jobs.expire_and_close(ctx)
     with ctx.sessions() as s:
-        stuck = s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id,
-                                                  TASK.c.status == TaskStatus.in_progress)).all()
+        stuck = s.execute(
+            select(TASK.c.id).where(TASK.c.wave_id == info.wave_id, TASK.c.status == TaskStatus.in_progress)
+        ).all()
     assert stuck == []
     assert wave_status(ctx, info.wave_id) == WaveStatus.done
 
@@ -544,7 +573,7 @@ def test_referent_on_shift_gets_her_patient_then_after_the_wait_another_nurse(en
     clock.advance_to(due)
 
     h = Harness(ctx, clock, "dialer-1")
-    h.dialer.presence.set(referent, NurseStatus.paused)   # on shift, on a break
+    h.dialer.presence.set(referent, NurseStatus.paused)  # on shift, on a break
     h.dialer.start()
     h.dialer.nurse_ready(other)
     h.run(wait // timedelta(minutes=1) - 2)
@@ -563,9 +592,9 @@ def test_referent_ready_gets_her_patient_first(env) -> None:  # type: ignore[no-
     due = _wave_day(ctx, clock)
     clock.advance_to(due - timedelta(minutes=5))
     h = Harness(ctx, clock, "dialer-1")
-    h.dialer.nurse_ready(referent)       # on shift before the dialer loads the day's tasks
+    h.dialer.nurse_ready(referent)  # on shift before the dialer loads the day's tasks
     h.dialer.start()
-    h.dialer.nurse_ready(other)          # idle too, and first in line
+    h.dialer.nurse_ready(other)  # idle too, and first in line
     h.run(8)
     first = _first_attempt(ctx, patients[0].id)
     assert first is not None and first.nurse_id == referent
@@ -580,9 +609,9 @@ def test_referent_coming_on_shift_after_the_tasks_were_loaded_still_gets_her_pat
     due = _wave_day(ctx, clock)
     clock.advance_to(due - timedelta(minutes=20))
     h = Harness(ctx, clock, "dialer-1")
-    h.dialer.start()                     # loads the tasks due within its 30-minute lookahead
+    h.dialer.start()  # loads the tasks due within its 30-minute lookahead
     h.run(15)
-    h.dialer.nurse_ready(other)          # both arrive before the patient's call is due
+    h.dialer.nurse_ready(other)  # both arrive before the patient's call is due
     h.dialer.nurse_ready(referent)
     h.run(10)
     first = _first_attempt(ctx, patient.id)
@@ -598,7 +627,7 @@ def test_referent_off_shift_does_not_hold_her_patient(env) -> None:  # type: ign
     clock.advance_to(due)
     h = Harness(ctx, clock, "dialer-1")
     h.dialer.start()
-    h.dialer.nurse_ready(other)          # the référent is offline
+    h.dialer.nurse_ready(other)  # the référent is offline
     h.run(2)
     first = _first_attempt(ctx, patient.id)
     assert first is not None and first.nurse_id == other
@@ -641,8 +670,9 @@ def test_heart_failure_theme_only_to_a_nurse_with_the_skill(env) -> None:  # typ
     assert first is not None and first.nurse_id == trained
 
 
-def _promise_callback(ctx: services.Context, clock: VirtualClock, nurse: int, patient_id: int,
-                      in_hours: int) -> datetime:
+def _promise_callback(
+    ctx: services.Context, clock: VirtualClock, nurse: int, patient_id: int, in_hours: int
+) -> datetime:
     """Nurse `nurse` reaches the patient and promises to call back: the real services, in order."""
     with ctx.sessions() as s:
         task_id = s.execute(select(TASK.c.id).where(TASK.c.patient_id == patient_id)).scalar_one()
@@ -651,8 +681,13 @@ def _promise_callback(ctx: services.Context, clock: VirtualClock, nurse: int, pa
     clock.advance_to(clock.now() + timedelta(seconds=15))
     services.mark_answered(ctx, claimed.attempt_id)
     clock.advance_to(clock.now() + timedelta(minutes=12))
-    applied = services.record_outcome(ctx, claimed.attempt_id, OutcomeCode.callback_requested, nurse,
-                                      callback_at=clock.now() + timedelta(hours=in_hours))
+    applied = services.record_outcome(
+        ctx,
+        claimed.attempt_id,
+        OutcomeCode.callback_requested,
+        nurse,
+        callback_at=clock.now() + timedelta(hours=in_hours),
+    )
     assert applied.callback_task_id is not None and applied.next_contact.callback_at is not None
     return applied.next_contact.callback_at
 
@@ -673,9 +708,9 @@ def test_callback_goes_to_the_nurse_who_promised_it(env, promiser_state: str) ->
     if promiser_state == "on_break":
         h.dialer.presence.set(promiser, NurseStatus.paused)
     if promiser_state == "ready":
-        h.dialer.nurse_ready(promiser)           # on shift when the dialer loads the callback
+        h.dialer.nurse_ready(promiser)  # on shift when the dialer loads the callback
     h.dialer.start()
-    h.dialer.nurse_ready(other)                  # the other nurse is idle all along
+    h.dialer.nurse_ready(other)  # the other nurse is idle all along
     h.run(20 + grace // timedelta(minutes=1) + 5)
     callback = [r for r in _attempts(ctx, patient_id=patient.id) if _aware(r.started_at) >= at]
     assert callback, "the callback was dialed"

@@ -105,7 +105,7 @@ def test_sample_imports_without_rejection(sessions, clock, policy) -> None:
     assert patients["100200305"]["status"] == "suspended"
     assert patients["100200305"]["suspended_until"] == date(2030, 12, 31)
     assert patients["100200310"]["consent"] is False
-    assert patients["100200303"]["status"] == "enrolled"       # blank: default
+    assert patients["100200303"]["status"] == "enrolled"  # blank: default
     assert all(p["updated_at"] == NOW for p in patients.values())
     with sessions() as s:
         physicians = s.exec(select(Physician)).all()
@@ -115,7 +115,11 @@ def test_sample_imports_without_rejection(sessions, clock, policy) -> None:
     assert len(audits) == 1
     assert audits[0].actor == "import"
     assert json.loads(audits[0].detail) == {
-        "total": 12, "inserted": 12, "updated": 0, "unchanged": 0, "rejected": 0,
+        "total": 12,
+        "inserted": 12,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
     }
 
 
@@ -128,7 +132,7 @@ def test_reimport_changes_nothing(sessions, clock, policy) -> None:
 
     assert (summary.inserted, summary.updated, summary.unchanged) == (0, 0, 12)
     assert summary.rejected == []
-    assert _patients(sessions) == before            # updated_at untouched too
+    assert _patients(sessions) == before  # updated_at untouched too
     with sessions() as s:
         assert len(s.exec(select(Physician)).all()) == 7
         actors = [a.actor for a in s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()]
@@ -139,9 +143,10 @@ def test_edited_row_counts_as_updated(sessions, clock, policy, tmp_path) -> None
     import_patients(sessions, SAMPLE, clock, policy)
     text = SAMPLE.read_text(encoding="utf-8-sig")
     edited = text.replace("0261911235;01.99.00.12.35;44000;Nantes", "0261911299;;44000;Nantes")
-    edited = edited.replace("100200304;Thomas;André;23-09-1939;M;0033 4 65 71 12 37;;13001;"
-                            "Marseille;IRC;2", "100200304;Thomas;André;23-09-1939;M;0033 4 65 71 "
-                            "12 37;;13001;Marseille;IRC;élevé")
+    edited = edited.replace(
+        "100200304;Thomas;André;23-09-1939;M;0033 4 65 71 12 37;;13001;Marseille;IRC;2",
+        "100200304;Thomas;André;23-09-1939;M;0033 4 65 71 12 37;;13001;Marseille;IRC;élevé",
+    )
     assert edited.count("\n") == text.count("\n") and edited != text
     path = tmp_path / "edited.csv"
     path.write_text(edited, encoding="utf-8")
@@ -165,7 +170,7 @@ def test_blank_status_keeps_an_opt_out(sessions, clock, policy) -> None:
     """A nurse recorded a withdrawal; a file that says nothing must not undo it."""
     import_patients(sessions, SAMPLE, clock, policy)
     with sessions() as s:
-        patient = get_patient_by_member_id(s, "100200303")    # status blank in the sample
+        patient = get_patient_by_member_id(s, "100200303")  # status blank in the sample
         assert patient is not None
         patient.status = "withdrawn"
         patient.consent = False
@@ -232,12 +237,24 @@ def test_every_rejection_is_free_of_personal_values(sessions, clock, policy, tmp
     assert summary.accepted == 0 and len(summary.rejected) == 8
     fields = {r.line: r.field for r in summary.rejected}
     assert fields == {
-        2: "last_name", 3: "birth_date", 4: "sex", 5: "postal_code", 6: "status",
-        7: "postal_code", 8: "physician_rpps", 9: "member_id",
+        2: "last_name",
+        3: "birth_date",
+        4: "sex",
+        5: "postal_code",
+        6: "status",
+        7: "postal_code",
+        8: "physician_rpps",
+        9: "member_id",
     }
     line6 = next(r for r in summary.rejected if r.line == 6)
-    for field in ("consent", "preferred_window", "referent_nurse", "physician_rpps",
-                  "enrolled_on", "suspended_until"):
+    for field in (
+        "consent",
+        "preferred_window",
+        "referent_nurse",
+        "physician_rpps",
+        "enrolled_on",
+        "suspended_until",
+    ):
         assert field in line6.reason
     line4 = next(r for r in summary.rejected if r.line == 4)
     assert "phone, phone_alt" in line4.reason
@@ -250,23 +267,25 @@ def test_cp1252_semicolon_and_bom_utf8_comma(sessions, clock, policy, tmp_path) 
     cp1252 = tmp_path / "windows.csv"
     cp1252.write_bytes(text.encode("cp1252"))
     comma = tmp_path / "comma.csv"
-    with SAMPLE.open(encoding="utf-8-sig", newline="") as src, comma.open(
-        "w", encoding="utf-8-sig", newline=""
-    ) as dst:
+    with (
+        SAMPLE.open(encoding="utf-8-sig", newline="") as src,
+        comma.open("w", encoding="utf-8-sig", newline="") as dst,
+    ):
         import csv
 
         csv.writer(dst, delimiter=",").writerows(csv.reader(src, delimiter=";"))
     assert comma.read_bytes().startswith(b"\xef\xbb\xbf")
 
     first = import_patients(sessions, cp1252, clock, policy)
-    assert (first.encoding, first.delimiter, first.inserted, first.rejected) == (
-        "cp1252", ";", 12, []
-    )
+    assert (first.encoding, first.delimiter, first.inserted, first.rejected) == ("cp1252", ";", 12, [])
     imported = _patients(sessions)
     assert imported["100200303"]["first_name"] == "Marie-Hélène"
     second = import_patients(sessions, comma, clock, policy)
     assert (second.encoding, second.delimiter, second.unchanged, second.rejected) == (
-        "utf-8-sig", ",", 12, []
+        "utf-8-sig",
+        ",",
+        12,
+        [],
     )
     assert _patients(sessions) == imported
 
@@ -323,9 +342,18 @@ def test_unknown_nurse_code_is_a_row_error(sessions, clock, policy, tmp_path) ->
 
 def test_registry_rejects_unknown_nurse_without_crashing(sessions) -> None:
     record = PatientRecord(
-        member_id="AB12", last_name="Dupont", first_name="Jean", birth_date=date(1950, 1, 1),
-        phone="+33199001234", postal_code="75011", departement="75", timezone="Europe/Paris",
-        pathologies="|diabetes|", tier="low", referent_nurse="N999", line=7,
+        member_id="AB12",
+        last_name="Dupont",
+        first_name="Jean",
+        birth_date=date(1950, 1, 1),
+        phone="+33199001234",
+        postal_code="75011",
+        departement="75",
+        timezone="Europe/Paris",
+        pathologies="|diabetes|",
+        tier="low",
+        referent_nurse="N999",
+        line=7,
     )
     with sessions() as s:
         inserted, updated, unchanged = result = upsert_patients(s, [record], NOW)
@@ -359,8 +387,11 @@ def test_absent_optional_column_leaves_known_values(sessions, clock, policy, tmp
         (b"", "file", "empty"),
         (b"\n\n  \n", "file", "empty"),
         (b"member_id;last_name\nAB12;Dupont\n", "first_name", "required column missing"),
-        ("member_id;nom;prénom;date_naissance;téléphone;cp;pathologies;tier\n".encode(),
-         "file", "no data rows"),
+        (
+            "member_id;nom;prénom;date_naissance;téléphone;cp;pathologies;tier\n".encode(),
+            "file",
+            "no data rows",
+        ),
         (b"member_id;nom;nom de famille\n", "last_name", "two columns"),
         (b"\x81\x8d\x8f\x90\x9d\xff\xfe", "file", "not readable text"),
     ],
@@ -386,7 +417,11 @@ def test_generated_patients_import_cleanly(sessions, clock, policy, tmp_path) ->
     calls: list[tuple[int, int]] = []
 
     summary = import_patients(
-        sessions, path, clock, policy, progress=lambda d, t: calls.append((d, t)),
+        sessions,
+        path,
+        clock,
+        policy,
+        progress=lambda d, t: calls.append((d, t)),
         batch_size=500,
     )
 
@@ -400,8 +435,13 @@ def test_generated_patients_import_cleanly(sessions, clock, policy, tmp_path) ->
     assert all(is_fiction_e164(n) for n in phones)
     assert all(is_fiction_e164(p.phone_alt) for p in patients if p.phone_alt)
     assert len(set(phones)) == 2000
-    zones = {"971": "America/Guadeloupe", "972": "America/Martinique", "973": "America/Cayenne",
-             "974": "Indian/Reunion", "976": "Indian/Mayotte"}
+    zones = {
+        "971": "America/Guadeloupe",
+        "972": "America/Martinique",
+        "973": "America/Cayenne",
+        "974": "Indian/Reunion",
+        "976": "Indian/Mayotte",
+    }
     overseas = [p for p in patients if p.postal_code.startswith("97")]
     assert 20 <= len(overseas) <= 110
     for p in overseas:
@@ -417,8 +457,7 @@ def test_generated_patients_import_cleanly(sessions, clock, policy, tmp_path) ->
     paths = [pathologies_from_text(p.pathologies) for p in patients]
     assert 0.50 < sum("diabetes" in c for c in paths) / 2000 < 0.66
     assert 0.20 < sum(len(c) == 2 for c in paths) / 2000 < 0.30
-    hf_high = [p.tier == "high" for p, c in zip(patients, paths, strict=True)
-               if "heart_failure" in c]
+    hf_high = [p.tier == "high" for p, c in zip(patients, paths, strict=True) if "heart_failure" in c]
     assert sum(hf_high) / len(hf_high) > 0.3
     with_window = sum(p.preferred_start is not None for p in patients) / 2000
     assert 0.10 < with_window < 0.20
@@ -435,9 +474,7 @@ def test_generation_is_deterministic(tmp_path) -> None:
     c = generate_patients_csv(tmp_path / "c.csv", 300, seed=6)
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     nurses = [(x.code, x.display_name, x.level, x.skills, x.shifts) for x in generate_nurses(9, 3)]
-    assert nurses == [
-        (x.code, x.display_name, x.level, x.skills, x.shifts) for x in generate_nurses(9, 3)
-    ]
+    assert nurses == [(x.code, x.display_name, x.level, x.skills, x.shifts) for x in generate_nurses(9, 3)]
 
 
 def test_beyond_fifty_thousand_member_ids_stay_unique(tmp_path) -> None:

@@ -82,9 +82,7 @@ def _patients(sessions: SessionFactory) -> dict[str, dict[str, Any]]:
 def test_sample_reimport_and_edits(sessions, policy, tmp_path) -> None:
     clock = VirtualClock(NOW)
     first = import_patients(sessions, SAMPLE, clock, policy, batch_size=5)
-    assert (first.total, first.inserted, first.updated, first.unchanged, first.rejected) == (
-        12, 12, 0, 0, []
-    )
+    assert (first.total, first.inserted, first.updated, first.unchanged, first.rejected) == (12, 12, 0, 0, [])
     stored = _patients(sessions)
     assert stored["100200303"]["status"] == "enrolled" and stored["100200303"]["consent"] is True
     assert stored["100200305"]["suspended_until"] == date(2030, 12, 31)
@@ -117,7 +115,7 @@ def test_sample_reimport_and_edits(sessions, policy, tmp_path) -> None:
     assert after["100200302"]["updated_at"] == clock.now()
     assert (after["100200303"]["status"], after["100200303"]["consent"]) == ("withdrawn", False)
     assert after["100200301"]["physician"] == ("10000000011", "Dr Paul Lefèvre-Durand")
-    assert after["100200301"]["updated_at"] == NOW       # a physician's new name is not the patient's
+    assert after["100200301"]["updated_at"] == NOW  # a physician's new name is not the patient's
     with sessions() as s:
         audits = [json.loads(a.detail) for a in s.exec(select(AuditEvent)).scalars()]
     assert [a["inserted"] for a in audits] == [12, 0, 0]
@@ -151,12 +149,21 @@ def test_broken_file_and_direct_registry_calls(sessions, policy) -> None:
     assert [r.line for r in summary.rejected] == sorted(r.line for r in summary.rejected)
 
     record = PatientRecord(
-        member_id="AB12", last_name="Dupont", first_name="Jean", birth_date=date(1950, 1, 1),
-        phone="+33199001234", postal_code="75011", departement="75", timezone="Europe/Paris",
-        pathologies="|diabetes|", tier="low", line=7,
+        member_id="AB12",
+        last_name="Dupont",
+        first_name="Jean",
+        birth_date=date(1950, 1, 1),
+        phone="+33199001234",
+        postal_code="75011",
+        departement="75",
+        timezone="Europe/Paris",
+        pathologies="|diabetes|",
+        tier="low",
+        line=7,
     )
-    unknown_nurse = PatientRecord(**{**_fields(record), "member_id": "AB13", "referent_nurse": "N999",
-                                     "line": 8})
+    unknown_nurse = PatientRecord(
+        **{**_fields(record), "member_id": "AB13", "referent_nurse": "N999", "line": 8}
+    )
     duplicate = PatientRecord(**{**_fields(record), "line": 9})
     with sessions() as s:
         result = upsert_patients(s, [record, unknown_nurse, duplicate], NOW)

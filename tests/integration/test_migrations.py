@@ -86,10 +86,19 @@ def test_upgrade_accepts_an_engine_and_the_schema_holds_rows(db_url: str) -> Non
         s.flush()
         s.add(
             Patient(
-                member_id="M1", first_name="A", last_name="B", birth_date=date(1950, 1, 2),
-                phone="+33199001234", postal_code="75001", departement="75",
-                timezone="Europe/Paris", pathologies="|copd|", tier="high",
-                referent_nurse_id=nurse.id, physician_id=doc.id, last_contact_at=when,
+                member_id="M1",
+                first_name="A",
+                last_name="B",
+                birth_date=date(1950, 1, 2),
+                phone="+33199001234",
+                postal_code="75001",
+                departement="75",
+                timezone="Europe/Paris",
+                pathologies="|copd|",
+                tier="high",
+                referent_nurse_id=nurse.id,
+                physician_id=doc.id,
+                last_contact_at=when,
             )
         )
         s.commit()

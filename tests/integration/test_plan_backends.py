@@ -20,7 +20,7 @@ from campaign import services
 from campaign.model import PATIENT, RECIPIENT, TASK, Mailing, Patient, Wave
 from campaign.policy import Policy
 
-SENT_ON = date(2026, 12, 7)          # letters arrive Thursday 10 December; wave 10 → 28 December
+SENT_ON = date(2026, 12, 7)  # letters arrive Thursday 10 December; wave 10 → 28 December
 TASK_COLUMNS = [c for c in TASK.columns if c.name not in ("id", "wave_id", "patient_id")]
 
 
@@ -42,7 +42,7 @@ def _plan_waves(url: str, tmp_path: Path) -> dict[str, Any]:
             for p in s.execute(select(Patient).order_by(Patient.member_id).limit(12)).scalars():
                 p.flagged_numbers = [p.phone]
             s.commit()
-        first = planned_wave(ctx, clock, "foot_care", SENT_ON)       # the diabetic patients
+        first = planned_wave(ctx, clock, "foot_care", SENT_ON)  # the diabetic patients
         services.change_wave(ctx, first.wave_id, "launch")
         second = planned_wave(ctx, clock, "diet", SENT_ON, segment="all")
         services.plan_wave(ctx, second.wave_id, replan=True)

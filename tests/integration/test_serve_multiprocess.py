@@ -78,14 +78,32 @@ class Proc:
         self.starts = 0
 
     def start(self) -> None:
-        env = {**os.environ, "CARECALL_DATABASE_URL": self.url, "CARECALL_CONFIG_DIR": str(self.cfg),
-               "CARECALL_LOG_FORMAT": "json", "CARECALL_LOG_LEVEL": "info"}
+        env = {
+            **os.environ,
+            "CARECALL_DATABASE_URL": self.url,
+            "CARECALL_CONFIG_DIR": str(self.cfg),
+            "CARECALL_LOG_FORMAT": "json",
+            "CARECALL_LOG_LEVEL": "info",
+        }
         self.starts += 1
         log = (self.logs / f"{self.worker}.{self.starts}.log").open("wb")
         self.p = subprocess.Popen(
-            [CARECALL, "serve", "--worker", self.worker, "--share", self.share, "--clock", self.clock,
-             "--lease-seconds", "15"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                CARECALL,
+                "serve",
+                "--worker",
+                self.worker,
+                "--share",
+                self.share,
+                "--clock",
+                self.clock,
+                "--lease-seconds",
+                "15",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     def kill(self) -> None:
@@ -215,27 +233,36 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
     # ---- everything below is read from the database
     with ctx.sessions() as s:
         q = lambda sql, **kw: s.execute(text(sql), kw).all()  # noqa: E731
-        open_tasks = q("SELECT id FROM call_task WHERE wave_id = :w AND status IN ('pending', 'in_progress')",
-                       w=rec.wave_id)
+        open_tasks = q(
+            "SELECT id FROM call_task WHERE wave_id = :w AND status IN ('pending', 'in_progress')",
+            w=rec.wave_id,
+        )
         assert open_tasks == [], "every task ends in a terminal state"
         in_flight = q("SELECT id FROM call_attempt WHERE state = 'in_flight'")
         assert in_flight == []
         overlapping = q(
             "SELECT a.id, b.id FROM call_attempt a JOIN call_attempt b ON a.patient_id = b.patient_id "
             "AND a.id < b.id AND b.started_at < coalesce(a.ended_at, 'infinity') "
-            "AND a.started_at < coalesce(b.ended_at, 'infinity')")
+            "AND a.started_at < coalesce(b.ended_at, 'infinity')"
+        )
         assert overlapping == [], "a patient is never in two calls at once"
         answered_without = q(
             "SELECT a.id FROM call_attempt a LEFT JOIN outcome o ON o.attempt_id = a.id "
-            "WHERE a.result = 'answered' AND o.id IS NULL")
+            "WHERE a.result = 'answered' AND o.id IS NULL"
+        )
         assert answered_without == [], "every answered attempt has its outcome"
         interrupted = q("SELECT count(*) FROM call_attempt WHERE result = 'interrupted'")[0][0]
         attempts = q("SELECT count(*) FROM call_attempt")[0][0]
-        tasks = dict(q("SELECT status, count(*) FROM call_task WHERE wave_id = :w GROUP BY status",
-                       w=rec.wave_id))
-        expired_by_day = dict(q(
-            "SELECT to_char(not_before AT TIME ZONE 'Europe/Paris', 'MM-DD'), count(*) FROM call_task "
-            "WHERE wave_id = :w AND status = 'expired' GROUP BY 1 ORDER BY 1", w=rec.wave_id))
+        tasks = dict(
+            q("SELECT status, count(*) FROM call_task WHERE wave_id = :w GROUP BY status", w=rec.wave_id)
+        )
+        expired_by_day = dict(
+            q(
+                "SELECT to_char(not_before AT TIME ZONE 'Europe/Paris', 'MM-DD'), count(*) FROM call_task "
+                "WHERE wave_id = :w AND status = 'expired' GROUP BY 1 ORDER BY 1",
+                w=rec.wave_id,
+            )
+        )
         # virtual seconds a nurse waits from the end of a call to her next one (answered calls
         # add the wrap-up): on a clock too fast for the processes, work waits on real time
         gaps = {
@@ -244,15 +271,25 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
                 "SELECT answered, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FROM ("
                 " SELECT result = 'answered' AS answered, extract(epoch FROM lead(started_at) OVER"
                 "  (PARTITION BY nurse_id ORDER BY started_at) - ended_at) AS gap FROM call_attempt"
-                ") g WHERE gap < 1800 GROUP BY answered")
+                ") g WHERE gap < 1800 GROUP BY answered"
+            )
         }
         report = check_invariants(s, policy, rec.wave_id)
     figures = {
-        "patients": PATIENTS, "nurses": NURSES, "wave_days": WAVE_DAYS, "clock": shared.describe(),
-        "setup_real_seconds": round(setup_seconds, 1), "run_real_seconds": round(run_seconds, 1),
-        "wave_real_seconds_on_clock": round(wave_real_seconds, 1), "attempts": attempts,
-        "tasks": tasks, "expired_by_planned_day": expired_by_day, "interrupted": interrupted,
-        "cut_calls": cut_calls, "worst_behind_real_seconds": _pace(logs), "median_gap_to_next_call": gaps,
+        "patients": PATIENTS,
+        "nurses": NURSES,
+        "wave_days": WAVE_DAYS,
+        "clock": shared.describe(),
+        "setup_real_seconds": round(setup_seconds, 1),
+        "run_real_seconds": round(run_seconds, 1),
+        "wave_real_seconds_on_clock": round(wave_real_seconds, 1),
+        "attempts": attempts,
+        "tasks": tasks,
+        "expired_by_planned_day": expired_by_day,
+        "interrupted": interrupted,
+        "cut_calls": cut_calls,
+        "worst_behind_real_seconds": _pace(logs),
+        "median_gap_to_next_call": gaps,
     }
     with capsys.disabled():  # in the test output even without -s: CI logs keep the figures
         print("\nserve test figures:", json.dumps(figures))

@@ -47,8 +47,12 @@ PATIENTS = 300
 NURSES = 4
 SEED = 1
 SENT_ON = date(2026, 12, 7)
-TERMINAL = {TaskStatus.done.value, TaskStatus.unreachable.value, TaskStatus.expired.value,
-            TaskStatus.cancelled.value}
+TERMINAL = {
+    TaskStatus.done.value,
+    TaskStatus.unreachable.value,
+    TaskStatus.expired.value,
+    TaskStatus.cancelled.value,
+}
 
 
 @dataclass
@@ -100,8 +104,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         return wave_status(ctx, info.wave_id) in (WaveStatus.done, WaveStatus.cancelled)
 
     sim = run_simulation(ctx, clock, end, seed=SEED, auto_launch=False, stop_when=finished)
-    yield World(request.param, ctx, clock, info.wave_id, info.mailing_id, info.window_start,
-                info.window_end, sim)
+    yield World(
+        request.param, ctx, clock, info.wave_id, info.mailing_id, info.window_start, info.window_end, sim
+    )
     dispose(ctx)
 
 
@@ -145,8 +150,16 @@ def _place(r: Any) -> cal.Place:
     return cal.Place(r.departement, r.timezone, _time(r.preferred_start), _time(r.preferred_end))
 
 
-_SUBDIV = {"57": "57", "67": "6AE", "68": "6AE", "971": "971", "972": "972", "973": "973", "974": "974",
-           "976": "976"}
+_SUBDIV = {
+    "57": "57",
+    "67": "6AE",
+    "68": "6AE",
+    "971": "971",
+    "972": "972",
+    "973": "973",
+    "974": "974",
+    "976": "976",
+}
 
 
 def _is_holiday_where_they_live(day: date, departement: str) -> bool:
@@ -164,13 +177,16 @@ def test_the_wave_ran_and_closed(world: World) -> None:
 
 
 def test_every_task_is_terminal(world: World) -> None:
-    rows = world.rows("SELECT status, kind, count(*) FROM call_task WHERE wave_id = :w GROUP BY status, kind",
-                      w=world.wave_id)
+    rows = world.rows(
+        "SELECT status, kind, count(*) FROM call_task WHERE wave_id = :w GROUP BY status, kind",
+        w=world.wave_id,
+    )
     assert rows, "the wave has no tasks"
     open_ = [(s, k, n) for s, k, n in rows if s not in TERMINAL]
     assert open_ == []
-    closed = world.rows("SELECT count(*) FROM call_task WHERE wave_id = :w AND closed_at IS NULL",
-                        w=world.wave_id)
+    closed = world.rows(
+        "SELECT count(*) FROM call_task WHERE wave_id = :w AND closed_at IS NULL", w=world.wave_id
+    )
     assert closed[0][0] == 0, "a terminal task without closed_at"
     kinds = {k for _, k, _ in rows}
     assert "callback" in kinds, "no callback in 300 patients: the scenario no longer exercises callbacks"
@@ -300,7 +316,8 @@ def test_opted_out_patients_are_withdrawn_and_never_called_again(world: World) -
         assert r.status == "withdrawn"
         later = world.rows(
             "SELECT count(*) FROM call_attempt WHERE patient_id = :p AND started_at > :at",
-            p=r.patient_id, at=r.recorded_at,
+            p=r.patient_id,
+            at=r.recorded_at,
         )
         assert later[0][0] == 0
         still_open = world.rows(
@@ -347,8 +364,9 @@ def test_callbacks_are_dialed_at_the_time_asked_by_the_nurse_who_promised_them(w
         """,
         w=world.wave_id,
     )
-    total_callbacks = world.rows("SELECT count(*) FROM call_task WHERE wave_id = :w AND kind = 'callback'",
-                                 w=world.wave_id)[0][0]
+    total_callbacks = world.rows(
+        "SELECT count(*) FROM call_task WHERE wave_id = :w AND kind = 'callback'", w=world.wave_id
+    )[0][0]
     assert len(rows) == total_callbacks > 0, "every callback task comes from a callback_requested outcome"
     by_promiser = 0
     dialed = 0
@@ -395,7 +413,8 @@ def test_wrong_numbers_are_flagged_and_never_dialed_again(world: World) -> None:
         assert r.number in flagged
         again = world.rows(
             "SELECT count(*) FROM call_attempt WHERE number = :n AND started_at > :at",
-            n=r.number, at=r.recorded_at,
+            n=r.number,
+            at=r.recorded_at,
         )
         assert again[0][0] == 0
 
@@ -413,7 +432,7 @@ def test_high_tier_only_to_seniors_and_skills_respected(world: World) -> None:
     for r in _attempts(world):
         level, skills = nurses[r.nurse_id]
         if r.kind == "callback":
-            continue   # a callback goes to the nurse who promised it
+            continue  # a callback goes to the nurse who promised it
         assert level in {lv.value for lv in policy.tiers[Tier(r.tier)].nurse_levels}, (r.id, r.tier, level)
         pathologies = [p for p in r.pathologies.split("|") if p]
         relevant = [p for p in pathologies if p in theme.pathologies] or pathologies
@@ -425,9 +444,27 @@ def test_high_tier_only_to_seniors_and_skills_respected(world: World) -> None:
 
 def _forbidden_words(world: World) -> set[str]:
     policy = world.ctx.policy
-    words = {"diabète", "diabete", "cardiaque", "rénal", "renal", "coronar", "bpco", "asthme", "tabac",
-             "poids", "pieds", "alimentation", "activité physique", "examens", "observance", "traitement",
-             "insuffisance", "pathologie", "maladie chronique"}
+    words = {
+        "diabète",
+        "diabete",
+        "cardiaque",
+        "rénal",
+        "renal",
+        "coronar",
+        "bpco",
+        "asthme",
+        "tabac",
+        "poids",
+        "pieds",
+        "alimentation",
+        "activité physique",
+        "examens",
+        "observance",
+        "traitement",
+        "insuffisance",
+        "pathologie",
+        "maladie chronique",
+    }
     for theme in policy.themes.values():
         words |= {theme.code.replace("_", " "), theme.code, theme.label.lower()}
     for code, p in policy.pathologies.items():
@@ -446,7 +483,8 @@ def test_no_voicemail_names_the_theme_or_a_pathology(world: World) -> None:
         SELECT a.result, count(*) FROM call_attempt a JOIN call_task t ON t.id = a.task_id
         WHERE t.wave_id = :w AND a.voicemail_left = :yes GROUP BY a.result
         """,
-        w=world.wave_id, yes=True,
+        w=world.wave_id,
+        yes=True,
     )
     assert left, "no voicemail was left in the whole wave"
     assert {r for r, _ in left} == {"machine"}
@@ -477,37 +515,67 @@ def test_check_invariants_is_not_trivially_zero(world: World) -> None:
     started = _aware(answered.started_at)
     day = started.astimezone(ZoneInfo(answered.timezone)).date()
     at_22h = cal.at_local(day, time(22, 0), answered.timezone)
-    ten_minutes_later = started + timedelta(minutes=10)   # overlaps the answered call, and too soon
+    ten_minutes_later = started + timedelta(minutes=10)  # overlaps the answered call, and too soon
     christmas = cal.at_local(date(2026, 12, 25), time(10, 0), answered.timezone)
-    base = {"task_id": answered.task_id, "patient_id": answered.patient_id, "nurse_id": answered.nurse_id,
-            "number": answered.number, "state": "completed", "worker": "forged"}
+    base = {
+        "task_id": answered.task_id,
+        "patient_id": answered.patient_id,
+        "nurse_id": answered.nurse_id,
+        "number": answered.number,
+        "state": "completed",
+        "worker": "forged",
+    }
     with world.ctx.sessions() as s:
-        s.execute(ATTEMPT.insert(), [
-            {**base, "result": "no_answer", "started_at": at_22h, "ended_at": at_22h + timedelta(seconds=30)},
-            {**base, "result": "no_answer", "started_at": ten_minutes_later,
-             "ended_at": ten_minutes_later + timedelta(seconds=30)},
-            {**base, "result": "answered", "started_at": christmas, "answered_at": christmas,
-             "ended_at": christmas + timedelta(minutes=5)},
-        ])
+        s.execute(
+            ATTEMPT.insert(),
+            [
+                {
+                    **base,
+                    "result": "no_answer",
+                    "started_at": at_22h,
+                    "ended_at": at_22h + timedelta(seconds=30),
+                },
+                {
+                    **base,
+                    "result": "no_answer",
+                    "started_at": ten_minutes_later,
+                    "ended_at": ten_minutes_later + timedelta(seconds=30),
+                },
+                {
+                    **base,
+                    "result": "answered",
+                    "started_at": christmas,
+                    "answered_at": christmas,
+                    "ended_at": christmas + timedelta(minutes=5),
+                },
+            ],
+        )
         s.flush()
         report = check_invariants(s, policy, world.wave_id)
         s.rollback()
     counts = report.counts()
-    assert counts["calls_outside_window"] == 2          # 22:00 and Christmas Day
-    assert counts["double_dials"] >= 1                  # 10 minutes after a call
-    assert counts["answered_without_outcome"] == 1      # the forged Christmas call
+    assert counts["calls_outside_window"] == 2  # 22:00 and Christmas Day
+    assert counts["double_dials"] >= 1  # 10 minutes after a call
+    assert counts["answered_without_outcome"] == 1  # the forged Christmas call
     with world.ctx.sessions() as s:
         assert check_invariants(s, policy, world.wave_id).ok, "the rollback restored the clean wave"
 
 
 def test_open_task_and_in_flight_attempt_are_counted(world: World) -> None:
     with world.ctx.sessions() as s:
-        task_id = s.execute(text("SELECT id FROM call_task WHERE wave_id = :w AND status = 'done' LIMIT 1"),
-                            {"w": world.wave_id}).scalar_one()
+        task_id = s.execute(
+            text("SELECT id FROM call_task WHERE wave_id = :w AND status = 'done' LIMIT 1"),
+            {"w": world.wave_id},
+        ).scalar_one()
         s.execute(text("UPDATE call_task SET status = 'pending' WHERE id = :t"), {"t": task_id})
         # the last attempt only: the database allows one call in flight per patient
-        s.execute(text("UPDATE call_attempt SET state = 'in_flight' WHERE id = "
-                       "(SELECT max(id) FROM call_attempt WHERE task_id = :t)"), {"t": task_id})
+        s.execute(
+            text(
+                "UPDATE call_attempt SET state = 'in_flight' WHERE id = "
+                "(SELECT max(id) FROM call_attempt WHERE task_id = :t)"
+            ),
+            {"t": task_id},
+        )
         s.flush()
         report = check_invariants(s, world.ctx.policy, world.wave_id)
         s.rollback()

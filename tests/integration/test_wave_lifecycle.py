@@ -42,7 +42,7 @@ from campaign.policy import NurseLevel, Tier
 from campaign.states import WaveStatus
 from dialer.simulation import run_simulation
 
-SENT_ON = date(2026, 12, 7)          # letters arrive Thursday 10 December; wave 10 → 28 December
+SENT_ON = date(2026, 12, 7)  # letters arrive Thursday 10 December; wave 10 → 28 December
 OPEN = ("pending", "in_progress")
 TERMINAL = ("done", "unreachable", "expired", "cancelled")
 
@@ -62,16 +62,19 @@ def _wave_end(ctx: services.Context, wave_id: int) -> datetime:
 def _attempt_starts(ctx: services.Context, wave_id: int) -> list[datetime]:
     with ctx.sessions() as s:
         rows = s.execute(
-            select(ATTEMPT.c.started_at).join(TASK, TASK.c.id == ATTEMPT.c.task_id)
-            .where(TASK.c.wave_id == wave_id).order_by(ATTEMPT.c.started_at)
+            select(ATTEMPT.c.started_at)
+            .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
+            .where(TASK.c.wave_id == wave_id)
+            .order_by(ATTEMPT.c.started_at)
         ).all()
     return [r for (r,) in rows]
 
 
 def _task_statuses(ctx: services.Context, wave_id: int) -> Counter[str]:
     with ctx.sessions() as s:
-        rows = s.execute(select(TASK.c.status, func.count()).where(TASK.c.wave_id == wave_id)
-                         .group_by(TASK.c.status)).all()
+        rows = s.execute(
+            select(TASK.c.status, func.count()).where(TASK.c.wave_id == wave_id).group_by(TASK.c.status)
+        ).all()
     return Counter({st: n for st, n in rows})
 
 
@@ -94,7 +97,7 @@ def test_pause_stops_new_dials_and_resume_continues(env, tmp_path: Path) -> None
     add_nurses(ctx, 3, seed=2)
     import_synthetic(ctx, 150, seed=2, tmp_dir=tmp_path)
     info = running_wave(ctx, clock, "diet", SENT_ON)
-    pause_from = paris(date(2026, 12, 10), 11)   # the first calling day, late morning
+    pause_from = paris(date(2026, 12, 10), 11)  # the first calling day, late morning
     marks: dict[str, datetime] = {}
     explained: list[str] = []
 
@@ -107,8 +110,15 @@ def test_pause_stops_new_dials_and_resume_continues(env, tmp_path: Path) -> None
             services.change_wave(ctx, info.wave_id, "resume")
             marks["resumed"] = clock.now()
 
-    run_simulation(ctx, clock, _wave_end(ctx, info.wave_id), seed=2, auto_launch=False, progress=hook,
-                   stop_when=_finished(ctx, info.wave_id))
+    run_simulation(
+        ctx,
+        clock,
+        _wave_end(ctx, info.wave_id),
+        seed=2,
+        auto_launch=False,
+        progress=hook,
+        stop_when=_finished(ctx, info.wave_id),
+    )
     services.expire_and_close(ctx)
 
     assert set(marks) == {"paused", "resumed"}
@@ -119,8 +129,12 @@ def test_pause_stops_new_dials_and_resume_continues(env, tmp_path: Path) -> None
     assert any(s <= paused for s in starts), "nothing was dialed before the pause"
     assert any(s >= resumed for s in starts), "nothing was dialed after the resume"
     # the pause spanned a whole calling day: without it there would have been calls
-    assert any(cal.is_callable_at(paused + timedelta(hours=h), cal.Place("75", "Europe/Paris"),
-                                  ctx.policy.calling_hours) for h in range(1, 24))
+    assert any(
+        cal.is_callable_at(
+            paused + timedelta(hours=h), cal.Place("75", "Europe/Paris"), ctx.policy.calling_hours
+        )
+        for h in range(1, 24)
+    )
     assert any("paused" in r and f"wave resume {info.wave_id}" in r for r in explained)
     assert wave_status(ctx, info.wave_id) == WaveStatus.done
     assert set(_task_statuses(ctx, info.wave_id)) <= set(TERMINAL)
@@ -138,8 +152,12 @@ def test_cancel_cancels_pending_tasks_and_the_wave_ends_all_terminal(env, tmp_pa
     def hook(now: datetime) -> None:
         if "cancelled" not in marks and now >= cancel_from:
             with ctx.sessions() as s:
-                pending_at_cancel.extend(i for (i,) in s.execute(select(TASK.c.id).where(
-                    TASK.c.wave_id == info.wave_id, TASK.c.status == "pending")).all())
+                pending_at_cancel.extend(
+                    i
+                    for (i,) in s.execute(
+                        select(TASK.c.id).where(TASK.c.wave_id == info.wave_id, TASK.c.status == "pending")
+                    ).all()
+                )
             services.change_wave(ctx, info.wave_id, "cancel")
             marks["cancelled"] = clock.now()
 
@@ -155,15 +173,17 @@ def test_cancel_cancels_pending_tasks_and_the_wave_ends_all_terminal(env, tmp_pa
     cancelled_at = marks["cancelled"]
     assert wave_status(ctx, info.wave_id) == WaveStatus.cancelled
     with ctx.sessions() as s:
-        rows = s.execute(select(TASK.c.id, TASK.c.status, TASK.c.close_reason)
-                         .where(TASK.c.id.in_(pending_at_cancel))).all()
+        rows = s.execute(
+            select(TASK.c.id, TASK.c.status, TASK.c.close_reason).where(TASK.c.id.in_(pending_at_cancel))
+        ).all()
     assert {st for _, st, _ in rows} == {"cancelled"}
     assert {r for _, _, r in rows} == {"wave cancelled"}
     statuses = _task_statuses(ctx, info.wave_id)
     assert set(statuses) <= set(TERMINAL), statuses
     # calls under way at the cancel finish; nothing new starts afterwards
-    starts = [s if s.tzinfo else s.replace(tzinfo=cancelled_at.tzinfo)
-              for s in _attempt_starts(ctx, info.wave_id)]
+    starts = [
+        s if s.tzinfo else s.replace(tzinfo=cancelled_at.tzinfo) for s in _attempt_starts(ctx, info.wave_id)
+    ]
     assert [s for s in starts if s > cancelled_at] == []
     with pytest.raises(InvalidTransition, match="cannot resume wave"):
         services.change_wave(ctx, info.wave_id, "resume")
@@ -188,15 +208,27 @@ def test_plan_shows_per_day_and_tier_counts_within_capacity(env) -> None:  # typ
         plan = services.get_wave(s, info.wave_id).plan
         planned = s.execute(select(TASK.c.planned_day, TASK.c.tier).where(TASK.c.wave_id == info.wave_id))
         db = Counter((d.isoformat() if isinstance(d, date) else str(d), t) for d, t in planned)
-        unplaced_tiers = Counter(t for (t,) in s.execute(
-            select(Patient.tier).join(RECIPIENT, RECIPIENT.c.patient_id == Patient.id)
-            .where(RECIPIENT.c.mailing_id == info.mailing_id,
-                   RECIPIENT.c.plan_note == "no nurse capacity left in the wave's window")).all())
-        notes = Counter(n for (n,) in s.execute(select(RECIPIENT.c.plan_note)
-                                                 .where(RECIPIENT.c.mailing_id == info.mailing_id)).all())
+        unplaced_tiers = Counter(
+            t
+            for (t,) in s.execute(
+                select(Patient.tier)
+                .join(RECIPIENT, RECIPIENT.c.patient_id == Patient.id)
+                .where(
+                    RECIPIENT.c.mailing_id == info.mailing_id,
+                    RECIPIENT.c.plan_note == "no nurse capacity left in the wave's window",
+                )
+            ).all()
+        )
+        notes = Counter(
+            n
+            for (n,) in s.execute(
+                select(RECIPIENT.c.plan_note).where(RECIPIENT.c.mailing_id == info.mailing_id)
+            ).all()
+        )
     days = plan["days"]
-    assert list(days) == [d.isoformat() for d in cal.working_days(info.window_start, info.window_end,
-                                                                   policy.calling_hours)]
+    assert list(days) == [
+        d.isoformat() for d in cal.working_days(info.window_start, info.window_end, policy.calling_hours)
+    ]
     shown = Counter({(d, t): n for d, load in days.items() for t, n in load["tasks"].items()})
     assert shown == db, "the plan the supervisor reviews is what was stored"
     assert plan["planned"] == sum(db.values())
@@ -221,17 +253,23 @@ def test_overlapping_mailing_gives_nobody_a_second_open_task(env) -> None:  # ty
     ids = bulk_patients(ctx, 40, pathologies="|diabetes|")
     first = planned_wave(ctx, clock, "diet", SENT_ON)
     services.change_wave(ctx, first.wave_id, "launch")
-    second = planned_wave(ctx, clock, "foot_care", SENT_ON)   # diabetes: the same 40 patients
+    second = planned_wave(ctx, clock, "foot_care", SENT_ON)  # diabetes: the same 40 patients
     assert second.recipients == first.recipients == len(ids)
     with ctx.sessions() as s:
         open_per_patient = s.execute(
-            select(TASK.c.patient_id, func.count()).where(TASK.c.status.in_(OPEN))
-            .group_by(TASK.c.patient_id).having(func.count() > 1)
+            select(TASK.c.patient_id, func.count())
+            .where(TASK.c.status.in_(OPEN))
+            .group_by(TASK.c.patient_id)
+            .having(func.count() > 1)
         ).all()
         second_tasks = s.execute(select(func.count()).where(TASK.c.wave_id == second.wave_id)).scalar_one()
         plan = services.get_wave(s, second.wave_id).plan
-        notes = {n for (n,) in s.execute(select(RECIPIENT.c.plan_note)
-                                          .where(RECIPIENT.c.mailing_id == second.mailing_id)).all()}
+        notes = {
+            n
+            for (n,) in s.execute(
+                select(RECIPIENT.c.plan_note).where(RECIPIENT.c.mailing_id == second.mailing_id)
+            ).all()
+        }
     assert open_per_patient == []
     assert second_tasks == 0
     assert plan["skipped"] == {"open_task_in_other_wave": len(ids)}
@@ -247,16 +285,23 @@ def test_contact_cap_after_a_finished_wave(env) -> None:  # type: ignore[no-unty
     add_nurses(ctx, 4, seed=5)
     ids = bulk_patients(ctx, 30, pathologies="|diabetes|")
     first = running_wave(ctx, clock, "diet", SENT_ON)
-    run_simulation(ctx, clock, _wave_end(ctx, first.wave_id), seed=5, auto_launch=False,
-                   stop_when=_finished(ctx, first.wave_id))
+    run_simulation(
+        ctx,
+        clock,
+        _wave_end(ctx, first.wave_id),
+        seed=5,
+        auto_launch=False,
+        stop_when=_finished(ctx, first.wave_id),
+    )
     assert wave_status(ctx, first.wave_id) == WaveStatus.done
     # a second letter to the same patients, posted less than caps.period_days after the first wave's tasks
     sent = cal.local_date(clock.now(), cal.Place("75", "Europe/Paris")) + timedelta(days=1)
     second = planned_wave(ctx, clock, "foot_care", sent)
     with ctx.sessions() as s:
         plan = services.get_wave(s, second.wave_id).plan
-        withdrawn = s.execute(select(func.count()).where(Patient.status == "withdrawn",
-                                                          Patient.id.in_(ids))).scalar_one()
+        withdrawn = s.execute(
+            select(func.count()).where(Patient.status == "withdrawn", Patient.id.in_(ids))
+        ).scalar_one()
     assert plan["planned"] == 0
     # a patient whose numbers all proved wrong is left out for that reason first
     skipped = plan["skipped"]
@@ -275,8 +320,9 @@ def test_plan_on_a_running_wave_is_refused_clearly(env) -> None:  # type: ignore
         services.plan_wave(ctx, info.wave_id)
     assert f"wave {info.wave_id} is running" in str(exc.value)
     assert "only a scheduled or planned wave can be planned" in str(exc.value)
-    with pytest.raises(InvalidTransition,
-                       match=r"cannot launch wave \d+: it is running \(only from planned\)"):
+    with pytest.raises(
+        InvalidTransition, match=r"cannot launch wave \d+: it is running \(only from planned\)"
+    ):
         services.change_wave(ctx, info.wave_id, "launch")
     with pytest.raises(InvalidTransition, match="already planned; use --replan"):
         services.plan_wave(ctx, planned_wave(ctx, clock, "foot_care", SENT_ON).wave_id)
@@ -304,10 +350,19 @@ def test_patient_suspended_for_the_whole_window_is_left_out_with_a_note(env) -> 
     home = add_patient(ctx)
     info = planned_wave(ctx, clock, "diet", SENT_ON)
     with ctx.sessions() as s:
-        tasks = {pid: day for pid, day in s.execute(select(TASK.c.patient_id, TASK.c.planned_day)
-                                                     .where(TASK.c.wave_id == info.wave_id)).all()}
-        notes = dict(s.execute(select(RECIPIENT.c.patient_id, RECIPIENT.c.plan_note)
-                               .where(RECIPIENT.c.mailing_id == info.mailing_id)).all())
+        tasks = {
+            pid: day
+            for pid, day in s.execute(
+                select(TASK.c.patient_id, TASK.c.planned_day).where(TASK.c.wave_id == info.wave_id)
+            ).all()
+        }
+        notes = dict(
+            s.execute(
+                select(RECIPIENT.c.patient_id, RECIPIENT.c.plan_note).where(
+                    RECIPIENT.c.mailing_id == info.mailing_id
+                )
+            ).all()
+        )
     assert away.id not in tasks
     assert notes[away.id] == "suspended for the whole wave"
     assert home.id in tasks and notes[home.id] is None
@@ -447,13 +502,20 @@ def test_reading_a_patient_file_is_audited(env) -> None:  # type: ignore[no-unty
 
 def test_a_patient_no_nurse_can_reach_in_their_window_is_not_silently_planned(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
-    add_nurse(ctx, level="senior", shifts=WEEKDAY_SHIFTS)      # 09:00-17:00 Paris
-    late = add_patient(ctx, departement="972", postal_code="97200", city="Fort-de-France",
-                       preferred_start=time(17, 0), preferred_end=time(19, 0))
+    add_nurse(ctx, level="senior", shifts=WEEKDAY_SHIFTS)  # 09:00-17:00 Paris
+    late = add_patient(
+        ctx,
+        departement="972",
+        postal_code="97200",
+        city="Fort-de-France",
+        preferred_start=time(17, 0),
+        preferred_end=time(19, 0),
+    )
     info = planned_wave(ctx, clock, "diet", SENT_ON)
     with ctx.sessions() as s:
-        planned = s.execute(select(func.count()).where(TASK.c.wave_id == info.wave_id,
-                                                       TASK.c.patient_id == late.id)).scalar_one()
+        planned = s.execute(
+            select(func.count()).where(TASK.c.wave_id == info.wave_id, TASK.c.patient_id == late.id)
+        ).scalar_one()
         note = s.execute(select(RECIPIENT.c.plan_note).where(RECIPIENT.c.patient_id == late.id)).scalar_one()
     assert planned == 0 and note, "the plan should leave them out with a note (no nurse works then)"
 

@@ -17,7 +17,7 @@ from campaign import calendar as cal
 from campaign.policy import CallingHours, Window, load_policy
 
 POLICY = load_policy()
-HOURS = POLICY.calling_hours   # Mon-Thu 09:00-12:30 + 13:30-19:00, Fri ... 18:00, Sat 09:00-12:00
+HOURS = POLICY.calling_hours  # Mon-Thu 09:00-12:30 + 13:30-19:00, Fri ... 18:00, Sat 09:00-12:00
 
 
 def place(dep: str, pref: tuple[str, str] | None = None) -> cal.Place:
@@ -46,11 +46,11 @@ def windows(*texts: str) -> tuple[Window, ...]:
     [
         ("75", "Europe/Paris", None, "FR"),
         ("13", "Europe/Paris", None, "FR"),
-        ("57", "Europe/Paris", "57", "FR"),       # Moselle
-        ("67", "Europe/Paris", "6AE", "FR"),      # Bas-Rhin: holidays knows Alsace as 6AE, 67 raises
-        ("68", "Europe/Paris", "6AE", "FR"),      # Haut-Rhin
-        ("2A", "Europe/Paris", None, "FR"),       # Corse-du-Sud
-        ("2B", "Europe/Paris", None, "FR"),       # Haute-Corse
+        ("57", "Europe/Paris", "57", "FR"),  # Moselle
+        ("67", "Europe/Paris", "6AE", "FR"),  # Bas-Rhin: holidays knows Alsace as 6AE, 67 raises
+        ("68", "Europe/Paris", "6AE", "FR"),  # Haut-Rhin
+        ("2A", "Europe/Paris", None, "FR"),  # Corse-du-Sud
+        ("2B", "Europe/Paris", None, "FR"),  # Haute-Corse
         ("971", "America/Guadeloupe", "971", "GP"),
         ("972", "America/Martinique", "972", "MQ"),
         ("973", "America/Cayenne", "973", "GF"),  # phonenumbers says GF, holidays says 973 (alias GY)
@@ -78,10 +78,10 @@ def test_zone_subdivision_and_phone_region_per_departement(
         ("57000", "57"),
         ("67000", "67"),
         ("68100", "68"),
-        ("20000", "2A"),   # Ajaccio
+        ("20000", "2A"),  # Ajaccio
         ("20090", "2A"),
         ("20167", "2A"),
-        ("20200", "2B"),   # Bastia
+        ("20200", "2B"),  # Bastia
         ("20600", "2B"),
         ("97100", "971"),  # Basse-Terre
         ("97200", "972"),  # Fort-de-France
@@ -99,15 +99,15 @@ def test_departement_from_postal_code(postal_code: str, dep: str) -> None:
 @pytest.mark.parametrize(
     "postal_code",
     [
-        "7500",     # too short
-        "750011",   # too long
-        "75O01",    # letter O
+        "7500",  # too short
+        "750011",  # too long
+        "75O01",  # letter O
         "",
         "00100",
-        "97500",    # Saint-Pierre-et-Miquelon: not a département the programme serves
-        "98000",    # Monaco: not a French département
-        "98800",    # Nouvelle-Calédonie: own social security, not served
-        "96000",    # no such postal codes
+        "97500",  # Saint-Pierre-et-Miquelon: not a département the programme serves
+        "98000",  # Monaco: not a French département
+        "98800",  # Nouvelle-Calédonie: own social security, not served
+        "96000",  # no such postal codes
         "99100",
     ],
 )
@@ -133,7 +133,7 @@ def test_departement_from_bad_postal_code_raises(postal_code: str) -> None:
         (date(2026, 1, 1), ["75", "57", "67", "2A", "971", "972", "973", "974", "976"], []),
         (date(2026, 7, 14), ["75", "68", "2B", "971", "972", "973", "974", "976"], []),
         (date(2026, 12, 25), ["75", "57", "974", "976"], []),
-        (date(2026, 4, 6), ["75", "57", "972"], []),           # Easter Monday
+        (date(2026, 4, 6), ["75", "57", "972"], []),  # Easter Monday
         # abolition of slavery: each overseas département on its own day
         (date(2027, 12, 20), ["974"], ["75", "57", "971", "972", "973", "976"]),
         (date(2026, 5, 22), ["972"], ["75", "57", "971", "973", "974", "976"]),
@@ -170,30 +170,70 @@ def test_holidays_can_be_switched_off_by_policy() -> None:
     ("day", "expected"),
     [
         # the Monday before the last Sunday of March 2026: still CET, UTC+1
-        (date(2026, 3, 23), [(utc(2026, 3, 23, 8), utc(2026, 3, 23, 11, 30)),
-                             (utc(2026, 3, 23, 12, 30), utc(2026, 3, 23, 18))]),
+        (
+            date(2026, 3, 23),
+            [
+                (utc(2026, 3, 23, 8), utc(2026, 3, 23, 11, 30)),
+                (utc(2026, 3, 23, 12, 30), utc(2026, 3, 23, 18)),
+            ],
+        ),
         # 29 March 2026 is the change; the Monday after is CEST, UTC+2
-        (date(2026, 3, 30), [(utc(2026, 3, 30, 7), utc(2026, 3, 30, 10, 30)),
-                             (utc(2026, 3, 30, 11, 30), utc(2026, 3, 30, 17))]),
+        (
+            date(2026, 3, 30),
+            [
+                (utc(2026, 3, 30, 7), utc(2026, 3, 30, 10, 30)),
+                (utc(2026, 3, 30, 11, 30), utc(2026, 3, 30, 17)),
+            ],
+        ),
         # the Saturday before the change (CET) and the change Sunday (no windows)
         (date(2026, 3, 28), [(utc(2026, 3, 28, 8), utc(2026, 3, 28, 11))]),
         (date(2026, 3, 29), []),
         # 25 October 2026 back to CET: the Monday before is UTC+2, the Monday after UTC+1
-        (date(2026, 10, 19), [(utc(2026, 10, 19, 7), utc(2026, 10, 19, 10, 30)),
-                              (utc(2026, 10, 19, 11, 30), utc(2026, 10, 19, 17))]),
-        (date(2026, 10, 26), [(utc(2026, 10, 26, 8), utc(2026, 10, 26, 11, 30)),
-                              (utc(2026, 10, 26, 12, 30), utc(2026, 10, 26, 18))]),
+        (
+            date(2026, 10, 19),
+            [
+                (utc(2026, 10, 19, 7), utc(2026, 10, 19, 10, 30)),
+                (utc(2026, 10, 19, 11, 30), utc(2026, 10, 19, 17)),
+            ],
+        ),
+        (
+            date(2026, 10, 26),
+            [
+                (utc(2026, 10, 26, 8), utc(2026, 10, 26, 11, 30)),
+                (utc(2026, 10, 26, 12, 30), utc(2026, 10, 26, 18)),
+            ],
+        ),
         # 2027: 28 March and 31 October (the Monday after the March change is Easter Monday)
-        (date(2027, 3, 29), []),                               # Easter Monday 2027
-        (date(2027, 3, 30), [(utc(2027, 3, 30, 7), utc(2027, 3, 30, 10, 30)),
-                             (utc(2027, 3, 30, 11, 30), utc(2027, 3, 30, 17))]),
-        (date(2027, 11, 2), [(utc(2027, 11, 2, 8), utc(2027, 11, 2, 11, 30)),   # 1 Nov is a holiday
-                             (utc(2027, 11, 2, 12, 30), utc(2027, 11, 2, 18))]),
+        (date(2027, 3, 29), []),  # Easter Monday 2027
+        (
+            date(2027, 3, 30),
+            [
+                (utc(2027, 3, 30, 7), utc(2027, 3, 30, 10, 30)),
+                (utc(2027, 3, 30, 11, 30), utc(2027, 3, 30, 17)),
+            ],
+        ),
+        (
+            date(2027, 11, 2),
+            [
+                (utc(2027, 11, 2, 8), utc(2027, 11, 2, 11, 30)),  # 1 Nov is a holiday
+                (utc(2027, 11, 2, 12, 30), utc(2027, 11, 2, 18)),
+            ],
+        ),
         # 2028: 26 March and 29 October
-        (date(2028, 3, 27), [(utc(2028, 3, 27, 7), utc(2028, 3, 27, 10, 30)),
-                             (utc(2028, 3, 27, 11, 30), utc(2028, 3, 27, 17))]),
-        (date(2028, 10, 30), [(utc(2028, 10, 30, 8), utc(2028, 10, 30, 11, 30)),
-                              (utc(2028, 10, 30, 12, 30), utc(2028, 10, 30, 18))]),
+        (
+            date(2028, 3, 27),
+            [
+                (utc(2028, 3, 27, 7), utc(2028, 3, 27, 10, 30)),
+                (utc(2028, 3, 27, 11, 30), utc(2028, 3, 27, 17)),
+            ],
+        ),
+        (
+            date(2028, 10, 30),
+            [
+                (utc(2028, 10, 30, 8), utc(2028, 10, 30, 11, 30)),
+                (utc(2028, 10, 30, 12, 30), utc(2028, 10, 30, 18)),
+            ],
+        ),
     ],
 )
 def test_utc_intervals_across_daylight_saving_in_paris(
@@ -206,12 +246,18 @@ def test_utc_offsets_on_the_mondays_around_the_changes() -> None:
     """The same 09:00 Paris is 08:00 UTC in winter and 07:00 UTC in summer (first working day after)."""
     paris = place("75")
     for monday, offset in [
-        (date(2026, 3, 23), 1), (date(2026, 3, 30), 2),
-        (date(2026, 10, 19), 2), (date(2026, 10, 26), 1),
-        (date(2027, 3, 22), 1), (date(2027, 3, 30), 2),   # 29 March 2027: Easter Monday
-        (date(2027, 10, 25), 2), (date(2027, 11, 8), 1),
-        (date(2028, 3, 20), 1), (date(2028, 3, 27), 2),
-        (date(2028, 10, 23), 2), (date(2028, 10, 30), 1),
+        (date(2026, 3, 23), 1),
+        (date(2026, 3, 30), 2),
+        (date(2026, 10, 19), 2),
+        (date(2026, 10, 26), 1),
+        (date(2027, 3, 22), 1),
+        (date(2027, 3, 30), 2),  # 29 March 2027: Easter Monday
+        (date(2027, 10, 25), 2),
+        (date(2027, 11, 8), 1),
+        (date(2028, 3, 20), 1),
+        (date(2028, 3, 27), 2),
+        (date(2028, 10, 23), 2),
+        (date(2028, 10, 30), 1),
     ]:
         first_start = cal.utc_intervals(monday, paris, HOURS)[0][0]
         assert first_start == datetime.combine(monday, time(9 - offset), UTC), monday
@@ -246,10 +292,14 @@ def test_overseas_windows_are_in_local_time_all_year(dep: str, offset_hours: int
     for monday in (date(2026, 3, 23), date(2026, 3, 30), date(2026, 10, 19), date(2026, 10, 26)):
         got = cal.utc_intervals(monday, place(dep), HOURS)
         assert got == [
-            (datetime.combine(monday, time(9), UTC) - timedelta(hours=offset_hours),
-             datetime.combine(monday, time(12, 30), UTC) - timedelta(hours=offset_hours)),
-            (datetime.combine(monday, time(13, 30), UTC) - timedelta(hours=offset_hours),
-             datetime.combine(monday, time(19), UTC) - timedelta(hours=offset_hours)),
+            (
+                datetime.combine(monday, time(9), UTC) - timedelta(hours=offset_hours),
+                datetime.combine(monday, time(12, 30), UTC) - timedelta(hours=offset_hours),
+            ),
+            (
+                datetime.combine(monday, time(13, 30), UTC) - timedelta(hours=offset_hours),
+                datetime.combine(monday, time(19), UTC) - timedelta(hours=offset_hours),
+            ),
         ], (dep, monday)
 
 
@@ -274,9 +324,9 @@ def test_overseas_callable_instants() -> None:
 def test_overseas_holiday_is_the_local_day() -> None:
     """20 December 2027 in Réunion runs from 19 Dec 20:00 UTC to 20 Dec 20:00 UTC."""
     reunion = place("974")
-    assert not cal.is_callable_at(utc(2027, 12, 20, 6), reunion, HOURS)      # 10:00 local, holiday
-    assert cal.is_callable_at(utc(2027, 12, 21, 6), reunion, HOURS)          # next day
-    assert cal.is_callable_at(utc(2027, 12, 20, 8), place("75"), HOURS)      # Paris works
+    assert not cal.is_callable_at(utc(2027, 12, 20, 6), reunion, HOURS)  # 10:00 local, holiday
+    assert cal.is_callable_at(utc(2027, 12, 21, 6), reunion, HOURS)  # next day
+    assert cal.is_callable_at(utc(2027, 12, 20, 8), place("75"), HOURS)  # Paris works
     # Martinique on 22 May 2026 (Friday): 14:00 UTC is 10:00 local, a holiday there
     assert not cal.is_callable_at(utc(2026, 5, 22, 14), place("972"), HOURS)
     assert cal.is_callable_at(utc(2026, 5, 22, 14), place("971"), HOURS)
@@ -305,7 +355,7 @@ SATURDAY = date(2026, 3, 28)
         # wholly outside: ignored, the default windows apply
         (MONDAY, ("20:00", "22:00"), ("09:00-12:30", "13:30-19:00")),
         (MONDAY, ("06:00", "08:30"), ("09:00-12:30", "13:30-19:00")),
-        (MONDAY, ("12:40", "13:20"), ("09:00-12:30", "13:30-19:00")),   # the lunch gap
+        (MONDAY, ("12:40", "13:20"), ("09:00-12:30", "13:30-19:00")),  # the lunch gap
         (SATURDAY, ("14:00", "16:00"), ("09:00-12:00",)),
         # malformed (ends before it starts): ignored
         (MONDAY, ("16:00", "10:00"), ("09:00-12:30", "13:30-19:00")),
@@ -323,17 +373,18 @@ def test_preferred_window_is_in_the_patients_own_time() -> None:
     reunion = place("974", ("17:00", "18:00"))
     assert cal.utc_intervals(MONDAY, reunion, HOURS) == [(utc(2026, 3, 23, 13), utc(2026, 3, 23, 14))]
     assert cal.is_callable_at(utc(2026, 3, 23, 13, 30), reunion, HOURS)
-    assert not cal.is_callable_at(utc(2026, 3, 23, 6), reunion, HOURS)   # 10:00 there: not preferred
+    assert not cal.is_callable_at(utc(2026, 3, 23, 6), reunion, HOURS)  # 10:00 there: not preferred
 
 
 def test_window_boundaries_start_inclusive_end_exclusive() -> None:
     paris = place("75")
-    assert cal.is_callable_at(utc(2026, 3, 23, 8), paris, HOURS)               # 09:00
+    assert cal.is_callable_at(utc(2026, 3, 23, 8), paris, HOURS)  # 09:00
     assert not cal.is_callable_at(utc(2026, 3, 23, 7, 59), paris, HOURS)
-    assert cal.is_callable_at(utc(2026, 3, 23, 11, 29), paris, HOURS)          # 12:29
-    assert not cal.is_callable_at(utc(2026, 3, 23, 11, 30), paris, HOURS)      # 12:30
+    assert cal.is_callable_at(utc(2026, 3, 23, 11, 29), paris, HOURS)  # 12:29
+    assert not cal.is_callable_at(utc(2026, 3, 23, 11, 30), paris, HOURS)  # 12:30
     assert cal.window_containing(utc(2026, 3, 23, 12, 30), paris, HOURS) == (
-        utc(2026, 3, 23, 12, 30), utc(2026, 3, 23, 18)
+        utc(2026, 3, 23, 12, 30),
+        utc(2026, 3, 23, 18),
     )
     assert cal.window_containing(utc(2026, 3, 23, 18), paris, HOURS) is None
 
@@ -379,17 +430,17 @@ def test_at_local_and_local_time_of_round_trip() -> None:
 @pytest.mark.parametrize(
     ("start", "n", "dep", "expected"),
     [
-        (date(2026, 3, 23), 0, "75", date(2026, 3, 23)),      # Monday is a working day
-        (date(2026, 3, 29), 0, "75", date(2026, 3, 30)),      # Sunday -> Monday
-        (date(2026, 4, 6), 0, "75", date(2026, 4, 7)),        # Easter Monday -> Tuesday
+        (date(2026, 3, 23), 0, "75", date(2026, 3, 23)),  # Monday is a working day
+        (date(2026, 3, 29), 0, "75", date(2026, 3, 30)),  # Sunday -> Monday
+        (date(2026, 4, 6), 0, "75", date(2026, 4, 7)),  # Easter Monday -> Tuesday
         (date(2026, 3, 23), 3, "75", date(2026, 3, 26)),
-        (date(2026, 3, 26), 3, "75", date(2026, 3, 30)),      # Thu -> Fri, Sat, (Sun) Mon
-        (date(2026, 4, 2), 1, "75", date(2026, 4, 3)),        # Good Friday works in Paris
-        (date(2026, 4, 2), 1, "57", date(2026, 4, 4)),        # ... not in Moselle: Saturday
-        (date(2026, 4, 2), 2, "57", date(2026, 4, 7)),        # Sat, (Sun, Easter Monday) Tue
-        (date(2026, 12, 24), 1, "75", date(2026, 12, 26)),    # (Christmas) Saturday
-        (date(2026, 12, 24), 1, "68", date(2026, 12, 28)),    # (Christmas, St Stephen, Sunday)
-        (date(2026, 5, 21), 1, "972", date(2026, 5, 23)),     # Martinique: 22 May off
+        (date(2026, 3, 26), 3, "75", date(2026, 3, 30)),  # Thu -> Fri, Sat, (Sun) Mon
+        (date(2026, 4, 2), 1, "75", date(2026, 4, 3)),  # Good Friday works in Paris
+        (date(2026, 4, 2), 1, "57", date(2026, 4, 4)),  # ... not in Moselle: Saturday
+        (date(2026, 4, 2), 2, "57", date(2026, 4, 7)),  # Sat, (Sun, Easter Monday) Tue
+        (date(2026, 12, 24), 1, "75", date(2026, 12, 26)),  # (Christmas) Saturday
+        (date(2026, 12, 24), 1, "68", date(2026, 12, 28)),  # (Christmas, St Stephen, Sunday)
+        (date(2026, 5, 21), 1, "972", date(2026, 5, 23)),  # Martinique: 22 May off
         (date(2026, 5, 21), 1, "75", date(2026, 5, 22)),
     ],
 )
@@ -405,16 +456,17 @@ def test_add_working_days_defaults_to_the_metropole() -> None:
     ("start", "end", "dep", "expected"),
     [
         # 1-8 April 2026: Wed Thu Fri Sat (Sun, Easter Monday) Tue Wed
-        (date(2026, 4, 1), date(2026, 4, 8), "75",
-         [date(2026, 4, d) for d in (1, 2, 3, 4, 7, 8)]),
-        (date(2026, 4, 1), date(2026, 4, 8), "57",
-         [date(2026, 4, d) for d in (1, 2, 4, 7, 8)]),
-        (date(2026, 12, 24), date(2026, 12, 28), "75",
-         [date(2026, 12, 24), date(2026, 12, 26), date(2026, 12, 28)]),
-        (date(2026, 12, 24), date(2026, 12, 28), "67",
-         [date(2026, 12, 24), date(2026, 12, 28)]),
+        (date(2026, 4, 1), date(2026, 4, 8), "75", [date(2026, 4, d) for d in (1, 2, 3, 4, 7, 8)]),
+        (date(2026, 4, 1), date(2026, 4, 8), "57", [date(2026, 4, d) for d in (1, 2, 4, 7, 8)]),
+        (
+            date(2026, 12, 24),
+            date(2026, 12, 28),
+            "75",
+            [date(2026, 12, 24), date(2026, 12, 26), date(2026, 12, 28)],
+        ),
+        (date(2026, 12, 24), date(2026, 12, 28), "67", [date(2026, 12, 24), date(2026, 12, 28)]),
         (date(2026, 3, 29), date(2026, 3, 29), "75", []),
-        (date(2026, 3, 30), date(2026, 3, 23), "75", []),      # empty range
+        (date(2026, 3, 30), date(2026, 3, 23), "75", []),  # empty range
     ],
 )
 def test_working_days(start: date, end: date, dep: str, expected: list[date]) -> None:
@@ -427,8 +479,6 @@ def test_working_days_and_add_working_days_agree() -> None:
         assert cal.add_working_days(days[0], i, HOURS, "57") == d
     assert len(days) == len(set(days))
     # 2026 in Moselle: 313 Mon-Sat days, minus the holidays that fall Mon-Sat
-    mon_to_sat = sum(
-        1 for k in range(365) if (date(2026, 1, 1) + timedelta(days=k)).weekday() < 6
-    )
+    mon_to_sat = sum(1 for k in range(365) if (date(2026, 1, 1) + timedelta(days=k)).weekday() < 6)
     hol = [d for d in holidays_lib.country_holidays("FR", subdiv="57", years=2026) if d.weekday() < 6]
     assert len(days) == mon_to_sat - len(hol)

@@ -35,10 +35,17 @@ class Wall:
         return self.at
 
 
-def two_speed(virtual0: datetime, factor: float, idle: float, busy: str = BUSY,
-              holidays: str | None = "75", wall: Wall | None = None) -> ScaledClock:
-    return ScaledClock(virtual0, REAL0, factor, wall, idle_factor=idle,
-                       busy=BusyHours.parse(busy, "Europe/Paris", holidays))
+def two_speed(
+    virtual0: datetime,
+    factor: float,
+    idle: float,
+    busy: str = BUSY,
+    holidays: str | None = "75",
+    wall: Wall | None = None,
+) -> ScaledClock:
+    return ScaledClock(
+        virtual0, REAL0, factor, wall, idle_factor=idle, busy=BusyHours.parse(busy, "Europe/Paris", holidays)
+    )
 
 
 # ---------------------------------------------------------------- an independent model
@@ -62,14 +69,24 @@ def busy_intervals(
         off = holidays is not None and day in holidays_lib.country_holidays("FR", years=day.year)
         for weekday, a, b in windows:
             if weekday == day.weekday() and not off:
-                out.append((datetime.combine(day, a, PARIS).astimezone(UTC),
-                            datetime.combine(day, b, PARIS).astimezone(UTC)))
+                out.append(
+                    (
+                        datetime.combine(day, a, PARIS).astimezone(UTC),
+                        datetime.combine(day, b, PARIS).astimezone(UTC),
+                    )
+                )
         day += timedelta(days=1)
     return out
 
 
-def expected_real(virtual0: datetime, virtual: datetime, factor: float, idle: float,
-                  busy: str = BUSY, holidays: str | None = "75") -> float:
+def expected_real(
+    virtual0: datetime,
+    virtual: datetime,
+    factor: float,
+    idle: float,
+    busy: str = BUSY,
+    holidays: str | None = "75",
+) -> float:
     """Real seconds from `virtual0` to `virtual`: busy time at `factor`, the rest at `idle`."""
     first = virtual0.astimezone(PARIS).date() - timedelta(days=1)
     last = virtual.astimezone(PARIS).date() + timedelta(days=1)
@@ -169,8 +186,9 @@ def test_a_holiday_runs_at_the_idle_speed() -> None:
 def test_from_until_on_every_hour_runs_at_the_idle_speed() -> None:
     monday_8h = datetime(2026, 12, 14, 8, 0, tzinfo=PARIS)
     until = datetime(2026, 12, 14, 12, 0, tzinfo=PARIS)
-    clock = ScaledClock(monday_8h, REAL0, 3600, idle_factor=200_000,
-                        busy=BusyHours.parse(BUSY, until=until.isoformat()))
+    clock = ScaledClock(
+        monday_8h, REAL0, 3600, idle_factor=200_000, busy=BusyHours.parse(BUSY, until=until.isoformat())
+    )
     noon = clock.real_at(until)
     assert (noon - REAL0).total_seconds() == pytest.approx(4)
     tuesday_noon = clock.real_at(until + timedelta(days=1))

@@ -31,7 +31,7 @@ from campaign.synthetic import fiction_number, is_fiction_e164
         ("+33 1 99 00 12 34", "FR", "+33199001234"),
         ("+33 (0)1 99 00 12 34", "FR", "+33199001234"),
         ("0033 1 99 00 12 34", "FR", "+33199001234"),
-        ("1 99 00 12 34", "FR", "+33199001234"),          # leading zero lost in Excel
+        ("1 99 00 12 34", "FR", "+33199001234"),  # leading zero lost in Excel
         ("0261911234", "FR", "+33261911234"),
         ("+33 3 53 01 12 34", "FR", "+33353011234"),
         ("04 65 71 00 00", "FR", "+33465710000"),
@@ -50,7 +50,7 @@ from campaign.synthetic import fiction_number, is_fiction_e164
         ("0690 12 34 56", "GP", "+590690123456"),
         ("0694 12 34 56", "GF", "+594694123456"),
         ("0639 01 12 34", "YT", "+262639011234"),
-        ("+33 6 92 12 34 56", "FR", "+262692123456"),     # wrongly written +33 overseas
+        ("+33 6 92 12 34 56", "FR", "+262692123456"),  # wrongly written +33 overseas
         ("+262 692 12 34 56", "RE", "+262692123456"),
         # a metropolitan fiction number of an overseas patient
         ("01 99 00 12 34", "RE", "+33199001234"),
@@ -65,10 +65,10 @@ def test_phone_formats(typed: str, region: str, e164: str) -> None:
 @pytest.mark.parametrize(
     "typed",
     [
-        "06 39 98 12 34",      # fiction mobile range: refused by phonenumbers
+        "06 39 98 12 34",  # fiction mobile range: refused by phonenumbers
         "0639981234",
-        "01 99 00 12",         # too short
-        "01 99 00 12 34 56",   # too long
+        "01 99 00 12",  # too short
+        "01 99 00 12 34 56",  # too long
         "00 00 00 00 00",
         "tel: 01 99 00 12 34",
         "1.99E+08",
@@ -155,10 +155,19 @@ def test_pathologies_limited_to_policy() -> None:
 @pytest.mark.parametrize(
     ("text", "tier"),
     [
-        ("low", Tier.low), ("faible", Tier.low), ("Faible", Tier.low), ("1", Tier.low),
-        ("medium", Tier.medium), ("modéré", Tier.medium), ("MODERE", Tier.medium),
-        ("moyen", Tier.medium), ("2", Tier.medium),
-        ("high", Tier.high), ("élevé", Tier.high), ("fort", Tier.high), ("3", Tier.high),
+        ("low", Tier.low),
+        ("faible", Tier.low),
+        ("Faible", Tier.low),
+        ("1", Tier.low),
+        ("medium", Tier.medium),
+        ("modéré", Tier.medium),
+        ("MODERE", Tier.medium),
+        ("moyen", Tier.medium),
+        ("2", Tier.medium),
+        ("high", Tier.high),
+        ("élevé", Tier.high),
+        ("fort", Tier.high),
+        ("3", Tier.high),
     ],
 )
 def test_tiers(text: str, tier: Tier) -> None:

@@ -53,8 +53,21 @@ def scrub(**event: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "key",
-    ["name", "first_name", "last_name", "phone", "phone_alt", "number", "birth_date",
-     "email", "address", "firstName", "patientBirthDate", "display_name", "nir"],
+    [
+        "name",
+        "first_name",
+        "last_name",
+        "phone",
+        "phone_alt",
+        "number",
+        "birth_date",
+        "email",
+        "address",
+        "firstName",
+        "patientBirthDate",
+        "display_name",
+        "nir",
+    ],
 )
 def test_personal_keys_are_redacted_whatever_the_value(key: str) -> None:
     for value in ["Jeanne Martin", 42, date(1950, 3, 12), ["a", "b"], {"x": 1}]:
@@ -96,7 +109,7 @@ def test_social_security_numbers_are_masked() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "2025-03-12T09:30:00+00:00",        # ISO timestamps are everywhere, and not personal
+        "2025-03-12T09:30:00+00:00",  # ISO timestamps are everywhere, and not personal
         "wave 12 planned 340 tasks on 2025-03-12",
         "claimed task 123456 lease 30s",
         "retry in 00:15:00",
@@ -156,8 +169,7 @@ def test_stdlib_loggers_go_through_the_same_pipeline() -> None:
     logging.getLogger("apscheduler").info("not shown at warning level")
     get_logger().info("not shown either")
     (line,) = _json_lines(buf)
-    assert line == {**line, "event": "row [phone]", "logger": "sqlalchemy.engine",
-                    "level": "warning"}
+    assert line == {**line, "event": "row [phone]", "logger": "sqlalchemy.engine", "level": "warning"}
 
 
 def test_console_output_is_human_readable_and_scrubbed() -> None:
@@ -168,7 +180,7 @@ def test_console_output_is_human_readable_and_scrubbed() -> None:
     assert "wave planned" in out and "wave_id=3" in out
     assert "0199001234" not in out and REDACTED in out
     assert not out.lstrip().startswith("{")
-    assert "\x1b[" not in out                 # no colours when not on a terminal
+    assert "\x1b[" not in out  # no colours when not on a terminal
 
 
 def test_auto_is_json_off_a_terminal_and_console_on_one() -> None:

@@ -41,10 +41,10 @@ WHERE: dict[str, tuple[str, str | None]] = {
 }
 SKILLS = ("heart_failure", "copd")
 WAVE_STARTS = [
-    date(2026, 3, 30),   # Monday after the spring change
+    date(2026, 3, 30),  # Monday after the spring change
     date(2026, 3, 31),
-    date(2026, 4, 1),    # runs over Good Friday (Alsace-Moselle) and Easter Monday
-    date(2026, 5, 18),   # over 22 May (Martinique), 25 May (Whit Monday), 27 May (Guadeloupe)
+    date(2026, 4, 1),  # runs over Good Friday (Alsace-Moselle) and Easter Monday
+    date(2026, 5, 18),  # over 22 May (Martinique), 25 May (Whit Monday), 27 May (Guadeloupe)
     date(2026, 12, 21),  # over Christmas and 26 December (Alsace-Moselle)
     date(2027, 12, 15),  # over 20 December (Réunion)
     date(2028, 4, 10),
@@ -106,8 +106,9 @@ def at_work(
     return working, levels
 
 
-def never_in_window(c: Candidate, days: Sequence[date], nurses: Sequence[NurseShifts],
-                    pol: Policy = policy) -> bool:
+def never_in_window(
+    c: Candidate, days: Sequence[date], nurses: Sequence[NurseShifts], pol: Policy = policy
+) -> bool:
     """Qualified nurses work some usable day, but never while this patient may be called."""
     first = min(pol.tiers[c.state.tier].start_offset_days, len(days) - 1)
     usable = [d for d in days[first:] if not day_blocked_for(c, d, pol)]
@@ -149,16 +150,21 @@ places = st.builds(
     st.sampled_from(list(WHERE)),
     st.one_of(
         st.none(),
-        st.sampled_from([
-            (time(10), time(11)), (time(14), time(16)), (time(20), time(21)), (time(8), time(9, 30)),
-        ]),
+        st.sampled_from(
+            [
+                (time(10), time(11)),
+                (time(14), time(16)),
+                (time(20), time(21)),
+                (time(8), time(9, 30)),
+            ]
+        ),
     ),
 )
 
 
 # drawn per patient and per nurse: built once (building strategies in the loop is slow)
 statuses = st.sampled_from([EnrolmentStatus.enrolled] * 6 + list(EnrolmentStatus))
-suspension_offsets = st.one_of(st.none(), st.integers(-3, 13))     # days from the wave's first day
+suspension_offsets = st.one_of(st.none(), st.integers(-3, 13))  # days from the wave's first day
 tiers = st.sampled_from(list(Tier))
 consents = st.sampled_from([True] * 8 + [False])
 numbers = st.sampled_from([1, 1, 1, 2, 0])
@@ -169,7 +175,7 @@ in_period = st.sampled_from([0, 0, 0, 0, 1, 2])
 levels = st.sampled_from(list(NurseLevel))
 nurse_skills = st.frozensets(st.sampled_from(SKILLS))
 weekdays = st.sets(st.integers(0, 6), max_size=6)
-shift_starts = st.integers(7 * 4, 14 * 4)      # quarter hours
+shift_starts = st.integers(7 * 4, 14 * 4)  # quarter hours
 shift_lengths = st.integers(2, 5 * 4)
 
 
@@ -191,13 +197,15 @@ def candidate_sets(draw: st.DrawFn, wave_days: Sequence[date]) -> list[Candidate
             dialable_numbers=draw(numbers),
             next_contact_on=draw(last_contacts),
         )
-        out.append(Candidate(
-            patient_id=pid,
-            state=state,
-            skills=draw(needs),
-            open_task_elsewhere=draw(open_elsewhere),
-            tasks_in_period=draw(in_period),
-        ))
+        out.append(
+            Candidate(
+                patient_id=pid,
+                state=state,
+                skills=draw(needs),
+                open_task_elsewhere=draw(open_elsewhere),
+                tasks_in_period=draw(in_period),
+            )
+        )
     return out
 
 
@@ -222,13 +230,15 @@ def waves(draw: st.DrawFn) -> Wave:
     length = draw(st.integers(1, 10))
     if draw(st.booleans()):
         wave_days = cal.working_days(start, start + timedelta(days=3 * length), HOURS)[:length]
-    else:   # plain calendar days: Sundays and holidays in the wave, the planner must skip them
+    else:  # plain calendar days: Sundays and holidays in the wave, the planner must skip them
         wave_days = [start + timedelta(days=k) for k in range(length)]
     if not wave_days:
         wave_days = [start]
-    pol = policy.model_copy(update={
-        "caps": policy.caps.model_copy(update={"max_tasks_per_period": draw(st.integers(1, 2))}),
-    })
+    pol = policy.model_copy(
+        update={
+            "caps": policy.caps.model_copy(update={"max_tasks_per_period": draw(st.integers(1, 2))}),
+        }
+    )
     return draw(candidate_sets(wave_days)), draw(nurse_sets()), wave_days, pol
 
 
@@ -459,11 +469,17 @@ def test_nobody_waits_while_an_earlier_day_had_room(
 
 MON, TUE, WED = date(2026, 3, 23), date(2026, 3, 24), date(2026, 3, 25)
 # costs with config/programme.toml: call_minutes + 1.5 min x (expected attempts - 1)
-HIGH, MEDIUM, LOW = 25 + 1.5 * 0.6, 18 + 1.5 * 0.8, 12 + 1.5 * 1.0      # 25.9, 19.2, 13.5
+HIGH, MEDIUM, LOW = 25 + 1.5 * 0.6, 18 + 1.5 * 0.8, 12 + 1.5 * 1.0  # 25.9, 19.2, 13.5
 
 
-def patient(pid: int, tier: Tier, dep: str = "75", *, skills: frozenset[str] = frozenset(),
-            overdue: date | None = None) -> Candidate:
+def patient(
+    pid: int,
+    tier: Tier,
+    dep: str = "75",
+    *,
+    skills: frozenset[str] = frozenset(),
+    overdue: date | None = None,
+) -> Candidate:
     place = cal.Place(dep, WHERE[dep][0])
     state = PatientState(EnrolmentStatus.enrolled, tier, place, next_contact_on=overdue)
     return Candidate(pid, state, skills=skills)
@@ -473,7 +489,9 @@ def nurse(
     nid: int, level: NurseLevel, *shifts: tuple[int, str, str], skills: tuple[str, ...] = ()
 ) -> NurseShifts:
     return NurseShifts(
-        nid, level, frozenset(skills),
+        nid,
+        level,
+        frozenset(skills),
         tuple((wd, time.fromisoformat(a), time.fromisoformat(b)) for wd, a, b in shifts),
     )
 
@@ -505,9 +523,11 @@ def test_high_tier_needs_seniors_medium_takes_juniors_first() -> None:
         nurse(2, NurseLevel.senior, (0, "09:00", "10:00")),
     ]
     cands = [patient(1, Tier.high), patient(2, Tier.high), *(patient(i, Tier.medium) for i in (3, 4, 5, 6))]
-    pol = policy.model_copy(update={"tiers": {
-        t: tp.model_copy(update={"start_offset_days": 0}) for t, tp in policy.tiers.items()
-    }})
+    pol = policy.model_copy(
+        update={
+            "tiers": {t: tp.model_copy(update={"start_offset_days": 0}) for t, tp in policy.tiers.items()}
+        }
+    )
     plan = plan_wave(cands, nurses, [MON], pol)
     assert plan.assignments == {1: MON, 3: MON, 4: MON, 5: MON}
     assert sorted(plan.unplaced) == [2, 6]
@@ -550,8 +570,13 @@ def test_regional_and_overseas_holidays_move_the_patient_not_the_wave() -> None:
     """Good Friday 3 April 2026: Paris works, Metz and Strasbourg do not; 20 December 2027: Réunion off."""
     seniors = [nurse(1, NurseLevel.senior, *((wd, "08:00", "18:00") for wd in range(6)))]
     good_friday, saturday = date(2026, 4, 3), date(2026, 4, 4)
-    cands = [patient(1, Tier.high, "75"), patient(2, Tier.high, "57"), patient(3, Tier.high, "67"),
-             patient(4, Tier.high, "68"), patient(5, Tier.high, "974")]
+    cands = [
+        patient(1, Tier.high, "75"),
+        patient(2, Tier.high, "57"),
+        patient(3, Tier.high, "67"),
+        patient(4, Tier.high, "68"),
+        patient(5, Tier.high, "974"),
+    ]
     plan = plan_wave(cands, seniors, [good_friday, saturday], policy)
     assert plan.assignments == {1: good_friday, 2: saturday, 3: saturday, 4: saturday, 5: good_friday}
     monday, tuesday = date(2027, 12, 20), date(2027, 12, 21)
@@ -585,8 +610,8 @@ def test_most_overdue_first_within_a_tier() -> None:
     cands = [
         patient(1, Tier.high, overdue=date(2026, 3, 1)),
         patient(2, Tier.high, overdue=date(2026, 1, 10)),
-        patient(3, Tier.high),                             # never contacted: after the overdue ones
-        patient(4, Tier.low, overdue=date(2025, 1, 1)),    # lower tier: last, whatever its date
+        patient(3, Tier.high),  # never contacted: after the overdue ones
+        patient(4, Tier.low, overdue=date(2025, 1, 1)),  # lower tier: last, whatever its date
     ]
     plan = plan_wave(cands, seniors, [MON], policy)
     assert plan.assignments == {2: MON}
@@ -599,16 +624,17 @@ def test_skips_are_counted_with_their_reason() -> None:
     def c(pid: int, **kw: object) -> Candidate:
         state_kw = {k: v for k, v in kw.items() if k in PatientState.__slots__}
         cand_kw = {k: v for k, v in kw.items() if k not in state_kw}
-        state = PatientState(**{"status": EnrolmentStatus.enrolled, "tier": Tier.high, "place": place,
-                                **state_kw})
+        state = PatientState(
+            **{"status": EnrolmentStatus.enrolled, "tier": Tier.high, "place": place, **state_kw}
+        )
         return Candidate(pid, state, **cand_kw)
 
     cands = [
         c(1, status=EnrolmentStatus.withdrawn),
         c(2, status=EnrolmentStatus.deceased),
         c(3, status=EnrolmentStatus.suspended, suspended_until=None),
-        c(4, status=EnrolmentStatus.suspended, suspended_until=TUE),    # through the wave's last day
-        c(5, status=EnrolmentStatus.suspended, suspended_until=MON),    # back on Tuesday
+        c(4, status=EnrolmentStatus.suspended, suspended_until=TUE),  # through the wave's last day
+        c(5, status=EnrolmentStatus.suspended, suspended_until=MON),  # back on Tuesday
         c(6, consent=False),
         c(7, dialable_numbers=0),
         c(8, open_task_elsewhere=True),
@@ -618,8 +644,13 @@ def test_skips_are_counted_with_their_reason() -> None:
     seniors = [nurse(1, NurseLevel.senior, (0, "09:00", "17:00"), (1, "09:00", "17:00"))]
     plan = plan_wave(cands, seniors, [MON, TUE], policy)
     assert plan.skipped_ids == {
-        "withdrawn": [1], "deceased": [2], "suspended": [3, 4], "no_consent": [6], "no_number": [7],
-        "open_task_in_other_wave": [8], "contact_cap": [9],
+        "withdrawn": [1],
+        "deceased": [2],
+        "suspended": [3, 4],
+        "no_consent": [6],
+        "no_number": [7],
+        "open_task_in_other_wave": [8],
+        "contact_cap": [9],
     }
     assert plan.assignments == {5: TUE, 10: MON}
     assert plan.as_dict()["planned"] == 2 and plan.as_dict()["unplaced"] == 0

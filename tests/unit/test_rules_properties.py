@@ -101,12 +101,22 @@ DST_DAYS = [
 ]
 SPECIAL_DAYS = [
     *DST_DAYS,
-    date(2026, 4, 3), date(2027, 3, 26), date(2028, 4, 14),        # Good Friday (Alsace-Moselle)
-    date(2026, 12, 26), date(2028, 12, 26),                        # St Stephen (Alsace-Moselle)
-    date(2027, 12, 20), date(2028, 12, 20),                        # abolition, Réunion
-    date(2026, 5, 22), date(2027, 5, 22),                          # abolition, Martinique
-    date(2026, 5, 27), date(2026, 6, 10), date(2026, 4, 27),       # Guadeloupe, Guyane, Mayotte
-    date(2026, 12, 24), date(2026, 12, 25), date(2026, 7, 14), date(2027, 1, 1),
+    date(2026, 4, 3),
+    date(2027, 3, 26),
+    date(2028, 4, 14),  # Good Friday (Alsace-Moselle)
+    date(2026, 12, 26),
+    date(2028, 12, 26),  # St Stephen (Alsace-Moselle)
+    date(2027, 12, 20),
+    date(2028, 12, 20),  # abolition, Réunion
+    date(2026, 5, 22),
+    date(2027, 5, 22),  # abolition, Martinique
+    date(2026, 5, 27),
+    date(2026, 6, 10),
+    date(2026, 4, 27),  # Guadeloupe, Guyane, Mayotte
+    date(2026, 12, 24),
+    date(2026, 12, 25),
+    date(2026, 7, 14),
+    date(2027, 1, 1),
 ]
 EDGES = [h * 60 + m for h, m in ((9, 0), (12, 0), (12, 30), (13, 0), (13, 30), (18, 0), (19, 0))]
 
@@ -122,8 +132,13 @@ quarter_hours = st.builds(lambda q: time(q // 4, (q % 4) * 15), st.integers(6 * 
 preferences = st.one_of(st.none(), st.tuples(quarter_hours, quarter_hours))
 # not the answered result: after_attempt is for attempts that did not reach anyone
 unanswered = st.sampled_from(
-    [AttemptResult.no_answer, AttemptResult.busy, AttemptResult.failed,
-     AttemptResult.machine, AttemptResult.interrupted]
+    [
+        AttemptResult.no_answer,
+        AttemptResult.busy,
+        AttemptResult.failed,
+        AttemptResult.machine,
+        AttemptResult.interrupted,
+    ]
 )
 
 
@@ -143,9 +158,7 @@ def places(draw: st.DrawFn) -> cal.Place:
 def instants_for(draw: st.DrawFn, place: cal.Place) -> datetime:
     """Any instant 2026-2028; often a local wall-clock time near a window edge or on a special day."""
     if draw(st.booleans()):
-        return draw(
-            st.datetimes(FIRST, LAST, timezones=st.just(UTC))
-        )
+        return draw(st.datetimes(FIRST, LAST, timezones=st.just(UTC)))
     return at_local_minute(draw(days), draw(minutes_of_day), place.departement)
 
 
@@ -274,7 +287,7 @@ def test_refusals_are_honest_about_when_things_change(
         assert may_dial(patient, history, d.retry_at, policy, callback=callback).reason != Reason.min_gap
     elif d.reason == Reason.suspended:
         if patient.suspended_until is None:
-            assert d.retry_at is None          # no end date: nothing will change by itself
+            assert d.retry_at is None  # no end date: nothing will change by itself
         else:
             assert d.retry_at is not None
             assert local(d.retry_at, patient.place.departement).date() > patient.suspended_until
@@ -287,7 +300,7 @@ def test_refusals_are_honest_about_when_things_change(
         assert local(d.retry_at, dep).date() > local(at, dep).date()
         assert wall_clock_callable(d.retry_at, patient.place)
     elif d.reason in (Reason.withdrawn, Reason.deceased, Reason.no_consent, Reason.no_number):
-        assert d.retry_at is None              # permanent until someone edits the file
+        assert d.retry_at is None  # permanent until someone edits the file
 
 
 # -------------------------------------------------------------- invariant 1
@@ -307,8 +320,9 @@ def test_never_two_calls_at_once_nor_inside_the_gap_unless_callback(data: st.Dat
 
     # dialed less than min_gap ago
     gap_s = policy.retry.min_gap_minutes * 60
-    since = timedelta(seconds=data.draw(st.one_of(st.sampled_from([0, gap_s - 60, gap_s - 1]),
-                                                  st.integers(0, gap_s - 1))))
+    since = timedelta(
+        seconds=data.draw(st.one_of(st.sampled_from([0, gap_s - 60, gap_s - 1]), st.integers(0, gap_s - 1)))
+    )
     recent = DialHistory(last_dial_at=at - since, dials_on_day=data.draw(st.integers(0, DAY_CAP - 1)))
     assert not may_dial(patient, recent, at, policy).allowed
     assert may_dial(patient, recent, at, policy).reason == Reason.min_gap
@@ -366,7 +380,7 @@ def attempt_cases(
         starts.append(s)
     ended_at = last_start + timedelta(minutes=draw(st.integers(0, 40)))
     deadline = ended_at + timedelta(days=draw(st.integers(0, 20)), minutes=draw(st.integers(0, 24 * 60)))
-    if mode == "unknown":       # no history of start times (e.g. attempts made before it was kept)
+    if mode == "unknown":  # no history of start times (e.g. attempts made before it was kept)
         starts = []
     task = TaskState(attempts=attempts, deadline=deadline, attempt_starts=tuple(sorted(starts)))
     return draw(unanswered), ended_at, task, enrolled(place), mode
@@ -416,7 +430,7 @@ def test_after_attempt_retries_only_where_a_dial_is_allowed(
     exhausted = task.attempts >= MAX_ATTEMPTS
     event("retry" if r.next_at else "closed: " + ("max attempts" if exhausted else "deadline"))
     if r.next_at is not None:
-        assert task.attempts < MAX_ATTEMPTS                       # one more attempt stays within the cap
+        assert task.attempts < MAX_ATTEMPTS  # one more attempt stays within the cap
         assert wall_clock_callable(r.next_at, place)
         assert cal.is_callable_at(r.next_at, place, HOURS)
         assert r.next_at - ended_at >= GAP
@@ -461,7 +475,7 @@ def test_after_attempt_varies_the_time_of_day(
         assert r.next_at is not None
         assert is_morning(r.next_at, dep) == (mode == "afternoon"), (mode, r, wanted[:2])
     elif slots:
-        assert r.next_at is not None                      # no alternative: any slot beats none
+        assert r.next_at is not None  # no alternative: any slot beats none
 
 
 # -------------------------------------------------------------- after an outcome
@@ -477,7 +491,10 @@ def outcome_cases(draw: st.DrawFn) -> OutcomeCase:
     tier = draw(st.sampled_from(Tier))
     numbers = draw(st.integers(0, 3))
     patient = PatientState(
-        EnrolmentStatus.enrolled, tier, place, dialable_numbers=numbers,
+        EnrolmentStatus.enrolled,
+        tier,
+        place,
+        dialable_numbers=numbers,
         next_contact_on=draw(st.one_of(st.none(), st.just(date(2029, 1, 15)))),
     )
     asked_min = draw(st.one_of(st.none(), st.integers(-600, 20 * 24 * 60)))
@@ -489,9 +506,7 @@ def outcome_cases(draw: st.DrawFn) -> OutcomeCase:
 
 @SETTINGS
 @given(outcome_cases(), st.sampled_from([OutcomeCode.reached, OutcomeCode.escalation]))
-def test_reached_sets_the_next_contact_by_tier_cadence(
-    case: OutcomeCase, outcome: OutcomeCode
-) -> None:
+def test_reached_sets_the_next_contact_by_tier_cadence(case: OutcomeCase, outcome: OutcomeCode) -> None:
     """Reached or escalated: the task is done, the next contact is the first day with windows
     at least `cadence_days` after the patient's local today.
 
@@ -508,7 +523,7 @@ def test_reached_sets_the_next_contact_by_tier_cadence(
     assert cal.local_windows(nc.next_contact_on, patient.place, HOURS)
     assert not holiday_where(nc.next_contact_on, patient.place.departement)
     skipped = (floor + timedelta(days=k) for k in range((nc.next_contact_on - floor).days))
-    assert not any(cal.local_windows(d, patient.place, HOURS) for d in skipped)   # the first such day
+    assert not any(cal.local_windows(d, patient.place, HOURS) for d in skipped)  # the first such day
     assert nc.message_physician == (outcome == OutcomeCode.escalation)
     assert not nc.withdraw and nc.callback_at is None and nc.retry_at is None and not nc.flag_number
 
@@ -532,8 +547,13 @@ def test_callback_is_at_the_first_callable_instant_from_the_asked_time(
 ) -> None:
     patient, at, asked, deadline, nurse = case
     nc = next_contact(
-        patient, OutcomeCode.callback_requested, at, policy,
-        nurse_id=nurse, callback_at=asked, task_deadline=deadline,
+        patient,
+        OutcomeCode.callback_requested,
+        at,
+        policy,
+        nurse_id=nurse,
+        callback_at=asked,
+        task_deadline=deadline,
     )
     wanted = max(asked, at) if asked is not None else at + timedelta(days=1)
     assert nc.callback_at is not None
@@ -541,7 +561,7 @@ def test_callback_is_at_the_first_callable_instant_from_the_asked_time(
     assert wall_clock_callable(nc.callback_at, patient.place)
     just_before = nc.callback_at - timedelta(seconds=1)
     assert nc.callback_at == wanted or not wall_clock_callable(just_before, patient.place)
-    assert nc.callback_nurse_id == nurse                      # with that nurse
+    assert nc.callback_nurse_id == nurse  # with that nurse
     assert nc.next_contact_on == local(nc.callback_at, patient.place.departement).date()
     assert not nc.withdraw and not nc.flag_number
 
@@ -553,15 +573,20 @@ def test_wrong_number_flags_it_and_retries_only_on_another_number(
 ) -> None:
     patient, at, asked, deadline, nurse = case
     nc = next_contact(
-        patient, OutcomeCode.wrong_number, at, policy,
-        nurse_id=nurse, callback_at=asked, task_deadline=deadline,
+        patient,
+        OutcomeCode.wrong_number,
+        at,
+        policy,
+        nurse_id=nurse,
+        callback_at=asked,
+        task_deadline=deadline,
     )
     assert nc.flag_number
     assert nc.callback_at is None and not nc.withdraw
-    assert nc.next_contact_on == patient.next_contact_on     # the regular cadence is untouched
+    assert nc.next_contact_on == patient.next_contact_on  # the regular cadence is untouched
     if nc.retry_at is not None:
-        assert patient.dialable_numbers > 1                   # another number exists
-        assert nc.task_status is None                         # the same task goes on
+        assert patient.dialable_numbers > 1  # another number exists
+        assert nc.task_status is None  # the same task goes on
         assert wall_clock_callable(nc.retry_at, patient.place)
         assert nc.retry_at - at >= GAP
         assert deadline is None or nc.retry_at < deadline
