@@ -16,26 +16,33 @@ import holidays as holidays_lib
 
 from campaign.policy import CallingHours, Window
 
-# Overseas departments: INSEE code -> (IANA zone, phonenumbers region, holidays subdivision)
+# Overseas departments and collectivities: INSEE code -> (IANA zone, phonenumbers region,
+# holidays subdivision). Saint-Barthélemy (977) and Saint-Martin (978) left Guadeloupe in
+# 2007: each has its own abolition day and its own zone name, though their postal codes
+# (97133, 97150) still sit in Guadeloupe's 971 range.
 OVERSEAS: dict[str, tuple[str, str, str]] = {
     "971": ("America/Guadeloupe", "GP", "971"),
     "972": ("America/Martinique", "MQ", "972"),
     "973": ("America/Cayenne", "GF", "973"),
     "974": ("Indian/Reunion", "RE", "974"),
     "976": ("Indian/Mayotte", "YT", "976"),
+    "977": ("America/St_Barthelemy", "BL", "BL"),
+    "978": ("America/Marigot", "MF", "MF"),
 }
+# postal codes of the collectivities inside another territory's range
+_COLLECTIVITY_POSTAL_CODES = {"97133": "977", "97150": "978"}
 METROPOLE_ZONE = "Europe/Paris"
 # Alsace-Moselle keeps Good Friday and 26 December.
 ALSACE_MOSELLE = {"57": "57", "67": "6AE", "68": "6AE"}
 
 
 def departement_from_postal_code(postal_code: str) -> str:
-    """'97411' -> '974', '20000' -> '2A', '57000' -> '57'."""
+    """'97411' -> '974', '20000' -> '2A', '57000' -> '57', '97133' -> '977' (Saint-Barthélemy)."""
     code = postal_code.strip()
     if len(code) != 5 or not code.isdigit():
         raise ValueError(f"{code!r} is not a 5-digit French postal code")
     if code.startswith("97"):
-        dep = code[:3]
+        dep = _COLLECTIVITY_POSTAL_CODES.get(code, code[:3])
         if dep not in OVERSEAS:
             raise ValueError(f"{code!r}: overseas territory {dep} is not served by the programme")
         return dep
@@ -48,6 +55,13 @@ def departement_from_postal_code(postal_code: str) -> str:
     if code.startswith("98"):
         raise ValueError(f"{code!r}: Monaco or a Pacific territory, not served by the programme")
     return code[:2]
+
+
+def is_departement(code: str) -> bool:
+    """A département (or overseas collectivity) code the programme serves: '01'…'95', '2A', '2B', '971'…"""
+    if code in OVERSEAS or code in ("2A", "2B"):
+        return True
+    return len(code) == 2 and code.isdigit() and code not in ("00", "20", "96", "97", "98", "99")
 
 
 def zone_for(departement: str) -> str:

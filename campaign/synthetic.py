@@ -118,6 +118,8 @@ _OVERSEAS: tuple[tuple[str, str], ...] = (
     ("97430", "Le Tampon"),
     ("97600", "Mamoudzou"),
     ("97615", "Pamandzi"),
+    ("97133", "Saint-Barthélemy"),
+    ("97150", "Saint-Martin"),
 )
 OVERSEAS_SHARE = 0.03
 

@@ -441,11 +441,15 @@ def test_generated_patients_import_cleanly(sessions, clock, policy, tmp_path) ->
         "973": "America/Cayenne",
         "974": "Indian/Reunion",
         "976": "Indian/Mayotte",
+        "977": "America/St_Barthelemy",
+        "978": "America/Marigot",
     }
+    # Saint-Barthélemy and Saint-Martin have Guadeloupe's postal range and their own calendars
+    collectivities = {"97133": "977", "97150": "978"}
     overseas = [p for p in patients if p.postal_code.startswith("97")]
     assert 20 <= len(overseas) <= 110
     for p in overseas:
-        assert p.departement == p.postal_code[:3]
+        assert p.departement == collectivities.get(p.postal_code, p.postal_code[:3])
         assert p.timezone == zones[p.departement]
     assert all(p.timezone == "Europe/Paris" for p in patients if p not in overseas)
     assert any(p.departement in {"57", "67", "68"} for p in patients)

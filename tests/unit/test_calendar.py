@@ -56,6 +56,9 @@ def windows(*texts: str) -> tuple[Window, ...]:
         ("973", "America/Cayenne", "973", "GF"),  # phonenumbers says GF, holidays says 973 (alias GY)
         ("974", "Indian/Reunion", "974", "RE"),
         ("976", "Indian/Mayotte", "976", "YT"),
+        # the collectivities that left Guadeloupe in 2007 keep their own calendars
+        ("977", "America/St_Barthelemy", "BL", "BL"),  # Saint-Barthélemy
+        ("978", "America/Marigot", "MF", "MF"),  # Saint-Martin
     ],
 )
 def test_zone_subdivision_and_phone_region_per_departement(
@@ -89,6 +92,9 @@ def test_zone_subdivision_and_phone_region_per_departement(
         ("97411", "974"),  # Saint-Paul
         ("97400", "974"),
         ("97600", "976"),  # Mamoudzou
+        ("97133", "977"),  # Saint-Barthélemy: in Guadeloupe's postal range, not Guadeloupe
+        ("97150", "978"),  # Saint-Martin
+        ("97139", "971"),  # Les Abymes, Guadeloupe
         (" 75001 ", "75"),
     ],
 )
@@ -137,7 +143,12 @@ def test_departement_from_bad_postal_code_raises(postal_code: str) -> None:
         # abolition of slavery: each overseas département on its own day
         (date(2027, 12, 20), ["974"], ["75", "57", "971", "972", "973", "976"]),
         (date(2026, 5, 22), ["972"], ["75", "57", "971", "973", "974", "976"]),
-        (date(2026, 5, 27), ["971"], ["75", "972", "974"]),
+        (date(2026, 5, 27), ["971"], ["75", "972", "974", "977", "978"]),
+        (date(2026, 5, 28), ["978"], ["75", "971", "977"]),  # Saint-Martin
+        (date(2026, 10, 9), ["977"], ["75", "971", "978"]),  # Saint-Barthélemy
+        # Guadeloupe keeps Good Friday and Mi-Carême; its former communes do not
+        (date(2026, 4, 3), ["971"], ["977", "978"]),
+        (date(2026, 3, 12), ["971"], ["977", "978", "75"]),
         (date(2026, 6, 10), ["973"], ["75", "972", "974"]),
         (date(2026, 4, 27), ["976"], ["75", "974"]),
         # an ordinary Tuesday
