@@ -4,6 +4,8 @@
      ├── ConfigError        policy or settings file is wrong (names file, key, problem)
      ├── ImportRowError     one CSV row is wrong (names line, field, reason)
      ├── NotFound           an id given by a user does not exist
+     ├── InvalidArgument    a value given on the command line or a form is wrong (names which)
+     ├── DatabaseUnavailable the database cannot be opened or reached (names the URL, no password)
      ├── InvalidTransition  a wave or task cannot go to the asked state
      ├── BackendError       the telephony backend failed
      └── ClaimLost          another worker took the task first
@@ -36,6 +38,14 @@ class ImportRowError(CarecallError):
 
 class NotFound(CarecallError):
     """No such record."""
+
+
+class InvalidArgument(CarecallError):
+    """A value given by a user is invalid."""
+
+
+class DatabaseUnavailable(CarecallError):
+    """The database cannot be opened or reached."""
 
 
 class InvalidTransition(CarecallError):

@@ -19,20 +19,17 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from campaign import calendar as cal
-from campaign.model import CallAttempt, CallTask, Outcome, Patient, Wave
+from campaign import store
 from campaign.policy import CallingHours, Policy
+from campaign.rules import requested_dial
 from campaign.states import (
     TERMINAL_TASK_STATUSES,
     AttemptResult,
     AttemptState,
     EnrolmentStatus,
-    OutcomeCode,
-    TaskKind,
-    WaveStatus,
 )
 
 MAX_EXAMPLES = 20
@@ -133,12 +130,13 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
     - overlapping: an attempt starts before an earlier one ended (an
       earlier attempt with no `ended_at` is still running);
     - too soon: start-to-start closer than `retry.min_gap_minutes` to the
-      previous attempt, unless the later attempt is a callback the patient
-      asked for (the gap the rules measure: `DialHistory.last_dial_at`);
+      previous attempt (the gap the rules measure: `DialHistory.last_dial_at`);
     - over the daily cap: the attempts beyond `caps.max_attempts_per_day` on
-      one local day; every attempt counts towards the cap, but a callback is
-      not blamed for exceeding it (the rules let the patient's own request
-      through).
+      one local day;
+    - the one exception to both is the rules' own (`rules.requested_dial`):
+      the first dial of a callback task, at the time the patient asked for.
+      It still counts towards the day's dials; its retries are ordinary dials
+      and are blamed like any other.
 
     Outcomes (invariant 3): an answered attempt with no Outcome row, and
     attempts still `in_flight`. Tasks (invariant 4): any not in a terminal
@@ -147,13 +145,11 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
     report = InvariantReport(wave_id=wave_id)
     gap = timedelta(minutes=policy.retry.min_gap_minutes)
     cap = policy.caps.max_attempts_per_day
-    opt_outs = _opt_out_times(session, wave_id)
+    opt_outs = store.opt_out_times(session, wave_id)
+    # a local day is at most 24 h long, plus the gap that reaches back
+    margin = timedelta(days=1) + gap
     windows = _window_cache(policy.calling_hours)
-    in_flight, answered, callback_kind = (
-        AttemptState.in_flight.value,
-        AttemptResult.answered.value,
-        TaskKind.callback.value,
-    )
+    in_flight, answered = AttemptState.in_flight.value, AttemptResult.answered.value
 
     current: int | None = None
     limits = _Callable(forbid_all=False)
@@ -165,10 +161,10 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
     on_day = 0
     # plain tuples, unpacked: at 200,000 rows, attribute access by name is what costs
     for (
-        attempt_id, patient_id, started, ended, state, result, kind, attempt_wave, outcome_id,
+        attempt_id, patient_id, started, ended, state, result, kind, task_attempt, attempt_wave, outcome_id,
         departement, timezone, preferred_start, preferred_end,
         status, consent, suspended_until, enrolled_on,
-    ) in _attempt_rows(session, policy, wave_id):  # fmt: skip
+    ) in store.invariant_attempt_rows(session, wave_id, margin):  # fmt: skip
         if patient_id != current:
             current = patient_id
             place = cal.Place(departement, timezone, preferred_start, preferred_end)
@@ -178,7 +174,7 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
             )
             prev_start, busy_until, day, on_day = None, None, None, 0
         local_day = started.astimezone(zone).date()
-        callback = kind == callback_kind
+        requested = requested_dial(kind, task_attempt)
         if local_day != day:
             day, on_day = local_day, 0
         on_day += 1
@@ -196,87 +192,18 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
             if busy_until is not None and started < busy_until:
                 report.overlapping_calls.add(attempt_id)
                 report.double_dials.add(attempt_id)
-            elif prev_start is not None and not callback and started - prev_start < gap:
+            elif prev_start is not None and not requested and started - prev_start < gap:
                 report.redials_too_soon.add(attempt_id)
                 report.double_dials.add(attempt_id)
-            if on_day > cap and not callback:
+            if on_day > cap and not requested:
                 report.over_daily_cap.add(attempt_id)
 
         prev_start = started
         end = ended if ended is not None else _FOREVER
         busy_until = end if busy_until is None or end > busy_until else busy_until
 
-    _open_tasks(session, wave_id, report.open_tasks)
+    report.open_tasks.count, report.open_tasks.examples = store.open_tasks(session, wave_id, MAX_EXAMPLES)
     return report
-
-
-def _attempt_rows(session: Session, policy: Policy, wave_id: int | None) -> Iterator[Any]:
-    """Every attempt to check, ordered by patient then start, with the patient's place.
-
-    With a wave, the wave's patients' attempts from a margin before its first
-    attempt to its last, so an earlier call of another wave or a callback
-    still counts against the wave's dials.
-    """
-    scope: list[ColumnElement[bool]] = []
-    if wave_id is not None:
-        first, last = session.execute(
-            select(func.min(col(CallAttempt.started_at)), func.max(col(CallAttempt.started_at)))
-            .join(CallTask, col(CallTask.id) == col(CallAttempt.task_id))
-            .where(col(CallTask.wave_id) == wave_id)
-        ).one()
-        if first is None:
-            return iter(())
-        # a local day is at most 24 h long, plus the gap that reaches back
-        margin = timedelta(days=1) + timedelta(minutes=policy.retry.min_gap_minutes)
-        scope = [
-            col(CallAttempt.patient_id).in_(_wave_patients(wave_id)),
-            col(CallAttempt.started_at) >= first - margin,
-            col(CallAttempt.started_at) <= last,
-        ]
-    q: Select[*tuple[Any, ...]] = (
-        select(
-            col(CallAttempt.id),
-            col(CallAttempt.patient_id),
-            col(CallAttempt.started_at),
-            col(CallAttempt.ended_at),
-            col(CallAttempt.state),
-            col(CallAttempt.result),
-            col(CallTask.kind),
-            col(CallTask.wave_id),
-            col(Outcome.id).label("outcome_id"),
-            col(Patient.departement),
-            col(Patient.timezone),
-            col(Patient.preferred_start),
-            col(Patient.preferred_end),
-            col(Patient.status),
-            col(Patient.consent),
-            col(Patient.suspended_until),
-            col(Patient.enrolled_on),
-        )
-        .join(CallTask, col(CallTask.id) == col(CallAttempt.task_id))
-        .join(Patient, col(Patient.id) == col(CallAttempt.patient_id))
-        .outerjoin(Outcome, col(Outcome.attempt_id) == col(CallAttempt.id))
-        .where(*scope)
-        .order_by(col(CallAttempt.patient_id), col(CallAttempt.started_at), col(CallAttempt.id))
-        .execution_options(yield_per=5000)  # streamed: 200,000 rows are never all held
-    )
-    # Core, not ORM: plain rows, no per-row ORM bookkeeping
-    return iter(session.connection().execute(q))
-
-
-def _wave_patients(wave_id: int) -> Select[int]:
-    return select(col(CallTask.patient_id)).where(col(CallTask.wave_id) == wave_id)
-
-
-def _opt_out_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
-    """Each patient's first opt-out, as recorded by the nurse."""
-    scope = [] if wave_id is None else [col(Outcome.patient_id).in_(_wave_patients(wave_id))]
-    q = (
-        select(col(Outcome.patient_id), func.min(col(Outcome.recorded_at)))
-        .where(col(Outcome.code) == OutcomeCode.opted_out.value, *scope)
-        .group_by(col(Outcome.patient_id))
-    )
-    return {pid: at for pid, at in session.execute(q).all()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,21 +264,3 @@ def _window_cache(hours: CallingHours) -> Callable[[date, cal.Place], list[tuple
         return cal.utc_intervals(day, place, hours)
 
     return windows
-
-
-def _open_tasks(session: Session, wave_id: int | None, out: Violations) -> None:
-    cond: list[ColumnElement[bool]] = [col(CallTask.status).not_in(_TERMINAL)]
-    if wave_id is not None:
-        cond.append(col(CallTask.wave_id) == wave_id)
-    else:
-        closed = select(col(Wave.id)).where(
-            col(Wave.status).in_((WaveStatus.done.value, WaveStatus.cancelled.value))
-        )
-        cond.append(col(CallTask.wave_id).in_(closed))
-    out.count = int(session.execute(select(func.count()).select_from(CallTask).where(*cond)).scalar_one())
-    out.examples = [
-        tid
-        for (tid,) in session.execute(
-            select(col(CallTask.id)).where(*cond).order_by(col(CallTask.id)).limit(MAX_EXAMPLES)
-        ).all()
-    ]

@@ -235,6 +235,7 @@ RECIPIENT = MailingRecipient.__table__  # type: ignore[attr-defined]
 NURSE = Nurse.__table__  # type: ignore[attr-defined]
 OUTCOME = Outcome.__table__  # type: ignore[attr-defined]
 MAILING = Mailing.__table__  # type: ignore[attr-defined]
+THEME = ThemeRow.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "AttemptResult",

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from campaign import calendar as cal
 from campaign.policy import Policy, Tier
-from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskStatus
+from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 NOON = time(13, 0)  # local time splitting "morning" from "afternoon" attempts
 
@@ -70,9 +70,13 @@ def may_dial(
     at: datetime,
     policy: Policy,
     *,
-    callback: bool = False,
+    requested: bool = False,
 ) -> Decision:
-    """Invariants 1 and 2 as one decision, checked in order of permanence."""
+    """Invariants 1 and 2 as one decision, checked in order of permanence.
+
+    `requested`: this is the dial at the time the patient asked for
+    (`requested_dial`), which the minimum gap and the daily cap let through.
+    """
     if patient.status == EnrolmentStatus.deceased:
         return Decision(False, Reason.deceased, "the patient is deceased")
     if patient.status == EnrolmentStatus.withdrawn:
@@ -101,14 +105,14 @@ def may_dial(
     if history.in_call:
         return Decision(False, Reason.in_call, "the patient is already in a call", at)
     gap = timedelta(minutes=policy.retry.min_gap_minutes)
-    if not callback and history.last_dial_at is not None and at - history.last_dial_at < gap:
+    if not requested and history.last_dial_at is not None and at - history.last_dial_at < gap:
         return Decision(
             False,
             Reason.min_gap,
             f"dialed less than {policy.retry.min_gap_minutes} minutes ago",
             history.last_dial_at + gap,
         )
-    if history.dials_on_day >= policy.caps.max_attempts_per_day and not callback:
+    if history.dials_on_day >= policy.caps.max_attempts_per_day and not requested:
         next_day = _next_day_open(at, patient.place, policy)
         return Decision(
             False,
@@ -141,6 +145,16 @@ def may_dial(
     return Decision(True, Reason.ok, "may be dialed now")
 
 
+def requested_dial(kind: TaskKind | str, attempt_number: int) -> bool:
+    """The dial at the time the patient asked for: the one exception to the gap and the daily cap.
+
+    Only the first dial of a callback task is; its retries are ordinary dials
+    (gap, cap, spacing), or a patient who asked for a callback once could be
+    dialed again and again within the gap.
+    """
+    return kind == TaskKind.callback and attempt_number == 1
+
+
 def _next_day_open(at: datetime, place: cal.Place, policy: Policy) -> datetime | None:
     tomorrow = cal.local_date(at, place) + timedelta(days=1)
     nxt = cal.next_open(cal.at_local(tomorrow, time(0), place.timezone), place, policy.calling_hours)
@@ -154,7 +168,10 @@ def _next_day_open(at: datetime, place: cal.Place, policy: Policy) -> datetime |
 class TaskState:
     attempts: int  # attempts made, including the one just ended
     deadline: datetime
-    attempt_starts: tuple[datetime, ...] = ()  # earlier attempts' start times (UTC)
+    attempt_starts: tuple[datetime, ...] = ()  # this task's attempts' start times (UTC)
+    # the patient's dials of any task from the day before the attempt on: the daily cap
+    # counts them all, not only this task's
+    patient_starts: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +219,7 @@ def after_attempt(
         if mornings != afternoons:
             prefer_morning = mornings < afternoons
     per_day: dict[date, int] = {}
-    for s in task.attempt_starts:
+    for s in set(task.attempt_starts) | set(task.patient_starts):
         d = cal.local_date(s, patient.place)
         per_day[d] = per_day.get(d, 0) + 1
     first_fit: datetime | None = None
@@ -253,14 +270,19 @@ class NextContact:
     notes: list[str] = field(default_factory=list)
 
 
-def next_regular_contact(day: date, patient: PatientState, policy: Policy) -> date:
-    """Tier cadence from `day`, moved to the patient's next day with calling hours."""
-    target = day + timedelta(days=policy.tiers[patient.tier].cadence_days)
+def first_calling_day(day: date, patient: PatientState, policy: Policy) -> date:
+    """`day`, or the patient's next day with calling hours (no holiday, not a day off)."""
+    target = day
     for _ in range(30):
         if cal.local_windows(target, patient.place, policy.calling_hours):
             return target
         target += timedelta(days=1)
     return target
+
+
+def next_regular_contact(day: date, patient: PatientState, policy: Policy) -> date:
+    """Tier cadence from `day`, moved to the patient's next day with calling hours."""
+    return first_calling_day(day + timedelta(days=policy.tiers[patient.tier].cadence_days), patient, policy)
 
 
 def next_contact(
@@ -293,15 +315,23 @@ def next_contact(
             callback_nurse_id=nurse_id,
         )
     if outcome == OutcomeCode.wrong_number:
-        if patient.dialable_numbers > 1:
-            earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
-            slot = cal.next_open(earliest, patient.place, policy.calling_hours)
-            if slot and (task_deadline is None or slot[0] < task_deadline):
-                return NextContact(None, patient.next_contact_on, retry_at=slot[0], flag_number=True)
+        if patient.dialable_numbers <= 1:
+            # no number left: no contact can be planned until a new number is imported; the
+            # patient is on the supervisor's list of files to fix (`carecall patients to-fix`)
+            return NextContact(
+                TaskStatus.unreachable,
+                None,
+                flag_number=True,
+                notes=["no valid number left: the patient's file needs a new number"],
+            )
+        earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
+        slot = cal.next_open(earliest, patient.place, policy.calling_hours)
+        if slot and (task_deadline is None or slot[0] < task_deadline):
+            return NextContact(None, patient.next_contact_on, retry_at=slot[0], flag_number=True)
         return NextContact(
             TaskStatus.unreachable,
             patient.next_contact_on,
             flag_number=True,
-            notes=["no valid number left: the patient's file needs a new number"],
+            notes=["no calling window left before the wave ends to try the other number"],
         )
     raise ValueError(f"unknown outcome {outcome!r}")

@@ -22,6 +22,7 @@ from campaign.clock import SystemClock
 from campaign.errors import CarecallError
 from campaign.policy import load_policy
 from campaign.settings import Settings
+from dialer.terminal import render_text
 
 # Tracebacks never show local variables: they may hold a patient's data (invariant 5).
 app = typer.Typer(
@@ -414,7 +415,7 @@ def wave_report_cmd(
         except CarecallError as exc:
             _fail(exc)
             return
-    reports.render_text(report, console)
+    render_text(report, console)
     if html:
         html.write_text(reports.render_html(report), encoding="utf-8")
         console.print(f"HTML report: {html}")
@@ -559,7 +560,7 @@ def demo(
         )
         stage("done")
     report = demo_figures(run)
-    reports.render_text(report, console)
+    render_text(report, console)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(reports.render_html(report), encoding="utf-8")
     console.print(

@@ -37,8 +37,9 @@ from campaign.model import (
     Wave,
 )
 from campaign.policy import Policy, load_policy
-from campaign.reports import render_html, render_text, wave_report, write_json
+from campaign.reports import render_html, wave_report, write_json
 from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
+from dialer.terminal import render_text
 
 M = TypeVar("M", bound=SQLModel)
 WEEKDAYS_9_17 = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
@@ -237,14 +238,14 @@ class Violating:
 def violating(session: Session) -> Violating:
     w = World(session)
     nurse = w.nurse("IDE-V", WEEKDAYS_9_17)
-    pa, pc, pd, pi = (w.patient() for _ in range(4))
+    pa, pc, pd, pi, pj = (w.patient() for _ in range(5))
     pb = w.patient(reunion=True)
     pe = w.patient(status="withdrawn")  # opted out during a call
     pf = w.patient(status="deceased")  # no outcome says when: before the wave
     pg = w.patient(status="suspended", suspended_until=date(2024, 12, 18))
     ph = w.patient(consent=False)
     old_patient = w.patient()
-    patients = [pa, pb, pc, pd, pe, pf, pg, ph, pi]
+    patients = [pa, pb, pc, pd, pe, pf, pg, ph, pi, pj]
     wave = w.wave(patients, start=date(2024, 12, 16), end=date(2024, 12, 31), status=WaveStatus.running)
     # an older, finished wave that forgot a task: only seen when no wave is asked for
     old = w.wave([old_patient], start=date(2024, 11, 4), end=date(2024, 11, 22), status=WaveStatus.done)
@@ -286,6 +287,15 @@ def violating(session: Session) -> Violating:
 
     ti = w.task(wave, pi, TaskStatus.in_progress)
     i_live = w.attempt(ti, dec(20, 10), None, nurse=nurse, state=AttemptState.in_flight)
+
+    # the patient asks for a callback: its first dial, 40 minutes later, is what they asked for
+    # (legal); its retries are ordinary dials: too soon, then over the daily cap
+    tj = w.task(wave, pj, TaskStatus.done)
+    w.attempt(tj, dec(16, 9), "answered", nurse=nurse, talk_min=5, outcome="callback_requested")
+    tjc = w.task(wave, pj, TaskStatus.unreachable, kind=TaskKind.callback)
+    w.attempt(tjc, dec(16, 9, 40), "machine", nurse=nurse)  # the asked-for dial: second of the day
+    j_retry = w.attempt(tjc, dec(16, 10, 10), "machine", nurse=nurse)  # 30 minutes later, third
+    j_fourth = w.attempt(tjc, dec(16, 13), nurse=nurse)  # gap kept, fourth of the day
     w.commit()
     return Violating(
         w,
@@ -293,10 +303,10 @@ def violating(session: Session) -> Violating:
         {
             "calls_outside_window": [a_20h, a_xmas, b_20h],
             "calls_to_uncallable": [e_after, f_dead, g_suspended, h_no_consent],
-            "double_dials": [a_10min, c_overlap],
+            "double_dials": [a_10min, c_overlap, j_retry],
             "overlapping_calls": [c_overlap],
-            "redials_too_soon": [a_10min],
-            "over_daily_cap": [d_third],
+            "redials_too_soon": [a_10min, j_retry],
+            "over_daily_cap": [d_third, j_retry, j_fourth],
             "open_tasks": [tb, ti],
             "answered_without_outcome": [b_silent],
             "in_flight_attempts": [i_live],
@@ -318,7 +328,7 @@ def test_each_check_counts_exactly_the_planted_violations(
             continue
         assert found[name] == sorted(ids), name
         assert counts[name] == len(ids), name
-    assert report.attempts_checked == 19
+    assert report.attempts_checked == 23
 
 
 def test_without_a_wave_every_attempt_and_the_closed_waves_tasks_are_checked(
@@ -329,8 +339,8 @@ def test_without_a_wave_every_attempt_and_the_closed_waves_tasks_are_checked(
     # the running wave's open tasks are legitimate; the finished wave's is not
     assert report.open_tasks.examples == violating.expected["forgotten"]
     assert report.calls_outside_window.count == 3
-    assert report.double_dials.count == 2
-    assert report.attempts_checked == 19
+    assert report.double_dials.count == 3
+    assert report.attempts_checked == 23
 
 
 def test_the_html_shows_violations_in_red(session: Session, policy: Policy, violating: Violating) -> None:
@@ -338,7 +348,7 @@ def test_the_html_shows_violations_in_red(session: Session, policy: Policy, viol
     html = render_html(report)
 
     assert report["calls_outside_window"] == 3
-    assert report["double_dials"] == 2
+    assert report["double_dials"] == 3
     assert report["open_tasks"] == 2
     assert 'class="ko">3</td>' in html
     assert "des écarts sont à examiner" in html
@@ -422,36 +432,47 @@ def test_report_figures_match_the_hand_computed_ones(session: Session, policy: P
 
     assert r["wave"]["theme"] == "diet"
     assert r["wave"]["window_start"] == "2025-03-03"
-    assert (r["patients"], r["tasks"], r["attempts"]) == (9, 9, 12)
-    assert (r["reached"], r["unreachable"], r["expired"], r["cancelled"], r["open"]) == (6, 1, 1, 1, 0)
+    assert (r["patients"], r["patients_in_wave"], r["tasks"], r["attempts"]) == (9, 8, 9, 12)
+    # patients: q1 (Tue), q2 (through its callback, Mon), q3 (Wed), q5 (escalation, Mon 10, late)
+    # are reached; q7 spoke but opted out, q2 also asked for a callback first: each counted once
+    assert (r["reached"], r["spoke"], r["opted_out"], r["patients_to_fix"]) == (4, 5, 1, 0)
+    assert r["reached_share"] == 0.5
+    assert r["attempts_per_reach"] == 3.0
+    assert r["median_days_to_reach"] == 1.5  # days [1, 0, 2, 7]
+    # tasks: k2 and k2c are two done tasks of one patient, k7 (opt-out) is done too
+    assert (r["tasks_done"], r["unreachable"], r["expired"], r["cancelled"], r["open"]) == (6, 1, 1, 1, 0)
+    assert r["tasks_done_share"] == pytest.approx(6 / 9, abs=1e-4)
     assert r["tasks_by_kind"] == {"callback": 1, "wave": 8}
     assert (r["calls_outside_window"], r["double_dials"], r["open_tasks"]) == (0, 0, 0)
     assert r["invariants"]["ok"] is True
 
     high, medium, low = (r["by_tier"][t] for t in ("high", "medium", "low"))
     assert list(r["by_tier"]) == ["high", "medium", "low"]
-    # high: k1 (2 attempts, reached Tue: 1 day), k2 (reached Mon by IDE-B, not the référent),
-    # k2c (callback, reached Mon by IDE-A, the référent) -> 4 attempts / 3 reached
-    assert (high["tasks"], high["reached"], high["attempts"]) == (3, 3, 4)
-    assert high["attempts_per_reach"] == pytest.approx(4 / 3, abs=1e-4)
-    assert high["median_days_to_reach"] == 0  # days [1, 0, 0]
-    assert high["referent_share"] == pytest.approx(2 / 3, abs=1e-4)
+    # high: q1 (2 attempts, reached Tue by IDE-A, her référent: 1 day), q2 (k2 answered by IDE-B
+    # with a callback request, then k2c reached Mon by IDE-A, the référent: 0 days) -> 4 attempts
+    assert (high["patients"], high["reached"], high["attempts"]) == (2, 2, 4)
+    assert (high["tasks"], high["tasks_done"]) == (3, 3)
+    assert high["reached_share"] == 1.0
+    assert high["attempts_per_reach"] == 2.0
+    assert high["median_days_to_reach"] == 0.5  # days [1, 0]
+    assert high["referent_share"] == 1.0
     assert high["reached_in_window_share"] == 1.0
-    # medium: k3 (3 attempts, reached Wed by its référent: 2 days), k4 (Réunion, 3 attempts, unreachable)
-    assert (medium["tasks"], medium["reached"], medium["unreachable"], medium["attempts"]) == (2, 1, 1, 6)
+    # medium: q3 (3 attempts, reached Wed by its référent: 2 days), q4 (Réunion, 3 attempts, unreachable)
+    assert (medium["patients"], medium["reached"], medium["unreachable"], medium["attempts"]) == (2, 1, 1, 6)
+    assert medium["reached_share"] == 0.5
     assert medium["attempts_per_reach"] == 6.0
     assert medium["median_days_to_reach"] == 2
     assert medium["referent_share"] == 1.0
     assert medium["reached_in_window_share"] == 0.5
-    # low: k5 (reached Mon 10 by IDE-A, référent IDE-B: 7 days, after the deadline),
-    # k6 expired, k7 (opted out on Tue with its référent IDE-B: 1 day), k8 cancelled
-    assert (low["tasks"], low["reached"], low["expired"], low["cancelled"], low["attempts"]) == (
-        4, 2, 1, 1, 2,
-    )  # fmt: skip
-    assert low["attempts_per_reach"] == 1.0
-    assert low["median_days_to_reach"] == 4  # days [7, 1]
-    assert low["referent_share"] == 0.5
-    assert low["reached_in_window_share"] == 0.25
+    # low: q5 (reached Mon 10 by IDE-A, référent IDE-B: 7 days, after the deadline), q6 expired,
+    # q7 (opted out on Tue: spoke, not reached), q8 cancelled
+    assert (low["patients"], low["reached"], low["attempts"]) == (4, 1, 2)
+    assert (low["tasks"], low["tasks_done"], low["expired"], low["cancelled"]) == (4, 2, 1, 1)
+    assert low["reached_share"] == 0.25
+    assert low["attempts_per_reach"] == 2.0
+    assert low["median_days_to_reach"] == 7
+    assert low["referent_share"] == 0.0
+    assert low["reached_in_window_share"] == 0.0
 
     a, b = r["nurse_occupancy"]["IDE-A"], r["nurse_occupancy"]["IDE-B"]
     # IDE-A: 30 s + (20 s + 25 min) + (20 s + 20 min) + (20 s + 12 min) + 3 × 2 min wrap-up
@@ -468,12 +489,14 @@ def test_report_figures_match_the_hand_computed_ones(session: Session, policy: P
     assert r["next_contact"]["counts"] == {"2025-W14": 2, "2025-W19": 1, "2025-W28": 1}
     assert r["next_contact"]["unscheduled"] == 5
     daily = r["daily"]
-    assert daily["2025-03-03"] == {"attempts": 5, "reached": 2}
-    assert daily["2025-03-04"] == {"attempts": 3, "reached": 2}  # the Réunion call is local
+    # a patient counts on the day of the first call that reached them
+    assert daily["2025-03-03"] == {"attempts": 5, "reached": 1}
+    assert daily["2025-03-04"] == {"attempts": 3, "reached": 1}  # the Réunion call is local
+    assert daily["2025-03-05"] == {"attempts": 1, "reached": 1}
     assert daily["2025-03-08"] == {"attempts": 0, "reached": 0}
     assert daily["2025-03-10"] == {"attempts": 1, "reached": 1}
     assert sum(d["attempts"] for d in daily.values()) == 12
-    assert sum(d["reached"] for d in daily.values()) == 6
+    assert sum(d["reached"] for d in daily.values()) == 4
 
 
 def test_json_round_trip_and_terminal_report(
@@ -504,7 +527,7 @@ def test_html_is_self_contained_french_and_anonymous(session: Session, policy: P
     assert "http://" not in html and "https://" not in html
     assert "<script" not in html and "<link" not in html and "@import" not in html
     assert "Alimentation équilibrée" in html
-    assert "67\u202f%" in html  # high tier's référent share, French style
+    assert "50\u202f%" in html  # the share of the wave's patients reached, French style
     _assert_no_personal_data(html, clean.world.personal)
 
 

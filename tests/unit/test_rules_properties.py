@@ -34,8 +34,9 @@ from campaign.rules import (
     after_attempt,
     may_dial,
     next_contact,
+    requested_dial,
 )
-from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskStatus
+from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 policy = load_policy()
 HOURS = policy.calling_hours
@@ -63,6 +64,8 @@ WHERE: dict[str, tuple[str, str | None]] = {
     "973": ("America/Cayenne", "973"),
     "974": ("Indian/Reunion", "974"),
     "976": ("Indian/Mayotte", "976"),
+    "977": ("America/St_Barthelemy", "BL"),  # Saint-Barthélemy: its own abolition day (9 October)
+    "978": ("America/Marigot", "MF"),  # Saint-Martin: 28 May
 }
 DEPS = tuple(WHERE)
 
@@ -80,13 +83,37 @@ def local(instant: datetime, dep: str) -> datetime:
     return instant.astimezone(ZoneInfo(WHERE[dep][0]))
 
 
+def windows_on(day: date, place: cal.Place) -> list[tuple[time, time]]:
+    """The patient's windows of a local day, from DESIGN.md's rule, written apart from campaign.calendar.
+
+    Calling hours of that weekday from the policy; none on a holiday where the
+    patient lives; the patient's preferred window wins where it lies inside
+    calling hours (each window clipped to it), and is ignored when it lies
+    wholly outside them or is not a window at all.
+    """
+    if holiday_where(day, place.departement):
+        return []
+    base = [(w.start, w.end) for w in HOURS.by_weekday[day.weekday()]]
+    start, end = place.preferred_start, place.preferred_end
+    if start is None or end is None or end <= start:
+        return base
+    clipped = [(max(a, start), min(b, end)) for a, b in base if max(a, start) < min(b, end)]
+    return clipped or base
+
+
+def utc_windows_on(day: date, place: cal.Place) -> list[tuple[datetime, datetime]]:
+    zone = ZoneInfo(WHERE[place.departement][0])
+    return [
+        (datetime.combine(day, a, zone).astimezone(UTC), datetime.combine(day, b, zone).astimezone(UTC))
+        for a, b in windows_on(day, place)
+    ]
+
+
 def wall_clock_callable(instant: datetime, place: cal.Place) -> bool:
     """Inside one of that local day's windows, judged on the patient's wall clock."""
     here = local(instant, place.departement)
-    if holiday_where(here.date(), place.departement):
-        return False
     t = here.time().replace(tzinfo=None)
-    return any(w.start <= t < w.end for w in cal.local_windows(here.date(), place, HOURS))
+    return any(a <= t < b for a, b in windows_on(here.date(), place))
 
 
 def last_sunday(year: int, month: int) -> date:
@@ -234,7 +261,7 @@ def test_may_dial_allows_exactly_the_callable(case: tuple[PatientState, DialHist
     """
     patient, history, at, callback = case
     here = local(at, patient.place.departement)
-    decision = may_dial(patient, history, at, policy, callback=callback)
+    decision = may_dial(patient, history, at, policy, requested=callback)
 
     conditions = {
         "patient": may_be_called(patient, here.date()),
@@ -247,6 +274,10 @@ def test_may_dial_allows_exactly_the_callable(case: tuple[PatientState, DialHist
     failing = [k for k, ok in conditions.items() if not ok]
     event("allowed" if not failing else f"first failing: {failing[0]}")
     assert decision.allowed == (not failing), (decision, failing)
+    if not conditions["not_holiday"] and failing == ["not_holiday", "in_window"]:
+        # only the holiday stands in the way: the supervisor is told which holiday, and when
+        # the rules allow a call again, not merely that it is "outside the calling windows"
+        assert decision.reason == Reason.holiday, decision
     if decision.allowed:
         assert decision.reason == Reason.ok
         assert cal.is_callable_at(at, patient.place, HOURS)
@@ -269,12 +300,12 @@ def test_refusals_are_honest_about_when_things_change(
     and for one whose window opens again this afternoon.
     """
     patient, history, at, callback = case
-    d = may_dial(patient, history, at, policy, callback=callback)
+    d = may_dial(patient, history, at, policy, requested=callback)
     assume(not d.allowed)
     event(f"refused: {d.reason}")
     if d.reason in (Reason.holiday, Reason.outside_hours):
         assert d.retry_at is not None and d.retry_at > at
-        again = may_dial(patient, history, d.retry_at, policy, callback=callback)
+        again = may_dial(patient, history, d.retry_at, policy, requested=callback)
         assert again.reason not in (Reason.holiday, Reason.outside_hours), (d, again)
         assert wall_clock_callable(d.retry_at, patient.place)
         # nothing callable before it: the explanation does not send the dialer away for nothing
@@ -284,7 +315,7 @@ def test_refusals_are_honest_about_when_things_change(
     elif d.reason == Reason.min_gap:
         assert history.last_dial_at is not None
         assert d.retry_at == history.last_dial_at + GAP
-        assert may_dial(patient, history, d.retry_at, policy, callback=callback).reason != Reason.min_gap
+        assert may_dial(patient, history, d.retry_at, policy, requested=callback).reason != Reason.min_gap
     elif d.reason == Reason.suspended:
         if patient.suspended_until is None:
             assert d.retry_at is None  # no end date: nothing will change by itself
@@ -292,7 +323,7 @@ def test_refusals_are_honest_about_when_things_change(
             assert d.retry_at is not None
             assert local(d.retry_at, patient.place.departement).date() > patient.suspended_until
             assert wall_clock_callable(d.retry_at, patient.place)
-            again = may_dial(patient, history, d.retry_at, policy, callback=callback)
+            again = may_dial(patient, history, d.retry_at, policy, requested=callback)
             assert again.reason != Reason.suspended
     elif d.reason == Reason.daily_cap:
         assert d.retry_at is not None
@@ -315,7 +346,7 @@ def test_never_two_calls_at_once_nor_inside_the_gap_unless_callback(data: st.Dat
     callback = data.draw(st.booleans())
     # in a call: refused, whatever else (a callback too)
     busy = DialHistory(in_call=True, last_dial_at=at - timedelta(minutes=data.draw(st.integers(0, 2000))))
-    d = may_dial(patient, busy, at, policy, callback=callback)
+    d = may_dial(patient, busy, at, policy, requested=callback)
     assert not d.allowed and d.reason == Reason.in_call
 
     # dialed less than min_gap ago
@@ -327,7 +358,7 @@ def test_never_two_calls_at_once_nor_inside_the_gap_unless_callback(data: st.Dat
     assert not may_dial(patient, recent, at, policy).allowed
     assert may_dial(patient, recent, at, policy).reason == Reason.min_gap
     # ... a callback the patient asked for is allowed inside the gap
-    assert may_dial(patient, recent, at, policy, callback=True).allowed
+    assert may_dial(patient, recent, at, policy, requested=True).allowed
 
     # exactly min_gap or more: allowed again
     later = DialHistory(last_dial_at=at - GAP - since)
@@ -380,10 +411,27 @@ def attempt_cases(
         starts.append(s)
     ended_at = last_start + timedelta(minutes=draw(st.integers(0, 40)))
     deadline = ended_at + timedelta(days=draw(st.integers(0, 20)), minutes=draw(st.integers(0, 24 * 60)))
+    # the patient's dials for their other tasks (a callback, another wave) earlier that day or
+    # the day before: the daily cap counts them too
+    others = [
+        at_local_minute(day - timedelta(days=draw(st.integers(0, 1))), draw(st.integers(0, 1439)), dep)
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    others = [s for s in others if s < last_start]
     if mode == "unknown":  # no history of start times (e.g. attempts made before it was kept)
         starts = []
-    task = TaskState(attempts=attempts, deadline=deadline, attempt_starts=tuple(sorted(starts)))
+    task = TaskState(
+        attempts=attempts,
+        deadline=deadline,
+        attempt_starts=tuple(sorted(starts)),
+        patient_starts=tuple(sorted({*starts, *others})),
+    )
     return draw(unanswered), ended_at, task, enrolled(place), mode
+
+
+def dials_per_day(task: TaskState, dep: str) -> Counter[date]:
+    """The patient's dials per local day, whatever the task."""
+    return Counter(local(s, dep).date() for s in {*task.attempt_starts, *task.patient_starts})
 
 
 def open_slots(
@@ -394,7 +442,7 @@ def open_slots(
     day = cal.local_date(earliest, place)
     while cal.at_local(day, time(0), place.timezone) < deadline:
         if per_day[day] < DAY_CAP:
-            for s, e in cal.utc_intervals(day, place, HOURS):
+            for s, e in utc_windows_on(day, place):
                 t = max(s, earliest)
                 if t < deadline and e - t >= min_len:
                     out.append(t)
@@ -422,7 +470,7 @@ def test_after_attempt_retries_only_where_a_dial_is_allowed(
     result, ended_at, task, patient, _ = case
     place = patient.place
     r = after_attempt(result, ended_at, task, patient, policy)
-    per_day = Counter(local(s, place.departement).date() for s in task.attempt_starts)
+    per_day = dials_per_day(task, place.departement)
     earliest = ended_at + spacing(result)
 
     assert (r.close is None) == (r.next_at is not None)
@@ -464,7 +512,7 @@ def test_after_attempt_varies_the_time_of_day(
     place, dep = patient.place, patient.place.departement
     mornings = [is_morning(s, dep) for s in task.attempt_starts]
     assert all(mornings) if mode == "morning" else not any(mornings)
-    per_day = Counter(local(s, dep).date() for s in task.attempt_starts)
+    per_day = dials_per_day(task, dep)
     earliest = ended_at + spacing(result)
     slots = open_slots(earliest, task.deadline, place, per_day, timedelta(minutes=10))
     wanted = [t for t in slots if is_morning(t, dep) == (mode == "afternoon")]
@@ -476,6 +524,49 @@ def test_after_attempt_varies_the_time_of_day(
         assert is_morning(r.next_at, dep) == (mode == "afternoon"), (mode, r, wanted[:2])
     elif slots:
         assert r.next_at is not None  # no alternative: any slot beats none
+
+
+# a policy whose retry spacings are shorter than its minimum gap (the configuration allows it)
+HURRIED = policy.model_copy(
+    update={
+        "retry": policy.retry.model_copy(
+            update={"unanswered_minutes": 20, "busy_minutes": 5, "failed_minutes": 10, "machine_minutes": 45}
+        )
+    }
+)
+
+
+@settings(SETTINGS, max_examples=200)
+@given(attempt_cases())
+def test_a_retry_never_comes_sooner_than_the_minimum_gap_whatever_the_spacing(
+    case: tuple[AttemptResult, datetime, TaskState, PatientState, str],
+) -> None:
+    """Invariant 1 holds even when the policy's spacing after busy (5 min) is below the gap.
+
+    A planner that took the spacing as configured, without clamping it to
+    `retry.min_gap_minutes`, would retry a busy line 5 minutes later: the
+    dialer would then refuse the claim and the task would stall, or worse.
+    """
+    result, ended_at, task, patient, _ = case
+    assert HURRIED.retry.busy_minutes < HURRIED.retry.min_gap_minutes
+    r = after_attempt(result, ended_at, task, patient, HURRIED)
+    if r.next_at is not None:
+        assert r.next_at - ended_at >= timedelta(minutes=HURRIED.retry.min_gap_minutes)
+        assert wall_clock_callable(r.next_at, patient.place)
+
+
+def test_only_the_first_dial_of_a_callback_is_the_patients_request() -> None:
+    """The dial at the time the patient asked for passes the gap and the daily cap; its retries do not.
+
+    A callback that reached a machine and was retried as if asked for again was
+    the third dial of a local day (cap 2) in an independent check of the demo.
+    """
+    assert requested_dial(TaskKind.callback, 1)
+    assert requested_dial(TaskKind.callback.value, 1)  # as stored
+    for n in range(2, MAX_ATTEMPTS + 1):
+        assert not requested_dial(TaskKind.callback, n)
+    for kind in (TaskKind.wave, TaskKind.inbound):
+        assert not any(requested_dial(kind, n) for n in range(1, MAX_ATTEMPTS + 1))
 
 
 # -------------------------------------------------------------- after an outcome
@@ -520,10 +611,10 @@ def test_reached_sets_the_next_contact_by_tier_cadence(case: OutcomeCase, outcom
     floor = today + timedelta(days=policy.tiers[patient.tier].cadence_days)
     assert nc.task_status == TaskStatus.done
     assert nc.next_contact_on is not None and nc.next_contact_on >= floor
-    assert cal.local_windows(nc.next_contact_on, patient.place, HOURS)
+    assert windows_on(nc.next_contact_on, patient.place)
     assert not holiday_where(nc.next_contact_on, patient.place.departement)
     skipped = (floor + timedelta(days=k) for k in range((nc.next_contact_on - floor).days))
-    assert not any(cal.local_windows(d, patient.place, HOURS) for d in skipped)  # the first such day
+    assert not any(windows_on(d, patient.place) for d in skipped)  # the first such day
     assert nc.message_physician == (outcome == OutcomeCode.escalation)
     assert not nc.withdraw and nc.callback_at is None and nc.retry_at is None and not nc.flag_number
 
@@ -583,7 +674,14 @@ def test_wrong_number_flags_it_and_retries_only_on_another_number(
     )
     assert nc.flag_number
     assert nc.callback_at is None and not nc.withdraw
-    assert nc.next_contact_on == patient.next_contact_on  # the regular cadence is untouched
+    if patient.dialable_numbers <= 1:
+        # the last number is wrong: nothing can be planned until the file is fixed, and the
+        # patient must not keep a next contact date nobody can keep
+        assert nc.next_contact_on is None
+        assert nc.task_status == TaskStatus.unreachable and nc.retry_at is None
+        assert nc.notes and "new number" in nc.notes[0]
+    else:
+        assert nc.next_contact_on == patient.next_contact_on  # the regular cadence is untouched
     if nc.retry_at is not None:
         assert patient.dialable_numbers > 1  # another number exists
         assert nc.task_status is None  # the same task goes on

@@ -1,0 +1,242 @@
+"""Claims, attempts and their results: what the dialer stores before it dials and
+after a call ends; leases and reconciliation after a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from campaign import rules, store
+from campaign.errors import ClaimLost
+from campaign.policy import Policy, Tier
+from campaign.services.base import Context, keep_cadence
+from campaign.states import (
+    AttemptResult,
+    TaskKind,
+    TaskStatus,
+    WaveStatus,
+)
+
+log = structlog.get_logger("carecall.campaign")
+
+
+# ------------------------------------------------------------------ dialing
+
+
+@dataclass(frozen=True)
+class Claimed:
+    attempt_id: int
+    task_id: int
+    patient_id: int
+    number: str
+    tier: Tier
+    kind: TaskKind
+
+
+@dataclass(frozen=True)
+class NotDialable:
+    decision: rules.Decision
+
+
+ClaimResult = Claimed | NotDialable | None
+
+
+def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> ClaimResult:
+    """Claim one task for a nurse; see `claim_and_start_many`."""
+    return claim_and_start_many(ctx, [(task_id, nurse_id)], worker)[0]
+
+
+def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker: str) -> list[ClaimResult]:
+    """Claim tasks for nurses and store their attempts before anything is dialed (invariant 3).
+
+    `offers` are (task, nurse) pairs; one transaction serves them all, so a
+    dialer hands out the calls of all its ready nurses for the price of a few
+    statements. Per offer, in order: None when another worker had the task,
+    NotDialable when the rules refuse the dial now (the task is moved to when
+    they may allow it, or closed), else Claimed.
+    """
+    policy, now = ctx.policy, ctx.clock.now()
+    nurse_of = dict(offers)
+    if len(nurse_of) != len(offers):
+        raise ValueError("a task offered twice in one batch")
+    results: dict[int, ClaimResult] = {}
+    starts: list[tuple[Any, str]] = []
+    try:
+        with ctx.sessions() as s:
+            rows, histories = store.claim_tasks(s, list(nurse_of), worker, now, ctx.lease)
+            states = {r.task_id: store.patient_state_from_row(r) for r in rows}
+            releases: list[store.Release] = []
+            dialing: set[int] = set()
+            for r in rows:
+                history = histories[r.id]
+                if r.id in dialing:  # two tasks of one patient in this batch: the first is dialed
+                    history = rules.DialHistory(True, now, history.dials_on_day + 1)
+                requested = rules.requested_dial(r.kind, r.attempts)
+                decision = rules.may_dial(states[r.task_id], history, now, policy, requested=requested)
+                if not decision.allowed:
+                    status = TaskStatus.cancelled if decision.retry_at is None else TaskStatus.pending
+                    releases.append(
+                        store.Release(
+                            r.task_id, status, decision.retry_at, decision.reason.value, undo_attempt=True
+                        )
+                    )
+                    results[r.task_id] = NotDialable(decision)
+                    continue
+                dialing.add(r.id)
+                numbers = store.dialable_numbers(r.phone, r.phone_alt, r.flagged_numbers)
+                starts.append((r, numbers[(r.attempts - 1) % len(numbers)]))
+            attempt_ids = store.insert_attempts(
+                s,
+                [store.AttemptStart(r.task_id, r.id, nurse_of[r.task_id], number) for r, number in starts],
+                now,
+                worker,
+            )
+            store.release_tasks(s, releases, now)
+            s.commit()
+    except IntegrityError:
+        # the unique in-flight index: another process dialed one of these patients a moment ago
+        if len(offers) > 1:
+            return [claim_and_start(ctx, t, n, worker) for t, n in offers]  # one by one, to find which
+        return [_patient_in_call(ctx, offers[0][0], now)]
+    for (r, number), attempt_id in zip(starts, attempt_ids, strict=True):
+        results[r.task_id] = Claimed(attempt_id, r.task_id, r.id, number, Tier(r.task_tier), TaskKind(r.kind))
+    return [results.get(task_id) for task_id, _ in offers]
+
+
+def _patient_in_call(ctx: Context, task_id: int, now: datetime) -> NotDialable:
+    retry_at = now + timedelta(minutes=ctx.policy.retry.min_gap_minutes)
+    with ctx.sessions() as s:
+        store.release_task(s, task_id, not_before=retry_at, undo_attempt=True)
+        s.commit()
+    return NotDialable(
+        rules.Decision(False, rules.Reason.in_call, "the patient is already in a call", retry_at)
+    )
+
+
+def mark_answered(ctx: Context, attempt_id: int) -> None:
+    if not mark_answered_many(ctx, [attempt_id]):
+        raise ClaimLost(f"attempt {attempt_id} was reconciled (lease expired): hang up")
+
+
+def mark_answered_many(ctx: Context, attempt_ids: Sequence[int]) -> set[int]:
+    """Stored at once; the tasks' leases are renewed for the length of a conversation.
+
+    Returns the attempts stored as answered; the others were reconciled meanwhile
+    (their dialer's lease ran out) and must be hung up.
+    """
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        rows = store.mark_attempts_answered(s, attempt_ids, now)
+        store.renew_task_leases(s, [r.task_id for r in rows], now + ctx.lease)
+        s.commit()
+    return {r.id for r in rows}
+
+
+def finish_unanswered(
+    ctx: Context, attempt_id: int, result: AttemptResult, voicemail_left: bool = False
+) -> rules.RetryDecision:
+    decision = finish_unanswered_many(ctx, [(attempt_id, result, voicemail_left)])[0]
+    if decision is None:
+        # already reconciled by the scheduler (this dialer's lease ran out): its retry is decided
+        raise ClaimLost(f"attempt {attempt_id} was already reconciled")
+    return decision
+
+
+def finish_unanswered_many(
+    ctx: Context, ends: Sequence[tuple[int, AttemptResult, bool]]
+) -> list[rules.RetryDecision | None]:
+    """Store the results of unanswered attempts and decide their retries, in one transaction.
+
+    `ends` are (attempt, result, voicemail left); per entry, in order, the retry
+    decision, or None when the attempt had already been reconciled.
+    """
+    policy, now = ctx.policy, ctx.clock.now()
+    groups: dict[tuple[AttemptResult, bool], list[int]] = {}
+    for attempt_id, result, voicemail in ends:
+        groups.setdefault((result, voicemail), []).append(attempt_id)
+    with ctx.sessions() as s:
+        done: dict[int, tuple[int, int, AttemptResult]] = {}
+        for (result, voicemail), ids in groups.items():
+            for r in store.complete_attempts(s, ids, result, voicemail, now):
+                done[r.id] = (r.task_id, r.patient_id, result)
+        decisions = dict(zip(done, _retry_many(s, list(done.values()), now, policy), strict=True))
+        s.commit()
+    return [decisions.get(attempt_id) for attempt_id, _, _ in ends]
+
+
+def _retry_many(
+    s: Session, ended: Sequence[tuple[int, int, AttemptResult]], now: datetime, policy: Policy
+) -> list[rules.RetryDecision]:
+    """After unanswered attempts (task, patient, result): retry each task later, or close it."""
+    task_ids = [task_id for task_id, _, _ in ended]
+    rows = store.tasks_with_patients(s, task_ids)
+    starts = store.attempt_starts(s, task_ids)
+    patient_starts = store.patient_attempt_starts(
+        s, {patient_id for _, patient_id, _ in ended}, now - store.HISTORY_LOOKBACK
+    )
+    releases: list[store.Release] = []
+    closed_patients: list[int] = []
+    out: list[rules.RetryDecision] = []
+    for task_id, patient_id, result in ended:
+        task = rows[task_id]
+        if task.wave_status == WaveStatus.cancelled:
+            releases.append(store.Release(task_id, TaskStatus.cancelled, reason="wave cancelled"))
+            out.append(rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled"))
+            continue
+        state = store.patient_state_from_row(task)
+        task_state = rules.TaskState(
+            task.attempts, task.deadline, tuple(starts[task_id]), tuple(patient_starts[patient_id])
+        )
+        decision = rules.after_attempt(result, now, task_state, state, policy)
+        if decision.close is not None:
+            releases.append(store.Release(task_id, decision.close, reason=decision.reason))
+            closed_patients.append(patient_id)
+        else:
+            releases.append(store.Release(task_id, not_before=decision.next_at))
+        out.append(decision)
+    store.release_tasks(s, releases, now)
+    if closed_patients:
+        keep_cadence(s, closed_patients, now, policy)
+    return out
+
+
+def renew_leases(ctx: Context, worker: str) -> None:
+    with ctx.sessions() as s:
+        store.renew_worker_leases(s, worker, ctx.clock.now() + ctx.lease)
+        s.commit()
+
+
+def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leases: bool = False) -> int:
+    """After a crash: attempts left in flight are closed as interrupted, never redialed at once.
+
+    A restarting dialer reconciles its own (`worker`); the scheduler's job
+    reconciles those of any dialer whose lease ran out (`expired_leases`), so a
+    dialer that never comes back leaves nothing open. A call that may have been
+    answered just before the crash keeps its answer time, is not dialed again
+    before the policy's minimum gap, and a nurse can still record what was said.
+    """
+    now = ctx.clock.now()
+    with ctx.sessions() as s:
+        attempts = store.in_flight_attempts(s, worker, lease_expired_at=now if expired_leases else None)
+        n = len(attempts)
+        if attempts:
+            store.complete_attempts(s, [a.id for a in attempts], AttemptResult.interrupted, False, now)
+        statuses = store.task_statuses(s, [a.task_id for a in attempts])
+        claimed = [
+            (a.task_id, a.patient_id, AttemptResult.interrupted)
+            for a in attempts
+            if statuses.get(a.task_id) == TaskStatus.in_progress
+        ]
+        if claimed:
+            _retry_many(s, claimed, now, ctx.policy)
+        store.free_undialed_claims(s, now, worker, expired_leases)
+        s.commit()
+    if n:
+        log.warning("in-flight attempts reconciled", attempts=n)
+    return n

@@ -1,0 +1,214 @@
+"""Every query of the programme's tables lives in this package.
+
+Functions take an open Session and never commit: `services` opens and closes
+the transaction. Hot paths use Core statements and select only the columns they
+need, so a 100,000-patient wave does not load 100,000 ORM objects.
+
+    base       the column lists and status sets every part uses; id batches; rule rows
+    patients   patient rows as the rules read them, dial histories, nurses, next contacts
+    plans      segments, recipients, the plan's task writes, waves
+    dialing    the dialer's hot path: dialable pages, claims, the attempts they start
+    calls      after the dial: attempt results, releases, leases, reconciliation
+    outcomes   what a nurse's outcome writes
+    upkeep     expiry and the audit trail
+    lookups    what explanations and listings read
+    reporting  what the invariant check and the wave report read
+
+Callers use the package: `from campaign import store; store.claim_tasks(...)`.
+"""
+
+from __future__ import annotations
+
+from campaign.store.base import (
+    OPEN_TASK_STATUSES,
+    PATIENT_RULE_COLUMNS,
+    TERMINAL,
+    dialable_numbers,
+    one_of,
+    patient_state_from_row,
+    place_of,
+)
+from campaign.store.calls import (
+    Release,
+    attempt_starts,
+    complete_attempts,
+    free_undialed_claims,
+    in_flight_attempts,
+    mark_attempts_answered,
+    patient_attempt_starts,
+    release_task,
+    release_tasks,
+    renew_task_leases,
+    renew_worker_leases,
+    task_statuses,
+    tasks_with_patients,
+)
+from campaign.store.dialing import (
+    CLAIM_COLUMNS,
+    DIALABLE_COLUMNS,
+    DIALABLE_WAVE,
+    AttemptStart,
+    claim_tasks,
+    dialable_page,
+    dialable_rows,
+    insert_attempts,
+)
+from campaign.store.lookups import (
+    last_attempt_result,
+    last_dial,
+    normalise_member_id,
+    nurse_code,
+    patient_attempts_since,
+    patient_by_member_id,
+    patients_without_number,
+    recent_tasks,
+    recipient_note,
+    wave_backlog,
+    wrong_number_since,
+)
+from campaign.store.outcomes import (
+    CALLBACK_PRIORITY,
+    add_physician_message,
+    complete_answered_attempts,
+    escalation_context,
+    insert_callback_task,
+    insert_outcomes,
+    outcome_rows,
+    update_patients_after_outcome,
+)
+from campaign.store.patients import (
+    HISTORY_LOOKBACK,
+    NurseInfo,
+    dial_histories,
+    dial_history,
+    histories_by_patient,
+    history_from_attempts,
+    nurses,
+    patient_rule_row,
+    patients_without_future_contact,
+    set_next_contact,
+)
+from campaign.store.plans import (
+    add_mailing,
+    add_recipients,
+    add_wave,
+    cancel_open_tasks,
+    delete_pending_wave_tasks,
+    insert_tasks,
+    mailing_row,
+    open_task_count,
+    open_task_patients,
+    recipients_rows,
+    segment_query,
+    set_plan_notes,
+    sync_themes,
+    task_status_counts,
+    wave_row,
+    wave_task_counts_since,
+    waves_with_status,
+)
+from campaign.store.reporting import (
+    invariant_attempt_rows,
+    next_contact_counts,
+    nurse_shift_rows,
+    open_tasks,
+    opt_out_times,
+    recipient_count,
+    report_attempts,
+    report_tasks,
+    theme_label,
+    wave_patients,
+)
+from campaign.store.upkeep import (
+    audit,
+    expire_due_tasks,
+)
+
+__all__ = [
+    "CALLBACK_PRIORITY",
+    "CLAIM_COLUMNS",
+    "DIALABLE_COLUMNS",
+    "DIALABLE_WAVE",
+    "HISTORY_LOOKBACK",
+    "OPEN_TASK_STATUSES",
+    "PATIENT_RULE_COLUMNS",
+    "TERMINAL",
+    "AttemptStart",
+    "NurseInfo",
+    "Release",
+    "add_mailing",
+    "add_physician_message",
+    "add_recipients",
+    "add_wave",
+    "attempt_starts",
+    "audit",
+    "cancel_open_tasks",
+    "claim_tasks",
+    "complete_answered_attempts",
+    "complete_attempts",
+    "delete_pending_wave_tasks",
+    "dial_histories",
+    "dial_history",
+    "dialable_numbers",
+    "dialable_page",
+    "dialable_rows",
+    "escalation_context",
+    "expire_due_tasks",
+    "free_undialed_claims",
+    "histories_by_patient",
+    "history_from_attempts",
+    "in_flight_attempts",
+    "insert_attempts",
+    "insert_callback_task",
+    "insert_outcomes",
+    "insert_tasks",
+    "invariant_attempt_rows",
+    "last_attempt_result",
+    "last_dial",
+    "mailing_row",
+    "mark_attempts_answered",
+    "next_contact_counts",
+    "normalise_member_id",
+    "nurse_code",
+    "nurse_shift_rows",
+    "nurses",
+    "one_of",
+    "open_task_count",
+    "open_task_patients",
+    "open_tasks",
+    "opt_out_times",
+    "outcome_rows",
+    "patient_attempt_starts",
+    "patient_attempts_since",
+    "patient_by_member_id",
+    "patient_rule_row",
+    "patient_state_from_row",
+    "patients_without_future_contact",
+    "patients_without_number",
+    "place_of",
+    "recent_tasks",
+    "recipient_count",
+    "recipient_note",
+    "recipients_rows",
+    "release_task",
+    "release_tasks",
+    "renew_task_leases",
+    "renew_worker_leases",
+    "report_attempts",
+    "report_tasks",
+    "segment_query",
+    "set_next_contact",
+    "set_plan_notes",
+    "sync_themes",
+    "task_status_counts",
+    "task_statuses",
+    "tasks_with_patients",
+    "theme_label",
+    "update_patients_after_outcome",
+    "wave_backlog",
+    "wave_patients",
+    "wave_row",
+    "wave_task_counts_since",
+    "waves_with_status",
+    "wrong_number_since",
+]

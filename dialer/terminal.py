@@ -1,0 +1,105 @@
+"""The wave report drawn for the supervisor's terminal (English, as the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt(value: Any, pct: bool = False, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if pct:
+        return f"{value * 100:.0f}%"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return str(value)
+
+
+def _count_cell(n: int) -> Text:
+    return Text("0", style="bold green") if n == 0 else Text(str(n), style="bold red")
+
+
+def render_text(report: Mapping[str, Any], console: Console) -> None:
+    """The supervisor's view in the terminal: tiers, nurses, invariants, next contacts."""
+    w = report["wave"]
+    console.print(
+        f"[bold]Wave {w['id']}[/bold] · {w['theme_label'] or w['theme']} · {w['status']} · "
+        f"{w['window_start']} → {w['window_end']}"
+    )
+    console.print(
+        f"Patients: {report['patients']} recipients · {report['patients_in_wave']} in the wave · "
+        f"reached {report['reached']} ({_fmt(report['reached_share'], pct=True)} of those in the wave) · "
+        f"spoke with a nurse {report['spoke']} · opted out {report['opted_out']} · "
+        f"to fix (no valid number) {report['patients_to_fix']}"
+    )
+    console.print(
+        f"Tasks: {report['tasks']} · done {report['tasks_done']} · unreachable {report['unreachable']} · "
+        f"expired {report['expired']} · cancelled {report['cancelled']} · open {report['open']} · "
+        f"{report['attempts']} attempts ({_fmt(report['attempts_per_reach'])} per patient reached)"
+    )
+
+    tiers = Table(title="Per tier (patients; the last columns count tasks)", title_justify="left")
+    for head in ("tier", "patients", "reached", "share", "in window", "att./reach", "median days",
+                 "référent", "tasks", "done", "unreachable", "expired"):  # fmt: skip
+        tiers.add_column(head, justify="left" if head == "tier" else "right")
+    for tier, t in report["by_tier"].items():
+        tiers.add_row(
+            tier,
+            str(t["patients"]),
+            str(t["reached"]),
+            _fmt(t["reached_share"], pct=True),
+            _fmt(t["reached_in_window_share"], pct=True),
+            _fmt(t["attempts_per_reach"]),
+            _fmt(t["median_days_to_reach"], digits=1),
+            _fmt(t["referent_share"], pct=True),
+            str(t["tasks"]),
+            str(t["tasks_done"]),
+            str(t["unreachable"]),
+            str(t["expired"]),
+        )
+    console.print(tiers)
+
+    target = report["policy"]["target_occupancy"]
+    nurses = Table(title=f"Per nurse (target occupancy {target * 100:.0f}%)", title_justify="left")
+    for head in ("nurse", "attempts", "handled", "talk min", "shift min", "occupancy"):
+        nurses.add_column(head, justify="left" if head == "nurse" else "right")
+    for code, n in report["nurse_occupancy"].items():
+        occ = n["occupancy"]
+        style = "red" if occ is not None and occ > target else ""
+        nurses.add_row(
+            code,
+            str(n["attempts"]),
+            str(n["handled_calls"]),
+            _fmt(n["talk_minutes"], digits=0),
+            _fmt(n["shift_minutes"], digits=0),
+            Text(_fmt(occ, pct=True), style=style),
+        )
+    console.print(nurses)
+
+    checks = Table(title="Invariants", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("count", justify="right")
+    checks.add_column("examples")
+    for name, v in report["invariants"]["checks"].items():
+        more = "…" if v["count"] > len(v["examples"]) else ""
+        examples = ", ".join(str(i) for i in v["examples"]) + more
+        if examples:
+            examples = f"{v['unit']} {examples}"
+        checks.add_row(name.replace("_", " "), _count_cell(v["count"]), examples)
+    console.print(checks)
+
+    nc = report["next_contact"]
+    spread = Table(title="Next contact (patients per ISO week)", title_justify="left")
+    spread.add_column("week")
+    spread.add_column("patients", justify="right")
+    spread.add_column("")
+    peak = max(nc["counts"].values(), default=0)
+    for week, n in nc["counts"].items():
+        spread.add_row(week, str(n), "█" * max(1, round(30 * n / peak)) if peak else "")
+    spread.add_row("none", str(nc["unscheduled"]), "")
+    console.print(spread)

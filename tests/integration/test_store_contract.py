@@ -1,0 +1,155 @@
+"""The dialer's hot path, held to one contract on SQLite and PostgreSQL.
+
+`campaign/store/dialing.py` writes its claims twice: raw, pipelined psycopg on
+PostgreSQL and SQLAlchemy on SQLite. This test gives both the same data and
+the same expectations, so neither form can drift from the other unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+from factories import add_nurse, bulk_patients, dispose, make_ctx, paris, running_wave
+from sqlalchemy import insert, select, update
+
+from campaign import services, store
+from campaign.clock import VirtualClock
+from campaign.model import ATTEMPT, TASK, WAVE
+from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
+
+SENT_ON = date(2026, 12, 7)
+LAST_DAY = date(2026, 12, 28)  # every task of the wave is due by then
+
+
+@pytest.fixture
+def env(db_url: str) -> Iterator[tuple[services.Context, VirtualClock]]:
+    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
+    yield ctx, clock
+    dispose(ctx)
+
+
+def test_claims_pages_attempts_and_releases_keep_one_contract(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, clock = env
+    nurse = add_nurse(ctx, level="senior")
+    patients = bulk_patients(ctx, 6)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))
+    now = clock.now()
+    with ctx.sessions() as s:
+        tasks = dict(
+            s.execute(select(TASK.c.patient_id, TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
+        )
+        t = [tasks[p] for p in patients]
+        # t[1] is not due yet, t[2] is already in progress, t[3] belongs to a paused wave
+        s.execute(update(TASK).where(TASK.c.id == t[1]).values(not_before=now + timedelta(hours=1)))
+        s.execute(update(TASK).where(TASK.c.id == t[2]).values(status=TaskStatus.in_progress))
+        paused = s.execute(
+            insert(WAVE)
+            .values(
+                mailing_id=info.mailing_id,
+                status=WaveStatus.paused,
+                plan_after=now,
+                window_start=LAST_DAY,
+                window_end=LAST_DAY,
+                deadline=now + timedelta(days=2),
+                plan={},
+            )
+            .returning(WAVE.c.id)
+        ).scalar_one()
+        s.execute(update(TASK).where(TASK.c.id == t[3]).values(wave_id=paused))
+        # t[0]'s patient has an earlier attempt (another task, yesterday): the claim's history sees it
+        other = s.execute(
+            insert(TASK)
+            .values(
+                wave_id=None,
+                patient_id=patients[0],
+                kind=TaskKind.inbound,
+                status=TaskStatus.done,
+                tier="medium",
+                not_before=now - timedelta(days=1),
+                deadline=now + timedelta(days=1),
+                created_at=now - timedelta(days=1),
+            )
+            .returning(TASK.c.id)
+        ).scalar_one()
+        s.execute(
+            insert(ATTEMPT).values(
+                task_id=other,
+                patient_id=patients[0],
+                number="+33199000001",
+                state=AttemptState.completed,
+                started_at=now - timedelta(hours=3),
+                ended_at=now - timedelta(hours=3) + timedelta(seconds=30),
+            )
+        )
+        s.commit()
+
+    # the dialable pages: due, pending, of a running wave, in (not_before, id) order, by cursor
+    with ctx.sessions() as s:
+        page = store.dialable_page(s, now, None, 2)
+        rest = store.dialable_page(s, now, page[-1], 10)
+    due = [t[0], t[4], t[5]]
+    assert sorted(i for _, i in page + rest) == sorted(due)
+    assert page + rest == sorted(page + rest)
+    with ctx.sessions() as s:
+        rows = store.dialable_rows(s, t)
+    assert sorted(r.task_id for r in rows) == sorted([t[0], t[1], t[4], t[5]])  # pending, running wave
+
+    # the claim: only what is due and free; attempts counted; the patients' rule data and histories
+    with ctx.sessions() as s:
+        claimed, histories = store.claim_tasks(s, t, "w1", now, timedelta(minutes=90))
+        s.commit()
+    assert sorted(r.task_id for r in claimed) == sorted(due)
+    assert [r.id for r in claimed] == sorted(r.id for r in claimed), "patients in id order"
+    for r in claimed:
+        assert r.attempts == 1 and r.kind == TaskKind.wave and r.task_tier == "medium"
+        assert (r.departement, r.timezone, r.status, r.consent) == ("75", "Europe/Paris", "enrolled", True)
+    assert set(histories) == {patients[0], patients[4], patients[5]}
+    assert histories[patients[0]].last_dial_at == now - timedelta(hours=3)
+    assert histories[patients[0]].dials_on_day == 1 and not histories[patients[0]].in_call
+    assert histories[patients[4]].last_dial_at is None
+    with ctx.sessions() as s:
+        again, _ = store.claim_tasks(s, t, "w2", now, timedelta(minutes=90))
+        state = dict(s.execute(select(TASK.c.id, TASK.c.claimed_by).where(TASK.c.id.in_(due))).all())
+        s.commit()
+    assert again == [], "a claimed task is nobody else's"
+    assert set(state.values()) == {"w1"}
+
+    # attempts: one statement, ids back in the order of the starts
+    starts = [
+        store.AttemptStart(r.task_id, r.id, nurse, f"+3319900{k:04d}")
+        for k, r in enumerate(reversed(claimed))
+    ]
+    with ctx.sessions() as s:
+        ids = store.insert_attempts(s, starts, now, "w1")
+        s.commit()
+        stored = {
+            a.id: (a.task_id, a.state, a.worker)
+            for a in s.execute(select(ATTEMPT).where(ATTEMPT.c.id.in_(ids))).all()
+        }
+    assert [stored[i][0] for i in ids] == [a.task_id for a in starts]
+    assert {v[1:] for v in stored.values()} == {(AttemptState.in_flight, "w1")}
+    with ctx.sessions() as s:
+        histories = store.dial_histories(s, {r.id: store.place_of(r) for r in claimed}, now)
+    assert all(h.in_call for h in histories.values())
+
+    # releases: back to pending later (attempt undone when never dialed), or closed with a reason
+    later = now + timedelta(hours=4)
+    with ctx.sessions() as s:
+        store.release_tasks(
+            s,
+            [
+                store.Release(due[0], not_before=later, undo_attempt=True),
+                store.Release(due[1], TaskStatus.unreachable, reason="max attempts"),
+            ],
+            now,
+        )
+        s.commit()
+        back = {r.id: r for r in s.execute(select(TASK).where(TASK.c.id.in_(due[:2]))).all()}
+    first, second = back[due[0]], back[due[1]]
+    assert (first.status, first.attempts, first.claimed_by, first.lease_until) == ("pending", 0, None, None)
+    assert first.not_before.replace(tzinfo=None) == later.replace(tzinfo=None)
+    assert (second.status, second.close_reason, second.attempts) == ("unreachable", "max attempts", 1)
+    assert second.closed_at is not None
