@@ -432,3 +432,22 @@ def test_a_claim_the_database_refuses_is_a_patient_in_a_call_and_the_batch_goes_
     assert _utc(row.not_before) == clock.now() + timedelta(minutes=ctx.policy.retry.min_gap_minutes)
     in_flight = [a for a in _attempts(ctx, stuck.id) if a.state == AttemptState.in_flight]
     assert len(in_flight) == 1, "a second call in flight for one patient"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect in services._patient_in_call: it undoes an attempt that the rolled-back claim "
+    "never counted, so each refusal by the index takes one off the task's attempts (to -1 here)",
+)
+def test_a_claim_the_database_refuses_counts_no_attempt(env: Env) -> None:
+    """A refused claim dialed nobody: the task's attempt count (which closes it after
+    `retry.max_attempts`) is what it was before."""
+    ctx, clock = env
+    nurse = add_nurse(ctx, level="senior")
+    stuck = add_patient(ctx)
+    clock.advance_to(paris(DAY, 10))
+    _stuck_call(ctx, clock, stuck.id)
+    task = _open_task(ctx, stuck.id)
+
+    _refused(services.claim_and_start(ctx, task, nurse, "dialer-1"), "in_call")
+    assert _task(ctx, task).attempts == 0
