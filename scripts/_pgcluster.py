@@ -1,4 +1,20 @@
-"""A throwaway PostgreSQL 15 cluster for the benchmarks (or a fresh database on a given server).
+"""One throwaway PostgreSQL 15 cluster, for the tests and the benchmarks.
+
+Both start a private cluster the same way, each with its own settings:
+
+    cluster = PgCluster(settings={"max_connections": "200"}, fsync=False)
+    cluster.start()
+    url = cluster.create_database()     # "postgresql+psycopg://postgres@127.0.0.1:PORT/t_…"
+    cluster.drop_database(url.rsplit("/", 1)[1])
+    cluster.stop()                      # the server is stopped and its files deleted
+
+The cluster is initialised in a temporary directory (not under pytest's basetemp:
+that is 0700 root, and as root the server runs as `postgres`, or `nobody`, since
+initdb refuses root), listens on a free port of 127.0.0.1 only, and takes its
+settings from postgresql.auto.conf. tests/conftest.py imports it (pytest puts
+scripts/ on sys.path, see pyproject.toml); the benchmarks import it as a sibling.
+
+For the benchmarks, a fresh database on a throwaway cluster or a given server:
 
     from _pgcluster import add_database_arguments, bench_database
 
@@ -9,21 +25,20 @@
         db.url       # "postgresql+psycopg://postgres@127.0.0.1:PORT/carecall_bench"
         db.settings  # what the JSON should say about the server (fsync, shared_buffers…)
 
-Without `--database-url`, a private cluster is initialised in a temporary directory
-owned by the `postgres` user (initdb refuses to run as root), started on a free port
-of 127.0.0.1, and stopped and deleted at exit: on return, on an exception, on Ctrl-C
-(SIGINT) and on SIGTERM/SIGHUP. Its settings are sized for 250+ concurrent
-connections on a 24 GiB machine. `fsync` is off by default (a benchmark cluster
-that dies with the machine is deleted anyway); `--pg-fsync` turns it back on, and
-the JSON always says which it was. Every other durability setting keeps its
-default (synchronous_commit on, full_page_writes on, wal_level replica), so a
-commit still writes its WAL and the floors are not flattered.
+Without `--database-url`, the cluster is stopped and deleted at exit: on return, on
+an exception, on Ctrl-C (SIGINT) and on SIGTERM/SIGHUP. Its settings
+(SERVER_SETTINGS) are sized for 250+ concurrent connections on a 24 GiB machine.
+`fsync` is off by default (a benchmark cluster that dies with the machine is
+deleted anyway); `--pg-fsync` turns it back on, and the JSON always says which it
+was. Every other durability setting keeps its default (synchronous_commit on,
+full_page_writes on, wal_level replica), so a commit still writes its WAL and the
+floors are not flattered.
 
 With `--database-url URL` (any database on a running server, role with CREATEDB),
 a fresh database `carecall_bench_<random>` is created on that server and dropped at
 exit: the benchmarks truncate tables and never touch the database named in the URL.
 
-Standalone, it starts a cluster and prints its URL until Ctrl-C:
+Standalone, it starts a benchmark cluster and prints its URL until Ctrl-C:
 
     .venv/bin/python scripts/_pgcluster.py
 """
@@ -74,13 +89,13 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _server_user() -> str | None:
+def server_user() -> str | None:
     """The account postgres runs as when we are root (initdb refuses root)."""
     if os.geteuid() != 0:
         return None
@@ -93,12 +108,17 @@ def _server_user() -> str | None:
 
 @dataclass
 class PgCluster:
-    """A private PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
+    """A private PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only.
 
-    bin_dir: Path = PG_BIN
+    `settings` go to postgresql.auto.conf (the server's defaults otherwise);
+    `fsync` is a field of its own so that every caller decides it.
+    """
+
+    settings: dict[str, str] = field(default_factory=dict)
     fsync: bool = False
-    settings: dict[str, str] = field(default_factory=lambda: dict(SERVER_SETTINGS))
-    port: int = 0
+    bin_dir: Path = PG_BIN
+    prefix: str = "carecall-pg-"
+    port: int = field(default=0, init=False)
     root: Path = field(init=False)
     _started: bool = field(default=False, init=False)
 
@@ -108,8 +128,8 @@ class PgCluster:
                 f"PostgreSQL server binaries not found in {self.bin_dir} "
                 "(Debian package postgresql-15, or set CARECALL_PG_BIN)"
             )
-        self.user = _server_user()
-        self.root = Path(tempfile.mkdtemp(prefix="carecall-bench-pg-"))
+        self.user = server_user()
+        self.root = Path(tempfile.mkdtemp(prefix=self.prefix))
         if self.user is not None:
             pw = pwd.getpwnam(self.user)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
@@ -163,7 +183,7 @@ class PgCluster:
                 conf.write(f"{key} = '{value}'\n")
         last: Exception | None = None
         for _ in range(5):  # the free port may be taken between probe and bind
-            self.port = _free_port()
+            self.port = free_port()
             opts = f"-h 127.0.0.1 -p {self.port} -k {self.root}"
             proc = self._run(
                 "pg_ctl",
@@ -195,6 +215,16 @@ class PgCluster:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str | None = None) -> str:
+        """A new empty database (a random name unless given); returns its SQLAlchemy URL."""
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        _admin(self.url(), f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop it even if connections are left open (a test that failed half-way)."""
+        _admin(self.url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def libpq_conninfo(url: str) -> str:
@@ -296,11 +326,10 @@ def bench_database(args: argparse.Namespace) -> Iterator[BenchDatabase]:
             url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
             where = "existing server (--database-url), fresh database"
         else:
-            cluster = PgCluster(fsync=args.pg_fsync)
+            cluster = PgCluster(settings=SERVER_SETTINGS, fsync=args.pg_fsync, prefix="carecall-bench-pg-")
             cleanup.actions.append(cluster.stop)
             cluster.start()
-            _admin(cluster.url(), f'CREATE DATABASE "{BENCH_DB}" TEMPLATE template0')
-            url = cluster.url(BENCH_DB)
+            url = cluster.create_database(BENCH_DB)
             where = "throwaway cluster (scripts/_pgcluster.py)"
         settings = {"server": where, **server_settings(url)}
         yield BenchDatabase(url, settings)
