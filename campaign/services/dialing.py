@@ -110,9 +110,11 @@ def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker
 
 
 def _patient_in_call(ctx: Context, task_id: int, now: datetime) -> NotDialable:
+    """The index refused the claim's attempt: the claim was rolled back whole (its attempt was
+    never counted), so the task is only put off past the gap, and only if nobody claimed it since."""
     retry_at = now + timedelta(minutes=ctx.policy.retry.min_gap_minutes)
     with ctx.sessions() as s:
-        store.release_task(s, task_id, not_before=retry_at, undo_attempt=True)
+        store.postpone_pending(s, task_id, retry_at)
         s.commit()
     return NotDialable(
         rules.Decision(False, rules.Reason.in_call, "the patient is already in a call", retry_at)

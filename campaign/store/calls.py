@@ -215,3 +215,12 @@ def free_undialed_claims(session: Session, now: datetime, worker: str | None, ex
         )
         .values(status=TaskStatus.pending, claimed_by=None, lease_until=None)
     )
+
+
+def postpone_pending(session: Session, task_id: int, not_before: datetime) -> None:
+    """A pending task waits until `not_before`; a task claimed or closed meanwhile is left alone."""
+    session.execute(
+        update(TASK)
+        .where(TASK.c.id == task_id, TASK.c.status == TaskStatus.pending)
+        .values(not_before=not_before)
+    )

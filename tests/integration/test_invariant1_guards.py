@@ -434,11 +434,6 @@ def test_a_claim_the_database_refuses_is_a_patient_in_a_call_and_the_batch_goes_
     assert len(in_flight) == 1, "a second call in flight for one patient"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in services._patient_in_call: it undoes an attempt that the rolled-back claim "
-    "never counted, so each refusal by the index takes one off the task's attempts (to -1 here)",
-)
 def test_a_claim_the_database_refuses_counts_no_attempt(env: Env) -> None:
     """A refused claim dialed nobody: the task's attempt count (which closes it after
     `retry.max_attempts`) is what it was before."""
