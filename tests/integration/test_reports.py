@@ -42,6 +42,7 @@ from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
 from dialer.terminal import render_text
 
 M = TypeVar("M", bound=SQLModel)
+ROOT = Path(__file__).resolve().parents[2]
 WEEKDAYS_9_17 = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
 
 
@@ -341,6 +342,29 @@ def test_without_a_wave_every_attempt_and_the_closed_waves_tasks_are_checked(
     assert report.calls_outside_window.count == 3
     assert report.double_dials.count == 3
     assert report.attempts_checked == 23
+
+
+def test_the_independent_check_finds_the_same_violations(
+    session: Session, policy: Policy, violating: Violating
+) -> None:
+    """scripts/check_rules.py decides the README's rules on its own; on the planted world it must
+    agree with check_invariants, callbacks included, or one of the two is wrong."""
+    from check_rules import check
+
+    url = session.get_bind().url.render_as_string(hide_password=False)
+    result = check(url, ROOT / "config", violating.wave_id)
+    found = {name: sorted(r["examples"]) for name, r in result["rules"].items() if r["count"]}
+    e = violating.expected
+    assert found == {
+        "outside_window": sorted(e["calls_outside_window"]),
+        "two_calls_at_once": sorted(e["overlapping_calls"]),
+        "within_min_gap": sorted(e["redials_too_soon"]),
+        "over_daily_cap": sorted(e["over_daily_cap"]),
+        "to_uncallable": sorted(e["calls_to_uncallable"]),
+        "answered_without_outcome": sorted(e["answered_without_outcome"]),
+        "in_flight": sorted(e["in_flight_attempts"]),
+    }
+    assert result["attempts_checked"] == 23 and not result["ok"]
 
 
 def test_the_html_shows_violations_in_red(session: Session, policy: Policy, violating: Violating) -> None:

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 import pytest
+from factories import ROOT, dispose, engine_of, import_synthetic, make_ctx, paris, recorded_wave, wave_status
 from factories import add_nurses as make_nurses
-from factories import dispose, engine_of, import_synthetic, make_ctx, paris, recorded_wave, wave_status
 from sqlalchemy import text
 
 from campaign import calendar as cal
@@ -159,6 +159,8 @@ _SUBDIV = {
     "973": "973",
     "974": "974",
     "976": "976",
+    "977": "BL",
+    "978": "MF",
 }
 
 
@@ -213,17 +215,33 @@ def test_no_two_attempts_of_a_patient_overlap(world: World) -> None:
     assert overlaps == []
 
 
-def test_no_redial_within_min_gap_unless_callback(world: World) -> None:
+def test_no_redial_within_min_gap_unless_the_patient_asked_for_it(world: World) -> None:
+    """Only the first dial of a callback task (the time the patient asked for) may come sooner."""
     gap = timedelta(minutes=world.ctx.policy.retry.min_gap_minutes)
     by_patient: dict[int, list[Any]] = defaultdict(list)
     for r in _attempts(world):
         by_patient[r.patient_id].append(r)
     too_soon = []
     for attempts in by_patient.values():
+        seen_tasks: set[int] = set()
         for prev, cur in pairwise(attempts):
-            if _aware(cur.started_at) - _aware(prev.started_at) < gap and cur.kind != "callback":
+            seen_tasks.add(prev.task_id)
+            asked_for = cur.kind == "callback" and cur.task_id not in seen_tasks
+            if _aware(cur.started_at) - _aware(prev.started_at) < gap and not asked_for:
                 too_soon.append((prev.id, cur.id))
     assert too_soon == []
+
+
+def test_an_independent_check_of_the_readme_rules_passes(world: World) -> None:
+    """scripts/check_rules.py: the rules decided from README and config/ alone, the daily cap and
+    the callback exception included."""
+    from check_rules import check
+
+    url = engine_of(world.ctx).url.render_as_string(hide_password=False)
+    result = check(url, ROOT / "config", world.wave_id)
+    broken = {name: r for name, r in result["rules"].items() if r["count"]}
+    assert result["ok"], broken
+    assert result["attempts_checked"] == len(_attempts(world))
 
 
 def test_every_attempt_inside_the_patients_local_window_and_not_on_a_holiday(world: World) -> None:
