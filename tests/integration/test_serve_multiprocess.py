@@ -298,6 +298,11 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
     assert report.calls_to_uncallable.count == 0
     assert report.open_tasks.count == 0
     assert report.ok, report.counts()
+    # and the independent check of the README's rules (scripts/check_rules.py) agrees
+    from check_rules import check
+
+    independent = check(url, cfg, rec.wave_id)
+    assert independent["ok"], {k: v for k, v in independent["rules"].items() if v["count"]}
     assert cut_calls >= 1, "the SIGKILLs did cut calls (the test would prove nothing otherwise)"
     assert interrupted >= cut_calls, "and every call they cut was reconciled"
     assert attempts > PATIENTS
