@@ -21,6 +21,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _pgcluster import PG_BIN, PgCluster
@@ -75,6 +76,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         cluster.drop_database(name)
+
+
+@pytest.fixture
+def env(db_url: str) -> Iterator[tuple[Any, Any]]:
+    """A migrated database on each backend, and a context on a virtual clock at 08:00 in Paris on
+    Monday 7 December 2026, the day the factories' mailings are posted: (ctx, clock)."""
+    from factories import SENT_ON, dispose, make_ctx, paris
+
+    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
+    yield ctx, clock
+    dispose(ctx)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -33,6 +33,7 @@ from campaign.states import EnrolmentStatus, WaveStatus
 from campaign.synthetic import generate_nurses, generate_patients_csv
 
 ROOT = Path(__file__).resolve().parents[1]
+SENT_ON = date(2026, 12, 7)  # a Monday: the wave runs over Christmas and La Réunion's 20 December
 
 # Weekdays 09:00-17:00 (Paris): a nurse who is on shift for most of the calling day.
 WEEKDAY_SHIFTS: list[dict[str, Any]] = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
@@ -298,3 +299,22 @@ def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
 def fiction_digits(e164: str) -> str:
     """'+33199001234' -> '0199001234' (how a French person writes it)."""
     return "0" + e164.removeprefix("+33")
+
+
+def promise_callback(
+    ctx: services.Context, clock: VirtualClock, nurse: int, task_id: int, after: timedelta
+) -> tuple[int, datetime]:
+    """The nurse reaches the patient of `task_id`, who asks to be called back `after` the call:
+    the real services, in order. Returns the callback task and the time it is due."""
+    from campaign.states import OutcomeCode
+
+    claimed = services.claim_and_start(ctx, task_id, nurse, "desk")
+    assert isinstance(claimed, services.Claimed), claimed
+    clock.advance_to(clock.now() + timedelta(seconds=15))
+    services.mark_answered(ctx, claimed.attempt_id)
+    clock.advance_to(clock.now() + timedelta(minutes=5))
+    applied = services.record_outcome(
+        ctx, claimed.attempt_id, OutcomeCode.callback_requested, nurse, callback_at=clock.now() + after
+    )
+    assert applied.callback_task_id is not None and applied.next_contact.callback_at is not None
+    return applied.callback_task_id, applied.next_contact.callback_at

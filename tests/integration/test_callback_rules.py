@@ -9,29 +9,18 @@ was retried as the third dial of its local day (cap 2).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
-import pytest
-from factories import add_nurse, add_patient, dispose, make_ctx, paris, running_wave
+from factories import SENT_ON, add_nurse, add_patient, paris, promise_callback, running_wave
 from sqlalchemy import select, update
 
 from campaign import calendar as cal
 from campaign import services
-from campaign.clock import VirtualClock
 from campaign.invariants import check_invariants
 from campaign.model import TASK
-from campaign.states import AttemptResult, OutcomeCode, TaskKind
+from campaign.states import AttemptResult, TaskKind
 
-SENT_ON = date(2026, 12, 7)
 DAY = date(2026, 12, 14)  # a Monday of the wave
-
-
-@pytest.fixture
-def env(db_url: str) -> Iterator[tuple[services.Context, VirtualClock]]:
-    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
-    yield ctx, clock
-    dispose(ctx)
 
 
 def _wave_task(ctx: services.Context, patient_id: int) -> int:
@@ -50,26 +39,6 @@ def _due_now(ctx: services.Context, task_id: int, at: datetime) -> None:
         s.commit()
 
 
-def _reach_and_promise(
-    ctx: services.Context, clock: VirtualClock, nurse: int, task_id: int, minutes: int
-) -> tuple[int, datetime]:
-    """The nurse reaches the patient, who asks to be called back in `minutes`."""
-    claimed = services.claim_and_start(ctx, task_id, nurse, "desk")
-    assert isinstance(claimed, services.Claimed), claimed
-    clock.advance_to(clock.now() + timedelta(seconds=20))
-    services.mark_answered(ctx, claimed.attempt_id)
-    clock.advance_to(clock.now() + timedelta(minutes=5))
-    applied = services.record_outcome(
-        ctx,
-        claimed.attempt_id,
-        OutcomeCode.callback_requested,
-        nurse,
-        callback_at=clock.now() + timedelta(minutes=minutes),
-    )
-    assert applied.callback_task_id is not None and applied.next_contact.callback_at is not None
-    return applied.callback_task_id, applied.next_contact.callback_at
-
-
 def test_a_callback_retry_is_an_ordinary_dial(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
@@ -79,7 +48,7 @@ def test_a_callback_retry_is_an_ordinary_dial(env) -> None:  # type: ignore[no-u
     place = cal.Place("75", "Europe/Paris")
 
     # 10:00 the patient answers and asks to be called back in 40 minutes
-    callback, at = _reach_and_promise(ctx, clock, nurse, _wave_task(ctx, patient.id), 40)
+    callback, at = promise_callback(ctx, clock, nurse, _wave_task(ctx, patient.id), timedelta(minutes=40))
 
     # the asked-for dial goes through the 120-minute gap: the patient's request
     clock.advance_to(at)

@@ -9,28 +9,18 @@ what the rules would do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, time
 
 import pytest
-from factories import add_nurse, add_patient, dispose, make_ctx, paris, running_wave
+from factories import SENT_ON, add_nurse, add_patient, paris, running_wave
 from sqlalchemy import select, update
 
 from campaign import calendar as cal
 from campaign import services
-from campaign.clock import VirtualClock
 from campaign.explain import explain_patient
 from campaign.model import PATIENT, TASK
 
-SENT_ON = date(2026, 12, 7)
 DAY = date(2026, 12, 15)  # a Tuesday of the wave (10 → 30 December), no holiday anywhere
-
-
-@pytest.fixture
-def env(db_url: str) -> Iterator[tuple[services.Context, VirtualClock]]:
-    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
-    yield ctx, clock
-    dispose(ctx)
 
 
 def _due_from(ctx: services.Context, patient_id: int, at: datetime) -> int:

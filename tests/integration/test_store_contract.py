@@ -7,27 +7,16 @@ the same expectations, so neither form can drift from the other unseen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
-import pytest
-from factories import add_nurse, bulk_patients, dispose, make_ctx, paris, running_wave
+from factories import SENT_ON, add_nurse, bulk_patients, paris, running_wave
 from sqlalchemy import insert, select, update
 
-from campaign import services, store
-from campaign.clock import VirtualClock
+from campaign import store
 from campaign.model import ATTEMPT, TASK, WAVE
 from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
 
-SENT_ON = date(2026, 12, 7)
 LAST_DAY = date(2026, 12, 28)  # every task of the wave is due by then
-
-
-@pytest.fixture
-def env(db_url: str) -> Iterator[tuple[services.Context, VirtualClock]]:
-    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
-    yield ctx, clock
-    dispose(ctx)
 
 
 def test_claims_pages_attempts_and_releases_keep_one_contract(env) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,6 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
 import pytest
 from factories import ROOT, dispose, engine_of, import_synthetic, make_ctx, paris, recorded_wave, wave_status
 from factories import add_nurses as make_nurses
@@ -150,23 +149,11 @@ def _place(r: Any) -> cal.Place:
     return cal.Place(r.departement, r.timezone, _time(r.preferred_start), _time(r.preferred_end))
 
 
-_SUBDIV = {
-    "57": "57",
-    "67": "6AE",
-    "68": "6AE",
-    "971": "971",
-    "972": "972",
-    "973": "973",
-    "974": "974",
-    "976": "976",
-    "977": "BL",
-    "978": "MF",
-}
-
-
 def _is_holiday_where_they_live(day: date, departement: str) -> bool:
-    """Straight from the `holidays` package, not through campaign.calendar."""
-    return day in holidays_lib.country_holidays("FR", subdiv=_SUBDIV.get(departement), years=day.year)
+    """Straight from the `holidays` package (through the independent checker), not campaign.calendar."""
+    from check_rules import is_holiday
+
+    return is_holiday(day, departement)
 
 
 # ---------------------------------------------------------------- the wave ran

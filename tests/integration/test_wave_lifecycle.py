@@ -10,7 +10,6 @@ production dialer on the virtual clock.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -21,9 +20,7 @@ from factories import (
     add_nurses,
     add_patient,
     bulk_patients,
-    dispose,
     import_synthetic,
-    make_ctx,
     paris,
     planned_wave,
     recorded_wave,
@@ -34,7 +31,6 @@ from sqlalchemy import func, select
 
 from campaign import calendar as cal
 from campaign import planning, services
-from campaign.clock import VirtualClock
 from campaign.errors import InvalidTransition
 from campaign.explain import explain_patient, explain_wave, patient_file
 from campaign.model import ATTEMPT, RECIPIENT, TASK, AuditEvent, Patient
@@ -45,13 +41,6 @@ from dialer.simulation import run_simulation
 SENT_ON = date(2026, 12, 7)  # letters arrive Thursday 10 December; wave 10 → 28 December
 OPEN = ("pending", "in_progress")
 TERMINAL = ("done", "unreachable", "expired", "cancelled")
-
-
-@pytest.fixture
-def env(db_url: str) -> Iterator[tuple[services.Context, VirtualClock]]:
-    ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
-    yield ctx, clock
-    dispose(ctx)
 
 
 def _wave_end(ctx: services.Context, wave_id: int) -> datetime:

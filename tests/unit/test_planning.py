@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 import holidays as holidays_lib
 import pytest
+from facts import WHERE
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -25,20 +26,6 @@ policy = load_policy()
 HOURS = policy.calling_hours
 EPS = 1e-6
 
-# département -> (zone, holidays subdivision), from DESIGN.md
-WHERE: dict[str, tuple[str, str | None]] = {
-    "75": ("Europe/Paris", None),
-    "13": ("Europe/Paris", None),
-    "57": ("Europe/Paris", "57"),
-    "67": ("Europe/Paris", "6AE"),
-    "68": ("Europe/Paris", "6AE"),
-    "2A": ("Europe/Paris", None),
-    "971": ("America/Guadeloupe", "971"),
-    "972": ("America/Martinique", "972"),
-    "973": ("America/Cayenne", "973"),
-    "974": ("Indian/Reunion", "974"),
-    "976": ("Indian/Mayotte", "976"),
-}
 SKILLS = ("heart_failure", "copd")
 WAVE_STARTS = [
     date(2026, 3, 30),  # Monday after the spring change

@@ -20,6 +20,7 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
+from facts import WHERE
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -52,21 +53,6 @@ SETTINGS = settings(
 
 # -------------------------------------------------------------- independent facts
 
-# département -> (IANA zone, holidays subdivision), from DESIGN.md, not from campaign.calendar
-WHERE: dict[str, tuple[str, str | None]] = {
-    "75": ("Europe/Paris", None),
-    "57": ("Europe/Paris", "57"),
-    "67": ("Europe/Paris", "6AE"),
-    "68": ("Europe/Paris", "6AE"),
-    "2A": ("Europe/Paris", None),
-    "971": ("America/Guadeloupe", "971"),
-    "972": ("America/Martinique", "972"),
-    "973": ("America/Cayenne", "973"),
-    "974": ("Indian/Reunion", "974"),
-    "976": ("Indian/Mayotte", "976"),
-    "977": ("America/St_Barthelemy", "BL"),  # Saint-Barthélemy: its own abolition day (9 October)
-    "978": ("America/Marigot", "MF"),  # Saint-Martin: 28 May
-}
 DEPS = tuple(WHERE)
 
 
