@@ -270,14 +270,9 @@ def planned_wave(
     return info
 
 
-def running_wave(
-    ctx: services.Context,
-    clock: VirtualClock,
-    theme: str = "diet",
-    sent_on: date = date(2026, 12, 7),
-    segment: str | None = None,
-) -> WaveInfo:
-    info = planned_wave(ctx, clock, theme, sent_on, segment)
+def running_wave(ctx: services.Context, clock: VirtualClock, *args: Any, **kwargs: Any) -> WaveInfo:
+    """Planned (see `planned_wave`, same arguments), then launched by the supervisor."""
+    info = planned_wave(ctx, clock, *args, **kwargs)
     services.change_wave(ctx, info.wave_id, "launch")
     return info
 
@@ -318,3 +313,29 @@ def promise_callback(
     )
     assert applied.callback_task_id is not None and applied.next_contact.callback_at is not None
     return applied.callback_task_id, applied.next_contact.callback_at
+
+
+def add_task(ctx: services.Context, patient_id: int, **overrides: Any) -> int:
+    """A task outside any wave (an inbound request by default), pending, due five minutes ago,
+    open for two days; overrides are call_task columns. Returns its id."""
+    from campaign.model import TASK
+    from campaign.states import TaskKind, TaskStatus
+
+    now = ctx.clock.now()
+    values: dict[str, Any] = {
+        "wave_id": None,
+        "patient_id": patient_id,
+        "kind": TaskKind.inbound,
+        "status": TaskStatus.pending,
+        "tier": "medium",
+        "priority": 50,
+        "not_before": now - timedelta(minutes=5),
+        "deadline": now + timedelta(days=2),
+        "created_at": now,
+        "attempts": 0,
+    }
+    values.update(overrides)
+    with ctx.sessions() as s:
+        task_id = s.execute(insert(TASK).values(**values).returning(TASK.c.id)).scalar_one()
+        s.commit()
+    return int(task_id)

@@ -91,9 +91,8 @@ def invariant_attempt_rows(session: Session, wave_id: int | None, margin: timede
         .outerjoin(OUTCOME, OUTCOME.c.attempt_id == ATTEMPT.c.id)
         .where(*scope)
         .order_by(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.id)
-        .execution_options(yield_per=5000)
     )
-    return iter(session.connection().execute(q))
+    return _streamed(session, q)
 
 
 def opt_out_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
@@ -126,48 +125,44 @@ def open_tasks(session: Session, wave_id: int | None, limit: int) -> tuple[int, 
     return count, ids
 
 
+def _streamed(session: Session, q: Select[Any]) -> Iterator[Any]:
+    """Core rows (no ORM bookkeeping), fetched by batches: a national wave is never all held."""
+    return iter(session.connection().execute(q.execution_options(yield_per=10000)))
+
+
 def report_tasks(session: Session, wave_id: int) -> Iterator[Any]:
     """(task id, patient, kind, tier, status, patient's référent) of every task of the wave."""
-    return iter(
-        session.connection().execute(
-            select(
-                TASK.c.id,
-                TASK.c.patient_id,
-                TASK.c.kind,
-                TASK.c.tier,
-                TASK.c.status,
-                PATIENT.c.referent_nurse_id,
-            )
-            .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-            .where(TASK.c.wave_id == wave_id)
-            .execution_options(yield_per=10000)
+    return _streamed(
+        session,
+        select(
+            TASK.c.id, TASK.c.patient_id, TASK.c.kind, TASK.c.tier, TASK.c.status, PATIENT.c.referent_nurse_id
         )
+        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .where(TASK.c.wave_id == wave_id),
     )
 
 
 def report_attempts(session: Session, wave_id: int) -> Iterator[Any]:
     """(task, nurse, result, started, answered, ended, zone, outcome code, outcome's nurse) of the
     wave's attempts, oldest first."""
-    return iter(
-        session.connection().execute(
-            select(
-                ATTEMPT.c.task_id,
-                ATTEMPT.c.nurse_id,
-                ATTEMPT.c.result,
-                ATTEMPT.c.started_at,
-                ATTEMPT.c.answered_at,
-                ATTEMPT.c.ended_at,
-                PATIENT.c.timezone,
-                OUTCOME.c.code.label("outcome_code"),
-                OUTCOME.c.nurse_id.label("outcome_nurse_id"),
-            )
-            .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
-            .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
-            .outerjoin(OUTCOME, OUTCOME.c.attempt_id == ATTEMPT.c.id)
-            .where(TASK.c.wave_id == wave_id)
-            .order_by(ATTEMPT.c.started_at, ATTEMPT.c.id)
-            .execution_options(yield_per=10000)
+    return _streamed(
+        session,
+        select(
+            ATTEMPT.c.task_id,
+            ATTEMPT.c.nurse_id,
+            ATTEMPT.c.result,
+            ATTEMPT.c.started_at,
+            ATTEMPT.c.answered_at,
+            ATTEMPT.c.ended_at,
+            PATIENT.c.timezone,
+            OUTCOME.c.code.label("outcome_code"),
+            OUTCOME.c.nurse_id.label("outcome_nurse_id"),
         )
+        .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
+        .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
+        .outerjoin(OUTCOME, OUTCOME.c.attempt_id == ATTEMPT.c.id)
+        .where(TASK.c.wave_id == wave_id)
+        .order_by(ATTEMPT.c.started_at, ATTEMPT.c.id),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from _pgcluster import PgCluster
-from factories import add_nurse, add_patient, dispose, engine_of, make_ctx, paris, running_wave
+from factories import add_nurse, add_patient, add_task, dispose, engine_of, make_ctx, paris, running_wave
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -66,26 +66,7 @@ def pg_env(pg_cluster: PgCluster) -> Iterator[Env]:
 
 def _open_task(ctx: services.Context, patient_id: int, kind: TaskKind = TaskKind.inbound) -> int:
     """An open task outside any wave (an inbound request), due at once for two days."""
-    now = ctx.clock.now()
-    with ctx.sessions() as s:
-        task_id = s.execute(
-            insert(TASK)
-            .values(
-                wave_id=None,
-                patient_id=patient_id,
-                kind=kind,
-                status=TaskStatus.pending,
-                tier="medium",
-                priority=50,
-                not_before=now - timedelta(minutes=5),
-                deadline=now + timedelta(days=2),
-                created_at=now,
-                attempts=0,
-            )
-            .returning(TASK.c.id)
-        ).scalar_one()
-        s.commit()
-    return int(task_id)
+    return add_task(ctx, patient_id, kind=kind)
 
 
 def _wave_task(ctx: services.Context, clock: VirtualClock, patient_id: int) -> int:
@@ -381,24 +362,17 @@ def _stuck_call(ctx: services.Context, clock: VirtualClock, patient_id: int) -> 
     """A call left in flight a week ago (a dialer died, nothing reconciled its calls since):
     older than any history a claim reads, so only the index still sees it."""
     now = clock.now()
+    task_id = add_task(
+        ctx,
+        patient_id,
+        status=TaskStatus.in_progress,
+        not_before=now - timedelta(days=7),
+        deadline=now + timedelta(days=2),
+        created_at=now - timedelta(days=7),
+        attempts=1,
+        claimed_by="dead-dialer",
+    )
     with ctx.sessions() as s:
-        task_id = s.execute(
-            insert(TASK)
-            .values(
-                wave_id=None,
-                patient_id=patient_id,
-                kind=TaskKind.inbound,
-                status=TaskStatus.in_progress,
-                tier="medium",
-                priority=50,
-                not_before=now - timedelta(days=7),
-                deadline=now + timedelta(days=2),
-                created_at=now - timedelta(days=7),
-                attempts=1,
-                claimed_by="dead-dialer",
-            )
-            .returning(TASK.c.id)
-        ).scalar_one()
         s.execute(
             insert(ATTEMPT).values(
                 task_id=task_id,
