@@ -24,7 +24,8 @@ from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from campaign.templates import render
 from dialer.backends.simulated import LineProfile, SimulatedBackend
-from dialer.loop import Dialer, LiveCall
+from dialer.calls import LiveCall
+from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
 
@@ -221,7 +222,7 @@ class Runtime:
             self._at(nxt, self._fire, spec)
 
     def _tick(self) -> None:
-        self.dialer.top_up()
+        self.dialer.feed.top_up()
         self.dialer.tick()
         self._at(self.ctx.clock.now() + self.tick_every, self._tick)
 
@@ -229,7 +230,7 @@ class Runtime:
         """A sweep of the due tasks every `refresh_every`, a page per loop step."""
         now = self.ctx.clock.now()
         sweeping = continuing or any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses)
-        if sweeping and not self.dialer.refresh_step():
+        if sweeping and not self.dialer.feed.refresh_step():
             self._at(now, self._refresh, True)
             return
         self._at(now + self.refresh_every, self._refresh)

@@ -72,8 +72,9 @@ from campaign.policy import Policy, load_policy
 from campaign.states import AttemptResult, OutcomeCode, WaveStatus
 from campaign.synthetic import generate_nurses
 from dialer.backends.base import DialRequest, EventSink
+from dialer.calls import LiveCall
 from dialer.events import CallEvent, CallEventKind
-from dialer.loop import Dialer, LiveCall
+from dialer.loop import Dialer
 from dialer.serve import collect_between_flushes, dialer_engine, settle_gc
 
 DAY = date(2027, 1, 12)  # a Tuesday, no holiday anywhere in metropolitan France
@@ -284,10 +285,10 @@ def run_dialer(
         # as `serve` does: a sweep of the due tasks now and then, one page between two flushes,
         # and the queue topped up a page at a time as it empties
         t = time.perf_counter()
-        worked = dialer.top_up() > 0
+        worked = dialer.feed.top_up() > 0
         if sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS:
             worked = True
-            sweeping = not dialer.refresh_step()
+            sweeping = not dialer.feed.refresh_step()
             if not sweeping:
                 refreshed_at = dialer.stats["claims"]
         if worked:

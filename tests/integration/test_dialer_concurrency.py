@@ -310,7 +310,7 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
     assert a.dialer.stats["lost_claims"] == 0 and b.dialer.stats["lost_claims"] == 0, "no race for a task"
     dialed = _dialed_by(ctx)
     assert all(len(w) == 1 for w in dialed.values())
-    assert all(a.dialer._ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
+    assert all(a.dialer.feed.ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
         "each process dialed its own share"
     )
 
@@ -320,7 +320,7 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
         b_share = {
             t
             for (t,) in s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
-            if not a.dialer._ours(t, None)
+            if not a.dialer.feed.ours(t, None)
         }
     assert b_share - set(dialed), "b left tasks of its share undialed"
     delay = int(ctx.policy.dialer.other_share_delay_minutes) + 1
@@ -379,16 +379,16 @@ def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(e
     assert len(due) > 30
 
     # a sweep reads a page per step and stops at the horizon: the 20 earliest due tasks
-    assert [d.refresh_step() for _ in range(3)] == [False, False, True]
+    assert [d.feed.refresh_step() for _ in range(3)] == [False, False, True]
     assert set(d.queue.items) == set(due[:20])
-    assert d.top_up() == 0, "no room: nothing more is read"
+    assert d.feed.top_up() == 0, "no room: nothing more is read"
 
     # 5 of them are claimed here; the queue is refilled with the next 5, not re-read
     claimed = due[:5]
     _set_status(ctx, claimed, TaskStatus.in_progress)
     for t in claimed:
         d.queue.discard(t)
-    assert d.top_up() == 7  # a page
+    assert d.feed.top_up() == 7  # a page
     assert set(d.queue.items) == set(due[5:27])
 
     # another process closes 4 tasks this one holds: the next sweep drops them
@@ -443,7 +443,7 @@ def test_retries_due_later_leave_the_queue_so_top_ups_keep_the_nurses_busy(env) 
     d.nurse_ready(nurse)
     for _ in range(40):  # as `serve` runs: flush, then top up between two flushes
         d.flush()
-        d.top_up()
+        d.feed.top_up()
         d.tick()
     dialed = {a.task_id for a in _attempts(ctx)}
     assert len(dialed) == len(due), "the nurse dialed the whole backlog, beyond the queue's horizon"
