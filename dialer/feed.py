@@ -101,20 +101,26 @@ class TaskFeed:
         tasks wait for the next sweep.
         """
         added = 0
+        now = self.ctx.clock.now()
+        self.queue.settle(now)
         for _ in range(TOP_UP_PAGES):
-            # this process's own share of a sweep's horizon: the other shares' tasks are taken late
-            room = self.queue_horizon // self.share[1] - self.queue.own
+            # this process's own share of a sweep's horizon (the other shares' tasks are taken
+            # late), filled by what is due within the lookahead: a retry parked for hours takes
+            # no room from the tasks due now
+            room = self.queue_horizon // self.share[1] - self.queue.own_due
             if self._tail is None or room <= 0:
                 break
             want = self.refresh_page
-            page, n = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
+            page, n = self._load_page(now + self.lookahead, self._tail, want)
             self._tail = page[-1] if len(page) == want else None
             added += n
         return added
 
     def _sweep_page(self) -> tuple[bool, int]:
         if self._sweep is None:
-            self._sweep = _Sweep(until=self.ctx.clock.now() + self.lookahead)
+            now = self.ctx.clock.now()
+            self.queue.settle(now)  # what is parked now is due beyond the sweep: never pruned by it
+            self._sweep = _Sweep(until=now + self.lookahead)
         sweep = self._sweep
         want = min(self.refresh_page, self.queue_horizon - sweep.read)
         page, added = self._load_page(sweep.until, sweep.after, want)
@@ -184,11 +190,13 @@ class TaskFeed:
         last row when it stopped at the horizon's size.
         """
         last = None if complete or sweep.after is None else sweep.after[0]
+        items = self.queue.items
+        # parked items are due beyond the sweep's horizon: left out by set arithmetic, not a loop
+        unseen = items.keys() - sweep.seen - self.queue.parked.keys()
         gone = [
             task_id
-            for task_id, item in self.queue.items.items()
-            if task_id not in sweep.seen
-            and (due := item.due or item.not_before) <= sweep.until
+            for task_id in unseen
+            if (due := items[task_id].due or items[task_id].not_before) <= sweep.until
             and (last is None or due < last)
         ]
         for task_id in gone:

@@ -70,7 +70,7 @@ class Dialer:
         self.deferred = deferred
         self.on_claim_wait = on_claim_wait
         self.presence = PresenceBoard()
-        self.queue = TaskQueue(ctx.policy, on_shift=self._available_until)
+        self.queue = TaskQueue(ctx.policy, on_shift=self._available_until, lookahead=lookahead)
         self.nurse_info: dict[int, store.NurseInfo] = {}
         self.nurses: dict[int, NurseProfile] = {}
         self.calls: dict[str, LiveCall] = {}
@@ -286,12 +286,11 @@ class Dialer:
     def _retry(self, task: QueuedTask, at: datetime | None) -> None:
         """A task stored as due again at `at` (None: closed), after a result or an outcome.
 
-        Held until then only when that is within the lookahead; a later retry
-        is left to the database, where a sweep finds it once it falls due. A
-        queue full of parked retries would otherwise look full, and stop the
-        top-ups that bring the tasks due now.
+        Held until then however far that is, and dialed at its time without
+        waiting for a sweep: parked beyond the lookahead, it takes no room from
+        the top-ups that bring the tasks due now (`TaskQueue.own_due`).
         """
-        if at is not None and at <= self.ctx.clock.now() + self.lookahead:
+        if at is not None:
             self.queue.requeue(task, at)
         else:
             self.queue.discard(task.task_id)

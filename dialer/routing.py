@@ -84,17 +84,28 @@ class TaskQueue:
     `on_shift` (she is on shift, or her shift starts within the wait), not when
     it was loaded. Removal is lazy: a taken or requeued
     item is skipped when it reaches the top.
+
+    A process's own items due beyond the lookahead (a retry hours away, say)
+    are `parked`: held, and dialed at their time, but not counted in
+    `own_due`, so a queue of parked retries never looks full to the top-ups
+    that bring the tasks due now. They are counted as they come and go, and
+    settled as time moves (`settle`), never by a scan of the queue.
     """
 
     policy: Policy
     # will this nurse be on shift at some moment from now until the given instant?
     on_shift: Callable[[int, datetime], bool] = lambda _nurse_id, _until: False
+    lookahead: timedelta = timedelta(minutes=30)
     waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
     by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
     items: dict[int, QueuedTask] = field(default_factory=dict)
     version: int = 0
     foreign: int = 0  # how many of `items` are another process's share
+    # own items due beyond `horizon`, and a heap of them by due time (lazy: stale entries skipped)
+    parked: dict[int, QueuedTask] = field(default_factory=dict)
+    _parked_heap: list[tuple[datetime, int, QueuedTask]] = field(default_factory=list)
+    horizon: datetime | None = None  # now + lookahead at the last `settle`; None: nothing parks yet
     _seq: itertools.count = field(default_factory=itertools.count)
 
     def __len__(self) -> int:
@@ -108,8 +119,12 @@ class TaskQueue:
         if old is not None:
             old.taken = True
             self.foreign -= old.foreign
+            self.parked.pop(task.task_id, None)
         self.items[task.task_id] = task
         self.foreign += task.foreign
+        if not task.foreign and self.horizon is not None and task.not_before > self.horizon:
+            self.parked[task.task_id] = task
+            heapq.heappush(self._parked_heap, (task.not_before, next(self._seq), task))
         if owner_of(task) is not None:
             heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
         heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "due"))
@@ -138,9 +153,20 @@ class TaskQueue:
         if item is not None:
             item.taken = True
             self.foreign -= item.foreign
+            self.parked.pop(task_id, None)
+
+    def settle(self, now: datetime) -> None:
+        """Move the horizon to `now + lookahead`: parked items it now covers count as due."""
+        self.horizon = horizon = now + self.lookahead
+        heap = self._parked_heap
+        while heap and heap[0][0] <= horizon:
+            _, _, task = heapq.heappop(heap)
+            if self.parked.get(task.task_id) is task:
+                del self.parked[task.task_id]
 
     def advance(self, now: datetime) -> None:
         """Move items whose time has come into the heaps nurses pick from."""
+        self.settle(now)
         moved = False
         while self.waiting and self.waiting[0][0] <= now:
             _, seq, task, gen, stage = heapq.heappop(self.waiting)
@@ -197,9 +223,15 @@ class TaskQueue:
         task.taken = True
         if self.items.pop(task.task_id, None) is not None:
             self.foreign -= task.foreign
+            self.parked.pop(task.task_id, None)
         return task
 
     @property
     def own(self) -> int:
         """Items this process dials first (not another process's share)."""
         return len(self.items) - self.foreign
+
+    @property
+    def own_due(self) -> int:
+        """Own items due within the lookahead (as of the last `settle`): what fills the queue."""
+        return len(self.items) - self.foreign - len(self.parked)

@@ -426,10 +426,10 @@ class NobodyAnswers:
         pass
 
 
-def test_retries_due_later_leave_the_queue_so_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
-    """A retry due beyond the lookahead goes back to the database, not into the queue: a
-    queue full of parked retries would look full and stop the top-ups, and the nurses would
-    idle beside a backlog. The retries return with a sweep once they are due."""
+def test_retries_stay_in_the_queue_yet_the_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
+    """A retry due hours later stays in the queue, parked: it takes no room from the top-ups,
+    so the nurse works through the whole backlog beyond the queue's horizon, and each retry
+    is dialed at its time straight from the queue, without waiting for a sweep."""
     ctx, clock = env
     nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
     bulk_patients(ctx, 40)
@@ -448,13 +448,22 @@ def test_retries_due_later_leave_the_queue_so_top_ups_keep_the_nurses_busy(env) 
     dialed = {a.task_id for a in _attempts(ctx)}
     assert len(dialed) == len(due), "the nurse dialed the whole backlog, beyond the queue's horizon"
     assert lines.dials == len(due), "each task once: its retry is hours away"
-    assert not dialed & set(d.queue.items), "no parked retry is held"
-    retry_at = min(_aware(r.not_before) for r in _task_rows(ctx, dialed))
-    assert retry_at > clock.now() + d.lookahead
+    retry_at = {r.id: _aware(r.not_before) for r in _task_rows(ctx, dialed)}
+    assert min(retry_at.values()) > clock.now() + d.lookahead
+    assert {t: d.queue.items[t].not_before for t in dialed if t in d.queue.items} == retry_at, (
+        "every retry is held in the queue, for the time stored"
+    )
 
-    clock.advance_to(retry_at)
-    d.refresh()
-    assert dialed & set(d.queue.items), "the retries come back once due"
+    # the retries fall due: no sweep and no top-up, the queue alone brings them to the nurse
+    first = min(retry_at.values())
+    clock.advance_to(first)
+    for _ in range(10):
+        d.tick()
+        d.flush()
+    again = [a for a in _attempts(ctx) if _aware(a.started_at) > paris(LAST_DAY, 10)]
+    due_then = {t for t, at in retry_at.items() if at <= first}
+    assert {a.task_id for a in again} == due_then, "each retry due now is dialed, and no other"
+    assert all(_aware(a.started_at) == retry_at[a.task_id] for a in again), "at its time"
 
 
 # ---------------------------------------------------------------- crash safety
