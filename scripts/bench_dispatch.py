@@ -75,7 +75,8 @@ from dialer.backends.base import DialRequest, EventSink
 from dialer.calls import LiveCall
 from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer
-from dialer.serve import collect_between_flushes, dialer_engine, settle_gc
+from dialer.serve import dialer_engine
+from dialer.step import settle_gc, step
 
 DAY = date(2027, 1, 12)  # a Tuesday, no holiday anywhere in metropolitan France
 AT = dtime(10, 0)  # Paris
@@ -282,21 +283,16 @@ def run_dialer(
     sweeping = False
     end = started + seconds
     while time.perf_counter() < end:
-        # as `serve` does: a sweep of the due tasks now and then, one page between two flushes,
-        # and the queue topped up a page at a time as it empties
-        t = time.perf_counter()
-        worked = dialer.feed.top_up() > 0
-        if sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS:
-            worked = True
-            sweeping = not dialer.feed.refresh_step()
-            if not sweeping:
-                refreshed_at = dialer.stats["claims"]
-        if worked:
-            dialer.tick()
-            refresh_steps.append(time.perf_counter() - t)
-            refresh_s += refresh_steps[-1]
-        dialer.flush()
-        collect_between_flushes()  # as `serve` does
+        # the step `serve` takes, every pass: the queue topped up as it empties, a page of a
+        # sweep of the due tasks now and then, the flush, and the garbage collected after it
+        sweeping = sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS
+        done = step(dialer, tick=True, sweep=sweeping, collect_garbage=True)
+        if done.sweep_over:
+            sweeping = False
+            refreshed_at = dialer.stats["claims"]
+        if done.loaded or done.sweep_over is not None:
+            refresh_steps.append(done.queue_seconds)
+            refresh_s += done.queue_seconds
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     gc.callbacks.remove(on_gc)
