@@ -69,11 +69,10 @@ from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
 from campaign.model import Mailing, Wave
 from campaign.policy import Policy, load_policy
-from campaign.states import AttemptResult, OutcomeCode, WaveStatus
+from campaign.states import OutcomeCode, WaveStatus
 from campaign.synthetic import generate_nurses
-from dialer.backends.base import DialRequest, EventSink
+from dialer.backends.scripted import ScriptedLines, every_other_answered
 from dialer.calls import LiveCall
-from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer
 from dialer.serve import dialer_engine
 from dialer.step import settle_gc, step
@@ -195,33 +194,6 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- carecall's dialer
 
 
-class InstantLines:
-    """Telephony with zero talk time: every other call is answered at once, the others fail to."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.sink: EventSink | None = None
-        self.dials = 0
-
-    def connect(self, sink: EventSink) -> None:
-        self.sink = sink
-
-    def dial(self, request: DialRequest) -> str:
-        assert self.sink is not None
-        self.dials += 1
-        call_id = f"c{self.dials}"
-        now = self.clock.now()
-        if self.dials % 2:
-            self.sink(CallEvent(call_id, CallEventKind.answered, now))
-        else:
-            self.sink(CallEvent(call_id, CallEventKind.ended, now, AttemptResult.no_answer))
-        return call_id
-
-    def hangup(self, call_id: str) -> None:
-        assert self.sink is not None
-        self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.answered))
-
-
 def bench_policy() -> Policy:
     """The shipped policy, every task open to all nurses at once.
 
@@ -240,7 +212,8 @@ def run_dialer(
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
     engine = dialer_engine(url)  # as `serve` makes it
     ctx = services.Context(session_factory(engine), bench_policy(), clock)
-    lines = InstantLines(clock)
+    # zero talk time: every other call is answered at once, the others ring out at once
+    lines = ScriptedLines(clock, every_other_answered)
     waits: list[float] = []
     dialer: Dialer
 

@@ -45,12 +45,13 @@ from campaign.clock import VirtualClock
 from campaign.invariants import check_invariants
 from campaign.model import ATTEMPT, TASK
 from campaign.states import AttemptResult, AttemptState, OutcomeCode, TaskKind, TaskStatus, WaveStatus
+from dialer.backends.scripted import ScriptedLines, nobody_answers
 from dialer.backends.simulated import SimulatedBackend
-from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import line_directory, run_simulation, voicemail_text
+from dialer.step import step
 
 SENT_ON = date(2026, 12, 7)
 LAST_DAY = date(2026, 12, 28)  # a Monday, the wave's last calling day: every task is due
@@ -405,27 +406,6 @@ def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(e
     assert set(pending[:20]) <= set(d.queue.items)
 
 
-class NobodyAnswers:
-    """Telephone lines on which every call rings out at once."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.sink: Any = None
-        self.dials = 0
-
-    def connect(self, sink: Any) -> None:
-        self.sink = sink
-
-    def dial(self, request: Any) -> str:
-        self.dials += 1
-        call_id = f"c{self.dials}"
-        self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.no_answer))
-        return call_id
-
-    def hangup(self, call_id: str) -> None:
-        pass
-
-
 def test_retries_stay_in_the_queue_yet_the_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
     """A retry due hours later stays in the queue, parked: it takes no room from the top-ups,
     so the nurse works through the whole backlog beyond the queue's horizon, and each retry
@@ -435,16 +415,14 @@ def test_retries_stay_in_the_queue_yet_the_top_ups_keep_the_nurses_busy(env) -> 
     bulk_patients(ctx, 40)
     info = running_wave(ctx, clock, "diet", SENT_ON)
     clock.advance_to(paris(LAST_DAY, 10))  # every task is due
-    lines = NobodyAnswers(clock)
+    lines = ScriptedLines(clock, nobody_answers)
     d = Dialer(ctx, lines, "dialer-r", None, refresh_page=7, queue_horizon=20, deferred=True)
     d.start()
     due = _pending_in_order(ctx, info.wave_id)
     assert len(due) > 30 and len(d.queue.items) == 20
     d.nurse_ready(nurse)
-    for _ in range(40):  # as `serve` runs: flush, then top up between two flushes
-        d.flush()
-        d.feed.top_up()
-        d.tick()
+    for _ in range(40):  # as `serve` runs: a top-up, a tick and a flush each step
+        step(d, tick=True, sweep=False)
     dialed = {a.task_id for a in _attempts(ctx)}
     assert len(dialed) == len(due), "the nurse dialed the whole backlog, beyond the queue's horizon"
     assert lines.dials == len(due), "each task once: its retry is hours away"
