@@ -68,7 +68,7 @@ from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
 from campaign.model import Mailing, Wave
-from campaign.policy import Policy, load_policy
+from campaign.policy import Policy, Tier, load_policy
 from campaign.states import OutcomeCode, WaveStatus
 from campaign.synthetic import generate_nurses
 from dialer.backends.scripted import ScriptedLines, every_other_answered
@@ -113,18 +113,18 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
     now = clock.now()
     engine = make_engine(url)
     migrate.upgrade(engine)
-    ctx = services.Context(session_factory(engine), load_policy(), clock)
+    policy = bench_policy()
+    ctx = services.Context(session_factory(engine), policy, clock)
     with ctx.sessions() as s:
         staff = generate_nurses(nurses, seed=seed)
         s.add_all(staff)
         s.commit()
         ids = [n.id for n in staff if n.id is not None]
-        seniors = [n.id for n in staff if n.id is not None and n.level == "senior"]
     loaded = bulk_load_patients(
         url,
         tasks,
-        nurse_ids=ids,
-        senior_ids=seniors,
+        staff=staff,
+        policy=policy,
         today=DAY,
         now=now,
         seed=seed,
@@ -163,11 +163,14 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
         conn.execute(
             "INSERT INTO call_task (wave_id, patient_id, kind, status, tier, priority, planned_day, "
             "not_before, deadline, theme_code, attempts, created_at) "
-            "SELECT %(wave)s, p.id, 'wave', 'pending', p.tier, "
-            "CASE p.tier WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END, %(day)s, "
+            "SELECT %(wave)s, p.id, 'wave', 'pending', p.tier, t.priority, %(day)s, "
             "%(due)s - (p.id %% 600) * interval '1 second', %(deadline)s, 'adherence', 0, %(now)s "
-            "FROM patient p ORDER BY p.id",
+            "FROM patient p JOIN unnest(%(tiers)s::text[], %(priorities)s::int[]) AS t(tier, priority) "
+            "ON t.tier = p.tier ORDER BY p.id",
             {
+                # each tier's dial order from config/programme.toml, as planning gives it
+                "tiers": [tier.value for tier in Tier],
+                "priorities": [policy.tiers[tier].priority for tier in Tier],
                 "wave": wave_id,
                 "day": DAY,
                 "due": now - timedelta(minutes=1),
