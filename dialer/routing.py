@@ -46,7 +46,13 @@ class QueuedTask:
     due: datetime | None = None
 
     def key(self) -> tuple[bool, int, datetime, int]:
+        """Among the tasks open to a nurse: her process's own first, then highest priority, longest due."""
         return (self.foreign, -self.priority, self.not_before, self.task_id)
+
+    def owner_key(self) -> tuple[bool, bool, int, datetime, int]:
+        """Among a nurse's own tasks: the callbacks she promised before her référent patients,
+        whatever priority the config gives their tiers."""
+        return (self.assigned_id is None, *self.key())
 
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
@@ -66,7 +72,8 @@ def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> da
     return task.not_before
 
 
-_Entry = tuple[tuple[bool, int, datetime, int], int, QueuedTask, int]
+# (sort key, sequence, task, its generation when pushed)
+_Entry = tuple[tuple[bool | int | datetime, ...], int, QueuedTask, int]
 
 
 def owner_of(task: QueuedTask) -> int | None:
@@ -172,11 +179,10 @@ class TaskQueue:
             _, seq, task, gen, stage = heapq.heappop(self.waiting)
             if task.taken or gen != task.generation:
                 continue
-            entry: _Entry = (task.key(), seq, task, gen)
             owner = owner_of(task)
             if stage == "owner":
                 assert owner is not None
-                heapq.heappush(self.by_owner.setdefault(owner, []), entry)
+                heapq.heappush(self.by_owner.setdefault(owner, []), (task.owner_key(), seq, task, gen))
             elif stage == "due" and owner is not None:
                 # due now: open to all at once, or after a bounded wait if the owner is on shift
                 longest = open_to_all_at(task, self.policy, True)
@@ -184,6 +190,7 @@ class TaskQueue:
                 heapq.heappush(self.waiting, (opens, next(self._seq), task, gen, "all"))
                 continue
             else:
+                entry: _Entry = (task.key(), seq, task, gen)
                 heapq.heappush(self.buckets.setdefault((task.tier, task.skills), []), entry)
             moved = True
         if moved:
