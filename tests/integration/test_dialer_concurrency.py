@@ -228,6 +228,99 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
     assert refused and refused[0].decision.reason.value == "in_call"
 
 
+# ---------------------------------------------------------------- the dialer's own guard
+
+
+def _patient_with_two_open_tasks(
+    ctx: services.Context, clock: VirtualClock, inbound_due_in: timedelta
+) -> tuple[int, dict[int, datetime]]:
+    """A patient with a wave task due now and an inbound request due `inbound_due_in` from now.
+
+    Returns the patient and each task's stored not_before.
+    """
+    patient = add_patient(ctx)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))
+    with ctx.sessions() as s:
+        s.execute(
+            insert(TASK).values(
+                wave_id=None,
+                patient_id=patient.id,
+                kind=TaskKind.inbound,
+                status=TaskStatus.pending,
+                tier="medium",
+                priority=50,
+                not_before=clock.now() + inbound_due_in,
+                deadline=clock.now() + timedelta(days=2),
+                created_at=clock.now(),
+                attempts=0,
+            )
+        )
+        s.commit()
+        rows = s.execute(select(TASK.c.id, TASK.c.not_before).where(TASK.c.patient_id == patient.id)).all()
+    assert len(rows) == 2 and info.wave_id
+    return patient.id, {r.id: _aware(r.not_before) for r in rows}
+
+
+def _untouched(ctx: services.Context, task_id: int, not_before: datetime) -> bool:
+    """As stored before the dialer ran: no claim was made on it."""
+    (row,) = _task_rows(ctx, {task_id})
+    return row.status == TaskStatus.pending and row.attempts == 0 and _aware(row.not_before) == not_before
+
+
+def _ringing(_rank: int, _request: Any) -> None:
+    """Every call rings until it is hung up: the patient stays in the call."""
+    return None
+
+
+@pytest.mark.parametrize(
+    "second_task_due_in",
+    [timedelta(minutes=-5), timedelta(minutes=5)],
+    ids=["due_together", "due_in_the_call"],
+)
+def test_the_dialer_never_offers_the_database_a_patient_it_is_calling(  # type: ignore[no-untyped-def]
+    env, second_task_due_in: timedelta
+) -> None:
+    """Invariant 1, the dialer's in-process guard: a patient with two open tasks is offered to
+    the database once, whether both tasks are handed out in one batch (due together, two
+    nurses free) or the second falls due while the first call rings. The database would
+    refuse the second claim too; the guard keeps it from being spent: the second task waits
+    in the queue for the minimum gap, untouched in the database, and is dialed then."""
+    ctx, clock = env
+    nurses = [add_nurse(ctx, level="senior", skills=["heart_failure", "copd"]) for _ in range(2)]
+    patient, not_before = _patient_with_two_open_tasks(ctx, clock, second_task_due_in)
+    lines = ScriptedLines(clock, _ringing)
+    d = Dialer(ctx, lines, "dialer-g", None, deferred=True)
+    d.start()
+    together = second_task_due_in <= timedelta(0)
+    d.nurse_ready(nurses[0])
+    if together:
+        d.nurse_ready(nurses[1])
+    step(d, tick=True, sweep=False)
+    if not together:
+        clock.advance_to(clock.now() + second_task_due_in)
+        d.nurse_ready(nurses[1])
+        step(d, tick=True, sweep=False)
+
+    (first,) = _attempts(ctx, patient_id=patient)
+    assert lines.dials == 1
+    assert d.stats["refused_by_rules"] == 0 and d.stats["lost_claims"] == 0, "no claim spent and refused"
+    (second,) = set(not_before) - {first.task_id}
+    assert _untouched(ctx, second, not_before[second])
+    gap = timedelta(minutes=ctx.policy.retry.min_gap_minutes)
+    assert d.queue.items[second].not_before == clock.now() + gap, "it waits in the queue for the gap"
+
+    d.hangup(first.nurse_id)  # nobody answered the first call
+    step(d, tick=True, sweep=False)
+    clock.advance_to(clock.now() + gap - timedelta(minutes=1))
+    step(d, tick=True, sweep=False)
+    assert len(_attempts(ctx, patient_id=patient)) == 1, "not before the gap"
+    clock.advance_to(clock.now() + timedelta(minutes=1))
+    step(d, tick=True, sweep=False)
+    assert [a.task_id for a in _attempts(ctx, patient_id=patient)] == [first.task_id, second]
+    assert d.stats["refused_by_rules"] == 0
+
+
 # ---------------------------------------------------------------- harness: a dialer on the event loop
 
 
