@@ -82,14 +82,9 @@ class Dialer:
         self._dispatch_due = False
         self._flushing = False
         self._free_since: dict[int, float] = {}
-        self.stats = {
-            "claims": 0,
-            "lost_claims": 0,
-            "refused_by_rules": 0,
-            "dials": 0,
-            "flushes": 0,
-            "pruned": 0,
-        }
+        self.stats = dict.fromkeys(
+            ("claims", "lost_claims", "refused_by_rules", "dials", "flushes", "pruned"), 0
+        )
         self.feed = TaskFeed(
             ctx,
             self.queue,
@@ -417,15 +412,4 @@ class Dialer:
         if nc.retry_at is not None:
             self._retry(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
-            cb = QueuedTask(
-                applied.callback_task_id,
-                task.patient_id,
-                task.tier,
-                100,
-                nc.callback_at,
-                task.place,
-                task.skills,
-                None,
-                nurse_id,
-            )
-            self.queue.add(cb)
+            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, nurse_id))

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from campaign.calendar import Place
 from campaign.policy import NurseLevel, Policy, Tier
 
+CALLBACK_PRIORITY = 100  # what campaign.services stores for a callback task (a tier's may equal it)
+
 
 @dataclass(frozen=True, slots=True)
 class NurseProfile:
@@ -44,6 +46,19 @@ class QueuedTask:
     foreign: bool = False
     # not_before as stored in the database when loaded (a foreign task's not_before is pushed back)
     due: datetime | None = None
+
+    def callback(self, task_id: int, at: datetime, nurse_id: int) -> QueuedTask:
+        """The callback a nurse promised this task's patient, due `at`, waiting for her first."""
+        return QueuedTask(
+            task_id,
+            self.patient_id,
+            self.tier,
+            CALLBACK_PRIORITY,
+            at,
+            self.place,
+            self.skills,
+            assigned_id=nurse_id,
+        )
 
     def key(self) -> tuple[bool, int, datetime, int]:
         """Among the tasks open to a nurse: her process's own first, then highest priority, longest due."""

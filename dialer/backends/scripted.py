@@ -63,8 +63,3 @@ class ScriptedLines:
             answered = self._live.pop(call_id)
             result = AttemptResult.answered if answered else AttemptResult.no_answer
             self._sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), result))
-
-    @property
-    def ringing(self) -> int:
-        """Calls dialed and not yet answered nor ended."""
-        return sum(1 for answered in self._live.values() if not answered)
