@@ -10,62 +10,38 @@ moves on (invariant 3); a nurse whose outcome is not yet stored stays in
 wrap-up. With `deferred=False` each input is flushed at once (tests, tools);
 a runtime that owns an event loop defers and flushes after each step, so
 a busy process pays a few statements per step instead of several per call.
+
+This module is the calls' state machine (claims, dials, call events,
+outcomes, presence changes); which tasks the queue holds is dialer/feed.py's.
 """
 
 from __future__ import annotations
 
 import time as wall
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
 from campaign import calendar as cal
 from campaign import services, store
 from campaign.errors import BackendError
-from campaign.model import pathologies_from_text
-from campaign.policy import Tier
-from campaign.states import AttemptResult, OutcomeCode, TaskKind
+from campaign.states import AttemptResult, OutcomeCode
 from dialer.backends.base import DialRequest, TelephonyBackend
+from dialer.calls import CallState, LiveCall
 from dialer.events import CallEvent, CallEventKind
-from dialer.presence import NurseStatus, PresenceBoard
+from dialer.feed import TaskFeed
+from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
 from dialer.routing import NurseProfile, QueuedTask, TaskQueue
 
 log = structlog.get_logger("carecall.dialer")
-
-
-@dataclass(slots=True)
-class LiveCall:
-    call_id: str
-    attempt_id: int
-    task: QueuedTask
-    nurse_id: int
-    kind: TaskKind
-    number: str
-    answered: bool = False
-
 
 ConnectedHook = Callable[[int, LiveCall], None]
 # seconds from a nurse being free to her next call being stored (a nurse's wait, for benchmarks)
 ClaimWaitHook = Callable[[int, float], None]
 
 
-@dataclass(slots=True)
-class _Sweep:
-    """A pass over the due tasks in (not_before, id) order, a page at a time."""
-
-    until: datetime
-    after: tuple[datetime, int] | None = None
-    read: int = 0
-    seen: set[int] = field(default_factory=set)
-
-
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
-# pages a top-up may read at once: a busy process takes more than one page of its own tasks
-# between two top-ups (about half of a page is another share's)
-TOP_UP_PAGES = 3
 
 
 class Dialer:
@@ -93,11 +69,8 @@ class Dialer:
         self.lookahead = lookahead
         self.deferred = deferred
         self.on_claim_wait = on_claim_wait
-        # (k, n): this process is the k-th (0-based) of n sharing the database
-        self.share = share
-        self.other_share_delay = timedelta(minutes=ctx.policy.dialer.other_share_delay_minutes)
         self.presence = PresenceBoard()
-        self.queue = TaskQueue(ctx.policy, on_shift=self._available_until)
+        self.queue = TaskQueue(ctx.policy, on_shift=self._available_until, lookahead=lookahead)
         self.nurse_info: dict[int, store.NurseInfo] = {}
         self.nurses: dict[int, NurseProfile] = {}
         self.calls: dict[str, LiveCall] = {}
@@ -109,19 +82,20 @@ class Dialer:
         self._dispatch_due = False
         self._flushing = False
         self._free_since: dict[int, float] = {}
-        self.refresh_page = refresh_page
-        self.queue_horizon = queue_horizon
-        self._sweep: _Sweep | None = None
-        self._tail: tuple[datetime, int] | None = None  # (not_before, id) of the last due task held
-        self._skills_cache: dict[tuple[str, str | None], frozenset[str]] = {}
-        self.stats = {
-            "claims": 0,
-            "lost_claims": 0,
-            "refused_by_rules": 0,
-            "dials": 0,
-            "flushes": 0,
-            "pruned": 0,
-        }
+        self.stats = dict.fromkeys(
+            ("claims", "lost_claims", "refused_by_rules", "dials", "flushes", "pruned"), 0
+        )
+        self.feed = TaskFeed(
+            ctx,
+            self.queue,
+            share=share,
+            lookahead=lookahead,
+            refresh_page=refresh_page,
+            queue_horizon=queue_horizon,
+            has_nurse=self.nurses.__contains__,
+            live_tasks=lambda: {c.task.task_id for c in self.calls.values()},
+            stats=self.stats,
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -138,139 +112,7 @@ class Dialer:
 
     def refresh(self) -> int:
         """A whole sweep of the due tasks in one go (start-up, tools, tests); how many were added."""
-        added = 0
-        while True:
-            done, n = self._sweep_page()
-            added += n
-            if done:
-                return added
-
-    def refresh_step(self) -> bool:
-        """One page of a sweep of the due tasks; True once the sweep is over.
-
-        A sweep reads the ids of the first `queue_horizon` due tasks, loads those
-        it does not hold and drops those no longer pending. A busy process runs
-        it a page between two flushes, so it never stalls its nurses for long.
-        """
-        return self._sweep_page()[0]
-
-    def top_up(self) -> int:
-        """Load a page of the due tasks beyond the last one held, while its own share has room.
-
-        Only while the last sweep or top-up stopped for lack of room: under a
-        backlog the queue is refilled at the pace it empties, without re-reading
-        what it holds, even while a sweep is under way; otherwise newly due
-        tasks wait for the next sweep.
-        """
-        added = 0
-        for _ in range(TOP_UP_PAGES):
-            # this process's own share of a sweep's horizon: the other shares' tasks are taken late
-            room = self.queue_horizon // self.share[1] - self.queue.own
-            if self._tail is None or room <= 0:
-                break
-            want = self.refresh_page
-            page, n = self._load_page(self.ctx.clock.now() + self.lookahead, self._tail, want)
-            self._tail = page[-1] if len(page) == want else None
-            added += n
-        return added
-
-    def _sweep_page(self) -> tuple[bool, int]:
-        if self._sweep is None:
-            self._sweep = _Sweep(until=self.ctx.clock.now() + self.lookahead)
-        sweep = self._sweep
-        want = min(self.refresh_page, self.queue_horizon - sweep.read)
-        page, added = self._load_page(sweep.until, sweep.after, want)
-        sweep.seen.update(i for _, i in page)
-        sweep.read += len(page)
-        if page:
-            sweep.after = page[-1]
-        complete = len(page) < want
-        done = complete or sweep.read >= self.queue_horizon
-        if done:
-            self._prune(sweep, complete)
-            self._sweep = None
-            # a top-up during the sweep may have read further already
-            if complete:
-                self._tail = None
-            elif sweep.after is not None and (self._tail is None or sweep.after > self._tail):
-                self._tail = sweep.after
-        return done, added
-
-    def _load_page(
-        self, until: datetime, after: tuple[datetime, int] | None, want: int
-    ) -> tuple[list[tuple[datetime, int]], int]:
-        """A page of due task ids after `after`; those not held yet are read in full and queued."""
-        live_tasks = {c.task.task_id for c in self.calls.values()}
-        with self.ctx.sessions() as s:
-            page = store.dialable_page(s, until, after, want)
-            new = [i for _, i in page if i not in self.queue.items and i not in live_tasks]
-            rows = store.dialable_rows(s, new) if new else []
-        self._add_rows(rows)
-        return page, len(rows)
-
-    def _add_rows(self, rows: list[Any]) -> None:
-        now = self.ctx.clock.now()
-        for r in rows:
-            referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
-            assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
-            ours = self._ours(r.task_id, assigned or referent)
-            task = QueuedTask(
-                task_id=r.task_id,
-                patient_id=r.id,
-                tier=Tier(r.task_tier),
-                priority=r.priority,
-                # another process's task: not before it has waited here a while, and after ours
-                not_before=r.not_before if ours else max(r.not_before, now) + self.other_share_delay,
-                place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
-                skills=self._skills(r.pathologies, r.theme_code),
-                referent_id=referent,
-                assigned_id=assigned,
-                foreign=not ours,
-                due=r.not_before,
-            )
-            self.queue.add(task)
-
-    def _skills(self, pathologies: str, theme_code: str | None) -> frozenset[str]:
-        """The skills a call needs, computed once per (pathologies, theme): few distinct pairs."""
-        key = (pathologies, theme_code)
-        skills = self._skills_cache.get(key)
-        if skills is None:
-            skills = services.required_skills(pathologies_from_text(pathologies), theme_code, self.policy)
-            self._skills_cache[key] = skills
-        return skills
-
-    def _prune(self, sweep: _Sweep, complete: bool) -> None:
-        """Drop what the sweep showed is no longer pending (claimed by another process, closed).
-
-        Only items the sweep covered: due before its horizon, and before its
-        last row when it stopped at the horizon's size.
-        """
-        last = None if complete or sweep.after is None else sweep.after[0]
-        gone = [
-            task_id
-            for task_id, item in self.queue.items.items()
-            if task_id not in sweep.seen
-            and (due := item.due or item.not_before) <= sweep.until
-            and (last is None or due < last)
-        ]
-        for task_id in gone:
-            self.queue.discard(task_id)
-        self.stats["pruned"] += len(gone)
-
-    def _ours(self, task_id: int, owner: int | None) -> bool:
-        """Dialed first by the process of its nurse (référent, callback), else by its share of tasks.
-
-        Each active nurse belongs to exactly one process, so no two processes
-        put one task first. The others take it only once it has waited in their
-        queue a while and they have none of their own for the nurse: that is
-        how the tasks of a process that died still get dialed.
-        """
-        k, n = self.share
-        if n == 1:
-            return True
-        if owner is not None:
-            return owner in self.nurses
-        return task_id % n == k
+        return self.feed.refresh()
 
     # ------------------------------------------------------------ nurses
 
@@ -279,16 +121,8 @@ class Dialer:
         if self.presence.on_shift(nurse_id):
             return True
         info = self.nurse_info.get(nurse_id)
-        if info is None:
-            return False
         now = self.ctx.clock.now()
-        day = cal.local_time_of(now, info.timezone).date()
-        if cal.is_holiday(day, "75"):
-            return False
-        for weekday, start, _end in info.shifts:
-            if weekday == day.weekday() and now <= cal.at_local(day, start, info.timezone) <= until:
-                return True
-        return False
+        return info is not None and shift_starts_between(info.shifts, info.timezone, now, until)
 
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)
@@ -447,12 +281,11 @@ class Dialer:
     def _retry(self, task: QueuedTask, at: datetime | None) -> None:
         """A task stored as due again at `at` (None: closed), after a result or an outcome.
 
-        Held until then only when that is within the lookahead; a later retry
-        is left to the database, where a sweep finds it once it falls due. A
-        queue full of parked retries would otherwise look full, and stop the
-        top-ups that bring the tasks due now.
+        Held until then however far that is, and dialed at its time without
+        waiting for a sweep: parked beyond the lookahead, it takes no room from
+        the top-ups that bring the tasks due now (`TaskQueue.own_due`).
         """
-        if at is not None and at <= self.ctx.clock.now() + self.lookahead:
+        if at is not None:
             self.queue.requeue(task, at)
         else:
             self.queue.discard(task.task_id)
@@ -478,7 +311,7 @@ class Dialer:
                     log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
                     self.backend.hangup(call.call_id)
                     continue
-                call.answered = True
+                call.move(CallState.connected)
                 self.presence.set(call.nurse_id, NurseStatus.on_call)
                 if self.on_connected is not None:
                     self.on_connected(call.nurse_id, call)
@@ -491,10 +324,12 @@ class Dialer:
                 log.warning("event for an unknown call", call=e.call_id, kind=e.kind.value)
                 continue
             self.patients_in_call.discard(call.task.patient_id)
-            if call.answered:
+            if call.state == CallState.connected:
                 # the nurse now records the outcome; the call stays known until she does
+                call.move(CallState.wrap_up)
                 self.presence.set(call.nurse_id, NurseStatus.wrap_up)
                 continue
+            call.move(CallState.ended)
             self.calls.pop(e.call_id, None)
             self.call_of_nurse.pop(call.nurse_id, None)
             unanswered.append((call, e))
@@ -556,6 +391,7 @@ class Dialer:
             applied = [services.record_outcomes(self.ctx, [e])[0] for e in entries]
         for (nurse_id, entry), result in zip(pending, applied, strict=True):
             call = self.calls.pop(self.call_of_nurse.pop(nurse_id))
+            call.move(CallState.ended)
             self._after_outcome(nurse_id, call, entry.code, result)
             self.nurse_wrapped_up(nurse_id)
 
@@ -576,15 +412,4 @@ class Dialer:
         if nc.retry_at is not None:
             self._retry(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
-            cb = QueuedTask(
-                applied.callback_task_id,
-                task.patient_id,
-                task.tier,
-                100,
-                nc.callback_at,
-                task.place,
-                task.skills,
-                None,
-                nurse_id,
-            )
-            self.queue.add(cb)
+            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, nurse_id))

@@ -5,8 +5,11 @@ Pure: a transition returns the next state or refuses; the caller acts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime, time
 from enum import StrEnum
 
+from campaign import calendar as cal
 from campaign.errors import InvalidTransition
 
 
@@ -54,3 +57,19 @@ class PresenceBoard:
 
     def on_shift(self, nurse_id: int) -> bool:
         return self.get(nurse_id) != NurseStatus.offline and nurse_id not in self.leaving
+
+
+def shift_starts_between(
+    shifts: Iterable[tuple[int, time, time]], timezone: str, now: datetime, until: datetime
+) -> bool:
+    """A shift of hers (weekday, start, end in her local time) starts today between `now` and `until`.
+
+    Nurses work to the metropolitan calendar: on its public holidays no shift starts.
+    """
+    day = cal.local_time_of(now, timezone).date()
+    if cal.is_holiday(day, "75"):
+        return False
+    return any(
+        weekday == day.weekday() and now <= cal.at_local(day, start, timezone) <= until
+        for weekday, start, _end in shifts
+    )

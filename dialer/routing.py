@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from campaign.calendar import Place
 from campaign.policy import NurseLevel, Policy, Tier
 
+CALLBACK_PRIORITY = 100  # what campaign.services stores for a callback task (a tier's may equal it)
+
 
 @dataclass(frozen=True, slots=True)
 class NurseProfile:
@@ -45,8 +47,27 @@ class QueuedTask:
     # not_before as stored in the database when loaded (a foreign task's not_before is pushed back)
     due: datetime | None = None
 
+    def callback(self, task_id: int, at: datetime, nurse_id: int) -> QueuedTask:
+        """The callback a nurse promised this task's patient, due `at`, waiting for her first."""
+        return QueuedTask(
+            task_id,
+            self.patient_id,
+            self.tier,
+            CALLBACK_PRIORITY,
+            at,
+            self.place,
+            self.skills,
+            assigned_id=nurse_id,
+        )
+
     def key(self) -> tuple[bool, int, datetime, int]:
+        """Among the tasks open to a nurse: her process's own first, then highest priority, longest due."""
         return (self.foreign, -self.priority, self.not_before, self.task_id)
+
+    def owner_key(self) -> tuple[bool, bool, int, datetime, int]:
+        """Among a nurse's own tasks: the callbacks she promised before her référent patients,
+        whatever priority the config gives their tiers."""
+        return (self.assigned_id is None, *self.key())
 
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
@@ -66,7 +87,8 @@ def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> da
     return task.not_before
 
 
-_Entry = tuple[tuple[bool, int, datetime, int], int, QueuedTask, int]
+# (sort key, sequence, task, its generation when pushed)
+_Entry = tuple[tuple[bool | int | datetime, ...], int, QueuedTask, int]
 
 
 def owner_of(task: QueuedTask) -> int | None:
@@ -84,17 +106,28 @@ class TaskQueue:
     `on_shift` (she is on shift, or her shift starts within the wait), not when
     it was loaded. Removal is lazy: a taken or requeued
     item is skipped when it reaches the top.
+
+    A process's own items due beyond the lookahead (a retry hours away, say)
+    are `parked`: held, and dialed at their time, but not counted in
+    `own_due`, so a queue of parked retries never looks full to the top-ups
+    that bring the tasks due now. They are counted as they come and go, and
+    settled as time moves (`settle`), never by a scan of the queue.
     """
 
     policy: Policy
     # will this nurse be on shift at some moment from now until the given instant?
     on_shift: Callable[[int, datetime], bool] = lambda _nurse_id, _until: False
+    lookahead: timedelta = timedelta(minutes=30)
     waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
     by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
     items: dict[int, QueuedTask] = field(default_factory=dict)
     version: int = 0
     foreign: int = 0  # how many of `items` are another process's share
+    # own items due beyond `horizon`, and a heap of them by due time (lazy: stale entries skipped)
+    parked: dict[int, QueuedTask] = field(default_factory=dict)
+    _parked_heap: list[tuple[datetime, int, QueuedTask]] = field(default_factory=list)
+    horizon: datetime | None = None  # now + lookahead at the last `settle`; None: nothing parks yet
     _seq: itertools.count = field(default_factory=itertools.count)
 
     def __len__(self) -> int:
@@ -108,8 +141,12 @@ class TaskQueue:
         if old is not None:
             old.taken = True
             self.foreign -= old.foreign
+            self.parked.pop(task.task_id, None)
         self.items[task.task_id] = task
         self.foreign += task.foreign
+        if not task.foreign and self.horizon is not None and task.not_before > self.horizon:
+            self.parked[task.task_id] = task
+            heapq.heappush(self._parked_heap, (task.not_before, next(self._seq), task))
         if owner_of(task) is not None:
             heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "owner"))
         heapq.heappush(self.waiting, (task.not_before, next(self._seq), task, task.generation, "due"))
@@ -138,19 +175,29 @@ class TaskQueue:
         if item is not None:
             item.taken = True
             self.foreign -= item.foreign
+            self.parked.pop(task_id, None)
+
+    def settle(self, now: datetime) -> None:
+        """Move the horizon to `now + lookahead`: parked items it now covers count as due."""
+        self.horizon = horizon = now + self.lookahead
+        heap = self._parked_heap
+        while heap and heap[0][0] <= horizon:
+            _, _, task = heapq.heappop(heap)
+            if self.parked.get(task.task_id) is task:
+                del self.parked[task.task_id]
 
     def advance(self, now: datetime) -> None:
         """Move items whose time has come into the heaps nurses pick from."""
+        self.settle(now)
         moved = False
         while self.waiting and self.waiting[0][0] <= now:
             _, seq, task, gen, stage = heapq.heappop(self.waiting)
             if task.taken or gen != task.generation:
                 continue
-            entry: _Entry = (task.key(), seq, task, gen)
             owner = owner_of(task)
             if stage == "owner":
                 assert owner is not None
-                heapq.heappush(self.by_owner.setdefault(owner, []), entry)
+                heapq.heappush(self.by_owner.setdefault(owner, []), (task.owner_key(), seq, task, gen))
             elif stage == "due" and owner is not None:
                 # due now: open to all at once, or after a bounded wait if the owner is on shift
                 longest = open_to_all_at(task, self.policy, True)
@@ -158,6 +205,7 @@ class TaskQueue:
                 heapq.heappush(self.waiting, (opens, next(self._seq), task, gen, "all"))
                 continue
             else:
+                entry: _Entry = (task.key(), seq, task, gen)
                 heapq.heappush(self.buckets.setdefault((task.tier, task.skills), []), entry)
             moved = True
         if moved:
@@ -197,9 +245,15 @@ class TaskQueue:
         task.taken = True
         if self.items.pop(task.task_id, None) is not None:
             self.foreign -= task.foreign
+            self.parked.pop(task.task_id, None)
         return task
 
     @property
     def own(self) -> int:
         """Items this process dials first (not another process's share)."""
         return len(self.items) - self.foreign
+
+    @property
+    def own_due(self) -> int:
+        """Own items due within the lookahead (as of the last `settle`): what fills the queue."""
+        return len(self.items) - self.foreign - len(self.parked)

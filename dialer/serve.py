@@ -15,7 +15,6 @@ weeks in minutes.
 
 from __future__ import annotations
 
-import gc
 import signal
 import threading
 import time as wall
@@ -35,6 +34,7 @@ from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
+from dialer.step import settle_gc
 
 log = structlog.get_logger("carecall.serve")
 PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
@@ -60,42 +60,6 @@ class Share:
 
     def takes(self, nurse: NurseInfo) -> bool:
         return nurse.id % self.n == self.k - 1
-
-
-# young objects a dialer process allocates before a collection (Python's default: 700)
-GC_YOUNG = 20_000
-
-
-def settle_gc() -> None:
-    """Keep the cyclic GC off the dispatch path of a long-running dialer.
-
-    A collection stalls every nurse of the process: a full one walks every
-    object it holds (its queue of tens of thousands of tasks, the libraries)
-    for up to a few hundred milliseconds. What start-up loaded is frozen out
-    of the collector, and collections run in `collect_between_flushes`, when
-    no nurse waits for a claim; the automatic collector is left only as a
-    safety net for a flush that allocates a great deal. The dialer makes few
-    reference cycles, so memory stays flat.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50 * GC_YOUNG, 50, 100)
-
-
-def collect_between_flushes() -> None:
-    """The collection the automatic collector would make (young, middle or full), if one is due.
-
-    Called right after a flush: every ready nurse has had her claim, so the
-    pause is taken out of the results and outcomes still to store, never out
-    of a nurse's wait for her next call.
-    """
-    young, middle, old = gc.get_count()
-    if young < GC_YOUNG:
-        return
-    generation = 0
-    if middle + 1 >= 50:
-        generation = 2 if old + 1 >= 100 else 1
-    gc.collect(generation)
 
 
 def dialer_engine(database_url: str) -> Engine:
@@ -168,10 +132,10 @@ def serve(
         # busy-hours speed of a two-speed clock: outside them no nurse works)
         tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
+        collect_garbage=True,  # between two flushes, never in a nurse's wait (see settle_gc)
     )
     runtime.start()
     settle_gc()
-    loop.after_step(collect_between_flushes)  # after the dialer's flush, registered by the runtime
     log.info(
         "dialer serving",
         worker=worker,

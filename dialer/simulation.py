@@ -24,9 +24,11 @@ from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from campaign.templates import render
 from dialer.backends.simulated import LineProfile, SimulatedBackend
-from dialer.loop import Dialer, LiveCall
+from dialer.calls import LiveCall
+from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
+from dialer.step import step
 
 log = structlog.get_logger("carecall.simulation")
 
@@ -138,6 +140,7 @@ class Runtime:
         tick_every: timedelta = timedelta(minutes=1),
         refresh_every: timedelta = timedelta(minutes=10),
         share: tuple[int, int] = (0, 1),
+        collect_garbage: bool = False,
     ) -> None:
         self.ctx = ctx
         self.loop = loop
@@ -146,6 +149,9 @@ class Runtime:
         self.stop_when = stop_when
         self.tick_every = tick_every
         self.refresh_every = refresh_every
+        self.collect_garbage = collect_garbage
+        self._tick_due = False
+        self._sweeping = False
         self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
         self.dialer = Dialer(
             ctx,
@@ -156,7 +162,7 @@ class Runtime:
             deferred=True,
             share=share,
         )
-        loop.after_step(self.dialer.flush)
+        loop.after_step(self._step)
         self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
         with ctx.sessions() as s:
             self.my_nurses = [n for n in store.nurses(s) if nurse_filter(n)]
@@ -221,18 +227,29 @@ class Runtime:
             self._at(nxt, self._fire, spec)
 
     def _tick(self) -> None:
-        self.dialer.top_up()
-        self.dialer.tick()
+        """Every `tick_every`: the next step tops the queue up and lets what fell due through."""
+        self._tick_due = True
         self._at(self.ctx.clock.now() + self.tick_every, self._tick)
 
-    def _refresh(self, continuing: bool = False) -> None:
-        """A sweep of the due tasks every `refresh_every`, a page per loop step."""
-        now = self.ctx.clock.now()
-        sweeping = continuing or any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses)
-        if sweeping and not self.dialer.refresh_step():
-            self._at(now, self._refresh, True)
+    def _refresh(self) -> None:
+        """Every `refresh_every` while a nurse is on shift, a sweep of the due tasks: a page per step."""
+        if any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses):
+            self._sweeping = True
+        else:
+            self._at(self.ctx.clock.now() + self.refresh_every, self._refresh)
+
+    def _step(self) -> None:
+        """After the events of an instant (virtual time) or a pass (real time): the dialer's step."""
+        tick, self._tick_due = self._tick_due, False
+        done = step(self.dialer, tick=tick, sweep=self._sweeping, collect_garbage=self.collect_garbage)
+        if done.sweep_over is None:
             return
-        self._at(now + self.refresh_every, self._refresh)
+        now = self.ctx.clock.now()
+        if done.sweep_over:
+            self._sweeping = False
+            self._at(now + self.refresh_every, self._refresh)
+        else:
+            self._at(now, _next_page)  # the loop makes one more pass, and its step reads the page
 
     def result(self, started: datetime) -> SimulationResult:
         d = self.dialer
@@ -273,3 +290,7 @@ def _shift_start(dialer: Dialer, nurse_id: int) -> None:
         dialer.nurse_ready(nurse_id)
     else:
         dialer.presence.leaving.discard(nurse_id)
+
+
+def _next_page() -> None:
+    """No work of its own: its pass ends with a step, which reads the sweep's next page."""

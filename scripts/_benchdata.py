@@ -10,7 +10,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,7 +22,8 @@ from _pgcluster import libpq_conninfo
 
 from campaign import calendar as cal
 from campaign.imports import parse_window
-from campaign.model import pathologies_to_text
+from campaign.model import Nurse, pathologies_to_text
+from campaign.policy import Policy, Tier
 from campaign.synthetic import (
     _METROPOLE,
     _OVERSEAS,
@@ -120,12 +121,20 @@ _PATIENT_TYPES = (
 )
 
 
+def _referents_by_tier(nurses: Iterable[Nurse], policy: Policy) -> dict[str, list[int]]:
+    """Per tier, the nurses (in the given order) whose level may take its patients, as the policy says."""
+    staff = [(n.id, n.level) for n in nurses if n.id is not None]
+    return {
+        tier.value: [i for i, level in staff if level in policy.tiers[tier].nurse_levels] for tier in Tier
+    }
+
+
 def bulk_load_patients(
     url: str,
     n: int,
     *,
-    nurse_ids: Sequence[int],
-    senior_ids: Sequence[int],
+    staff: Iterable[Nurse],
+    policy: Policy,
     today: date,
     now: datetime,
     seed: int = 0,
@@ -136,12 +145,14 @@ def bulk_load_patients(
     """`n` fictional patients straight into `patient` with one binary COPY (not through the importer).
 
     The mix follows campaign.synthetic (tiers, pathologies, 3 % overseas, preferred
-    windows, référents, a few suspended or withdrawn patients, next contact dates
-    spread around `today`); numbers are ARCEP fiction numbers in E.164. `overseas`
+    windows, a few suspended or withdrawn patients, next contact dates spread around
+    `today`); 60 % get a référent among the `staff` whose level the `policy` allows
+    for their tier; numbers are ARCEP fiction numbers in E.164. `overseas`
     False keeps everyone in metropolitan France; `all_enrolled` makes every patient
     callable (enrolled, consenting); `windows` False gives no one a preferred window.
     """
     rng = random.Random(seed)
+    referents = _referents_by_tier(staff, policy)
     metro_weights = [w for _, _, w in _METROPOLE]
     choices = [parse_window(w) for w in _WINDOWS]
     places: dict[str, tuple[str, str]] = {}
@@ -176,8 +187,8 @@ def bulk_load_patients(
                         status = "withdrawn"
                     consent = rng.random() >= 0.01
                 window = rng.choice(choices) if windows and rng.random() < 0.15 else (None, None)
-                referents = senior_ids if tier == "high" else nurse_ids
-                referent = rng.choice(referents) if referents and rng.random() < 0.6 else None
+                allowed = referents.get(tier, ())
+                referent = rng.choice(allowed) if allowed and rng.random() < 0.6 else None
                 nxt = (
                     date.fromordinal(today.toordinal() + rng.randint(-60, 60)) if rng.random() < 0.7 else None
                 )

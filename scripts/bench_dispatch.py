@@ -68,13 +68,14 @@ from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
 from campaign.model import Mailing, Wave
-from campaign.policy import Policy, load_policy
-from campaign.states import AttemptResult, OutcomeCode, WaveStatus
+from campaign.policy import Policy, Tier, load_policy
+from campaign.states import OutcomeCode, WaveStatus
 from campaign.synthetic import generate_nurses
-from dialer.backends.base import DialRequest, EventSink
-from dialer.events import CallEvent, CallEventKind
-from dialer.loop import Dialer, LiveCall
-from dialer.serve import collect_between_flushes, dialer_engine, settle_gc
+from dialer.backends.scripted import ScriptedLines, every_other_answered
+from dialer.calls import LiveCall
+from dialer.loop import Dialer
+from dialer.serve import dialer_engine
+from dialer.step import settle_gc, step
 
 DAY = date(2027, 1, 12)  # a Tuesday, no holiday anywhere in metropolitan France
 AT = dtime(10, 0)  # Paris
@@ -112,18 +113,18 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
     now = clock.now()
     engine = make_engine(url)
     migrate.upgrade(engine)
-    ctx = services.Context(session_factory(engine), load_policy(), clock)
+    policy = bench_policy()
+    ctx = services.Context(session_factory(engine), policy, clock)
     with ctx.sessions() as s:
         staff = generate_nurses(nurses, seed=seed)
         s.add_all(staff)
         s.commit()
         ids = [n.id for n in staff if n.id is not None]
-        seniors = [n.id for n in staff if n.id is not None and n.level == "senior"]
     loaded = bulk_load_patients(
         url,
         tasks,
-        nurse_ids=ids,
-        senior_ids=seniors,
+        staff=staff,
+        policy=policy,
         today=DAY,
         now=now,
         seed=seed,
@@ -162,11 +163,14 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
         conn.execute(
             "INSERT INTO call_task (wave_id, patient_id, kind, status, tier, priority, planned_day, "
             "not_before, deadline, theme_code, attempts, created_at) "
-            "SELECT %(wave)s, p.id, 'wave', 'pending', p.tier, "
-            "CASE p.tier WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END, %(day)s, "
+            "SELECT %(wave)s, p.id, 'wave', 'pending', p.tier, t.priority, %(day)s, "
             "%(due)s - (p.id %% 600) * interval '1 second', %(deadline)s, 'adherence', 0, %(now)s "
-            "FROM patient p ORDER BY p.id",
+            "FROM patient p JOIN unnest(%(tiers)s::text[], %(priorities)s::int[]) AS t(tier, priority) "
+            "ON t.tier = p.tier ORDER BY p.id",
             {
+                # each tier's dial order from config/programme.toml, as planning gives it
+                "tiers": [tier.value for tier in Tier],
+                "priorities": [policy.tiers[tier].priority for tier in Tier],
                 "wave": wave_id,
                 "day": DAY,
                 "due": now - timedelta(minutes=1),
@@ -193,33 +197,6 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- carecall's dialer
 
 
-class InstantLines:
-    """Telephony with zero talk time: every other call is answered at once, the others fail to."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.sink: EventSink | None = None
-        self.dials = 0
-
-    def connect(self, sink: EventSink) -> None:
-        self.sink = sink
-
-    def dial(self, request: DialRequest) -> str:
-        assert self.sink is not None
-        self.dials += 1
-        call_id = f"c{self.dials}"
-        now = self.clock.now()
-        if self.dials % 2:
-            self.sink(CallEvent(call_id, CallEventKind.answered, now))
-        else:
-            self.sink(CallEvent(call_id, CallEventKind.ended, now, AttemptResult.no_answer))
-        return call_id
-
-    def hangup(self, call_id: str) -> None:
-        assert self.sink is not None
-        self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.answered))
-
-
 def bench_policy() -> Policy:
     """The shipped policy, every task open to all nurses at once.
 
@@ -238,7 +215,8 @@ def run_dialer(
     clock = VirtualClock(cal.at_local(DAY, AT, "Europe/Paris"))
     engine = dialer_engine(url)  # as `serve` makes it
     ctx = services.Context(session_factory(engine), bench_policy(), clock)
-    lines = InstantLines(clock)
+    # zero talk time: every other call is answered at once, the others ring out at once
+    lines = ScriptedLines(clock, every_other_answered)
     waits: list[float] = []
     dialer: Dialer
 
@@ -281,21 +259,16 @@ def run_dialer(
     sweeping = False
     end = started + seconds
     while time.perf_counter() < end:
-        # as `serve` does: a sweep of the due tasks now and then, one page between two flushes,
-        # and the queue topped up a page at a time as it empties
-        t = time.perf_counter()
-        worked = dialer.top_up() > 0
-        if sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS:
-            worked = True
-            sweeping = not dialer.refresh_step()
-            if not sweeping:
-                refreshed_at = dialer.stats["claims"]
-        if worked:
-            dialer.tick()
-            refresh_steps.append(time.perf_counter() - t)
-            refresh_s += refresh_steps[-1]
-        dialer.flush()
-        collect_between_flushes()  # as `serve` does
+        # the step `serve` takes, every pass: the queue topped up as it empties, a page of a
+        # sweep of the due tasks now and then, the flush, and the garbage collected after it
+        sweeping = sweeping or dialer.stats["claims"] - refreshed_at >= SWEEP_EVERY_CLAIMS
+        done = step(dialer, tick=True, sweep=sweeping, collect_garbage=True)
+        if done.sweep_over:
+            sweeping = False
+            refreshed_at = dialer.stats["claims"]
+        if done.loaded or done.sweep_over is not None:
+            refresh_steps.append(done.queue_seconds)
+            refresh_s += done.queue_seconds
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     gc.callbacks.remove(on_gc)

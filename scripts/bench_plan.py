@@ -202,13 +202,11 @@ def main() -> int:
             staff = generate_nurses(args.nurses, seed=args.seed)
             s.add_all(staff)
             s.commit()
-            ids = [n.id for n in staff if n.id is not None]
-            seniors = [n.id for n in staff if n.id is not None and n.level == "senior"]
         out["bulk_load"] = bulk_load_patients(
             db.url,
             args.patients,
-            nurse_ids=ids,
-            senior_ids=seniors,
+            staff=staff,
+            policy=policy,
             today=SENT_ON,
             now=clock.now(),
             seed=args.seed,

@@ -45,12 +45,13 @@ from campaign.clock import VirtualClock
 from campaign.invariants import check_invariants
 from campaign.model import ATTEMPT, TASK
 from campaign.states import AttemptResult, AttemptState, OutcomeCode, TaskKind, TaskStatus, WaveStatus
+from dialer.backends.scripted import ScriptedLines, nobody_answers
 from dialer.backends.simulated import SimulatedBackend
-from dialer.events import CallEvent, CallEventKind
 from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import line_directory, run_simulation, voicemail_text
+from dialer.step import step
 
 SENT_ON = date(2026, 12, 7)
 LAST_DAY = date(2026, 12, 28)  # a Monday, the wave's last calling day: every task is due
@@ -227,6 +228,99 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
     assert refused and refused[0].decision.reason.value == "in_call"
 
 
+# ---------------------------------------------------------------- the dialer's own guard
+
+
+def _patient_with_two_open_tasks(
+    ctx: services.Context, clock: VirtualClock, inbound_due_in: timedelta
+) -> tuple[int, dict[int, datetime]]:
+    """A patient with a wave task due now and an inbound request due `inbound_due_in` from now.
+
+    Returns the patient and each task's stored not_before.
+    """
+    patient = add_patient(ctx)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))
+    with ctx.sessions() as s:
+        s.execute(
+            insert(TASK).values(
+                wave_id=None,
+                patient_id=patient.id,
+                kind=TaskKind.inbound,
+                status=TaskStatus.pending,
+                tier="medium",
+                priority=50,
+                not_before=clock.now() + inbound_due_in,
+                deadline=clock.now() + timedelta(days=2),
+                created_at=clock.now(),
+                attempts=0,
+            )
+        )
+        s.commit()
+        rows = s.execute(select(TASK.c.id, TASK.c.not_before).where(TASK.c.patient_id == patient.id)).all()
+    assert len(rows) == 2 and info.wave_id
+    return patient.id, {r.id: _aware(r.not_before) for r in rows}
+
+
+def _untouched(ctx: services.Context, task_id: int, not_before: datetime) -> bool:
+    """As stored before the dialer ran: no claim was made on it."""
+    (row,) = _task_rows(ctx, {task_id})
+    return row.status == TaskStatus.pending and row.attempts == 0 and _aware(row.not_before) == not_before
+
+
+def _ringing(_rank: int, _request: Any) -> None:
+    """Every call rings until it is hung up: the patient stays in the call."""
+    return None
+
+
+@pytest.mark.parametrize(
+    "second_task_due_in",
+    [timedelta(minutes=-5), timedelta(minutes=5)],
+    ids=["due_together", "due_in_the_call"],
+)
+def test_the_dialer_never_offers_the_database_a_patient_it_is_calling(  # type: ignore[no-untyped-def]
+    env, second_task_due_in: timedelta
+) -> None:
+    """Invariant 1, the dialer's in-process guard: a patient with two open tasks is offered to
+    the database once, whether both tasks are handed out in one batch (due together, two
+    nurses free) or the second falls due while the first call rings. The database would
+    refuse the second claim too; the guard keeps it from being spent: the second task waits
+    in the queue for the minimum gap, untouched in the database, and is dialed then."""
+    ctx, clock = env
+    nurses = [add_nurse(ctx, level="senior", skills=["heart_failure", "copd"]) for _ in range(2)]
+    patient, not_before = _patient_with_two_open_tasks(ctx, clock, second_task_due_in)
+    lines = ScriptedLines(clock, _ringing)
+    d = Dialer(ctx, lines, "dialer-g", None, deferred=True)
+    d.start()
+    together = second_task_due_in <= timedelta(0)
+    d.nurse_ready(nurses[0])
+    if together:
+        d.nurse_ready(nurses[1])
+    step(d, tick=True, sweep=False)
+    if not together:
+        clock.advance_to(clock.now() + second_task_due_in)
+        d.nurse_ready(nurses[1])
+        step(d, tick=True, sweep=False)
+
+    (first,) = _attempts(ctx, patient_id=patient)
+    assert lines.dials == 1
+    assert d.stats["refused_by_rules"] == 0 and d.stats["lost_claims"] == 0, "no claim spent and refused"
+    (second,) = set(not_before) - {first.task_id}
+    assert _untouched(ctx, second, not_before[second])
+    gap = timedelta(minutes=ctx.policy.retry.min_gap_minutes)
+    assert d.queue.items[second].not_before == clock.now() + gap, "it waits in the queue for the gap"
+
+    d.hangup(first.nurse_id)  # nobody answered the first call
+    step(d, tick=True, sweep=False)
+    clock.advance_to(clock.now() + gap - timedelta(minutes=1))
+    step(d, tick=True, sweep=False)
+    assert len(_attempts(ctx, patient_id=patient)) == 1, "not before the gap"
+    clock.advance_to(clock.now() + timedelta(minutes=1))
+    step(d, tick=True, sweep=False)
+    assert [a.task_id for a in _attempts(ctx, patient_id=patient)] == [first.task_id, second]
+    assert d.stats["refused_by_rules"] == 0
+
+
 # ---------------------------------------------------------------- harness: a dialer on the event loop
 
 
@@ -310,7 +404,7 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
     assert a.dialer.stats["lost_claims"] == 0 and b.dialer.stats["lost_claims"] == 0, "no race for a task"
     dialed = _dialed_by(ctx)
     assert all(len(w) == 1 for w in dialed.values())
-    assert all(a.dialer._ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
+    assert all(a.dialer.feed.ours(t, None) == ("dialer-a" in w) for t, w in dialed.items()), (
         "each process dialed its own share"
     )
 
@@ -320,7 +414,7 @@ def test_processes_dial_their_own_share_and_take_over_a_dead_ones(env, db_url: s
         b_share = {
             t
             for (t,) in s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
-            if not a.dialer._ours(t, None)
+            if not a.dialer.feed.ours(t, None)
         }
     assert b_share - set(dialed), "b left tasks of its share undialed"
     delay = int(ctx.policy.dialer.other_share_delay_minutes) + 1
@@ -379,16 +473,16 @@ def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(e
     assert len(due) > 30
 
     # a sweep reads a page per step and stops at the horizon: the 20 earliest due tasks
-    assert [d.refresh_step() for _ in range(3)] == [False, False, True]
+    assert [d.feed.refresh_step() for _ in range(3)] == [False, False, True]
     assert set(d.queue.items) == set(due[:20])
-    assert d.top_up() == 0, "no room: nothing more is read"
+    assert d.feed.top_up() == 0, "no room: nothing more is read"
 
     # 5 of them are claimed here; the queue is refilled with the next 5, not re-read
     claimed = due[:5]
     _set_status(ctx, claimed, TaskStatus.in_progress)
     for t in claimed:
         d.queue.discard(t)
-    assert d.top_up() == 7  # a page
+    assert d.feed.top_up() == 7  # a page
     assert set(d.queue.items) == set(due[5:27])
 
     # another process closes 4 tasks this one holds: the next sweep drops them
@@ -405,56 +499,42 @@ def test_queue_holds_the_earliest_due_tasks_topped_up_as_it_empties_and_pruned(e
     assert set(pending[:20]) <= set(d.queue.items)
 
 
-class NobodyAnswers:
-    """Telephone lines on which every call rings out at once."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.sink: Any = None
-        self.dials = 0
-
-    def connect(self, sink: Any) -> None:
-        self.sink = sink
-
-    def dial(self, request: Any) -> str:
-        self.dials += 1
-        call_id = f"c{self.dials}"
-        self.sink(CallEvent(call_id, CallEventKind.ended, self.clock.now(), AttemptResult.no_answer))
-        return call_id
-
-    def hangup(self, call_id: str) -> None:
-        pass
-
-
-def test_retries_due_later_leave_the_queue_so_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
-    """A retry due beyond the lookahead goes back to the database, not into the queue: a
-    queue full of parked retries would look full and stop the top-ups, and the nurses would
-    idle beside a backlog. The retries return with a sweep once they are due."""
+def test_retries_stay_in_the_queue_yet_the_top_ups_keep_the_nurses_busy(env) -> None:  # type: ignore[no-untyped-def]
+    """A retry due hours later stays in the queue, parked: it takes no room from the top-ups,
+    so the nurse works through the whole backlog beyond the queue's horizon, and each retry
+    is dialed at its time straight from the queue, without waiting for a sweep."""
     ctx, clock = env
     nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
     bulk_patients(ctx, 40)
     info = running_wave(ctx, clock, "diet", SENT_ON)
     clock.advance_to(paris(LAST_DAY, 10))  # every task is due
-    lines = NobodyAnswers(clock)
+    lines = ScriptedLines(clock, nobody_answers)
     d = Dialer(ctx, lines, "dialer-r", None, refresh_page=7, queue_horizon=20, deferred=True)
     d.start()
     due = _pending_in_order(ctx, info.wave_id)
     assert len(due) > 30 and len(d.queue.items) == 20
     d.nurse_ready(nurse)
-    for _ in range(40):  # as `serve` runs: flush, then top up between two flushes
-        d.flush()
-        d.top_up()
-        d.tick()
+    for _ in range(40):  # as `serve` runs: a top-up, a tick and a flush each step
+        step(d, tick=True, sweep=False)
     dialed = {a.task_id for a in _attempts(ctx)}
     assert len(dialed) == len(due), "the nurse dialed the whole backlog, beyond the queue's horizon"
     assert lines.dials == len(due), "each task once: its retry is hours away"
-    assert not dialed & set(d.queue.items), "no parked retry is held"
-    retry_at = min(_aware(r.not_before) for r in _task_rows(ctx, dialed))
-    assert retry_at > clock.now() + d.lookahead
+    retry_at = {r.id: _aware(r.not_before) for r in _task_rows(ctx, dialed)}
+    assert min(retry_at.values()) > clock.now() + d.lookahead
+    assert {t: d.queue.items[t].not_before for t in dialed if t in d.queue.items} == retry_at, (
+        "every retry is held in the queue, for the time stored"
+    )
 
-    clock.advance_to(retry_at)
-    d.refresh()
-    assert dialed & set(d.queue.items), "the retries come back once due"
+    # the retries fall due: no sweep and no top-up, the queue alone brings them to the nurse
+    first = min(retry_at.values())
+    clock.advance_to(first)
+    for _ in range(10):
+        d.tick()
+        d.flush()
+    again = [a for a in _attempts(ctx) if _aware(a.started_at) > paris(LAST_DAY, 10)]
+    due_then = {t for t, at in retry_at.items() if at <= first}
+    assert {a.task_id for a in again} == due_then, "each retry due now is dialed, and no other"
+    assert all(_aware(a.started_at) == retry_at[a.task_id] for a in again), "at its time"
 
 
 # ---------------------------------------------------------------- crash safety

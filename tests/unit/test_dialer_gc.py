@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from dialer.serve import GC_YOUNG, collect_between_flushes, settle_gc
+from dialer.step import GC_YOUNG, collect_between_flushes, settle_gc
 
 
 def test_collections_run_between_flushes_not_in_a_nurses_wait() -> None:
