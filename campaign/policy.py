@@ -28,6 +28,11 @@ class Tier(StrEnum):
     high = "high"
 
 
+# a callback the patient asked for comes before any wave task due at the same time (a tier's
+# priority may be configured up to the same value; a nurse's promised callbacks still come first)
+CALLBACK_PRIORITY = 100
+
+
 class NurseLevel(StrEnum):
     junior = "junior"
     senior = "senior"

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from campaign.calendar import Place
-from campaign.policy import NurseLevel, Policy, Tier
-
-CALLBACK_PRIORITY = 100  # what campaign.services stores for a callback task (a tier's may equal it)
+from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Policy, Tier
 
 
 @dataclass(frozen=True, slots=True)

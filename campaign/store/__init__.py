@@ -68,7 +68,6 @@ from campaign.store.lookups import (
     wrong_number_since,
 )
 from campaign.store.outcomes import (
-    CALLBACK_PRIORITY,
     add_physician_message,
     complete_answered_attempts,
     escalation_context,
@@ -126,7 +125,6 @@ from campaign.store.upkeep import (
 )
 
 __all__ = [
-    "CALLBACK_PRIORITY",
     "CLAIM_COLUMNS",
     "DIALABLE_COLUMNS",
     "DIALABLE_WAVE",

@@ -15,6 +15,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from campaign.model import ATTEMPT, NURSE, OUTCOME, PATIENT, TASK, PhysicianMessage
+from campaign.policy import CALLBACK_PRIORITY
 from campaign.states import AttemptResult, AttemptState, TaskKind, TaskStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of
 
@@ -76,10 +77,6 @@ def insert_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Outcome rows (dicts of outcome columns), one executemany."""
     if rows:
         session.execute(OUTCOME.insert(), list(rows))
-
-
-# a callback the patient asked for is dialed before any wave task due at the same time
-CALLBACK_PRIORITY = 100
 
 
 def insert_callback_task(

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaign.calendar import Place
-from campaign.policy import NurseLevel, Tier, load_policy
+from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Tier, load_policy
 from dialer.routing import NurseProfile, QueuedTask, TaskQueue
 
 policy = load_policy()
@@ -29,7 +29,6 @@ PLACE = Place("75", "Europe/Paris")
 WAIT = timedelta(minutes=policy.dialer.referent_wait_minutes)
 GRACE = timedelta(minutes=policy.dialer.callback_grace_minutes)
 SKILLS = ("heart_failure", "copd")
-CALLBACK_PRIORITY = 100  # what the programme stores for a callback task
 
 SENIOR = NurseProfile(1, NurseLevel.senior, frozenset(SKILLS))
 JUNIOR = NurseProfile(2, NurseLevel.junior, frozenset())
