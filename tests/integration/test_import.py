@@ -2,7 +2,7 @@
 
 Every test that touches the database runs twice: on a fresh SQLite file and on a
 fresh PostgreSQL database (the `db_url` fixture), since the import takes a
-different write path on each (registry._upsert_batch_pg on PostgreSQL).
+different write path on each (registry_pg._upsert_batch_pg on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _personal_values(path: Path, encoding: str = "utf-8-sig") -> set[str]:
     """The personal cells of the file (ids, names, numbers, birth dates)."""
     import csv
 
-    from campaign.imports import _HEADER_KEYS, _key
+    from campaign.imports.reading import _HEADER_KEYS
+    from campaign.imports.values import _key
 
     with path.open(encoding=encoding, newline="") as f:
         header, *rows = list(csv.reader(f, delimiter=";"))

@@ -13,12 +13,9 @@ from datetime import date
 
 import pytest
 
-from campaign.imports import (
-    _OVERSEAS_PREFIXES,
-    _Invalid,
-    _normalise_phone_full,
-    normalise_phone,
-)
+from campaign.imports import normalise_phone
+from campaign.imports.phones import _OVERSEAS_PREFIXES, _normalise_phone_full
+from campaign.imports.values import _Invalid
 
 REGIONS = ["FR", "GP", "GF", "MQ", "RE", "YT"]
 FORMATS = (
@@ -114,7 +111,7 @@ def test_fast_phone_path_on_fiction_and_overseas_numbers(region: str) -> None:
 
 def test_memoised_row_parsing_matches_on_repeated_values(tmp_path) -> None:
     """The same value in two rows gives the same result, valid or not (no cached error state)."""
-    from campaign.imports import _cached_date, _cached_place
+    from campaign.imports.values import _cached_date, _cached_place
 
     assert _cached_date("12/03/1956") == date(1956, 3, 12) == _cached_date("12/03/1956")
     for _ in range(2):

@@ -6,17 +6,9 @@ from datetime import date, time
 
 import pytest
 
-from campaign.imports import (
-    _HEADER_KEYS,
-    _Invalid,
-    _key,
-    _sniff_delimiter,
-    normalise_phone,
-    parse_date,
-    parse_pathologies,
-    parse_tier,
-    parse_window,
-)
+from campaign.imports import normalise_phone, parse_date, parse_pathologies, parse_tier, parse_window
+from campaign.imports.reading import _HEADER_KEYS, _sniff_delimiter
+from campaign.imports.values import _Invalid, _key
 from campaign.policy import Tier, load_policy
 from campaign.synthetic import fiction_number, is_fiction_e164
 
