@@ -212,6 +212,10 @@ def _cached_place(text: str) -> tuple[str, str, str, str]:
     return postal, departement, phone_region_for(departement), zone_for(departement)
 
 
+def _parse_birth_date(text: str, today: date) -> date:
+    return _check_birth_date(_cached_date(text), today)
+
+
 def _check_birth_date(born: date, today: date) -> date:
     if born > today:
         raise _Invalid("is in the future")
@@ -224,6 +228,8 @@ def _check_birth_date(born: date, today: date) -> date:
 
 
 def _parse_member_id(text: str) -> str:
+    if 4 <= len(text) <= 32 and text.isascii() and text.isalnum():
+        return text  # the usual form, without the regular expressions
     value = re.sub(r"\s+", "", text)
     if not _MEMBER_ID.fullmatch(value):
         raise _Invalid("must be 4 to 32 letters or digits")
@@ -253,20 +259,8 @@ def _parse_physician_name(text: str) -> str:
     return value
 
 
-def _parse_birth_date(text: str, today: date) -> date:
-    born = parse_date(text)
-    if born > today:
-        raise _Invalid("is in the future")
-    age = _age_on(born, today)
-    if age < _ADULT_AGE:
-        raise _Invalid("patient is not an adult (the programme is for adults)")
-    if age > _MAX_AGE:
-        raise _Invalid(f"more than {_MAX_AGE} years ago")
-    return born
-
-
 def _parse_past_date(text: str, today: date) -> date:
-    day = parse_date(text)
+    day = _cached_date(text)
     if day > today:
         raise _Invalid("is in the future")
     return day
@@ -324,6 +318,8 @@ def _parse_nurse(text: str, known: set[str]) -> str:
 
 
 def _parse_rpps(text: str) -> str:
+    if len(text) == 11 and text.isascii() and text.isdigit():
+        return text
     value = re.sub(r"[\s.]", "", text)
     if not _RPPS.fullmatch(value):
         raise _Invalid("must be 11 digits")
