@@ -20,13 +20,12 @@ import structlog
 
 from campaign.clock import Clock
 from campaign.db import SessionFactory
-from campaign.errors import ImportRowError
 from campaign.imports.reading import (
     _file_error,
     _first_line,
+    _Lines,
     _map_header,
-    _renumbered,
-    _rows,
+    _records,
     _sniff_delimiter,
     _sniff_encoding,
 )
@@ -91,7 +90,7 @@ def import_patients(
     """
     started = _time.monotonic()
     file = Path(path)
-    encoding, newlines = _sniff_encoding(file)
+    encoding, newlines, nul = _sniff_encoding(file)
     today = clock.now().astimezone(ZoneInfo("Europe/Paris")).date()
     summary = ImportSummary(encoding=encoding)
 
@@ -104,6 +103,7 @@ def import_patients(
         today=today,
         pathologies={code: p.label for code, p in policy.pathologies.items()},
         nurse_codes=set(nurse_ids),
+        nul=nul,
     )
 
     with file.open("r", encoding=encoding, newline="") as stream:
@@ -130,6 +130,7 @@ def import_patients(
                 summary,
                 batch_size,
                 lambda done: progress(done, max(estimated, done)) if progress else None,
+                cr_only=newlines == 0,
             )
         except BaseException as exc:
             if summary.inserted or summary.updated:
@@ -165,27 +166,27 @@ def _import_rows(
     summary: ImportSummary,
     batch_size: int,
     tick: Callable[[int], None],
+    cr_only: bool,
 ) -> None:
     batch: list[PatientRecord] = []
-    line = header_line
-    try:
-        for line, cells in _rows(_renumbered(stream, header_line), delimiter):
-            summary.total += 1
-            parsed = _parse_row(line, cells, columns, width, ctx)
+    names = [""] * width  # column index -> the field it holds (blank: ignored)
+    for name, index in columns.items():
+        names[index] = name
+    lines = _Lines(stream, header_line + 1)
+    for record in _records(lines, delimiter, names, cr_only):
+        summary.total += 1
+        if isinstance(record, RowRejection):
+            summary.rejected.append(record)
+        else:
+            parsed = _parse_row(record[0], record[1], columns, width, ctx)
             if isinstance(parsed, RowRejection):
                 summary.rejected.append(parsed)
             else:
                 batch.append(parsed)
-            if summary.total % batch_size == 0:
-                _store(session_factory, batch, clock, columns, nurse_ids, summary)
-                batch = []
-                tick(summary.total)
-    except csv.Error as exc:
-        # Rows before it are kept; what follows cannot be read reliably.
-        _store(session_factory, batch, clock, columns, nurse_ids, summary)
-        raise ImportRowError(
-            line=line + 1, field="file", reason=f"not readable CSV after this point ({exc})"
-        ) from None
+        if summary.total % batch_size == 0:
+            _store(session_factory, batch, clock, columns, nurse_ids, summary)
+            batch = []
+            tick(summary.total)
     _store(session_factory, batch, clock, columns, nurse_ids, summary)
 
 

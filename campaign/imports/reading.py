@@ -13,12 +13,15 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import IO
 
 from campaign.errors import ImportRowError
 from campaign.imports.values import _key
+from campaign.registry import RowRejection
 
 # fmt: off
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -81,10 +84,12 @@ def _file_error(field_name: str, reason: str) -> ImportRowError:
     return ImportRowError(line=1, field=field_name, reason=reason)
 
 
-def _sniff_encoding(path: Path) -> tuple[str, int]:
-    """The file's encoding and its number of line breaks (for progress).
+def _sniff_encoding(path: Path) -> tuple[str, int, bool]:
+    """The file's encoding, its number of line breaks (for progress), and whether it holds a NUL.
 
-    Streams the bytes so a national file is never held twice in memory.
+    Streams the bytes so a national file is never held twice in memory. A NUL is
+    looked for here, in bytes, so that rows are searched for one only in the rare
+    file that has one (PostgreSQL refuses NUL in text; no office software writes it).
     """
     try:
         with path.open("rb") as f:
@@ -100,12 +105,16 @@ def _sniff_encoding(path: Path) -> tuple[str, int]:
             newlines = 0
             size = 0
             utf8_ok = True
+            nul = False
             while chunk := f.read(1 << 20):
                 size += len(chunk)
                 if encoding == "utf-16":
-                    newlines += decoder.decode(chunk).count("\n")
+                    text = decoder.decode(chunk)
+                    newlines += text.count("\n")
+                    nul = nul or "\x00" in text
                     continue
                 newlines += chunk.count(b"\n")
+                nul = nul or b"\x00" in chunk
                 if utf8_ok:
                     try:
                         decoder.decode(chunk)
@@ -134,7 +143,7 @@ def _sniff_encoding(path: Path) -> tuple[str, int]:
                     chunk.decode("cp1252")
                 except UnicodeDecodeError:
                     raise _file_error("file", "not readable text (neither UTF-8 nor Windows-1252)") from None
-    return encoding, newlines
+    return encoding, newlines, nul
 
 
 _DELIMITERS = (";", ",", "\t")
@@ -175,15 +184,131 @@ def _map_header(cells: list[str]) -> tuple[dict[str, int], list[str]]:
     return mapping, ignored
 
 
-def _rows(stream: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(line where the record starts, cells) for each non-empty record."""
-    reader = csv.reader(stream, delimiter=delimiter)
-    start = 1
-    for cells in reader:
-        line = start
-        start = reader.line_num + 1
-        if any(c.strip() for c in cells):
-            yield line, cells
+class _Lines:
+    """The stream's lines as the csv reader reads them, kept back to the record being read.
+
+    The reader iterates them at C speed (a chain over readlines() chunks). When a
+    record turns out to span several lines, or the reader gives up on one, the
+    lines since the record's start are still here to be read again one by one.
+    """
+
+    __slots__ = ("_chunk", "_kept", "_next", "_stream", "first", "keep_from")
+
+    def __init__(self, stream: IO[str], first: int, chunk: int = 1 << 20) -> None:
+        self._stream = stream
+        self._chunk = chunk  # characters per readlines() call
+        self._kept: deque[tuple[int, list[str]]] = deque()
+        self.first = self._next = self.keep_from = first
+
+    def __iter__(self) -> Iterator[str]:
+        return chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> Iterator[list[str]]:
+        kept = self._kept
+        while chunk := self._stream.readlines(self._chunk):
+            while kept and kept[0][0] + len(kept[0][1]) <= self.keep_from:
+                kept.popleft()
+            kept.append((self._next, chunk))
+            self._next += len(chunk)
+            yield chunk
+
+    def span(self, first: int, last: int) -> list[str]:
+        """Lines `first` to `last` (file line numbers, inclusive), as read."""
+        out: list[str] = []
+        for start, chunk in self._kept:
+            low, high = max(first, start), min(last + 1, start + len(chunk))
+            if low < high:
+                out.extend(chunk[low - start : high - start])
+        return out
+
+
+def _records(
+    lines: _Lines, delimiter: str, names: Sequence[str], cr_only: bool = False
+) -> Iterator[tuple[int, list[str]] | RowRejection]:
+    """(line, cells) of each non-empty record, or why a line cannot be read as one.
+
+    Records never span lines in this format: a record the csv reader ran over
+    several lines (a quote that never closes swallows the lines after it) or gave
+    up on (a value over its field size limit) is read again line by line
+    (_split_line), so only its own line is lost. `names` names the columns in
+    rejections (blank: a column the import ignores). `cr_only`: the file's lines
+    end with a lone CR (old Mac office software).
+    """
+    # A blank line after the last: a quote still open at the end of the file swallows
+    # it, so that last record spans lines too and is read again like the others.
+    reader = csv.reader(chain(lines, ("\n",)), delimiter=delimiter)
+    offset = lines.first - 1
+    start = lines.first
+    while True:
+        try:
+            for cells in reader:
+                end = reader.line_num + offset
+                if end != start:
+                    yield from _split_lines(lines.span(start, end), start, delimiter, names, cr_only)
+                elif cells and (cells[0].strip() or any(c.strip() for c in cells)):
+                    yield start, cells
+                start = lines.keep_from = end + 1
+            return
+        except csv.Error:
+            end = reader.line_num + offset
+            yield from _split_lines(lines.span(start, end), start, delimiter, names, cr_only)
+            start = lines.keep_from = end + 1
+
+
+def _split_lines(
+    raw: list[str], first: int, delimiter: str, names: Sequence[str], cr_only: bool
+) -> Iterator[tuple[int, list[str]] | RowRejection]:
+    """Each line of `raw` read on its own.
+
+    A lone CR inside a quoted value (a spreadsheet cell holding one) breaks the
+    stream's lines but not the file's: such pieces are joined again first, unless
+    the file ends its lines that way.
+    """
+    text = ""
+    start = first
+    for number, piece in enumerate(raw, first):
+        if not text:
+            start = number
+        text += piece
+        if piece.endswith("\r") and not cr_only:  # "\r\n" ends with "\n": a lone CR
+            continue
+        if text.strip():
+            yield _split_line(start, text, delimiter, names)
+        text = ""
+    if text.strip():
+        yield _split_line(start, text, delimiter, names)
+
+
+def _split_line(
+    line: int, text: str, delimiter: str, names: Sequence[str]
+) -> tuple[int, list[str]] | RowRejection:
+    """The cells of one line, or why it is refused (a quote that does not close, a value too long)."""
+    limit = csv.field_size_limit()
+    # The line is in memory already: let a value be as long as the line, to say which it is.
+    reader = csv.reader((text, ""), delimiter=delimiter)
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        cells = next(reader, [])
+    except csv.Error:
+        return RowRejection(
+            line, "row", "not readable as CSV (a line break inside a value that is not quoted?)"
+        )
+    finally:
+        csv.field_size_limit(limit)
+    if reader.line_num > 1:  # the reader went on to the next line: the last value's quote never closed
+        return RowRejection(
+            line,
+            _column_name(names, len(cells) - 1),
+            "a quote opens the value but does not close it on its line (rows never span lines)",
+        )
+    for index, cell in enumerate(cells):
+        if len(cell) > limit and index < len(names) and names[index]:
+            return RowRejection(line, names[index], f"longer than {limit} characters")
+    return line, cells
+
+
+def _column_name(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) and names[index] else "row"
 
 
 def _first_line(stream: IO[str], after: int = 0) -> tuple[int, str]:
@@ -195,9 +320,3 @@ def _first_line(stream: IO[str], after: int = 0) -> tuple[int, str]:
         if text.strip():
             return number, text
     raise _file_error("file", "the file is empty" if after == 0 else "no header after 'sep='")
-
-
-def _renumbered(stream: IO[str], header_line: int) -> Iterator[str]:
-    """Feed the csv reader blank lines for what was consumed, so line_num is physical."""
-    yield from ("\n" for _ in range(header_line))
-    yield from stream

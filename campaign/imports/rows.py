@@ -39,6 +39,7 @@ class _Context:
     today: date
     pathologies: dict[str, str]
     nurse_codes: set[str]
+    nul: bool = False  # the file holds a NUL somewhere: look for it in each row
     first_line: dict[str, int] = field(default_factory=dict)
     index: tuple[int, ...] | None = None  # cell index of each of _FIELDS in this file
     _pathologies_cache: dict[str, str] = field(default_factory=dict)
@@ -86,6 +87,10 @@ def _parse_row(
             f"{n} cells but the header has {width} (a delimiter in a value that is not quoted?)",
         )
     i = ctx.index if ctx.index is not None else ctx.set_index(columns)
+    if ctx.nul:
+        for name, index in zip(_FIELDS, i, strict=True):
+            if index < n and "\x00" in cells[index]:
+                return RowRejection(line, name, "contains a NUL character (a damaged file?)")
     problems: list[tuple[str, str]] = []
     add = problems.append
 
