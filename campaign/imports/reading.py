@@ -14,7 +14,8 @@ import codecs
 import csv
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import IO
@@ -238,45 +239,52 @@ def _records(
     # it, so that last record spans lines too and is read again like the others.
     reader = csv.reader(chain(lines, ("\n",)), delimiter=delimiter)
     offset = lines.first - 1
-    start = lines.first
+    start = lines.first  # line numbers of the stream (a lone CR ends one), as _Lines keeps them
+    shift = 0  # lone CRs inside quoted values so far: line breaks of the stream, not of the file
+    again = partial(_split_lines, delimiter=delimiter, names=names, cr_only=cr_only)
     while True:
         try:
             for cells in reader:
                 end = reader.line_num + offset
                 if end != start:
-                    yield from _split_lines(lines.span(start, end), start, delimiter, names, cr_only)
+                    shift += yield from again(lines.span(start, end), start - shift)
                 elif cells and (cells[0].strip() or any(c.strip() for c in cells)):
-                    yield start, cells
+                    yield start - shift, cells
                 start = lines.keep_from = end + 1
             return
         except csv.Error:
             end = reader.line_num + offset
-            yield from _split_lines(lines.span(start, end), start, delimiter, names, cr_only)
+            shift += yield from again(lines.span(start, end), start - shift)
             start = lines.keep_from = end + 1
 
 
 def _split_lines(
     raw: list[str], first: int, delimiter: str, names: Sequence[str], cr_only: bool
-) -> Iterator[tuple[int, list[str]] | RowRejection]:
-    """Each line of `raw` read on its own.
+) -> Generator[tuple[int, list[str]] | RowRejection, None, int]:
+    """Each line of `raw` (the first is file line `first`) read on its own; returns how many were joined.
 
     A lone CR inside a quoted value (a spreadsheet cell holding one) breaks the
     stream's lines but not the file's: such pieces are joined again first, unless
     the file ends its lines that way.
     """
     text = ""
-    start = first
-    for number, piece in enumerate(raw, first):
+    line = first
+    joined = 0
+    for index, piece in enumerate(raw):
         if not text:
-            start = number
+            line = first + index - joined
         text += piece
         if piece.endswith("\r") and not cr_only:  # "\r\n" ends with "\n": a lone CR
+            joined += 1
             continue
         if text.strip():
-            yield _split_line(start, text, delimiter, names)
+            yield _split_line(line, text, delimiter, names)
         text = ""
-    if text.strip():
-        yield _split_line(start, text, delimiter, names)
+    if text:  # the last piece ended with a lone CR: nothing was joined to it
+        joined -= 1
+        if text.strip():
+            yield _split_line(line, text, delimiter, names)
+    return joined
 
 
 def _split_line(

@@ -58,3 +58,17 @@ def test_a_value_over_the_field_limit_and_one_in_an_ignored_column() -> None:
 def test_blank_lines_are_skipped_and_numbered() -> None:
     records = _read("\n" + GOOD[0] + ";;;\n\n" + GOOD[1], 1 << 20)
     assert [r[0] for r in records] == [3, 6]
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 20])
+def test_lines_are_numbered_as_the_file_counts_them_after_a_cr_inside_quotes(chunk: int) -> None:
+    """A CR inside a quoted value is not a line of the file: the rows after keep their number."""
+    text = 'M1;"Nom\r\rNom";Ville;x\n' + GOOD[0] + 'M2;"Nom;Ville;x\n' + GOOD[1]
+    records = _read(text, chunk)
+
+    assert records == [
+        (2, ["M1", "Nom\r\rNom", "Ville", "x"]),
+        (3, GOOD[0].rstrip("\n").split(";")),
+        (4, ("last_name", "a")),
+        (5, GOOD[1].rstrip("\n").split(";")),
+    ]
