@@ -236,27 +236,42 @@ def _parse_member_id(text: str) -> str:
     return value
 
 
-def _parse_name(text: str) -> str:
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(…),
+# +cmd|…, -2+3, @SUM(…)); a leading tab or CR hides one, and goes with the spaces.
+_FORMULA_STARTS = frozenset("=+-@")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _free_text(text: str, limit: int) -> str:
+    """A free-text value (name, city, physician), spaces collapsed.
+
+    Refused when a spreadsheet would run it: names and cities go out of carecall
+    again (lists to physicians, exports opened in Excel), and must never come back
+    as a formula. Control characters have no place in them either.
+    """
     value = " ".join(text.split())
-    if len(value) > 100:
-        raise _Invalid("longer than 100 characters")
+    if value[:1] in _FORMULA_STARTS:
+        raise _Invalid(f"starts with {value[0]!r}: a spreadsheet would run it as a formula")
+    if len(value) > limit:
+        raise _Invalid(f"longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise _Invalid("contains a control character")
+    return value
+
+
+def _parse_name(text: str) -> str:
+    value = _free_text(text, 100)
     if _NAME_FORBIDDEN.search(value) or not any(c.isalpha() for c in value):
         raise _Invalid("contains characters that are not in a name")
     return value
 
 
 def _parse_city(text: str) -> str:
-    value = " ".join(text.split())
-    if len(value) > 100:
-        raise _Invalid("longer than 100 characters")
-    return value
+    return _free_text(text, 100)
 
 
 def _parse_physician_name(text: str) -> str:
-    value = " ".join(text.split())
-    if len(value) > 200:
-        raise _Invalid("longer than 200 characters")
-    return value
+    return _free_text(text, 200)
 
 
 def _parse_past_date(text: str, today: date) -> date:

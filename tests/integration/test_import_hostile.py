@@ -18,7 +18,7 @@ from campaign import migrate
 from campaign.clock import VirtualClock
 from campaign.db import SessionFactory, make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
-from campaign.model import Patient
+from campaign.model import Patient, Physician
 from campaign.policy import Policy, load_policy
 from campaign.synthetic import generate_nurses
 
@@ -167,3 +167,39 @@ def test_old_mac_line_endings_still_read(sessions, policy, tmp_path) -> None:
 
     assert [(r.line, r.field) for r in summary.rejected] == [(3, "city")]
     assert set(stored(sessions)) == {"AB0001", "AB0003"}
+
+
+def test_a_cell_a_spreadsheet_would_run_is_refused_in_free_text(sessions, policy, tmp_path) -> None:
+    """=HYPERLINK(…) in a city, +cmd|… in a physician's name, -Jean as a name were stored as typed."""
+    path = tmp_path / "formulas.csv"
+    path.write_text(
+        "member_id;last_name;first_name;birth_date;phone;postal_code;city;pathologies;tier;rpps;médecin\n"
+        "AB0001;Dupont;Jean;1950-01-01;0199000001;75011;Paris;diabète;faible;10000000011;Dr Lefèvre\n"
+        'AB0002;Dupont;Jean;1950-01-01;0199000002;75011;"=HYPERLINK(""http://x.invalid"";""Paris"")";'
+        "diabète;faible;;\n"
+        "AB0003;Dupont;Jean;1950-01-01;0199000003;75011;Paris;diabète;faible;10000000029;"
+        "+cmd|' /C calc'!A0\n"
+        "AB0004;-Dupont;Jean;1950-01-01;0199000004;75011;Paris;diabète;faible;;\n"
+        "AB0005;Dupont;+Jean;1950-01-01;0199000005;75011;Paris;diabète;faible;;\n"
+        'AB0006;Dupont;Jean;1950-01-01;0199000006;75011;"\r-2+3";diabète;faible;;\n'
+        "AB0007;Dupont;Jean;1950-01-01;0199000007;75011;\t@SUM(1+1);diabète;faible;;\n"
+        'AB0008;Dupont;Jean;1950-01-01;0199000008;75011;"\tSaint-Denis";diabète;faible;;\n',
+        encoding="utf-8",
+        newline="",
+    )
+
+    summary = run(sessions, policy, path)
+
+    assert rejections(summary) == {
+        3: ("city", "starts with '=': a spreadsheet would run it as a formula"),
+        4: ("physician_name", "starts with '+': a spreadsheet would run it as a formula"),
+        5: ("last_name", "starts with '-': a spreadsheet would run it as a formula"),
+        6: ("first_name", "starts with '+': a spreadsheet would run it as a formula"),
+        7: ("city", "starts with '-': a spreadsheet would run it as a formula"),
+        8: ("city", "starts with '@': a spreadsheet would run it as a formula"),
+    }
+    patients = stored(sessions)
+    assert set(patients) == {"AB0001", "AB0008"}
+    assert patients["AB0008"].city == "Saint-Denis"
+    with sessions() as s:
+        assert [p.name for p in s.exec(select(Physician)).all()] == ["Dr Lefèvre"]
