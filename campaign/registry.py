@@ -11,7 +11,7 @@ anything is written, on both paths.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -124,8 +124,69 @@ def nurse_ids_by_code(session: Session) -> dict[str, int]:
     return {code.upper(): nurse_id for code, nurse_id in rows if nurse_id is not None}
 
 
+def canonical_member_id(text: str) -> str:
+    """A member id as stored: upper case, no spaces ('hx 0002' and 'HX0002' are one patient)."""
+    return "".join(text.split()).upper()
+
+
+def member_key(member_id: str) -> str:
+    """The member id without its leading zeros, which Excel drops: '0012345' and '12345' share it.
+
+    The database keeps it in the indexed column patient.member_key (the same
+    ltrim, computed by the database), so a probable duplicate is found by index.
+    """
+    return member_id.lstrip("0")
+
+
+SIMILAR_ID = (
+    "same as {known} without its leading zeros; check the file, or import again with --accept-similar-ids"
+)
+
+
+class MemberIds:
+    """The member ids met so far (in one file, or one upsert call), and their first lines.
+
+    An id met again is a duplicate (check). An id that equals another met before
+    once leading zeros are stripped (similar_line) is a probable duplicate, which
+    the upsert refuses for a new patient unless the supervisor accepts similar
+    ids. One dict entry per key, an int: a national file holds ~900,000 ids.
+    """
+
+    __slots__ = ("_first", "_others")
+
+    def __init__(self) -> None:
+        self._first: dict[str, int] = {}  # key -> line << 6 | leading zeros, of the first id with that key
+        self._others: dict[str, int] = {}  # the other ids with a key already taken -> first line
+
+    def check(self, member_id: str, line: int) -> str | None:
+        """None the first time this id is met, else why its row is refused (a duplicate)."""
+        key = member_id.lstrip("0")
+        zeros = len(member_id) - len(key)  # < 64: an id has at most 32 characters
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = line << 6 | zeros
+            return None
+        if first & 63 == zeros:
+            return f"duplicate of line {first >> 6}"
+        other = self._others.get(member_id)
+        if other is None:
+            self._others[member_id] = line
+            return None
+        return f"duplicate of line {other}"
+
+    def similar_line(self, member_id: str) -> int | None:
+        """The line of an earlier, other id with the same key as this (checked) one, if any."""
+        key = member_id.lstrip("0")
+        first = self._first.get(key)
+        if first is None or first & 63 == len(member_id) - len(key):
+            return None
+        return first >> 6
+
+
 def get_patient_by_member_id(session: Session, member_id: str) -> Patient | None:
-    return session.exec(select(Patient).where(Patient.member_id == member_id.strip())).first()
+    """The patient with this member id, however it is typed (case, spaces)."""
+    wanted = canonical_member_id(member_id)
+    return session.exec(select(Patient).where(Patient.member_id == wanted)).first()
 
 
 def upsert_physicians(session: Session, physicians: Mapping[str, str | None]) -> dict[str, int]:
@@ -208,32 +269,42 @@ def upsert_patients(
     columns: Iterable[str] | None = None,
     nurse_ids: Mapping[str, int] | None = None,
     batch_size: int = BATCH_SIZE,
+    accept_similar_ids: bool = False,
+    member_ids: MemberIds | None = None,
 ) -> UpsertResult:
-    """Insert new patients and update changed ones, keyed by member id.
+    """Insert new patients and update changed ones, keyed by member id (canonical_member_id).
 
     `columns` names the import columns the file had (default: all); attributes
     of absent columns are left as they are on existing patients. `nurse_ids`
     maps nurse codes (upper-case) to ids; a row naming an unknown code is
-    rejected, not stored. The caller commits.
+    rejected, not stored. A new member id equal to a stored one, or to another
+    of `member_ids` (the file's, when an import calls batch by batch; default:
+    those of this call), once leading zeros are stripped is rejected as a
+    probable duplicate, unless `accept_similar_ids`. The caller commits.
     """
     present = set(COLUMN_ATTRIBUTES) if columns is None else set(columns)
     attributes = [a for c, attrs in COLUMN_ATTRIBUTES.items() if c in present for a in attrs]
     nurses = dict(nurse_ids) if nurse_ids is not None else nurse_ids_by_code(session)
     result = UpsertResult()
-    first_line: dict[str, int] = {}
-    unique: list[PatientRecord] = []
-    for rec in rows:
-        first = first_line.setdefault(rec.member_id, rec.line)
-        if len(first_line) == len(unique):  # member id seen before in this call
-            result.rejected.append(RowRejection(rec.line, "member_id", f"duplicate of line {first}"))
-        else:
-            unique.append(rec)
+    if member_ids is None:  # else the rows were checked as they were read
+        member_ids = MemberIds()
+        checked: list[PatientRecord] = []
+        for rec in rows:
+            why = member_ids.check(rec.member_id, rec.line)
+            if why is None:
+                checked.append(rec)
+            else:
+                result.rejected.append(RowRejection(rec.line, "member_id", why))
+        unique: Sequence[PatientRecord] = checked
+    else:
+        unique = rows
+    similar = None if accept_similar_ids else member_ids
     if is_postgresql(session):
         from campaign.registry_pg import _upsert_batch_pg as upsert
     else:
         upsert = _upsert_batch
     for batch in _chunks(unique, batch_size):
-        upsert(session, batch, now, attributes, nurses, result)
+        upsert(session, batch, now, attributes, nurses, result, similar)
     return result
 
 
@@ -257,6 +328,34 @@ def _accepted(
     return accepted
 
 
+def _not_similar(
+    accepted: list[tuple[PatientRecord, int | None]],
+    known_ids: Container[str],
+    known_keys: Container[str | None],
+    met: MemberIds,
+    result: UpsertResult,
+) -> list[tuple[PatientRecord, int | None]]:
+    """The rows of stored ids, and of new ids like no stored one nor one met before; the others are rejected.
+
+    A stored id is an update whatever else the file holds: a pair the supervisor
+    accepted once stays importable without the option.
+    """
+    kept: list[tuple[PatientRecord, int | None]] = []
+    for rec, nurse_id in accepted:
+        if rec.member_id not in known_ids:
+            line = met.similar_line(rec.member_id)
+            if line is not None:
+                reason = SIMILAR_ID.format(known=f"the member id of line {line}")
+                result.rejected.append(RowRejection(rec.line, "member_id", reason))
+                continue
+            if member_key(rec.member_id) in known_keys:
+                reason = SIMILAR_ID.format(known="a known member id")
+                result.rejected.append(RowRejection(rec.line, "member_id", reason))
+                continue
+        kept.append((rec, nurse_id))
+    return kept
+
+
 def _batch_physicians_dict(
     accepted: Sequence[tuple[PatientRecord, int | None]],
 ) -> dict[str, str | None]:
@@ -276,17 +375,23 @@ def _upsert_batch(
     attributes: list[str],
     nurses: Mapping[str, int],
     result: UpsertResult,
+    similar: MemberIds | None,
 ) -> None:
+    """The SQLite batch: one indexed lookup by member_key finds the known ids and the similar ones.
+
+    `similar`: the ids met so far, to refuse a new one like one of them or a stored
+    one (None: similar ids accepted).
+    """
     accepted = _accepted(batch, nurses, result)
     if not accepted:
         return
+    keys = {member_key(rec.member_id) for rec, _ in accepted}
+    found = session.exec(select(Patient).where(col(Patient.member_key).in_(keys))).all()
+    existing = {p.member_id: p for p in found}
+    if similar is not None:
+        accepted = _not_similar(accepted, existing, {p.member_key for p in found}, similar, result)
     physician_ids = upsert_physicians(session, _batch_physicians_dict(accepted))
 
-    member_ids = [rec.member_id for rec, _ in accepted]
-    existing = {
-        p.member_id: p
-        for p in session.exec(select(Patient).where(col(Patient.member_id).in_(member_ids))).all()
-    }
     new_rows: list[dict[str, Any]] = []
     for rec, nurse_id in accepted:
         physician_id = physician_ids.get(rec.physician_rpps) if rec.physician_rpps else None

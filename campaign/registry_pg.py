@@ -19,9 +19,13 @@ from sqlmodel import Session
 from campaign.registry import (
     _KEEP_WHEN_BLANK,
     COLUMN_ATTRIBUTES,
+    MemberIds,
     PatientRecord,
-    RowRejection,
     UpsertResult,
+    _accepted,
+    _batch_physicians_dict,
+    _not_similar,
+    member_key,
 )
 from campaign.states import EnrolmentStatus
 
@@ -46,44 +50,34 @@ def _upsert_batch_pg(
     attributes: list[str],
     nurses: Mapping[str, int],
     result: UpsertResult,
+    similar: MemberIds | None,
 ) -> None:
     """The PostgreSQL batch: COPY for new member ids, a staged set-based merge for known ones.
 
     Same outcome and counts as `_upsert_batch`: new rows get the defaults for a
     blank status or consent, existing rows keep theirs, only attributes of the
-    file's columns are compared and set, and an unchanged row is not written.
+    file's columns are compared and set, an unchanged row is not written, and a
+    new id like a stored one (leading zeros aside) is refused unless accepted.
     New member ids are COPYed (binary) straight into `patient`, so a first import
     costs about what a bare COPY costs; known ones are COPYed into a temporary
-    table and merged by one UPDATE of the rows that differ. Which ids are known
-    is looked up for the whole batch only when a probe of its first rows finds
-    one (a first import skips the lookup). Should a "new" member id exist after
-    all (the probe missed it, or another session inserted it meanwhile), the
-    COPY fails on the unique index, is rolled back to its savepoint, and the
-    whole batch goes through the merge, whose INSERT … ON CONFLICT DO NOTHING
-    leaves such rows to the UPDATE.
+    table and merged by one UPDATE of the rows that differ. Should a "new" member
+    id exist after all (another session inserted it meanwhile, or the probe of
+    _stored_ids missed it), the COPY fails on the unique index, is rolled back to
+    its savepoint, and the whole batch goes through the merge, whose INSERT … ON
+    CONFLICT DO NOTHING leaves such rows to the UPDATE.
     """
-    accepted: list[PatientRecord] = []
-    nurse_of: list[int | None] = []
-    physicians: dict[str, str | None] = {}
-    for rec in batch:
-        nurse_id = None
-        if rec.referent_nurse:
-            nurse_id = nurses.get(rec.referent_nurse.upper())
-            if nurse_id is None:
-                result.rejected.append(RowRejection(rec.line, "referent_nurse", "unknown nurse code"))
-                continue
-        rpps = rec.physician_rpps
-        if rpps and (rec.physician_name or rpps not in physicians):
-            physicians[rpps] = rec.physician_name
-        accepted.append(rec)
-        nurse_of.append(nurse_id)
+    accepted = _accepted(batch, nurses, result)
     if not accepted:
         return
     session.flush()
     raw = session.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur:
-        doctors = _upsert_physicians_pg(cur, physicians)
+        keys = [member_key(r.member_id) for r, _ in accepted]
+        known, known_keys = _stored_ids(cur, keys, probe=similar is None)
+        if similar is not None:
+            accepted = _not_similar(accepted, known, known_keys, similar, result)
+        doctors = _upsert_physicians_pg(cur, _batch_physicians_dict(accepted))
         # fmt: off
         rows = [
             (
@@ -93,10 +87,9 @@ def _upsert_batch_pg(
                 r.preferred_end, nurse_id, doctors.get(r.physician_rpps) if r.physician_rpps else None,
                 r.enrolled_on,
             )
-            for r, nurse_id in zip(accepted, nurse_of, strict=True)
+            for r, nurse_id in accepted
         ]
         # fmt: on
-        known = _known_member_ids(cur, [r[0] for r in rows])
         new = [r for r in rows if r[0] not in known] if known else rows
         merge = [r for r in rows if r[0] in known] if known else []
         inserted = updated = 0
@@ -118,21 +111,25 @@ def _upsert_batch_pg(
 
 
 _PROBE = 64
+_STORED = "SELECT member_id, member_key FROM patient WHERE member_key = ANY(%s)"
 
 
-def _known_member_ids(cur: Any, member_ids: list[str]) -> set[str]:
-    """The batch's member ids already stored; a probe of the first ones decides whether to look.
+def _stored_ids(cur: Any, keys: list[str], probe: bool) -> tuple[set[str], set[str]]:
+    """The stored member ids whose member_key is one of `keys`, and those keys (index lookups).
 
-    When the probe finds none (a first import), the rest are taken as new without a
-    lookup: a wrong guess only costs the fallback of `_upsert_batch_pg`.
+    Every key is looked up when similar ids are refused: one of them may be like
+    a stored id. Otherwise (`probe`) a probe of the first keys decides: when it
+    finds none (a first import), the rest are taken as new without a lookup, and
+    a wrong guess only costs the fallback of `_upsert_batch_pg`.
     """
-    query = "SELECT member_id FROM patient WHERE member_id = ANY(%s)"
-    cur.execute(query, (member_ids[:_PROBE],), binary=True)
-    found = {m for (m,) in cur.fetchall()}
-    if not found or len(member_ids) <= _PROBE:
-        return found
-    cur.execute(query, (member_ids,), binary=True)
-    return {m for (m,) in cur.fetchall()}
+    if probe:
+        cur.execute(_STORED, (keys[:_PROBE],), binary=True)
+        if not cur.rowcount or len(keys) <= _PROBE:
+            found = cur.fetchall()
+            return {m for m, _ in found}, {k for _, k in found}
+    cur.execute(_STORED, (keys,), binary=True)
+    found = cur.fetchall()
+    return {m for m, _ in found}, {k for _, k in found}
 
 
 # binary COPY: psycopg dumps each value by its declared type, no text escaping

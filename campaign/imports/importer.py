@@ -35,6 +35,7 @@ from campaign.policy import Policy
 from campaign.registry import (
     BATCH_SIZE,
     PG_BATCH_SIZE,
+    MemberIds,
     PatientRecord,
     RowRejection,
     is_postgresql,
@@ -77,6 +78,7 @@ def import_patients(
     *,
     actor: str = "import",
     batch_size: int | None = None,
+    accept_similar_ids: bool = False,
 ) -> ImportSummary:
     """Import (upsert) the patients of a CSV file; see the module docstring for columns.
 
@@ -86,7 +88,9 @@ def import_patients(
     is idempotent. `batch_size` defaults to registry.BATCH_SIZE rows on SQLite and
     registry.PG_BATCH_SIZE on PostgreSQL (COPY + set-based merge per batch). Raises
     ImportRowError(line=1, …) for a file-level problem; row problems are in the
-    summary.
+    summary. A member id equal to a known one (stored, or earlier in the file) once
+    leading zeros are stripped is refused as a probable duplicate unless the
+    supervisor confirms with `accept_similar_ids`.
     """
     started = _time.monotonic()
     file = Path(path)
@@ -104,6 +108,7 @@ def import_patients(
         pathologies={code: p.label for code, p in policy.pathologies.items()},
         nurse_codes=set(nurse_ids),
         nul=nul,
+        member_ids=MemberIds(),
     )
 
     with file.open("r", encoding=encoding, newline="") as stream:
@@ -131,6 +136,7 @@ def import_patients(
                 batch_size,
                 lambda done: progress(done, max(estimated, done)) if progress else None,
                 cr_only=newlines == 0,
+                accept_similar=accept_similar_ids,
             )
         except BaseException as exc:
             if summary.inserted or summary.updated:
@@ -167,6 +173,7 @@ def _import_rows(
     batch_size: int,
     tick: Callable[[int], None],
     cr_only: bool,
+    accept_similar: bool,
 ) -> None:
     batch: list[PatientRecord] = []
     names = [""] * width  # column index -> the field it holds (blank: ignored)
@@ -184,10 +191,10 @@ def _import_rows(
             else:
                 batch.append(parsed)
         if summary.total % batch_size == 0:
-            _store(session_factory, batch, clock, columns, nurse_ids, summary)
+            _store(session_factory, batch, clock, columns, nurse_ids, summary, ctx.member_ids, accept_similar)
             batch = []
             tick(summary.total)
-    _store(session_factory, batch, clock, columns, nurse_ids, summary)
+    _store(session_factory, batch, clock, columns, nurse_ids, summary, ctx.member_ids, accept_similar)
 
 
 def _audit(
@@ -226,6 +233,8 @@ def _store(
     columns: dict[str, int],
     nurse_ids: dict[str, int],
     summary: ImportSummary,
+    member_ids: MemberIds,
+    accept_similar_ids: bool,
 ) -> None:
     if not batch:
         return
@@ -237,6 +246,8 @@ def _store(
             columns=columns,
             nurse_ids=nurse_ids,
             batch_size=len(batch),
+            accept_similar_ids=accept_similar_ids,
+            member_ids=member_ids,
         )
         session.commit()
     summary.inserted += result.inserted

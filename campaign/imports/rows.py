@@ -31,7 +31,7 @@ from campaign.imports.values import (
     parse_tier,
 )
 from campaign.model import pathologies_to_text
-from campaign.registry import PatientRecord, RowRejection
+from campaign.registry import MemberIds, PatientRecord, RowRejection
 
 
 @dataclass(slots=True)
@@ -40,7 +40,7 @@ class _Context:
     pathologies: dict[str, str]
     nurse_codes: set[str]
     nul: bool = False  # the file holds a NUL somewhere: look for it in each row
-    first_line: dict[str, int] = field(default_factory=dict)
+    member_ids: MemberIds = field(default_factory=MemberIds)  # the file's, so far
     index: tuple[int, ...] | None = None  # cell index of each of _FIELDS in this file
     _pathologies_cache: dict[str, str] = field(default_factory=dict)
 
@@ -260,9 +260,9 @@ def _parse_row(
         add(("physician_rpps", "required when physician_name is given"))
 
     if member_id is not None:
-        first = ctx.first_line.setdefault(member_id, line)
-        if first != line:
-            problems.insert(0, ("member_id", f"duplicate of line {first}"))
+        why = ctx.member_ids.check(member_id, line)
+        if why is not None:
+            problems.insert(0, ("member_id", why))
 
     if problems:
         name, reason = problems[0]

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from campaign.calendar import departement_from_postal_code, phone_region_for, zone_for
 from campaign.policy import Tier
+from campaign.registry import canonical_member_id
 from campaign.states import EnrolmentStatus
 
 
@@ -163,7 +164,7 @@ def parse_window(text: str) -> tuple[time, time]:
     return start, end
 
 
-_MEMBER_ID = re.compile(r"[A-Za-z0-9]{4,32}")
+_MEMBER_ID = re.compile(r"[A-Z0-9]{4,32}")
 _RPPS = re.compile(r"\d{11}")
 _NAME_FORBIDDEN = re.compile(r"[\d@#$%*=<>{}\[\]\\_|~^]|[\x00-\x1f]")
 _ADULT_AGE = 18
@@ -228,9 +229,10 @@ def _check_birth_date(born: date, today: date) -> date:
 
 
 def _parse_member_id(text: str) -> str:
+    """4–32 letters or digits, as stored: upper case, without spaces (registry.canonical_member_id)."""
     if 4 <= len(text) <= 32 and text.isascii() and text.isalnum():
-        return text  # the usual form, without the regular expressions
-    value = re.sub(r"\s+", "", text)
+        return text.upper()  # the usual form, without the regular expressions
+    value = canonical_member_id(text)
     if not _MEMBER_ID.fullmatch(value):
         raise _Invalid("must be 4 to 32 letters or digits")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import date, time
 
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 
 from campaign.imports import normalise_phone, parse_date, parse_pathologies, parse_tier, parse_window
 from campaign.imports.reading import _HEADER_KEYS, _sniff_delimiter
-from campaign.imports.values import _Invalid, _key, _parse_city, _parse_name, _parse_physician_name
+from campaign.imports.values import (
+    _Invalid,
+    _key,
+    _parse_city,
+    _parse_member_id,
+    _parse_name,
+    _parse_physician_name,
+)
 from campaign.policy import Tier, load_policy
 from campaign.synthetic import fiction_number, is_fiction_e164
 
@@ -294,3 +302,16 @@ def test_no_free_text_comes_back_as_a_formula(text: str) -> None:
             continue
         assert value == value.strip() and value[:1] not in {"=", "+", "-", "@", "\t", "\r"}
         assert not any(unicodedata.category(c) == "Cc" for c in value)
+
+
+@given(st.text(alphabet="aAbBzZ09 \t", min_size=1, max_size=36))
+def test_a_member_id_is_one_however_it_is_typed(text: str) -> None:
+    """Case and spaces never make a second patient: every spelling parses to the one stored id."""
+    try:
+        parsed = _parse_member_id(text.strip())
+    except _Invalid:
+        assert not 4 <= len("".join(text.split())) <= 32
+        return
+    assert re.fullmatch(r"[A-Z0-9]{4,32}", parsed)
+    assert parsed == "".join(text.split()).upper()
+    assert _parse_member_id(parsed.lower()) == _parse_member_id(" ".join(parsed)) == parsed
