@@ -14,10 +14,12 @@ Columns (header in English, or any of the French aliases in brackets):
 =================  =====================================  ==================================
 column             French aliases                         content
 =================  =====================================  ==================================
-member_id          numéro d'adhérent, n° adhérent,        required; 4–32 letters or digits;
-                   adhérent                               the key of the upsert
-last_name          nom, nom de famille                    required
-first_name         prénom                                 required
+member_id          numéro d'adhérent, n° adhérent,        required; 4–32 letters or digits,
+                   adhérent                               stored upper case without spaces;
+                                                          the key of the upsert
+last_name          nom, nom de famille                    required; a name, at most 100
+                                                          characters
+first_name         prénom                                 required; as last_name
 birth_date         date_naissance, date de naissance      required; 1956-03-12, 12/03/1956,
                                                           12-03-1956 or 12.03.1956; adult
                                                           (18+), not in the future
@@ -29,7 +31,7 @@ phone_alt          téléphone_2, tél 2, autre téléphone    optional second n
 postal_code        code_postal, cp                        required; 5 digits (a 4-digit code
                                                           whose leading zero Excel dropped
                                                           is accepted); 971–976 overseas
-city               ville, commune                         optional
+city               ville, commune                         optional; at most 100 characters
 pathologies        pathologie, maladies                   required, one or more separated by
                                                           , ; | + or /: codes diabetes,
                                                           heart_failure, ckd, coronary, copd,
@@ -55,12 +57,21 @@ referent_nurse     infirmier_referent, infirmière         optional nurse code; 
                    référente, référent                    known nurse
 physician_rpps     rpps, rpps médecin                     optional; 11 digits; the physician
                                                           is created if unknown
-physician_name     médecin, médecin traitant              optional; needs physician_rpps
+physician_name     médecin, médecin traitant              optional; at most 200 characters;
+                                                          needs physician_rpps
 enrolled_on        date_inscription                       optional date, not in the future
 =================  =====================================  ==================================
 
 Unknown columns are ignored and listed in the summary. A column absent from the
 file leaves that attribute of known patients unchanged.
+
+Hostile files cost their bad rows only. A free-text value (names, city,
+physician) that a spreadsheet would run as a formula (it starts with = + - or @)
+is refused: carecall's lists are opened in spreadsheets. So is a NUL, a quote
+left open at the end of its line (rows never span lines: the lines after it are
+read as usual), a value over the csv module's 131,072 characters, and a new
+member id equal to a known one (stored, or earlier in the file) once leading
+zeros are stripped, unless the supervisor accepts similar ids.
 
 The package, along its seams: `reading` (encoding, delimiter, `sep=` line,
 header, records), `phones` (numbers to E.164), `values` (one parser per value,
