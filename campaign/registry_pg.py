@@ -16,16 +16,15 @@ from typing import Any
 from psycopg.errors import UniqueViolation
 from sqlmodel import Session
 
+from campaign.member_ids import MemberIds, member_key
 from campaign.registry import (
     _KEEP_WHEN_BLANK,
     COLUMN_ATTRIBUTES,
-    MemberIds,
     PatientRecord,
     UpsertResult,
     _accepted,
     _batch_physicians_dict,
     _not_similar,
-    member_key,
 )
 from campaign.states import EnrolmentStatus
 

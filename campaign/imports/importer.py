@@ -30,12 +30,12 @@ from campaign.imports.reading import (
     _sniff_encoding,
 )
 from campaign.imports.rows import _Context, _parse_row
+from campaign.member_ids import MemberIds
 from campaign.model import AuditEvent
 from campaign.policy import Policy
 from campaign.registry import (
     BATCH_SIZE,
     PG_BATCH_SIZE,
-    MemberIds,
     PatientRecord,
     RowRejection,
     is_postgresql,

@@ -30,8 +30,9 @@ from campaign.imports.values import (
     parse_pathologies,
     parse_tier,
 )
+from campaign.member_ids import MemberIds
 from campaign.model import pathologies_to_text
-from campaign.registry import MemberIds, PatientRecord, RowRejection
+from campaign.registry import PatientRecord, RowRejection
 
 
 @dataclass(slots=True)

@@ -13,8 +13,8 @@ from datetime import date, time
 from functools import lru_cache
 
 from campaign.calendar import departement_from_postal_code, phone_region_for, zone_for
+from campaign.member_ids import canonical_member_id
 from campaign.policy import Tier
-from campaign.registry import canonical_member_id
 from campaign.states import EnrolmentStatus
 
 
