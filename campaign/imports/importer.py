@@ -141,13 +141,14 @@ def import_patients(
         except BaseException as exc:
             if summary.inserted or summary.updated:
                 # Batches already committed are real changes: they must be in the trail.
-                _audit(session_factory, clock, actor, summary, interrupted=type(exc).__name__)
+                interrupted = type(exc).__name__
+                _audit(session_factory, clock, actor, summary, accept_similar_ids, interrupted)
             raise
 
     if summary.total == 0:
         raise _file_error("file", "no data rows after the header")
     summary.rejected.sort(key=lambda r: r.line)
-    counts = _audit(session_factory, clock, actor, summary)
+    counts = _audit(session_factory, clock, actor, summary, accept_similar_ids)
     if progress:
         progress(summary.total, summary.total)
     log.info(
@@ -202,9 +203,13 @@ def _audit(
     clock: Clock,
     actor: str,
     summary: ImportSummary,
+    accept_similar_ids: bool,
     interrupted: str | None = None,
 ) -> dict[str, object]:
-    """One audit event per import, with counts only (never a patient's data)."""
+    """One audit event per import, with counts only (never a patient's data).
+
+    A supervisor's confirmation of similar member ids is in it too: it made patients.
+    """
     counts: dict[str, object] = {
         "total": summary.total,
         "inserted": summary.inserted,
@@ -212,7 +217,11 @@ def _audit(
         "unchanged": summary.unchanged,
         "rejected": len(summary.rejected),
     }
-    detail = {**counts, "interrupted": interrupted} if interrupted else counts
+    detail = dict(counts)
+    if accept_similar_ids:
+        detail["accept_similar_ids"] = True
+    if interrupted:
+        detail["interrupted"] = interrupted
     with session_factory() as session:
         session.add(
             AuditEvent(

@@ -7,6 +7,7 @@ PostgreSQL (`db_url`): the lookup of similar ids is the registry's, per backend.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,14 +15,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from campaign import migrate
 from campaign.clock import VirtualClock
 from campaign.db import SessionFactory, make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
-from campaign.model import Patient, Physician
+from campaign.model import AuditEvent, Patient, Physician
 from campaign.policy import Policy, load_policy
 from campaign.registry import PatientRecord, get_patient_by_member_id, upsert_patients
 
@@ -179,6 +180,9 @@ def test_the_command_takes_accept_similar_ids(db_url, sessions, tmp_path, monkey
     confirmed = runner.invoke(app, ["patients", "import", str(path), "--accept-similar-ids"])
     assert confirmed.exit_code == 0, confirmed.stdout
     assert ids(sessions) == {"12345", "0012345"}
+    with sessions() as s:
+        trail = [json.loads(a.detail) for a in s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()]
+    assert [t.get("accept_similar_ids") for t in trail] == [None, None, True]
 
 
 def test_the_upgrade_normalises_stored_ids_it_can(db_url, engine, policy, tmp_path) -> None:
