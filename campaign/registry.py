@@ -20,7 +20,8 @@ import structlog
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
-from campaign.member_ids import SIMILAR_ID, MemberIds, canonical_member_id, member_key
+from campaign import store
+from campaign.member_ids import SIMILAR_ID, MemberIds, member_key
 from campaign.model import Nurse, Patient
 from campaign.states import EnrolmentStatus
 
@@ -126,9 +127,8 @@ def nurse_ids_by_code(session: Session) -> dict[str, int]:
 
 
 def get_patient_by_member_id(session: Session, member_id: str) -> Patient | None:
-    """The patient with this member id, however it is typed (case, spaces)."""
-    wanted = canonical_member_id(member_id)
-    return session.exec(select(Patient).where(Patient.member_id == wanted)).first()
+    """The patient with this member id, however it is typed (case, spaces): the store's lookup."""
+    return store.patient_by_member_id(session, member_id)
 
 
 def upsert_physicians(session: Session, physicians: Mapping[str, str | None]) -> dict[str, int]:
