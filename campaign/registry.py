@@ -56,7 +56,7 @@ class PatientRecord:
     be undone by a file that says nothing), a new one gets the default.
     """
 
-    member_id: str
+    member_id: str  # as stored: member_ids.canonical_member_id (the import parser gives it so)
     last_name: str
     first_name: str
     birth_date: date
