@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, text
+from sqlalchemy import JSON, Column, Computed, Index, String, text
 from sqlmodel import Field, SQLModel
 
 from campaign.states import (
@@ -92,6 +92,12 @@ class Patient(SQLModel, table=True):
     last_contact_at: datetime | None = None
     next_contact_on: date | None = None
     updated_at: datetime | None = None
+    # member_id without its leading zeros (Excel drops them), computed by the database
+    # and indexed: an import finds a probable duplicate by it (registry.member_key)
+    member_key: str | None = Field(
+        default=None,
+        sa_column=Column(String(32), Computed("ltrim(member_id, '0')", persisted=True), index=True),
+    )
 
 
 class ThemeRow(SQLModel, table=True):

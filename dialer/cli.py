@@ -107,6 +107,14 @@ def db_upgrade() -> None:
 @patients_app.command("import")
 def patients_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file (see README)")],
+    accept_similar_ids: Annotated[
+        bool,
+        typer.Option(
+            "--accept-similar-ids",
+            help="import member ids equal to a known one once leading zeros are stripped "
+            "(0012345 and 12345) as different patients",
+        ),
+    ] = False,
 ) -> None:
     """Import or update patients from a CSV file; a bad row never stops the good ones."""
     from campaign.imports import import_patients
@@ -120,7 +128,13 @@ def patients_import(
                 bar.update(task, completed=done, total=total)
 
             summary = import_patients(
-                env.ctx.sessions, file, env.ctx.clock, env.policy, progress=progress, actor=env.settings.actor
+                env.ctx.sessions,
+                file,
+                env.ctx.clock,
+                env.policy,
+                progress=progress,
+                actor=env.settings.actor,
+                accept_similar_ids=accept_similar_ids,
             )
     except CarecallError as exc:
         _fail(exc)

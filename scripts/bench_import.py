@@ -126,7 +126,7 @@ def main() -> int:
             "load_average_before_after": [load_before, load_average()],
         }
 
-        columns = [c.name for c in PATIENT.columns if c.name != "id"]
+        columns = [c.name for c in PATIENT.columns if c.name != "id" and c.computed is None]
         floor = copy_floor(db.url, "patient", columns, Path(work))
         floor["load_average_after"] = load_average()
         out["floor_copy"] = floor

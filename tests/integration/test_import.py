@@ -2,7 +2,7 @@
 
 Every test that touches the database runs twice: on a fresh SQLite file and on a
 fresh PostgreSQL database (the `db_url` fixture), since the import takes a
-different write path on each (registry._upsert_batch_pg on PostgreSQL).
+different write path on each (registry_pg._upsert_batch_pg on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _personal_values(path: Path, encoding: str = "utf-8-sig") -> set[str]:
     """The personal cells of the file (ids, names, numbers, birth dates)."""
     import csv
 
-    from campaign.imports import _HEADER_KEYS, _key
+    from campaign.imports.reading import _HEADER_KEYS
+    from campaign.imports.values import _key
 
     with path.open(encoding=encoding, newline="") as f:
         header, *rows = list(csv.reader(f, delimiter=";"))
@@ -516,18 +517,17 @@ def test_nurses_can_be_saved(engine: Engine) -> None:
         assert len(s.exec(select(Nurse)).all()) == 4
 
 
-def test_unreadable_csv_keeps_rows_before_and_is_audited(sessions, clock, policy, tmp_path) -> None:
-    path = tmp_path / "huge-field.csv"
-    path.write_text(
-        "member_id;last_name;first_name;birth_date;phone;postal_code;pathologies;tier\n"
-        "AB12;Dupont;Jean;1950-01-01;0199001234;75011;diabetes;low\n"
-        'AB13;Dupont;Jeanne;1950-01-01;0199001235;75011;"' + "x" * 200_000 + '";low\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ImportRowError) as err:
-        import_patients(sessions, path, clock, policy)
-    assert (err.value.line, err.value.field) == (3, "file")
-    assert set(_patients(sessions)) == {"AB12"}
+def test_interrupted_import_keeps_committed_batches_and_is_audited(sessions, clock, policy, tmp_path) -> None:
+    """Ctrl-C during the progress bar: the batches already committed are real, and in the trail."""
+    path = generate_patients_csv(tmp_path / "gen.csv", 30, seed=4)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_patients(sessions, path, clock, policy, progress=interrupt, batch_size=10)
+    assert len(_patients(sessions)) == 10
     with sessions() as s:
         audit = s.exec(select(AuditEvent)).one()
-    assert json.loads(audit.detail)["interrupted"] == "ImportRowError"
+    assert json.loads(audit.detail)["interrupted"] == "KeyboardInterrupt"
+    assert json.loads(audit.detail)["inserted"] == 10

@@ -1,7 +1,7 @@
 """The import gives the same result on SQLite and on PostgreSQL.
 
 PostgreSQL COPYs each batch's new member ids straight into the table and merges the
-known ones from a staging table (registry._upsert_batch_pg); SQLite compares rows in
+known ones from a staging table (registry_pg._upsert_batch_pg); SQLite compares rows in
 Python (registry._upsert_batch).
 Same file, same counts, same rows, same audit, whichever the backend; batches are
 kept small here so several of them are exercised.
@@ -200,9 +200,9 @@ def test_postgresql_copy_falls_back_to_the_merge_on_a_concurrent_insert(pg_db, p
     db_url, sessions = pg_db
     import psycopg
 
-    from campaign import registry
+    from campaign import registry_pg
 
-    original = registry._copy_new_patients
+    original = registry_pg._copy_new_patients
     raced: list[str] = []
 
     def racing_copy(cur: Any, rows: Any, now: datetime) -> None:
@@ -219,7 +219,7 @@ def test_postgresql_copy_falls_back_to_the_merge_on_a_concurrent_insert(pg_db, p
                 )
         original(cur, rows, now)
 
-    monkeypatch.setattr(registry, "_copy_new_patients", racing_copy)
+    monkeypatch.setattr(registry_pg, "_copy_new_patients", racing_copy)
     summary = import_patients(sessions, SAMPLE, VirtualClock(NOW), policy)
 
     assert (summary.inserted, summary.updated, summary.unchanged, summary.rejected) == (11, 1, 0, [])

@@ -13,12 +13,9 @@ from datetime import date
 
 import pytest
 
-from campaign.imports import (
-    _OVERSEAS_PREFIXES,
-    _Invalid,
-    _normalise_phone_full,
-    normalise_phone,
-)
+from campaign.imports import normalise_phone
+from campaign.imports.phones import _OVERSEAS_PREFIXES, _normalise_phone_full
+from campaign.imports.values import _Invalid
 
 REGIONS = ["FR", "GP", "GF", "MQ", "RE", "YT"]
 FORMATS = (
@@ -114,7 +111,7 @@ def test_fast_phone_path_on_fiction_and_overseas_numbers(region: str) -> None:
 
 def test_memoised_row_parsing_matches_on_repeated_values(tmp_path) -> None:
     """The same value in two rows gives the same result, valid or not (no cached error state)."""
-    from campaign.imports import _cached_date, _cached_place
+    from campaign.imports.values import _cached_date, _cached_place
 
     assert _cached_date("12/03/1956") == date(1956, 3, 12) == _cached_date("12/03/1956")
     for _ in range(2):
@@ -124,3 +121,20 @@ def test_memoised_row_parsing_matches_on_repeated_values(tmp_path) -> None:
             _cached_place("98000")
     assert _cached_place("7501") == ("07501", "07", "FR", "Europe/Paris")
     assert _cached_place("97411") == ("97411", "974", "RE", "Indian/Reunion")
+
+
+def test_line_by_line_reading_agrees_with_the_csv_reader(tmp_path) -> None:
+    """_split_line (the path of a broken record) reads a sound line as the fast path does."""
+    import csv
+
+    from campaign.imports.reading import _split_line
+    from campaign.synthetic import generate_patients_csv
+
+    path = generate_patients_csv(tmp_path / "gen.csv", 500, seed=9)
+    text = path.read_text(encoding="utf-8")
+    text += 'X1;"Dupont; de la ""Tour""";Jean\r\n"a"\t;b;""\n'  # quotes, doubled quotes, CRLF
+    lines = text.splitlines(keepends=True)
+    fast = list(csv.reader(lines, delimiter=";"))
+    assert len(fast) == len(lines) == 503
+    for number, (line, cells) in enumerate(zip(lines, fast, strict=True), 1):
+        assert _split_line(number, line, ";", []) == (number, cells)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import date, time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from campaign.imports import (
-    _HEADER_KEYS,
+from campaign.imports import normalise_phone, parse_date, parse_pathologies, parse_tier, parse_window
+from campaign.imports.reading import _HEADER_KEYS, _sniff_delimiter
+from campaign.imports.values import (
     _Invalid,
     _key,
-    _sniff_delimiter,
-    normalise_phone,
-    parse_date,
-    parse_pathologies,
-    parse_tier,
-    parse_window,
+    _parse_city,
+    _parse_member_id,
+    _parse_name,
+    _parse_physician_name,
 )
 from campaign.policy import Tier, load_policy
 from campaign.synthetic import fiction_number, is_fiction_e164
@@ -243,3 +246,72 @@ def test_header_aliases(header: str, canonical: str) -> None:
 )
 def test_delimiter_sniffing(line: str, delimiter: str) -> None:
     assert _sniff_delimiter(line) == delimiter
+
+
+FORMULAS = [
+    ('=HYPERLINK("http://example.invalid/x";"Paris")', "="),
+    ("+cmd|' /C calc'!A0", "+"),
+    ("-2+3", "-"),
+    ("@SUM(1+1)", "@"),
+    ("\t=1+1", "="),  # a leading tab or CR goes with the spaces; what follows is judged
+    ("\r=1+1", "="),
+    ("  -Jean", "-"),
+]
+
+
+@pytest.mark.parametrize("parse", [_parse_name, _parse_city, _parse_physician_name])
+@pytest.mark.parametrize(("text", "start"), FORMULAS)
+def test_free_text_that_a_spreadsheet_would_run_is_refused(parse, text: str, start: str) -> None:
+    with pytest.raises(_Invalid) as err:
+        parse(text)
+    assert str(err.value) == f"starts with '{start}': a spreadsheet would run it as a formula"
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "stored"),
+    [
+        (_parse_name, "Jean-Pierre", "Jean-Pierre"),
+        (_parse_name, "d'Artagnan", "d'Artagnan"),
+        (_parse_name, "\tMarie  Hélène ", "Marie Hélène"),
+        (_parse_city, "L'Haÿ-les-Roses", "L'Haÿ-les-Roses"),
+        (_parse_city, "Paris 11e", "Paris 11e"),
+        (_parse_city, "\rSaint-Denis", "Saint-Denis"),
+        (_parse_physician_name, "Dr Paul Lefèvre-Durand", "Dr Paul Lefèvre-Durand"),
+        (_parse_physician_name, "Dr A. = B.", "Dr A. = B."),  # '=' inside is text
+    ],
+)
+def test_free_text_that_is_text_is_kept(parse, text: str, stored: str) -> None:
+    assert parse(text) == stored
+
+
+@pytest.mark.parametrize("parse", [_parse_name, _parse_city, _parse_physician_name])
+def test_control_characters_are_refused(parse) -> None:
+    for text in ("Pa\x00ris", "Pa\x1bris", "Pa\x7fris"):
+        with pytest.raises(_Invalid, match="contains a control character"):
+            parse(text)
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=400)
+def test_no_free_text_comes_back_as_a_formula(text: str) -> None:
+    """Whatever a cell holds, what the parsers accept is never a formula and has no control character."""
+    for parse in (_parse_name, _parse_city, _parse_physician_name):
+        try:
+            value = parse(text.strip())
+        except _Invalid:
+            continue
+        assert value == value.strip() and value[:1] not in {"=", "+", "-", "@", "\t", "\r"}
+        assert not any(unicodedata.category(c) == "Cc" for c in value)
+
+
+@given(st.text(alphabet="aAbBzZ09 \t", min_size=1, max_size=36))
+def test_a_member_id_is_one_however_it_is_typed(text: str) -> None:
+    """Case and spaces never make a second patient: every spelling parses to the one stored id."""
+    try:
+        parsed = _parse_member_id(text.strip())
+    except _Invalid:
+        assert not 4 <= len("".join(text.split())) <= 32
+        return
+    assert re.fullmatch(r"[A-Z0-9]{4,32}", parsed)
+    assert parsed == "".join(text.split()).upper()
+    assert _parse_member_id(parsed.lower()) == _parse_member_id(" ".join(parsed)) == parsed
