@@ -77,14 +77,14 @@ The package, along its seams: `reading` (encoding, delimiter, `sep=` line,
 header, records), `phones` (numbers to E.164), `values` (one parser per value,
 and their memoised forms), `rows` (a row to a PatientRecord or a rejection) and
 `importer` (import_patients: batches, summary, audit). The storage is
-campaign.registry.
+campaign.store.registry.
 """
 
 from campaign.imports.importer import ImportSummary, Progress, import_patients
 from campaign.imports.phones import normalise_phone
 from campaign.imports.reading import ALIASES, COLUMNS, REQUIRED_COLUMNS
 from campaign.imports.values import parse_date, parse_pathologies, parse_tier, parse_window
-from campaign.registry import RowRejection
+from campaign.store.registry import RowRejection
 
 __all__ = [
     "ALIASES",

@@ -22,7 +22,7 @@ from typing import IO
 
 from campaign.errors import ImportRowError
 from campaign.imports.values import _key
-from campaign.registry import RowRejection
+from campaign.store.registry import RowRejection
 
 # fmt: off
 ALIASES: dict[str, tuple[str, ...]] = {

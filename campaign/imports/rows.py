@@ -32,7 +32,7 @@ from campaign.imports.values import (
 )
 from campaign.member_ids import MemberIds
 from campaign.model import pathologies_to_text
-from campaign.registry import PatientRecord, RowRejection
+from campaign.store.registry import PatientRecord, RowRejection
 
 
 @dataclass(slots=True)

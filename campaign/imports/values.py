@@ -229,7 +229,7 @@ def _check_birth_date(born: date, today: date) -> date:
 
 
 def _parse_member_id(text: str) -> str:
-    """4–32 letters or digits, as stored: upper case, without spaces (registry.canonical_member_id)."""
+    """4–32 letters or digits, as stored: upper case, without spaces (member_ids.canonical_member_id)."""
     if 4 <= len(text) <= 32 and text.isascii() and text.isalnum():
         return text.upper()  # the usual form, without the regular expressions
     value = canonical_member_id(text)

@@ -13,6 +13,7 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     upkeep     expiry and the audit trail
     lookups    what explanations and listings read
     reporting  what the invariant check and the wave report read
+    registry, registry_pg   the patient registry's batched upserts (imported by name, not re-exported)
 
 Callers use the package: `from campaign import store; store.claim_tasks(...)`.
 """
@@ -57,7 +58,6 @@ from campaign.store.dialing import (
 from campaign.store.lookups import (
     last_attempt_result,
     last_dial,
-    normalise_member_id,
     nurse_code,
     patient_attempts_since,
     patient_by_member_id,
@@ -167,7 +167,6 @@ __all__ = [
     "mailing_row",
     "mark_attempts_answered",
     "next_contact_counts",
-    "normalise_member_id",
     "nurse_code",
     "nurse_shift_rows",
     "nurses",

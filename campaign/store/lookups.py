@@ -10,18 +10,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from campaign.member_ids import canonical_member_id
 from campaign.model import ATTEMPT, MAILING, NURSE, OUTCOME, PATIENT, RECIPIENT, TASK, WAVE, Patient
 from campaign.states import EnrolmentStatus, OutcomeCode, TaskStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, dialable_numbers
 
 
-def normalise_member_id(text: str) -> str:
-    """Member ids are stored upper case without spaces: 'hx 0002' finds 'HX0002'."""
-    return "".join(text.split()).upper()
-
-
 def patient_by_member_id(session: Session, member_id: str) -> Patient | None:
-    wanted = normalise_member_id(member_id)
+    wanted = canonical_member_id(member_id)
     found = session.execute(select(Patient).where(PATIENT.c.member_id == wanted)).scalars().first()
     if found is None and wanted != member_id:
         # a file imported before ids were normalised keeps them as typed

@@ -23,7 +23,7 @@ from campaign.errors import ImportRowError
 from campaign.imports import ImportSummary, import_patients
 from campaign.model import AuditEvent, Nurse, Patient, Physician, pathologies_from_text
 from campaign.policy import Policy, load_policy
-from campaign.registry import PatientRecord, get_patient_by_member_id, upsert_patients
+from campaign.store.registry import PatientRecord, get_patient_by_member_id, upsert_patients
 from campaign.synthetic import generate_nurses, generate_patients_csv, is_fiction_e164
 
 ROOT = Path(__file__).resolve().parents[2]

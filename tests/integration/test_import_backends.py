@@ -24,7 +24,7 @@ from campaign.db import SessionFactory, make_engine, session_factory
 from campaign.imports import import_patients
 from campaign.model import AuditEvent, Nurse, Patient, Physician
 from campaign.policy import Policy, load_policy
-from campaign.registry import PatientRecord, upsert_patients
+from campaign.store.registry import PatientRecord, upsert_patients
 from campaign.synthetic import generate_nurses, generate_patients_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_postgresql_copy_falls_back_to_the_merge_on_a_concurrent_insert(pg_db, p
     db_url, sessions = pg_db
     import psycopg
 
-    from campaign import registry_pg
+    from campaign.store import registry_pg
 
     original = registry_pg._copy_new_patients
     raced: list[str] = []

@@ -24,7 +24,7 @@ from campaign.db import SessionFactory, make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
 from campaign.model import AuditEvent, Patient, Physician
 from campaign.policy import Policy, load_policy
-from campaign.registry import PatientRecord, get_patient_by_member_id, upsert_patients
+from campaign.store.registry import PatientRecord, get_patient_by_member_id, upsert_patients
 
 NOW = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 HEADER = "member_id;last_name;first_name;birth_date;phone;postal_code;city;pathologies;tier;rpps;médecin"

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from campaign.imports.reading import _Lines, _records
-from campaign.registry import RowRejection
+from campaign.store.registry import RowRejection
 
 NAMES = ["member_id", "last_name", "city", ""]
 

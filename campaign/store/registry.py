@@ -4,7 +4,7 @@ National imports carry ~900,000 patients, so nothing here works row by row.
 On SQLite each batch fetches its existing patients and physicians with one IN
 query each and inserts new rows with one bulk statement (here). On PostgreSQL
 new member ids are COPYed and known ones merged from a staging table
-(campaign.registry_pg). A re-import of the same data must be a no-op (no write,
+(campaign.store.registry_pg). A re-import of the same data must be a no-op (no write,
 `updated_at` untouched), so every patient is compared field by field before
 anything is written, on both paths.
 """
@@ -20,10 +20,10 @@ import structlog
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
-from campaign import store
 from campaign.member_ids import SIMILAR_ID, MemberIds, member_key
 from campaign.model import Nurse, Patient
 from campaign.states import EnrolmentStatus
+from campaign.store.lookups import patient_by_member_id
 
 log = structlog.get_logger()
 
@@ -128,7 +128,7 @@ def nurse_ids_by_code(session: Session) -> dict[str, int]:
 
 def get_patient_by_member_id(session: Session, member_id: str) -> Patient | None:
     """The patient with this member id, however it is typed (case, spaces): the store's lookup."""
-    return store.patient_by_member_id(session, member_id)
+    return patient_by_member_id(session, member_id)
 
 
 def upsert_physicians(session: Session, physicians: Mapping[str, str | None]) -> dict[str, int]:
@@ -242,7 +242,7 @@ def upsert_patients(
         unique = rows
     similar = None if accept_similar_ids else member_ids
     if is_postgresql(session):
-        from campaign.registry_pg import _upsert_batch_pg as upsert
+        from campaign.store.registry_pg import _upsert_batch_pg as upsert
     else:
         upsert = _upsert_batch
     for batch in _chunks(unique, batch_size):

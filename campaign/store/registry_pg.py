@@ -4,7 +4,7 @@ A national import writes ~900,000 patients: new member ids are COPYed (binary)
 straight into `patient`, known ones are COPYed into a temporary staging table and
 merged with one set-based UPDATE of the rows that differ, which keeps the import
 within a small factor of a bare COPY. Same outcome and counts as the SQLite path
-(campaign.registry._upsert_batch); upsert_patients chooses.
+(campaign.store.registry._upsert_batch); upsert_patients chooses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from psycopg.errors import UniqueViolation
 from sqlmodel import Session
 
 from campaign.member_ids import MemberIds, member_key
-from campaign.registry import (
+from campaign.states import EnrolmentStatus
+from campaign.store.registry import (
     _KEEP_WHEN_BLANK,
     COLUMN_ATTRIBUTES,
     PatientRecord,
@@ -26,7 +27,6 @@ from campaign.registry import (
     _batch_physicians_dict,
     _not_similar,
 )
-from campaign.states import EnrolmentStatus
 
 # Every attribute an import may set, in staging-table order (PostgreSQL path: the
 # tuple written for each row in _upsert_batch_pg follows this order).
