@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from campaign import services
 from campaign.clock import Clock
 from campaign.db import SessionFactory
 from campaign.imports.reading import (
@@ -33,7 +34,7 @@ from campaign.imports.rows import _Context, _parse_row
 from campaign.member_ids import MemberIds
 from campaign.model import AuditEvent
 from campaign.policy import Policy
-from campaign.registry import (
+from campaign.store.registry import (
     BATCH_SIZE,
     PG_BATCH_SIZE,
     PatientRecord,
@@ -60,6 +61,8 @@ class ImportSummary:
     ignored_columns: list[str] = field(default_factory=list)
     encoding: str = ""
     delimiter: str = ""
+    # patients who had no valid number and got one from this file: they have a next contact again
+    contacts_restored: int = 0
 
     @property
     def accepted(self) -> int:
@@ -98,6 +101,8 @@ def import_patients(
     today = clock.now().astimezone(ZoneInfo("Europe/Paris")).date()
     summary = ImportSummary(encoding=encoding)
 
+    programme = services.Context(session_factory, policy, clock)
+    without_number = services.without_number(programme)
     with session_factory() as session:
         nurse_ids = nurse_ids_by_code(session)
         postgresql = is_postgresql(session)
@@ -148,6 +153,7 @@ def import_patients(
     if summary.total == 0:
         raise _file_error("file", "no data rows after the header")
     summary.rejected.sort(key=lambda r: r.line)
+    summary.contacts_restored = services.restore_contacts(programme, without_number)
     counts = _audit(session_factory, clock, actor, summary, accept_similar_ids)
     if progress:
         progress(summary.total, summary.total)
@@ -155,6 +161,7 @@ def import_patients(
         "patients.import.done",
         **counts,
         ignored_columns=len(summary.ignored_columns),
+        contacts_restored=summary.contacts_restored,
         seconds=round(_time.monotonic() - started, 2),
     )
     return summary
@@ -218,6 +225,8 @@ def _audit(
         "rejected": len(summary.rejected),
     }
     detail = dict(counts)
+    if summary.contacts_restored:
+        detail["contacts_restored"] = summary.contacts_restored
     if accept_similar_ids:
         detail["accept_similar_ids"] = True
     if interrupted:
