@@ -55,6 +55,7 @@ class TaskFeed:
         refresh_page: int,
         queue_horizon: int,
         has_nurse: Callable[[int], bool],
+        may_take: Callable[[int, Tier, frozenset[str]], bool],
         live_tasks: Callable[[], set[int]],
         stats: dict[str, int],
     ) -> None:
@@ -68,6 +69,7 @@ class TaskFeed:
         self.queue_horizon = queue_horizon
         self.other_share_delay = timedelta(minutes=ctx.policy.dialer.other_share_delay_minutes)
         self._has_nurse = has_nurse  # is this nurse one of this process's?
+        self._may_take = may_take  # may this nurse take a call of this tier needing these skills?
         self._live_tasks = live_tasks  # tasks of the calls under way: not to be queued again
         self.stats = stats
         self._sweep: _Sweep | None = None
@@ -155,18 +157,23 @@ class TaskFeed:
     def _add_rows(self, rows: list[Any]) -> None:
         now = self.ctx.clock.now()
         for r in rows:
+            tier, skills = Tier(r.task_tier), self._skills(r.pathologies, r.theme_code)
             referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
+            if referent is not None and not self._may_take(referent, tier, skills):
+                # a référent who may not take this call (a junior for a high-tier patient, a
+                # heart-failure call without the skill) neither holds it nor draws it to her process
+                referent = None
             assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
             ours = self.ours(r.task_id, assigned or referent)
             task = QueuedTask(
                 task_id=r.task_id,
                 patient_id=r.id,
-                tier=Tier(r.task_tier),
+                tier=tier,
                 priority=r.priority,
                 # another process's task: not before it has waited here a while, and after ours
                 not_before=r.not_before if ours else max(r.not_before, now) + self.other_share_delay,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),
-                skills=self._skills(r.pathologies, r.theme_code),
+                skills=skills,
                 referent_id=referent,
                 assigned_id=assigned,
                 foreign=not ours,

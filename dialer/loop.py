@@ -26,13 +26,14 @@ import structlog
 from campaign import calendar as cal
 from campaign import services, store
 from campaign.errors import BackendError
+from campaign.policy import Tier
 from campaign.states import AttemptResult, OutcomeCode
 from dialer.backends.base import DialRequest, TelephonyBackend
 from dialer.calls import CallState, LiveCall
 from dialer.events import CallEvent, CallEventKind
 from dialer.feed import TaskFeed
 from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
-from dialer.routing import NurseProfile, QueuedTask, TaskQueue
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue, may_take
 
 log = structlog.get_logger("carecall.dialer")
 
@@ -93,6 +94,7 @@ class Dialer:
             refresh_page=refresh_page,
             queue_horizon=queue_horizon,
             has_nurse=self.nurses.__contains__,
+            may_take=self._may_take,
             live_tasks=lambda: {c.task.task_id for c in self.calls.values()},
             stats=self.stats,
         )
@@ -115,6 +117,11 @@ class Dialer:
         return self.feed.refresh()
 
     # ------------------------------------------------------------ nurses
+
+    def _may_take(self, nurse_id: int, tier: Tier, skills: frozenset[str]) -> bool:
+        """An active nurse (of any process) whose level and skills allow this call."""
+        info = self.nurse_info.get(nurse_id)
+        return info is not None and may_take(info.level, info.skills, tier, skills, self.policy)
 
     def _available_until(self, nurse_id: int, until: datetime) -> bool:
         """On shift now, or her shift starts before `until` (back from a break, say)."""

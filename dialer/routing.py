@@ -68,8 +68,15 @@ class QueuedTask:
         return (self.assigned_id is None, *self.key())
 
 
+def may_take(
+    level: NurseLevel, nurse_skills: frozenset[str], tier: Tier, skills: frozenset[str], policy: Policy
+) -> bool:
+    """A nurse of this level and these skills may take a call of this tier that needs these skills."""
+    return level in policy.tiers[tier].nurse_levels and skills <= nurse_skills
+
+
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
-    return nurse.level in policy.tiers[task.tier].nurse_levels and task.skills <= nurse.skills
+    return may_take(nurse.level, nurse.skills, task.tier, task.skills, policy)
 
 
 def open_to_all_at(task: QueuedTask, policy: Policy, owner_on_shift: bool) -> datetime:

@@ -664,6 +664,35 @@ def test_referent_on_shift_gets_her_patient_then_after_the_wait_another_nurse(en
     assert _aware(first.started_at) >= due + wait
 
 
+@pytest.mark.parametrize(
+    ("referent_level", "referent_skills", "tier", "pathologies", "theme"),
+    [
+        ("junior", (), "high", ["diabetes"], "diet"),  # high tier: seniors only
+        ("senior", (), "medium", ["heart_failure"], "weight_watch"),  # needs the heart-failure skill
+    ],
+)
+def test_a_referent_who_may_not_take_the_call_does_not_hold_it(  # type: ignore[no-untyped-def]
+    env, referent_level: str, referent_skills: tuple[str, ...], tier: str, pathologies: list[str], theme: str
+) -> None:
+    """Waiting for a référent who could never take the call only delays the patient (the
+    heart-failure and high-tier calls few nurses may take were the ones that expired)."""
+    ctx, clock = env
+    referent = add_nurse(ctx, level=referent_level, skills=referent_skills)
+    other = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
+    patient = add_patient(ctx, referent_nurse_id=referent, tier=tier, pathologies=pathologies)
+    due = _wave_day(ctx, clock, theme)
+    clock.advance_to(due)
+
+    h = Harness(ctx, clock, "dialer-1")
+    h.dialer.nurse_ready(referent)  # on shift and idle all along
+    h.dialer.start()
+    h.dialer.nurse_ready(other)
+    h.run(3)
+    first = _first_attempt(ctx, patient.id)
+    assert first is not None and first.nurse_id == other, "dialed by a nurse who may take it"
+    assert _aware(first.started_at) < due + timedelta(minutes=3), "without waiting for the référent"
+
+
 def test_referent_ready_gets_her_patient_first(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     referent = add_nurse(ctx, level="senior")
