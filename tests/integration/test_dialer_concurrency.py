@@ -16,7 +16,6 @@ nurses' presence is driven by the test.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 from collections import Counter
@@ -29,16 +28,18 @@ import pytest
 from factories import (
     add_nurse,
     add_patient,
+    add_task,
     bulk_patients,
     dispose,
     engine_of,
     make_ctx,
     paris,
+    promise_callback,
     running_wave,
     wave_status,
     with_clock,
 )
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 
 from campaign import jobs, services
 from campaign.clock import VirtualClock
@@ -148,30 +149,12 @@ def test_concurrent_claims_each_task_once(env) -> None:  # type: ignore[no-untyp
         assert t.status == TaskStatus.in_progress and t.claimed_by == a.worker and t.attempts == 1
 
 
-def _pause_after_claim(ctx: services.Context, parties: int, timeout: float) -> threading.Barrier:
-    """Hold every racing thread right after its claim UPDATE until all have made theirs.
+def test_two_dialers_never_call_one_patient_twice_at_once(env) -> None:  # type: ignore[no-untyped-def]
+    """A patient with two open tasks (a wave call and an inbound request) claimed at the same instant.
 
-    This forces the interleaving two dialer processes can produce on their own:
-    both claim, then both look at the patient's calls. SQLite serialises
-    writers, so there the second claim waits for the first commit and the
-    barrier simply times out.
+    The interleaving that only the patient lock covers is forced step by step in
+    tests/integration/test_invariant1_guards.py; this is the plain race.
     """
-    barrier = threading.Barrier(parties)
-    racing = threading.local()
-
-    @event.listens_for(engine_of(ctx), "after_cursor_execute")
-    def _hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if getattr(racing, "on", False) and statement.lstrip().upper().startswith("UPDATE CALL_TASK"):
-            racing.on = False
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=timeout)
-
-    barrier.racing = racing  # type: ignore[attr-defined]
-    return barrier
-
-
-def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
-    """A patient with two open tasks (a wave call and an inbound request) claimed at the same instant."""
     ctx, clock = env
     nurse = add_nurse(ctx, level="senior", skills=["heart_failure", "copd"])
     patient = add_patient(ctx)
@@ -179,36 +162,15 @@ def test_two_dialers_never_call_one_patient_twice_at_once(env, request: pytest.F
     clock.advance_to(paris(LAST_DAY, 10))
     with ctx.sessions() as s:
         wave_task = s.execute(select(TASK.c.id).where(TASK.c.wave_id == info.wave_id)).scalar_one()
-        inbound = s.execute(
-            insert(TASK)
-            .values(
-                wave_id=None,
-                patient_id=patient.id,
-                kind=TaskKind.inbound,
-                status=TaskStatus.pending,
-                tier="medium",
-                priority=50,
-                not_before=clock.now() - timedelta(minutes=5),
-                deadline=clock.now() + timedelta(days=2),
-                created_at=clock.now(),
-                attempts=0,
-            )
-            .returning(TASK.c.id)
-        ).scalar_one()
-        s.commit()
-
-    # PostgreSQL: both claims go through, so give a loaded machine ample time to bring both
-    # threads to the barrier; SQLite: the second claim waits for the first commit, the barrier
-    # can only time out, so keep that short
-    on_pg = engine_of(ctx).dialect.name == "postgresql"
+    inbound = add_task(ctx, patient.id)
     engine = engine_of(ctx)
     with engine.connect(), engine.connect():
         pass  # two pooled connections ready before the race
-    barrier = _pause_after_claim(ctx, 2, timeout=20 if on_pg else 1)
+    start = threading.Barrier(2)
     results: dict[str, Any] = {}
 
     def work(worker: str, task_id: int) -> None:
-        barrier.racing.on = True  # type: ignore[attr-defined]
+        start.wait(timeout=30)
         results[worker] = services.claim_and_start(ctx, task_id, nurse, worker)
 
     threads = [
@@ -779,28 +741,6 @@ def test_heart_failure_theme_only_to_a_nurse_with_the_skill(env) -> None:  # typ
     assert first is not None and first.nurse_id == trained
 
 
-def _promise_callback(
-    ctx: services.Context, clock: VirtualClock, nurse: int, patient_id: int, in_hours: int
-) -> datetime:
-    """Nurse `nurse` reaches the patient and promises to call back: the real services, in order."""
-    with ctx.sessions() as s:
-        task_id = s.execute(select(TASK.c.id).where(TASK.c.patient_id == patient_id)).scalar_one()
-    claimed = services.claim_and_start(ctx, task_id, nurse, "desk")
-    assert isinstance(claimed, services.Claimed), claimed
-    clock.advance_to(clock.now() + timedelta(seconds=15))
-    services.mark_answered(ctx, claimed.attempt_id)
-    clock.advance_to(clock.now() + timedelta(minutes=12))
-    applied = services.record_outcome(
-        ctx,
-        claimed.attempt_id,
-        OutcomeCode.callback_requested,
-        nurse,
-        callback_at=clock.now() + timedelta(hours=in_hours),
-    )
-    assert applied.callback_task_id is not None and applied.next_contact.callback_at is not None
-    return applied.next_contact.callback_at
-
-
 @pytest.mark.parametrize("promiser_state", ["ready", "on_break", "off_shift"])
 def test_callback_goes_to_the_nurse_who_promised_it(env, promiser_state: str) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
@@ -810,7 +750,9 @@ def test_callback_goes_to_the_nurse_who_promised_it(env, promiser_state: str) ->
     patient = add_patient(ctx)
     due = _wave_day(ctx, clock)
     clock.advance_to(due + timedelta(minutes=30))
-    at = _promise_callback(ctx, clock, promiser, patient.id, in_hours=3)
+    with ctx.sessions() as s:
+        task_id = s.execute(select(TASK.c.id).where(TASK.c.patient_id == patient.id)).scalar_one()
+    _, at = promise_callback(ctx, clock, promiser, task_id, timedelta(hours=3))
     clock.advance_to(at - timedelta(minutes=20))
 
     h = Harness(ctx, clock, "dialer-1")
