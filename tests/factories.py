@@ -339,3 +339,35 @@ def add_task(ctx: services.Context, patient_id: int, **overrides: Any) -> int:
         task_id = s.execute(insert(TASK).values(**values).returning(TASK.c.id)).scalar_one()
         s.commit()
     return int(task_id)
+
+
+def registry_record(**overrides: Any) -> Any:
+    """One validated patient as the import hands it to the registry (a fiction number), line 7."""
+    from campaign.store.registry import PatientRecord
+
+    values: dict[str, Any] = {
+        "member_id": "AB12",
+        "last_name": "Dupont",
+        "first_name": "Jean",
+        "birth_date": date(1950, 1, 1),
+        "phone": "+33199001234",
+        "postal_code": "75011",
+        "departement": "75",
+        "timezone": "Europe/Paris",
+        "pathologies": "|diabetes|",
+        "tier": "low",
+        "line": 7,
+    }
+    values.update(overrides)
+    return PatientRecord(**values)
+
+
+def sessions_with_nurses(url: str, nurses: int) -> tuple[Any, Engine]:
+    """A migrated database at `url` with `nurses` synthetic nurses: (session factory, engine)."""
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    factory = session_factory(engine)
+    with factory() as s:
+        s.add_all(generate_nurses(nurses, seed=1))
+        s.commit()
+    return factory, engine

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import registry_record
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -23,7 +24,7 @@ from campaign.errors import ImportRowError
 from campaign.imports import ImportSummary, import_patients
 from campaign.model import AuditEvent, Nurse, Patient, Physician, pathologies_from_text
 from campaign.policy import Policy, load_policy
-from campaign.store.registry import PatientRecord, get_patient_by_member_id, upsert_patients
+from campaign.store.registry import get_patient_by_member_id, upsert_patients
 from campaign.synthetic import generate_nurses, generate_patients_csv, is_fiction_e164
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,20 +343,7 @@ def test_unknown_nurse_code_is_a_row_error(sessions, clock, policy, tmp_path) ->
 
 
 def test_registry_rejects_unknown_nurse_without_crashing(sessions) -> None:
-    record = PatientRecord(
-        member_id="AB12",
-        last_name="Dupont",
-        first_name="Jean",
-        birth_date=date(1950, 1, 1),
-        phone="+33199001234",
-        postal_code="75011",
-        departement="75",
-        timezone="Europe/Paris",
-        pathologies="|diabetes|",
-        tier="low",
-        referent_nurse="N999",
-        line=7,
-    )
+    record = registry_record(referent_nurse="N999")
     with sessions() as s:
         inserted, updated, unchanged = result = upsert_patients(s, [record], NOW)
         s.commit()

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import registry_record, sessions_with_nurses
 from sqlalchemy import select
 
-from campaign import migrate
 from campaign.clock import VirtualClock
-from campaign.db import SessionFactory, make_engine, session_factory
+from campaign.db import SessionFactory
 from campaign.imports import import_patients
 from campaign.model import AuditEvent, Nurse, Patient, Physician
 from campaign.policy import Policy, load_policy
 from campaign.store.registry import PatientRecord, upsert_patients
-from campaign.synthetic import generate_nurses, generate_patients_csv
+from campaign.synthetic import generate_patients_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "config" / "samples" / "patients.sample.csv"
@@ -36,12 +36,7 @@ VOLATILE = {"id", "referent_nurse_id", "physician_id"}
 
 @pytest.fixture
 def sessions(db_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    factory = session_factory(engine)
-    with factory() as s:
-        s.add_all(generate_nurses(6, seed=1))
-        s.commit()
+    factory, engine = sessions_with_nurses(db_url, 6)
     yield factory
     engine.dispose()
 
@@ -50,12 +45,7 @@ def sessions(db_url: str) -> Iterator[SessionFactory]:
 def pg_db(pg_cluster) -> Iterator[tuple[str, SessionFactory]]:  # type: ignore[no-untyped-def]
     """The COPY path is PostgreSQL's: its own database, not the SQLite/PostgreSQL pair."""
     url = pg_cluster.create_database()
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    factory = session_factory(engine)
-    with factory() as s:
-        s.add_all(generate_nurses(6, seed=1))
-        s.commit()
+    factory, engine = sessions_with_nurses(url, 6)
     yield url, factory
     engine.dispose()
     pg_cluster.drop_database(url.rsplit("/", 1)[1])
@@ -148,19 +138,7 @@ def test_broken_file_and_direct_registry_calls(sessions, policy) -> None:
     assert (summary.total, summary.inserted, len(summary.rejected)) == (10, 3, 7)
     assert [r.line for r in summary.rejected] == sorted(r.line for r in summary.rejected)
 
-    record = PatientRecord(
-        member_id="AB12",
-        last_name="Dupont",
-        first_name="Jean",
-        birth_date=date(1950, 1, 1),
-        phone="+33199001234",
-        postal_code="75011",
-        departement="75",
-        timezone="Europe/Paris",
-        pathologies="|diabetes|",
-        tier="low",
-        line=7,
-    )
+    record = registry_record()
     unknown_nurse = PatientRecord(
         **{**_fields(record), "member_id": "AB13", "referent_nurse": "N999", "line": 8}
     )

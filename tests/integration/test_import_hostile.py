@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import sessions_with_nurses
 from sqlmodel import select
 
-from campaign import migrate
 from campaign.clock import VirtualClock
-from campaign.db import SessionFactory, make_engine, session_factory
+from campaign.db import SessionFactory
 from campaign.imports import ImportSummary, import_patients
 from campaign.model import Patient, Physician
 from campaign.policy import Policy, load_policy
-from campaign.synthetic import generate_nurses
 
 NOW = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 HEADER = "member_id;last_name;first_name;birth_date;phone;postal_code;city;pathologies;tier;Remarque"
@@ -28,12 +27,7 @@ HEADER = "member_id;last_name;first_name;birth_date;phone;postal_code;city;patho
 
 @pytest.fixture
 def sessions(db_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    factory = session_factory(engine)
-    with factory() as s:
-        s.add_all(generate_nurses(2, seed=1))
-        s.commit()
+    factory, engine = sessions_with_nurses(db_url, 2)
     yield factory
     engine.dispose()
 

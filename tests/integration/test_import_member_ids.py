@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import registry_record
 from sqlalchemy import text
 from sqlmodel import col, select
 from typer.testing import CliRunner
@@ -139,19 +140,7 @@ def test_a_similar_id_late_in_a_large_batch_is_found(sessions, policy, tmp_path)
 
 
 def test_the_registry_refuses_similar_ids_on_its_own(sessions) -> None:
-    record = PatientRecord(
-        member_id="0012345",
-        last_name="Dupont",
-        first_name="Jean",
-        birth_date=date(1950, 1, 1),
-        phone="+33199001234",
-        postal_code="75011",
-        departement="75",
-        timezone="Europe/Paris",
-        pathologies="|diabetes|",
-        tier="low",
-        line=7,
-    )
+    record = registry_record(member_id="0012345")
     similar = PatientRecord(**{**_fields(record), "member_id": "12345", "line": 8})
     with sessions() as s:
         first = upsert_patients(s, [record], NOW)
