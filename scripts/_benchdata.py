@@ -6,6 +6,7 @@ nothing here is imported by carecall itself.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -276,3 +277,11 @@ def copy_floor(
             dump.unlink()
     out["floor_s"] = min(out["text"]["seconds"], out["binary"]["seconds"])
     return out
+
+
+def emit(out: dict[str, Any], json_path: Path | None) -> None:
+    """Print a benchmark's figures as JSON, and write them to `json_path` too when given."""
+    text_out = json.dumps(out, indent=2, default=str)
+    print(text_out)
+    if json_path is not None:
+        json_path.write_text(text_out + "\n")

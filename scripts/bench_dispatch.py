@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
-import json
 import multiprocessing
 import queue
 import statistics
@@ -59,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _benchdata import bulk_load_patients, load_average, peak_rss_mib
+from _benchdata import bulk_load_patients, emit, load_average, peak_rss_mib
 from _pgcluster import add_database_arguments, bench_database, libpq_conninfo
 
 from campaign import calendar as cal
@@ -531,10 +530,7 @@ def main() -> int:
         for name, fig in out.items()
         if name in ("carecall_dialer", "floor_skip_locked")
     }
-    text_out = json.dumps(out, indent=2, default=str)
-    print(text_out)
-    if args.json:
-        args.json.write_text(text_out + "\n")
+    emit(out, args.json)
     return 0 if all(out["targets"]["carecall_dialer"].values()) else 1
 
 

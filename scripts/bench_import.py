@@ -24,7 +24,6 @@ RSS under 1 GiB (the benchmark process: ru_maxrss).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from _benchdata import copy_floor, load_average, peak_rss_mib
+from _benchdata import copy_floor, emit, load_average, peak_rss_mib
 from _pgcluster import add_database_arguments, bench_database
 from sqlalchemy import func, select, text
 from sqlalchemy.pool import NullPool
@@ -156,10 +155,7 @@ def main() -> int:
         "peak_rss_under_1_gib": rss < TARGET_RSS_MIB,
         "every_row_stored": stored == summary.total - len(summary.rejected) == floor["rows"],
     }
-    text_out = json.dumps(out, indent=2)
-    print(text_out)
-    if args.json:
-        args.json.write_text(text_out + "\n")
+    emit(out, args.json)
     return 0 if all(out["targets"].values()) else 1
 
 

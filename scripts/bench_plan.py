@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from _benchdata import bulk_load_patients, copy_floor, load_average, peak_rss_mib
+from _benchdata import bulk_load_patients, copy_floor, emit, load_average, peak_rss_mib
 from _pgcluster import add_database_arguments, bench_database
 from sqlalchemy import func, select, text
 from sqlalchemy.pool import NullPool
@@ -262,10 +261,7 @@ def main() -> int:
         "peak_rss_under_1_gib": rss < TARGET_RSS_MIB,
         "tasks_stored_equal_planned": tasks == len(plan.assignments) == floor["rows"],
     }
-    text_out = json.dumps(out, indent=2, default=str)
-    print(text_out)
-    if args.json:
-        args.json.write_text(text_out + "\n")
+    emit(out, args.json)
     return 0 if all(out["targets"].values()) else 1
 
 

@@ -328,7 +328,14 @@ def test_a_claim_sees_a_call_that_started_and_ended_while_it_waited_for_the_pati
 # ---------------------------------------------------------------- guard 3: the partial unique index
 
 
-def _insert_attempt(ctx: services.Context, task_id: int, patient_id: int, state: AttemptState) -> None:
+def _insert_attempt(
+    ctx: services.Context,
+    task_id: int,
+    patient_id: int,
+    state: AttemptState,
+    started_at: datetime | None = None,
+    worker: str = "elsewhere",
+) -> None:
     """An attempt row written straight to the table, as any code (or a hand) could."""
     with ctx.sessions() as s:
         s.execute(
@@ -337,8 +344,8 @@ def _insert_attempt(ctx: services.Context, task_id: int, patient_id: int, state:
                 patient_id=patient_id,
                 number="+33199009999",
                 state=state,
-                started_at=ctx.clock.now(),
-                worker="elsewhere",
+                started_at=started_at or ctx.clock.now(),
+                worker=worker,
             )
         )
         s.commit()
@@ -372,18 +379,7 @@ def _stuck_call(ctx: services.Context, clock: VirtualClock, patient_id: int) -> 
         attempts=1,
         claimed_by="dead-dialer",
     )
-    with ctx.sessions() as s:
-        s.execute(
-            insert(ATTEMPT).values(
-                task_id=task_id,
-                patient_id=patient_id,
-                number="+33199009999",
-                state=AttemptState.in_flight,
-                started_at=now - timedelta(days=7),
-                worker="dead-dialer",
-            )
-        )
-        s.commit()
+    _insert_attempt(ctx, task_id, patient_id, AttemptState.in_flight, now - timedelta(days=7), "dead-dialer")
 
 
 def test_a_claim_the_database_refuses_is_a_patient_in_a_call_and_the_batch_goes_on(env: Env) -> None:
