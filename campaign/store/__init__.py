@@ -12,6 +12,7 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     outcomes   what a nurse's outcome writes
     upkeep     expiry and the audit trail
     lookups    what explanations and listings read
+    directory  what the command line lists and adds by hand: nurses, waves with their mailings
     reporting  what the invariant check and the wave report read
 
 Callers use the package: `from campaign import store; store.claim_tasks(...)`.
@@ -52,6 +53,10 @@ from campaign.store.dialing import (
     dialable_page,
     dialable_rows,
     insert_attempts,
+)
+from campaign.store.directory import (
+    add_new_nurses,
+    waves_with_mailings,
 )
 from campaign.store.lookups import (
     last_attempt_result,
@@ -137,6 +142,7 @@ __all__ = [
     "NurseInfo",
     "Release",
     "add_mailing",
+    "add_new_nurses",
     "add_physician_message",
     "add_recipients",
     "add_wave",
@@ -209,6 +215,7 @@ __all__ = [
     "wave_patients",
     "wave_row",
     "wave_task_counts_since",
+    "waves_with_mailings",
     "waves_with_status",
     "wrong_number_since",
 ]

@@ -1,0 +1,73 @@
+"""What every command shares: the composition root (`Env`), the two consoles, the progress
+bar and the parsing of option values.
+
+Nothing is built at import: a command builds its `Env` when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from campaign import services
+from campaign.clock import SystemClock
+from campaign.policy import load_policy
+from campaign.settings import Settings
+
+# what a command answers goes to stdout; errors, progress bars and logs to stderr
+console = Console()
+err = Console(stderr=True)
+
+
+class Env:
+    """Settings, policy, engine and context, built once per command."""
+
+    def __init__(self) -> None:
+        from campaign.db import make_engine, session_factory
+        from campaign.logs import configure_logging
+
+        self.settings = Settings()
+        configure_logging(self.settings.log_format, self.settings.log_level, stream=sys.stderr)
+        self.policy = load_policy(self.settings.config_dir)
+        self.engine = make_engine(self.settings.database_url)
+        self.ctx = services.Context(session_factory(self.engine), self.policy, SystemClock())
+
+    def ensure_schema(self) -> None:
+        from campaign import migrate
+
+        migrate.upgrade(self.engine)
+
+
+def make_env(schema: bool = True) -> Env:
+    """The command's Env; its database migrated unless `schema` is False."""
+    env = Env()
+    if schema:
+        env.ensure_schema()
+    return env
+
+
+def fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def option_date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be a date like 2026-12-07, not {text!r}") from None
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )

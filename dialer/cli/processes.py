@@ -1,0 +1,168 @@
+"""The commands that run the programme rather than ask it something: `scheduler run`,
+`serve` (a dialer process), `simulate` and `demo` (on a virtual clock)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from campaign import services
+from campaign.clock import SystemClock
+from campaign.policy import load_policy
+from campaign.settings import Settings
+from dialer.cli.common import console, err, fail, make_env, option_date, progress_bar
+from dialer.cli.render import render_text
+
+scheduler_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
+
+
+@scheduler_app.command("run")
+def scheduler_run() -> None:
+    """Run the scheduler's jobs on the wall clock (plans due waves, closes finished ones)."""
+    from campaign.jobs import build_scheduler
+
+    env = make_env()
+    scheduler = build_scheduler(env.settings.database_url, str(env.settings.config_dir), env.policy)
+    console.print("scheduler running; Ctrl-C to stop")
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        scheduler.start()
+
+
+def serve_cmd(
+    worker: Annotated[str, typer.Option(help="this process's name (stable across restarts)")] = "dialer-1",
+    share: Annotated[str, typer.Option(help="this process's share of the nurses, K/N")] = "1/1",
+    clock: Annotated[
+        str,
+        typer.Option(
+            envvar="CARECALL_CLOCK",
+            help=(
+                "'system', or FACTOR:VIRTUAL_START@REAL_START for a scaled clock shared by all processes, "
+                "optionally ';idle=FACTOR;busy=mon-fri 08:30-19:00[;tz=ZONE][;holidays=DEP][;until=ISO]' "
+                "to run faster outside busy hours (see README)"
+            ),
+        ),
+    ] = "system",
+    seed: Annotated[int, typer.Option()] = 0,
+    auto_launch: Annotated[bool, typer.Option(help="launch waves as soon as they are planned")] = False,
+    lease_seconds: Annotated[
+        float, typer.Option(help="real seconds a call's claim survives without heartbeat")
+    ] = 20.0,
+) -> None:
+    """Run a dialer process (simulated telephony); the scheduler too while it holds the leadership."""
+    from dialer.serve import Share, make_clock, serve
+
+    env = make_env()
+    try:
+        the_share = Share.parse(share)
+        the_clock = make_clock(clock)
+    except ValueError as exc:
+        fail(exc)
+        return
+    env.engine.dispose()
+    serve(
+        env.settings.database_url,
+        env.policy,
+        config_dir=str(env.settings.config_dir),
+        worker=worker,
+        share=the_share,
+        clock=the_clock,
+        seed=seed,
+        auto_launch=auto_launch,
+        lease_real_seconds=lease_seconds,
+    )
+
+
+def simulate(
+    until: Annotated[
+        str, typer.Option(help="run the programme on a virtual clock until this day (YYYY-MM-DD)")
+    ],
+    start: Annotated[str | None, typer.Option(help="virtual start day, default today")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Run scheduler, dialer and simulated telephony/nurses on the current database, on a virtual clock."""
+    from campaign import calendar as cal
+    from campaign.clock import VirtualClock
+    from dialer.simulation import run_simulation
+
+    env = make_env()
+    first = option_date(start, "--start") if start else SystemClock().now().date()
+    clock = VirtualClock(cal.at_local(first, datetime.min.time(), "Europe/Paris"))
+    ctx = services.Context(env.ctx.sessions, env.policy, clock)
+    end = cal.at_local(option_date(until, "--until"), datetime.min.time(), "Europe/Paris")
+    result = run_simulation(ctx, clock, end, seed=seed)
+    services.expire_and_close(ctx)
+    console.print(f"simulated {result.dials} dials from {first} to {option_date(until, '--until')}")
+
+
+def demo(
+    patients: Annotated[int, typer.Option(min=10, help="synthetic patients")] = 5000,
+    nurses: Annotated[int, typer.Option(min=2, help="synthetic nurses")] = 12,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    theme: Annotated[str, typer.Option(help="theme of the mailing")] = "foot_care",
+    database: Annotated[Path, typer.Option("--db", help="SQLite file (recreated)")] = Path("out/demo.db"),
+    html: Annotated[Path, typer.Option(help="HTML report")] = Path("out/demo-report.html"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures as JSON here")] = None,
+    log_file: Annotated[Path, typer.Option(help="the run's logs (JSON lines)")] = Path("out/demo.log"),
+    log_level: Annotated[str, typer.Option(help="debug shows every dial")] = "info",
+) -> None:
+    """Generate patients and nurses, record a mailing, run its whole wave on a virtual clock, report."""
+    from campaign import reports
+    from campaign.logs import configure_logging
+    from dialer.demo import demo_figures, run_demo
+
+    settings = Settings()
+    policy = load_policy(settings.config_dir)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_stream = log_file.open("w", encoding="utf-8")
+    configure_logging("json", log_level, stream=log_stream)
+    with progress_bar() as bar:
+        stage_task = bar.add_task("starting", total=None)
+        imp = bar.add_task("importing patients", total=patients, visible=False)
+        sim = bar.add_task("calling (virtual days)", total=1.0, visible=False)
+
+        def stage(text: str) -> None:
+            bar.update(stage_task, description=text)
+
+        def import_progress(done: int, total: int) -> None:
+            bar.update(imp, visible=True, completed=done, total=total)
+
+        def sim_progress(start: datetime, now: datetime, end: datetime) -> None:
+            span = (end - start).total_seconds() or 1
+            bar.update(
+                sim,
+                visible=True,
+                total=round(span / 86400, 1),
+                completed=round((now - start).total_seconds() / 86400, 1),
+                description=f"calling — {now:%a %d %b %H:%M} UTC",
+            )
+
+        run = run_demo(
+            policy,
+            database,
+            patients=patients,
+            nurses=nurses,
+            seed=seed,
+            theme=theme,
+            import_progress=import_progress,
+            sim_progress=sim_progress,
+            stage=stage,
+        )
+        stage("done")
+    report = demo_figures(run)
+    render_text(report, console)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(reports.render_html(report), encoding="utf-8")
+    console.print(
+        f"HTML report: {html}   database: {database}   logs: {log_file}   wall time: {run.wall_seconds:.1f} s"
+    )
+    if json_path:
+        reports.write_json(report, json_path)
+        console.print(f"JSON figures: {json_path}")
+    inv = report.get("invariants", {})
+    if not inv.get("ok", True):
+        err.print("[bold red]invariant violations found[/]")
+        raise typer.Exit(1)
