@@ -13,16 +13,36 @@ nothing is built at import) and `render` (what is drawn on the terminal):
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from campaign.errors import CarecallError
 from dialer.cli import db, nurses, patients, processes, waves
-from dialer.cli.common import err
+from dialer.cli.common import report_error
 
-# Tracebacks never show local variables: they may hold a patient's data (invariant 5).
+# what a failure the user can fix exits with (as click's usage errors)
+EXIT_USAGE = 2
+
+
+class _CarecallGroup(TyperGroup):
+    """Every command runs inside this group's `invoke`: a CarecallError (bad config, bad
+    database URL, unknown wave, bad option value…) or a file that cannot be read or
+    written ends as one line on stderr and exit code 2, whatever the command, in the
+    console script and under CliRunner alike."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own click.Context
+        try:
+            return super().invoke(ctx)
+        except (CarecallError, OSError) as exc:
+            report_error(exc)
+        raise typer.Exit(EXIT_USAGE)
+
+
+# Tracebacks (of bugs) never show local variables: they may hold a patient's data (invariant 5).
 app = typer.Typer(
+    cls=_CarecallGroup,
     help="carecall: call waves for nurse-led chronic-disease coaching.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -39,12 +59,9 @@ app.command("simulate")(processes.simulate)
 app.command("demo")(processes.demo)
 
 
-def main() -> None:  # pragma: no cover
-    try:
-        app()
-    except CarecallError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+def main() -> None:
+    """The `carecall` console script."""
+    app(prog_name="carecall")
 
 
 __all__ = ["app", "main"]

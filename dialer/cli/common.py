@@ -1,5 +1,5 @@
-"""What every command shares: the composition root (`Env`), the two consoles, the progress
-bar and the parsing of option values.
+"""What every command shares: the composition root (`Env`), the two consoles, the error
+line, the progress bar and the parsing of option values.
 
 Nothing is built at import: a command builds its `Env` when it runs.
 """
@@ -12,11 +12,10 @@ from datetime import date
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from campaign import services
-from campaign.clock import SystemClock
 from campaign.policy import load_policy
-from campaign.settings import Settings
+from campaign.settings import load_settings
 
 # what a command answers goes to stdout; errors, progress bars and logs to stderr
 console = Console()
@@ -27,10 +26,13 @@ class Env:
     """Settings, policy, engine and context, built once per command."""
 
     def __init__(self) -> None:
+        # imported here, not at the top: `--help` and a bad setting need none of the database code
+        from campaign import services
+        from campaign.clock import SystemClock
         from campaign.db import make_engine, session_factory
         from campaign.logs import configure_logging
 
-        self.settings = Settings()
+        self.settings = load_settings()
         configure_logging(self.settings.log_format, self.settings.log_level, stream=sys.stderr)
         self.policy = load_policy(self.settings.config_dir)
         self.engine = make_engine(self.settings.database_url)
@@ -50,9 +52,17 @@ def make_env(schema: bool = True) -> Env:
     return env
 
 
-def fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(2)
+def report_error(exc: Exception) -> None:
+    """The failure as one line on stderr, `error: ` and what is wrong and where.
+
+    Never wrapped (a long message stays one line for whoever greps it) and never read
+    as Rich markup (a key like `tiers.urgent.[key]` is printed as is).
+    """
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"
+    else:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
 def option_date(text: str, what: str) -> date:

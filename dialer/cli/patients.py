@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from campaign.errors import CarecallError
-from dialer.cli.common import console, fail, make_env, option_date, progress_bar
+from dialer.cli.common import console, make_env, option_date, progress_bar
 from dialer.cli.render import print_explanation
 
 app = typer.Typer(help="Patient registry: import, generate, show, explain.", no_args_is_help=True)
@@ -26,19 +25,15 @@ def patients_import(
     from campaign.imports import import_patients
 
     env = make_env()
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task("importing", total=None)
+    with progress_bar() as bar:
+        task = bar.add_task("importing", total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            summary = import_patients(
-                env.ctx.sessions, file, env.ctx.clock, env.policy, progress=progress, actor=env.settings.actor
-            )
-    except CarecallError as exc:
-        fail(exc)
-        return
+        summary = import_patients(
+            env.ctx.sessions, file, env.ctx.clock, env.policy, progress=progress, actor=env.settings.actor
+        )
     table = Table(title=f"Import of {file.name}")
     for col in ("rows", "imported", "updated", "unchanged", "rejected"):
         table.add_column(col, justify="right")
@@ -84,14 +79,9 @@ def patient_why(
     """Why this patient is, or is not, due to be called on a day, and what would change it."""
     from campaign.explain import explain_patient
 
-    env = make_env()
     day = option_date(on, "--on") if on else None
-    try:
-        exp = explain_patient(env.ctx, member_id, day, actor=env.settings.actor)
-    except CarecallError as exc:
-        fail(exc)
-        return
-    print_explanation(exp, console)
+    env = make_env()
+    print_explanation(explain_patient(env.ctx, member_id, day, actor=env.settings.actor), console)
 
 
 @app.command("show")
@@ -100,11 +90,7 @@ def patient_show(member_id: str) -> None:
     from campaign.explain import patient_file
 
     env = make_env()
-    try:
-        data = patient_file(env.ctx, member_id, actor=env.settings.actor)
-    except CarecallError as exc:
-        fail(exc)
-        return
+    data = patient_file(env.ctx, member_id, actor=env.settings.actor)
     table = Table(show_header=False)
     for k, v in data.items():
         table.add_row(k, str(v))

@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 
-from campaign import services
-from campaign.clock import SystemClock
+from campaign.errors import InvalidArgument
 from campaign.policy import load_policy
-from campaign.settings import Settings
-from dialer.cli.common import console, err, fail, make_env, option_date, progress_bar
+from campaign.settings import load_settings
+from dialer.cli.common import console, err, make_env, option_date, progress_bar
 from dialer.cli.render import render_text
 
 scheduler_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
@@ -55,13 +54,15 @@ def serve_cmd(
     """Run a dialer process (simulated telephony); the scheduler too while it holds the leadership."""
     from dialer.serve import Share, make_clock, serve
 
-    env = make_env()
     try:
         the_share = Share.parse(share)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    try:
         the_clock = make_clock(clock)
     except ValueError as exc:
-        fail(exc)
-        return
+        raise InvalidArgument(f"--clock (or CARECALL_CLOCK): {exc}") from None
+    env = make_env()
     env.engine.dispose()
     serve(
         env.settings.database_url,
@@ -85,17 +86,19 @@ def simulate(
 ) -> None:
     """Run scheduler, dialer and simulated telephony/nurses on the current database, on a virtual clock."""
     from campaign import calendar as cal
-    from campaign.clock import VirtualClock
+    from campaign import services
+    from campaign.clock import SystemClock, VirtualClock
     from dialer.simulation import run_simulation
 
-    env = make_env()
     first = option_date(start, "--start") if start else SystemClock().now().date()
+    last = option_date(until, "--until")
+    env = make_env()
     clock = VirtualClock(cal.at_local(first, datetime.min.time(), "Europe/Paris"))
     ctx = services.Context(env.ctx.sessions, env.policy, clock)
-    end = cal.at_local(option_date(until, "--until"), datetime.min.time(), "Europe/Paris")
+    end = cal.at_local(last, datetime.min.time(), "Europe/Paris")
     result = run_simulation(ctx, clock, end, seed=seed)
     services.expire_and_close(ctx)
-    console.print(f"simulated {result.dials} dials from {first} to {option_date(until, '--until')}")
+    console.print(f"simulated {result.dials} dials from {first} to {last}")
 
 
 def demo(
@@ -114,9 +117,14 @@ def demo(
     from campaign.logs import configure_logging
     from dialer.demo import demo_figures, run_demo
 
-    settings = Settings()
+    settings = load_settings()
     policy = load_policy(settings.config_dir)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    if database.is_dir():
+        raise InvalidArgument(f"--db {database} is a folder: give the SQLite file to (re)create")
+    # every output's folder before the run, so a bad path fails now rather than after it
+    for path in (database, html, log_file, json_path):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     log_stream = log_file.open("w", encoding="utf-8")
     configure_logging("json", log_level, stream=log_stream)
     with progress_bar() as bar:
@@ -154,7 +162,6 @@ def demo(
         stage("done")
     report = demo_figures(run)
     render_text(report, console)
-    html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(reports.render_html(report), encoding="utf-8")
     console.print(
         f"HTML report: {html}   database: {database}   logs: {log_file}   wall time: {run.wall_seconds:.1f} s"

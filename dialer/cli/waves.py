@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from campaign import services
-from campaign.errors import CarecallError
-from dialer.cli.common import console, fail, make_env, option_date
+from dialer.cli.common import console, make_env, option_date
 from dialer.cli.render import print_wave, render_text
 
 mailing_app = typer.Typer(help="Thematic mailings.", no_args_is_help=True)
@@ -32,12 +30,11 @@ def mailing_record(
     ] = None,
 ) -> None:
     """Record a thematic mailing; the scheduler plans its wave when the letters arrive."""
+    from campaign import services
+
+    day = option_date(sent_on, "--sent-on")
     env = make_env()
-    try:
-        rec = services.record_mailing(env.ctx, theme, segment, option_date(sent_on, "--sent-on"))
-    except (CarecallError, ValueError) as exc:
-        fail(exc)
-        return
+    rec = services.record_mailing(env.ctx, theme, segment, day)
     console.print(
         f"mailing {rec.mailing_id}: {rec.recipients} patients; letters arrive {rec.arrives_on}; "
         f"wave {rec.wave_id} calls from {rec.window_start} to {rec.window_end}; "
@@ -69,21 +66,14 @@ def wave_show(wave_id: int) -> None:
     from campaign.explain import explain_wave
 
     env = make_env()
-    try:
-        exp = explain_wave(env.ctx, wave_id)
-    except CarecallError as exc:
-        fail(exc)
-        return
-    print_wave(exp, console)
+    print_wave(explain_wave(env.ctx, wave_id), console)
 
 
 def _wave_action(action: str, wave_id: int) -> None:
+    from campaign import services
+
     env = make_env()
-    try:
-        wave = services.change_wave(env.ctx, wave_id, action, actor=env.settings.actor)
-    except CarecallError as exc:
-        fail(exc)
-        return
+    wave = services.change_wave(env.ctx, wave_id, action, actor=env.settings.actor)
     console.print(f"wave {wave_id} is now {wave.status}")
 
 
@@ -92,12 +82,10 @@ def wave_plan(
     wave_id: int, replan: Annotated[bool, typer.Option(help="plan a planned wave again")] = False
 ) -> None:
     """Plan the wave now, without waiting for the scheduler."""
+    from campaign import services
+
     env = make_env()
-    try:
-        plan = services.plan_wave(env.ctx, wave_id, replan=replan)
-    except CarecallError as exc:
-        fail(exc)
-        return
+    plan = services.plan_wave(env.ctx, wave_id, replan=replan)
     console.print(
         f"wave {wave_id}: {len(plan.assignments)} tasks planned, {len(plan.unplaced)} did not fit, "
         f"{sum(plan.skipped.values())} left out. Review with: carecall wave show {wave_id}"
@@ -139,11 +127,7 @@ def wave_report_cmd(
 
     env = make_env()
     with env.ctx.sessions() as s:
-        try:
-            report = reports.wave_report(s, env.policy, wave_id)
-        except CarecallError as exc:
-            fail(exc)
-            return
+        report = reports.wave_report(s, env.policy, wave_id)
     render_text(report, console)
     if html:
         html.write_text(reports.render_html(report), encoding="utf-8")
