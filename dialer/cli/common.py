@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from campaign.errors import InvalidArgument
 from campaign.policy import load_policy
 from campaign.settings import load_settings
 
@@ -65,11 +65,19 @@ def report_error(exc: Exception) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
-def option_date(text: str, what: str) -> date:
+# how a date may be typed, as in the import file
+DATE_FORMS = "2026-12-07, 07/12/2026, 07-12-2026 or 07.12.2026"
+
+
+def option_date(text: str, option: str) -> date:
+    """A date option in any of the import file's forms (a supervisor types dates the way
+    she reads them in her files), or InvalidArgument naming the option."""
+    from campaign.imports import parse_date
+
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be a date like 2026-12-07, not {text!r}") from None
+        return parse_date(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"{option} {text!r}: {exc}; give a date like {DATE_FORMS}") from None
 
 
 def progress_bar() -> Progress:

@@ -74,7 +74,9 @@ def patients_generate(
 @app.command("why")
 def patient_why(
     member_id: str,
-    on: Annotated[str | None, typer.Option("--on", help="day to explain (YYYY-MM-DD), default today")] = None,
+    on: Annotated[
+        str | None, typer.Option("--on", help="day to explain (2026-12-25 or 25/12/2026), default today")
+    ] = None,
 ) -> None:
     """Why this patient is, or is not, due to be called on a day, and what would change it."""
     from campaign.explain import explain_patient

@@ -16,6 +16,9 @@ from campaign.settings import load_settings
 from dialer.cli.common import console, err, make_env, option_date, progress_bar
 from dialer.cli.render import render_text
 
+# a longer run is a typing mistake more often than a wish (and would run for hours)
+MAX_SIMULATED_DAYS = 366
+
 scheduler_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
 
 
@@ -79,7 +82,8 @@ def serve_cmd(
 
 def simulate(
     until: Annotated[
-        str, typer.Option(help="run the programme on a virtual clock until this day (YYYY-MM-DD)")
+        str,
+        typer.Option(help="run the programme on a virtual clock until this day (2027-01-10 or 10/01/2027)"),
     ],
     start: Annotated[str | None, typer.Option(help="virtual start day, default today")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -92,10 +96,17 @@ def simulate(
 
     first = option_date(start, "--start") if start else SystemClock().now().date()
     last = option_date(until, "--until")
+    if not 0 < (last - first).days <= MAX_SIMULATED_DAYS:
+        raise InvalidArgument(
+            f"--until {last} must be after --start {first}, and at most {MAX_SIMULATED_DAYS} days after it"
+        )
+    try:
+        begin, end = (cal.at_local(d, datetime.min.time(), "Europe/Paris") for d in (first, last))
+    except OverflowError:
+        raise InvalidArgument(f"--start {first} is outside the calendar's range") from None
     env = make_env()
-    clock = VirtualClock(cal.at_local(first, datetime.min.time(), "Europe/Paris"))
+    clock = VirtualClock(begin)
     ctx = services.Context(env.ctx.sessions, env.policy, clock)
-    end = cal.at_local(last, datetime.min.time(), "Europe/Paris")
     result = run_simulation(ctx, clock, end, seed=seed)
     services.expire_and_close(ctx)
     console.print(f"simulated {result.dials} dials from {first} to {last}")

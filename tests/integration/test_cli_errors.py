@@ -9,22 +9,19 @@ would: the entry point is what once let these errors through as tracebacks.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from console_script import carecall, one_error_line
 from typer.testing import CliRunner
 
 from dialer.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
-CARECALL = Path(sys.executable).with_name("carecall")
 SAMPLE = ROOT / "config" / "samples" / "patients.sample.csv"
 PASSWORD = "s3cret-pw"
 
@@ -40,37 +37,6 @@ def _restore_logging() -> Iterator[None]:
             root.removeHandler(h)
     root.setLevel(level)
     structlog.reset_defaults()
-
-
-def carecall(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CARECALL_")}
-    defaults = {
-        "CARECALL_DATABASE_URL": f"sqlite:///{tmp_path / 'carecall.db'}",
-        "CARECALL_LOG_FORMAT": "json",
-        "COLUMNS": "80",  # a long message must still be one line
-    }
-    environ.update({**defaults, **env})
-    return subprocess.run(
-        [str(CARECALL), *args],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """The failure's only line, after checking it is the only output and no traceback."""
-    shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert "Traceback" not in proc.stdout + proc.stderr, shown
-    assert proc.returncode == 2, shown
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, shown
-    assert proc.stdout.strip() == "", shown
-    assert lines[0].startswith("error: "), shown
-    return lines[0]
 
 
 # ---------------------------------------------------------------- configuration
