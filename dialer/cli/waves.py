@@ -20,7 +20,9 @@ wave_app = typer.Typer(
 @mailing_app.command("record")
 def mailing_record(
     theme: Annotated[str, typer.Option(help="theme code from config/themes.toml")],
-    sent_on: Annotated[str, typer.Option("--sent-on", help="day the letters were posted (YYYY-MM-DD)")],
+    sent_on: Annotated[
+        str, typer.Option("--sent-on", help="day the letters were posted (2026-12-07 or 07/12/2026)")
+    ],
     segment: Annotated[
         str | None,
         typer.Option(
@@ -28,13 +30,21 @@ def mailing_record(
             "Default: the theme's pathologies"
         ),
     ] = None,
+    late: Annotated[
+        bool,
+        typer.Option(
+            "--late",
+            help="the letters went out a while ago: plan the wave from today "
+            "(without it, a wave that would have started before today is refused)",
+        ),
+    ] = False,
 ) -> None:
     """Record a thematic mailing; the scheduler plans its wave when the letters arrive."""
     from campaign import services
 
     day = option_date(sent_on, "--sent-on")
     env = make_env()
-    rec = services.record_mailing(env.ctx, theme, segment, day)
+    rec = services.record_mailing(env.ctx, theme, segment, day, late=late)
     console.print(
         f"mailing {rec.mailing_id}: {rec.recipients} patients; letters arrive {rec.arrives_on}; "
         f"wave {rec.wave_id} calls from {rec.window_start} to {rec.window_end}; "
