@@ -5,7 +5,7 @@ builds settings, engine, policy and clock and hands them to the services;
 nothing is built at import) and `render` (what is drawn on the terminal):
 
     db         db upgrade
-    patients   patients import | generate | why | show
+    patients   patients import | generate | why | show | to-fix
     nurses     nurses generate | list
     waves      mailing record; wave list | plan | show | launch | pause | resume | cancel | report
     processes  scheduler run; serve; simulate; demo

@@ -1,4 +1,5 @@
-"""`carecall patients`: the registry: import, generate, show a file, explain a day."""
+"""`carecall patients`: the registry: import, generate, show a file, explain a day, list the
+files to fix."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from rich.table import Table
 from dialer.cli.common import console, make_env, option_date, progress_bar
 from dialer.cli.render import print_explanation
 
-app = typer.Typer(help="Patient registry: import, generate, show, explain.", no_args_is_help=True)
+app = typer.Typer(
+    help="Patient registry: import, generate, show, explain, the files to fix.", no_args_is_help=True
+)
 
 # rows listed after an import; the rest are counted
 MAX_REJECTED_SHOWN = 200
@@ -97,3 +100,24 @@ def patient_show(member_id: str) -> None:
     for k, v in data.items():
         table.add_row(k, str(v))
     console.print(table)
+
+
+@app.command("to-fix")
+def patients_to_fix() -> None:
+    """Patients whose every number was flagged wrong: nowhere to call them (audited).
+
+    They stay out of every wave until their file gets a good number (re-import it).
+    """
+    from campaign.explain import patients_to_fix as to_fix
+
+    env = make_env()
+    items = to_fix(env.ctx, actor=env.settings.actor)
+    if items:
+        table = Table(title="Patients with no number left to call")
+        for col in ("member id", "tier", "status", "numbers flagged", "since"):
+            table.add_column(col, justify="right" if col == "numbers flagged" else "left")
+        for p in items:
+            since = p.since.isoformat() if p.since else "-"
+            table.add_row(p.member_id, p.tier, p.status, str(p.flagged), since)
+        console.print(table)
+    console.print(f"{len(items)} patient{'' if len(items) == 1 else 's'} to fix")
