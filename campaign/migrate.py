@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 import campaign.model  # noqa: F401  (every table on SQLModel.metadata)
-from campaign.db import make_engine
+from campaign.db import connect, database_errors, make_engine
 from campaign.errors import CarecallError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -65,7 +65,14 @@ def _engine(engine_or_url: Engine | str) -> Iterator[Engine]:
 
 @contextmanager
 def _migration_connection(engine_or_url: Engine | str) -> Iterator[tuple[Config, Connection]]:
-    with _engine(engine_or_url) as engine, engine.begin() as conn:
+    """A connection in a transaction (under the migration lock on PostgreSQL); a database that
+    cannot be reached or migrated comes out as DatabaseUnavailable naming what failed."""
+    with (
+        _engine(engine_or_url) as engine,
+        connect(engine) as conn,
+        database_errors(engine, "migrating it failed"),
+        conn.begin(),
+    ):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         cfg = make_config(engine.url.render_as_string(hide_password=False))
@@ -95,7 +102,11 @@ def head() -> str:
 
 def current(engine_or_url: Engine | str) -> str | None:
     """The revision the database is at, or None for an unmigrated database."""
-    with _engine(engine_or_url) as engine, engine.connect() as conn:
+    with (
+        _engine(engine_or_url) as engine,
+        connect(engine) as conn,
+        database_errors(engine, "reading its schema revision failed"),
+    ):
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -38,6 +38,15 @@ class NurseLevel(StrEnum):
     senior = "senior"
 
 
+class InvalidKey(ValueError):
+    """A validation problem of a key below the one being validated (a weekday of
+    `calling_hours`, a theme's pathologies), so the error can name that key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(problem)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +81,9 @@ class Window(_Strict):
         try:
             a, b = text.split("-")
             return cls(start=time.fromisoformat(a.strip()), end=time.fromisoformat(b.strip()))
+        except ValidationError as exc:
+            problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{text!r}: {problem}") from None
         except ValueError as exc:
             raise ValueError(f"{text!r} is not a window like '09:00-12:30' ({exc})") from None
 
@@ -88,16 +100,22 @@ class CallingHours(_Strict):
     def _from_toml(cls, data: Any) -> Any:
         if not isinstance(data, dict) or "by_weekday" in data:
             return data
-        unknown = set(data) - set(WEEKDAYS) - {"holidays"}
+        unknown = sorted(set(data) - set(WEEKDAYS) - {"holidays"})
         if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)}; expected weekday names or 'holidays'")
+            raise InvalidKey(unknown[0], "unknown key; expected weekday names (monday…) or 'holidays'")
         days = []
         for day in WEEKDAYS:
-            windows = [Window.parse(w) for w in data.get(day, [])]
+            texts = data.get(day, [])
+            if not isinstance(texts, list) or not all(isinstance(w, str) for w in texts):
+                raise InvalidKey(day, 'expected a list of windows like ["09:00-12:30", "13:30-19:00"]')
+            try:
+                windows = [Window.parse(w) for w in texts]
+            except ValueError as exc:
+                raise InvalidKey(day, str(exc)) from None
             windows.sort(key=lambda w: w.start)
             for a, b in itertools.pairwise(windows):
                 if b.start < a.end:
-                    raise ValueError(f"{day}: windows {a} and {b} overlap")
+                    raise InvalidKey(day, f"windows {a} and {b} overlap")
             days.append(tuple(windows))
         return {"by_weekday": tuple(days), "holidays": data.get("holidays", True)}
 
@@ -161,9 +179,9 @@ class SimulationPolicy(_Strict):
     @model_validator(mode="after")
     def _sums(self) -> SimulationPolicy:
         if self.busy + self.machine + self.failed > 1:
-            raise ValueError("results.busy + results.machine + results.failed exceed 1")
+            raise InvalidKey("results", "busy + machine + failed exceed 1")
         if self.callback_requested + self.opted_out + self.escalation > 1:
-            raise ValueError("nurse_outcomes probabilities exceed 1")
+            raise InvalidKey("nurse_outcomes", "callback_requested + opted_out + escalation exceed 1")
         return self
 
 
@@ -185,7 +203,7 @@ class Policy(_Strict):
     def _all_tiers(cls, tiers: dict[Tier, TierPolicy]) -> dict[Tier, TierPolicy]:
         missing = set(Tier) - set(tiers)
         if missing:
-            raise ValueError(f"missing tiers {sorted(missing)}")
+            raise ValueError(f"missing tiers {sorted(t.value for t in missing)}")
         return tiers
 
     @model_validator(mode="after")
@@ -193,10 +211,14 @@ class Policy(_Strict):
         for theme in self.themes.values():
             unknown = set(theme.pathologies) - set(self.pathologies)
             if unknown:
-                raise ValueError(f"themes.{theme.code}.pathologies: unknown pathologies {sorted(unknown)}")
+                raise InvalidKey(
+                    f"themes.{theme.code}.pathologies",
+                    f"unknown pathologies {sorted(unknown)} (known: {', '.join(self.pathologies)})",
+                )
         missing = set(Tier) - set(self.dialer.expected_attempts_per_reach)
         if missing:
-            raise ValueError(f"dialer.expected_attempts_per_reach: missing tiers {sorted(missing)}")
+            tiers = sorted(t.value for t in missing)
+            raise InvalidKey("dialer.expected_attempts_per_reach", f"missing tiers {tiers}")
         return self
 
     def skill_for(self, pathology: str) -> str:
@@ -205,6 +227,10 @@ class Policy(_Strict):
 
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+# simulation.toml's sections; their keys are flattened into SimulationPolicy
+_SIM_SECTIONS = ("answer", "results", "timing", "nurse_outcomes")
+_SIM_ANSWER = {"by_tier": "answer_by_tier", "by_hour": "answer_by_hour"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -215,14 +241,53 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "-", "file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "-", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "-", "not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "-", f"cannot be read: {exc.strerror or exc}") from None
 
 
 def _loc(err: Any) -> str:
-    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "-"
+    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+
+
+def _flat_simulation(data: dict[str, Any], file: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """simulation.toml's sections as SimulationPolicy's fields, and each field's key in the file."""
+    flat: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for section, body in data.items():
+        if section not in _SIM_SECTIONS:
+            raise ConfigError(str(file), section, f"unknown section; expected {', '.join(_SIM_SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ConfigError(str(file), section, "expected a table of keys")
+        for key, value in body.items():
+            if section == "answer" and key not in _SIM_ANSWER:
+                raise ConfigError(str(file), f"answer.{key}", "unknown key; expected by_tier, by_hour")
+            field = _SIM_ANSWER[key] if section == "answer" else key
+            if field in where:
+                raise ConfigError(str(file), f"{section}.{key}", f"also given as {where[field]}")
+            flat[field] = value
+            where[field] = f"{section}.{key}"
+    flat.setdefault("answer_by_hour", {})
+    where.setdefault("answer_by_tier", "answer.by_tier")
+    return flat, where
+
+
+def _tables(themes: dict[str, Any], file: Path) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for code, body in themes.get("themes", {}).items():
+        if not isinstance(body, dict):
+            raise ConfigError(str(file), f"themes.{code}", "expected a table (label, pathologies, script)")
+        out.append((code, body))
+    return out
 
 
 def load_policy(config_dir: Path | str | None = None) -> Policy:
-    """Read and validate `programme.toml`, `themes.toml` and `simulation.toml`."""
+    """Read and validate `programme.toml`, `themes.toml` and `simulation.toml`.
+
+    Any mistake is one ConfigError naming the file, the key as written in that file,
+    and the problem.
+    """
     directory = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
     files = {
         "programme": directory / "programme.toml",
@@ -232,29 +297,31 @@ def load_policy(config_dir: Path | str | None = None) -> Policy:
     prog = _read_toml(files["programme"])
     themes = _read_toml(files["themes"])
     sim = _read_toml(files["simulation"])
-
-    def flat_sim(data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "answer_by_tier": data.get("answer", {}).get("by_tier"),
-            "answer_by_hour": data.get("answer", {}).get("by_hour", {}),
-            **data.get("results", {}),
-            **data.get("timing", {}),
-            **data.get("nurse_outcomes", {}),
-        }
-
+    for key in ("themes", "simulation"):
+        if key in prog:
+            raise ConfigError(str(files["programme"]), key, f"unknown key; {key} live in {key}.toml")
+    for key in themes:
+        if key != "themes":
+            raise ConfigError(str(files["themes"]), key, "unknown key; expected [themes.CODE] tables")
+    flat_sim, sim_keys = _flat_simulation(sim, files["simulation"])
     raw = {
         **prog,
-        "themes": {code: {"code": code, **body} for code, body in themes.get("themes", {}).items()},
-        "simulation": flat_sim(sim),
+        "themes": {code: {"code": code, **body} for code, body in _tables(themes, files["themes"])},
+        "simulation": flat_sim,
     }
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
+        problem = str(err["msg"]).removeprefix("Value error, ")
         loc = _loc(err)
-        head = loc.split(".")[0]
-        file = {"themes": files["themes"], "simulation": files["simulation"]}.get(head, files["programme"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidKey):
+            loc = f"{loc}.{cause.key}" if loc else cause.key
+        head, _, rest = loc.partition(".")
+        file = files[head] if head in ("themes", "simulation") else files["programme"]
         if head == "simulation":
-            loc = loc.removeprefix("simulation.")
+            field, _, below = rest.partition(".")
+            loc = ".".join(p for p in (sim_keys.get(field, field), below) if p)
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(str(file), loc, err["msg"] + more) from None
+        raise ConfigError(str(file), loc or "-", problem + more) from None

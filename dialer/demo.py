@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from campaign import calendar as cal
-from campaign import migrate, services
+from campaign import migrate, services, store
 from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
@@ -60,9 +60,8 @@ def run_demo(
     ctx = services.Context(session_factory(engine), policy, clock)
 
     stage(f"generating {nurses} nurses and {patients} patients")
-    nurse_rows = generate_nurses(nurses, seed=seed)
     with ctx.sessions() as s:
-        s.add_all(nurse_rows)
+        nurse_rows = store.add_new_nurses(s, generate_nurses(nurses, seed=seed))
         s.commit()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "patients.csv"

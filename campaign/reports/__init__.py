@@ -7,7 +7,7 @@ in SQL where that is easy, and the rest is one streamed pass over the few
 columns it needs; no ORM object is loaded per row.
 
 `wave_report` (figures.py) returns plain JSON-serialisable data; `render_text` draws it for
-the supervisor's terminal (dialer/terminal.py, English, as the CLI), `render_html` as a
+the supervisor's terminal (dialer/cli/render.py, English, as the CLI), `render_html` as a
 self-contained French page for the programme's staff (no external script,
 style or font: it must open from a mail attachment on a locked-down PC).
 The report carries no personal data: ids, counts, nurse codes.

@@ -13,6 +13,7 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     upkeep     expiry and the audit trail
     lookups    what explanations and listings read
     reporting  what the invariant check and the wave report read
+    directory  what the supervisor's command line lists and adds (nurses, waves)
     registry, registry_pg   the patient registry's batched upserts (imported by name, not re-exported)
 
 Callers use the package: `from campaign import store; store.claim_tasks(...)`.
@@ -54,6 +55,10 @@ from campaign.store.dialing import (
     dialable_page,
     dialable_rows,
     insert_attempts,
+)
+from campaign.store.directory import (
+    add_new_nurses,
+    waves_with_mailings,
 )
 from campaign.store.lookups import (
     last_attempt_result,
@@ -136,6 +141,7 @@ __all__ = [
     "NurseInfo",
     "Release",
     "add_mailing",
+    "add_new_nurses",
     "add_physician_message",
     "add_recipients",
     "add_wave",
@@ -208,6 +214,7 @@ __all__ = [
     "wave_patients",
     "wave_row",
     "wave_task_counts_since",
+    "waves_with_mailings",
     "waves_with_status",
     "wrong_number_since",
 ]

@@ -39,7 +39,7 @@ from campaign.model import (
 from campaign.policy import Policy, load_policy
 from campaign.reports import render_html, wave_report, write_json
 from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
-from dialer.terminal import render_text
+from dialer.cli.render import render_text
 
 M = TypeVar("M", bound=SQLModel)
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,13 +1,20 @@
-"""The wave report drawn for the supervisor's terminal (English, as the CLI)."""
+"""What the commands draw on the supervisor's terminal (English, as the CLI): the wave
+report, a patient's explanation, a wave's plan and progress.
+
+The figures and explanations come computed from `campaign`; this module only lays them out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from campaign.explain import Explanation, WaveExplanation
 
 
 def _fmt(value: Any, pct: bool = False, digits: int = 2) -> str:
@@ -103,3 +110,56 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
         spread.add_row(week, str(n), "█" * max(1, round(30 * n / peak)) if peak else "")
     spread.add_row("none", str(nc["unscheduled"]), "")
     console.print(spread)
+
+
+def print_explanation(exp: Explanation, console: Console) -> None:
+    """`patients why`: the verdict, every check with its detail, and what would change it."""
+    colour = "green" if exp.due else "yellow"
+    console.print(f"[bold]{exp.member_id}[/] on {exp.day.isoformat()}: [bold {colour}]{exp.verdict}[/]")
+    table = Table(show_header=True)
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("detail")
+    for f in exp.findings:
+        mark = "[green]ok[/]" if f.ok else "[red]blocks[/]" if f.blocking else "[yellow]note[/]"
+        table.add_row(f.check, mark, f.detail)
+    console.print(table)
+    if exp.changes:
+        console.print("[bold]What would change it:[/]")
+        for c in exp.changes:
+            console.print(f"  • {c}")
+
+
+def print_wave(exp: WaveExplanation, console: Console) -> None:
+    """`wave show`: the plan per day and tier, what was left out, the tasks, why nothing dials."""
+    console.print(
+        f"[bold]Wave {exp.wave_id}[/] — theme {exp.theme}, status [bold]{exp.status}[/], "
+        f"window {exp.window_start} → {exp.window_end}"
+    )
+    plan = exp.plan
+    if plan.get("days"):
+        table = Table(title="Plan (first calls per day)")
+        table.add_column("day")
+        for t in ("high", "medium", "low"):
+            table.add_column(t, justify="right")
+        table.add_column("nurse minutes", justify="right")
+        table.add_column("capacity", justify="right")
+        for day, load in plan["days"].items():
+            tasks = load["tasks"]
+            table.add_row(
+                day,
+                *(str(tasks.get(t, 0)) for t in ("high", "medium", "low")),
+                f"{load['minutes']:.0f}",
+                f"{load['capacity']:.0f}",
+            )
+        console.print(table)
+        if plan.get("skipped"):
+            console.print("left out: " + ", ".join(f"{k}: {v}" for k, v in plan["skipped"].items()))
+        if plan.get("unplaced"):
+            console.print(
+                f"[yellow]{plan['unplaced']} patients did not fit in the window's nurse capacity[/]"
+            )
+    if exp.tasks:
+        console.print("tasks: " + ", ".join(f"{k}: {v}" for k, v in sorted(exp.tasks.items())))
+    for line in exp.reasons:
+        console.print(f"  • {line}")

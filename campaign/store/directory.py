@@ -1,0 +1,40 @@
+"""What the supervisor's command line lists and adds by hand: nurses by code, waves with
+their mailings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from campaign.model import MAILING, NURSE, WAVE, Nurse
+
+
+def add_new_nurses(session: Session, nurses: Iterable[Nurse]) -> list[Nurse]:
+    """Add the nurses whose code is not taken yet; returns those added (codes are unique,
+    so generating the same nurses twice adds nothing the second time)."""
+    existing = set(session.execute(select(NURSE.c.code)).scalars())
+    added = [n for n in nurses if n.code not in existing]
+    session.add_all(added)
+    session.flush()
+    return added
+
+
+def waves_with_mailings(session: Session) -> list[Any]:
+    """Every wave with its mailing's theme and recipient count, oldest first."""
+    return list(
+        session.execute(
+            select(
+                WAVE.c.id,
+                MAILING.c.theme_code,
+                WAVE.c.status,
+                WAVE.c.window_start,
+                WAVE.c.window_end,
+                MAILING.c.recipients,
+            )
+            .join(MAILING, MAILING.c.id == WAVE.c.mailing_id)
+            .order_by(WAVE.c.id)
+        ).all()
+    )
