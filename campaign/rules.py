@@ -294,8 +294,13 @@ def next_contact(
     nurse_id: int | None = None,
     callback_at: datetime | None = None,
     task_deadline: datetime | None = None,
+    task_attempts: int = 0,
 ) -> NextContact:
-    """The outcome → next-contact rules of DESIGN.md."""
+    """The outcome → next-contact rules of DESIGN.md.
+
+    `task_attempts`: the attempts the task has had, this one included; a wrong
+    number's retry on the other number is one more, never beyond `max_attempts`.
+    """
     today = cal.local_date(at, patient.place)
     regular = next_regular_contact(today, patient, policy)
     if outcome == OutcomeCode.reached:
@@ -323,6 +328,13 @@ def next_contact(
                 None,
                 flag_number=True,
                 notes=["no valid number left: the patient's file needs a new number"],
+            )
+        if task_attempts >= policy.retry.max_attempts:
+            return NextContact(
+                TaskStatus.unreachable,
+                patient.next_contact_on,
+                flag_number=True,
+                notes=[f"{task_attempts} attempts made (max {policy.retry.max_attempts})"],
             )
         earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
         slot = cal.next_open(earliest, patient.place, policy.calling_hours)

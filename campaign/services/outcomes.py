@@ -104,6 +104,7 @@ def _apply_outcomes(
             nurse_id=e.nurse_id,
             callback_at=e.callback_at,
             task_deadline=row.deadline,
+            task_attempts=row.task_attempts,
         )
         decisions.append(d)
         outcomes.append(

@@ -117,7 +117,7 @@ _CLAIM = (
     "UPDATE call_task SET status = %(in_progress)s, claimed_by = %(worker)s, "
     "lease_until = %(lease_until)s, attempts = attempts + 1 "
     "WHERE id IN (SELECT id FROM call_task WHERE id = ANY(%(task_ids)s) AND status = %(pending)s "
-    "AND not_before <= %(now)s AND (wave_id IS NULL OR wave_id IN "
+    "AND not_before <= %(now)s AND deadline > %(now)s AND (wave_id IS NULL OR wave_id IN "
     "(SELECT id FROM wave WHERE status = %(running)s)) FOR UPDATE SKIP LOCKED) AND status = %(pending)s "
     "RETURNING id, kind, attempts, tier, patient_id"
 )
@@ -148,7 +148,9 @@ def claim_tasks(
     for), patients are locked in id order (two processes never wait on each
     other in a cycle), and claim and history go to the server together: one
     round trip of a nurse's wait. SQLite has one writer. A stale id from a
-    dialer's queue is not claimed before its time.
+    dialer's queue is not claimed before its time, nor once its wave's window
+    has ended (the deadline: no attempt starts after it; the upkeep job closes
+    the task).
     """
     if not task_ids:
         return [], {}
@@ -158,6 +160,7 @@ def claim_tasks(
         TASK.c.id.in_(list(task_ids)),
         TASK.c.status == TaskStatus.pending,
         TASK.c.not_before <= now,
+        TASK.c.deadline > now,
         DIALABLE_WAVE,
     )
     claimed = session.execute(

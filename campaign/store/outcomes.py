@@ -30,6 +30,7 @@ def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]
             ATTEMPT.c.task_id,
             ATTEMPT.c.number,
             TASK.c.deadline,
+            TASK.c.attempts.label("task_attempts"),
             TASK.c.wave_id,
             TASK.c.tier.label("task_tier"),
             TASK.c.theme_code,

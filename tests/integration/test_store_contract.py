@@ -142,3 +142,26 @@ def test_claims_pages_attempts_and_releases_keep_one_contract(env) -> None:  # t
     assert first.not_before.replace(tzinfo=None) == later.replace(tzinfo=None)
     assert (second.status, second.close_reason, second.attempts) == ("unreachable", "max attempts", 1)
     assert second.closed_at is not None
+
+
+def test_no_claim_once_the_task_window_has_ended(env) -> None:  # type: ignore[no-untyped-def]
+    """A retry due before the deadline but reached late by a lagging dialer is not dialed after it
+    (the upkeep job closes the task); the independent check found three such calls in the serve test."""
+    ctx, clock = env
+    add_nurse(ctx, level="senior")
+    patients = bulk_patients(ctx, 2)
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(LAST_DAY, 10))
+    now = clock.now()
+    with ctx.sessions() as s:
+        tasks = dict(
+            s.execute(select(TASK.c.patient_id, TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
+        )
+        late, fine = tasks[patients[0]], tasks[patients[1]]
+        s.execute(update(TASK).where(TASK.c.id == late).values(deadline=now - timedelta(seconds=1)))
+        s.commit()
+        claimed, _ = store.claim_tasks(s, [late, fine], "w1", now, timedelta(minutes=90))
+        s.commit()
+        status = s.execute(select(TASK.c.status).where(TASK.c.id == late)).scalar_one()
+    assert [r.task_id for r in claimed] == [fine]
+    assert status == "pending", "left to the upkeep job, which closes it"

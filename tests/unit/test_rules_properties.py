@@ -644,10 +644,10 @@ def test_callback_is_at_the_first_callable_instant_from_the_asked_time(
 
 
 @SETTINGS
-@given(outcome_cases())
-def test_wrong_number_flags_it_and_retries_only_on_another_number(
-    case: OutcomeCase,
-) -> None:
+@given(outcome_cases(), st.integers(1, MAX_ATTEMPTS))
+def test_wrong_number_flags_it_and_retries_only_on_another_number(case: OutcomeCase, attempts: int) -> None:
+    """The other number is tried in the same task, never as an attempt beyond `max_attempts`
+    (the independent check found a task dialed seven times after a wrong number on its sixth)."""
     patient, at, asked, deadline, nurse = case
     nc = next_contact(
         patient,
@@ -657,6 +657,7 @@ def test_wrong_number_flags_it_and_retries_only_on_another_number(
         nurse_id=nurse,
         callback_at=asked,
         task_deadline=deadline,
+        task_attempts=attempts,
     )
     assert nc.flag_number
     assert nc.callback_at is None and not nc.withdraw
@@ -670,13 +671,14 @@ def test_wrong_number_flags_it_and_retries_only_on_another_number(
         assert nc.next_contact_on == patient.next_contact_on  # the regular cadence is untouched
     if nc.retry_at is not None:
         assert patient.dialable_numbers > 1  # another number exists
+        assert attempts < MAX_ATTEMPTS  # one more attempt stays within the cap
         assert nc.task_status is None  # the same task goes on
         assert wall_clock_callable(nc.retry_at, patient.place)
         assert nc.retry_at - at >= GAP
         assert deadline is None or nc.retry_at < deadline
     else:
         assert nc.task_status == TaskStatus.unreachable
-        if patient.dialable_numbers > 1:
+        if patient.dialable_numbers > 1 and attempts < MAX_ATTEMPTS:
             # another number, but no window before the task's deadline
             assert deadline is not None
             slot = cal.next_open(at + GAP, patient.place, HOURS)
