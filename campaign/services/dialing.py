@@ -178,9 +178,8 @@ def _retry_many(
     """After unanswered attempts (task, patient, result): retry each task later, or close it."""
     task_ids = [task_id for task_id, _, _ in ended]
     rows = store.tasks_with_patients(s, task_ids)
-    starts = store.attempt_starts(s, task_ids)
-    patient_starts = store.patient_attempt_starts(
-        s, {patient_id for _, patient_id, _ in ended}, now - store.HISTORY_LOOKBACK
+    starts, patient_starts = store.attempt_starts(
+        s, task_ids, {patient_id for _, patient_id, _ in ended}, now - store.HISTORY_LOOKBACK
     )
     releases: list[store.Release] = []
     closed_patients: list[int] = []

@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     bindparam,
     func,
+    or_,
     select,
     update,
 )
@@ -26,33 +28,32 @@ from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState,
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of
 
 
-def attempt_starts(session: Session, task_ids: Sequence[int]) -> dict[int, list[datetime]]:
-    """Each task's attempt start times, oldest first."""
-    out: dict[int, list[datetime]] = {t: [] for t in task_ids}
-    if task_ids:
-        for task_id, started_at in session.execute(
-            select(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
-            .where(one_of(session, ATTEMPT.c.task_id, task_ids))
-            .order_by(ATTEMPT.c.task_id, ATTEMPT.c.started_at)
-        ).all():
-            out[task_id].append(started_at)
-    return out
-
-
-def patient_attempt_starts(
-    session: Session, patient_ids: Iterable[int], since: datetime
-) -> dict[int, list[datetime]]:
-    """Each patient's attempt start times since `since`, whatever the task, oldest first."""
-    ids = sorted(set(patient_ids))
-    out: dict[int, list[datetime]] = {p: [] for p in ids}
-    if ids:
-        for patient_id, started_at in session.execute(
-            select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at)
-            .where(one_of(session, ATTEMPT.c.patient_id, ids), ATTEMPT.c.started_at >= since)
-            .order_by(ATTEMPT.c.patient_id, ATTEMPT.c.started_at)
-        ).all():
-            out[patient_id].append(started_at)
-    return out
+def attempt_starts(
+    session: Session, task_ids: Sequence[int], patient_ids: Iterable[int], since: datetime
+) -> tuple[dict[int, list[datetime]], dict[int, list[datetime]]]:
+    """Start times, oldest first, of each task's attempts and of each patient's attempts since
+    `since` whatever the task: what a retry decision reads (time of day, daily cap), in one query."""
+    patients = sorted(set(patient_ids))
+    by_task: dict[int, list[datetime]] = {t: [] for t in task_ids}
+    by_patient: dict[int, list[datetime]] = {p: [] for p in patients}
+    if not task_ids and not patients:
+        return by_task, by_patient
+    rows = session.execute(
+        select(ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at)
+        .where(
+            or_(
+                one_of(session, ATTEMPT.c.task_id, task_ids),
+                and_(one_of(session, ATTEMPT.c.patient_id, patients), ATTEMPT.c.started_at >= since),
+            )
+        )
+        .order_by(ATTEMPT.c.started_at)
+    ).all()
+    for task_id, patient_id, started_at in rows:
+        if task_id in by_task:
+            by_task[task_id].append(started_at)
+        if patient_id in by_patient and started_at >= since:
+            by_patient[patient_id].append(started_at)
+    return by_task, by_patient
 
 
 def tasks_with_patients(session: Session, task_ids: Sequence[int]) -> dict[int, Any]:
