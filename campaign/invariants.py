@@ -25,12 +25,7 @@ from campaign import calendar as cal
 from campaign import store
 from campaign.policy import CallingHours, Policy
 from campaign.rules import requested_dial
-from campaign.states import (
-    TERMINAL_TASK_STATUSES,
-    AttemptResult,
-    AttemptState,
-    EnrolmentStatus,
-)
+from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, EnrolmentStatus
 
 MAX_EXAMPLES = 20
 _FOREVER = datetime.max.replace(tzinfo=UTC)

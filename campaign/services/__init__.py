@@ -12,11 +12,7 @@ Callers use the package: `from campaign import services; services.plan_wave(ctx,
 
 from __future__ import annotations
 
-from campaign.services.base import (
-    Context,
-    keep_cadence,
-    required_skills,
-)
+from campaign.services.base import Context, keep_cadence, required_skills
 from campaign.services.dialing import (
     Claimed,
     ClaimResult,
@@ -30,16 +26,8 @@ from campaign.services.dialing import (
     reconcile_in_flight,
     renew_leases,
 )
-from campaign.services.outcomes import (
-    OutcomeApplied,
-    OutcomeEntry,
-    record_outcome,
-    record_outcomes,
-)
-from campaign.services.patients import (
-    restore_contacts,
-    without_number,
-)
+from campaign.services.outcomes import OutcomeApplied, OutcomeEntry, record_outcome, record_outcomes
+from campaign.services.patients import restore_contacts, without_number
 from campaign.services.waves import (
     LATEST_ZONE,
     MAX_DAYS_AHEAD,

@@ -16,12 +16,7 @@ from campaign import rules, store
 from campaign.errors import ClaimLost
 from campaign.policy import Policy, Tier
 from campaign.services.base import Context, keep_cadence
-from campaign.states import (
-    AttemptResult,
-    TaskKind,
-    TaskStatus,
-    WaveStatus,
-)
+from campaign.states import AttemptResult, TaskKind, TaskStatus, WaveStatus
 
 log = structlog.get_logger("carecall.campaign")
 

@@ -14,9 +14,7 @@ from campaign import rules, store
 from campaign.errors import NotFound
 from campaign.policy import Policy
 from campaign.services.base import Context
-from campaign.states import (
-    OutcomeCode,
-)
+from campaign.states import OutcomeCode
 from campaign.templates import render
 
 

@@ -17,19 +17,11 @@ from sqlmodel import Session
 from campaign import calendar as cal
 from campaign import planning, store
 from campaign.errors import InvalidArgument, InvalidTransition, NotFound
-from campaign.model import (
-    Wave,
-    pathologies_from_text,
-    pathologies_to_text,
-)
+from campaign.model import Wave, pathologies_from_text, pathologies_to_text
 from campaign.policy import Policy, Theme, Tier
 from campaign.services.base import Context, keep_cadence, required_skills
 from campaign.services.dialing import reconcile_in_flight
-from campaign.states import (
-    TaskKind,
-    TaskStatus,
-    WaveStatus,
-)
+from campaign.states import TaskKind, TaskStatus, WaveStatus
 
 log = structlog.get_logger("carecall.campaign")
 

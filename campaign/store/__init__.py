@@ -55,10 +55,7 @@ from campaign.store.dialing import (
     dialable_rows,
     insert_attempts,
 )
-from campaign.store.directory import (
-    add_new_nurses,
-    waves_with_mailings,
-)
+from campaign.store.directory import add_new_nurses, waves_with_mailings
 from campaign.store.lookups import (
     last_attempt_result,
     last_dial,
@@ -123,10 +120,7 @@ from campaign.store.reporting import (
     theme_label,
     wave_patients,
 )
-from campaign.store.upkeep import (
-    audit,
-    expire_due_tasks,
-)
+from campaign.store.upkeep import audit, expire_due_tasks
 
 __all__ = [
     "CLAIM_COLUMNS",

@@ -6,26 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    any_,
-    bindparam,
-)
+from sqlalchemy import ColumnElement, Integer, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from campaign import calendar as cal
-from campaign.model import (
-    PATIENT,
-)
+from campaign.model import PATIENT
 from campaign.policy import Tier
 from campaign.rules import PatientState
-from campaign.states import (
-    TERMINAL_TASK_STATUSES,
-    EnrolmentStatus,
-    TaskStatus,
-)
+from campaign.states import TERMINAL_TASK_STATUSES, EnrolmentStatus, TaskStatus
 
 OPEN_TASK_STATUSES = (TaskStatus.pending.value, TaskStatus.in_progress.value)
 TERMINAL = tuple(s.value for s in TERMINAL_TASK_STATUSES)

@@ -8,22 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    and_,
-    bindparam,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlmodel import Session
 
-from campaign.model import (
-    ATTEMPT,
-    PATIENT,
-    TASK,
-    WAVE,
-)
+from campaign.model import ATTEMPT, PATIENT, TASK, WAVE
 from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, TaskStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of
 

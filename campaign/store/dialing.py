@@ -13,31 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import (
-    Integer,
-    String,
-    bindparam,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Integer, String, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
-from campaign.model import (
-    ATTEMPT,
-    PATIENT,
-    TASK,
-    WAVE,
-)
+from campaign.model import ATTEMPT, PATIENT, TASK, WAVE
 from campaign.rules import DialHistory
-from campaign.states import (
-    AttemptState,
-    TaskStatus,
-    WaveStatus,
-)
+from campaign.states import AttemptState, TaskStatus, WaveStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of, place_of
 from campaign.store.patients import HISTORY_LOOKBACK, dial_histories, histories_by_patient
 

@@ -7,11 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    bindparam,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from campaign.model import ATTEMPT, NURSE, OUTCOME, PATIENT, TASK, PhysicianMessage

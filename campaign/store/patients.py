@@ -8,28 +8,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    bindparam,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlmodel import Session
 
 from campaign import calendar as cal
-from campaign.model import (
-    ATTEMPT,
-    NURSE,
-    PATIENT,
-    Nurse,
-)
+from campaign.model import ATTEMPT, NURSE, PATIENT, Nurse
 from campaign.policy import NurseLevel
 from campaign.rules import DialHistory
-from campaign.states import (
-    AttemptState,
-    EnrolmentStatus,
-)
+from campaign.states import AttemptState, EnrolmentStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of
 
 

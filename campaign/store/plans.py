@@ -8,35 +8,11 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Select,
-    bindparam,
-    case,
-    func,
-    insert,
-    literal,
-    null,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Select, bindparam, case, func, insert, literal, null, or_, select, update
 from sqlmodel import Session
 
-from campaign.model import (
-    PATIENT,
-    RECIPIENT,
-    TASK,
-    WAVE,
-    Mailing,
-    ThemeRow,
-    Wave,
-)
-from campaign.states import (
-    EnrolmentStatus,
-    TaskKind,
-    TaskStatus,
-    WaveStatus,
-)
+from campaign.model import PATIENT, RECIPIENT, TASK, WAVE, Mailing, ThemeRow, Wave
+from campaign.states import EnrolmentStatus, TaskKind, TaskStatus, WaveStatus
 from campaign.store.base import OPEN_TASK_STATUSES, PATIENT_RULE_COLUMNS
 
 # ------------------------------------------------------------------ segments and waves

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    and_,
-    select,
-    update,
-)
+from sqlalchemy import and_, select, update
 from sqlmodel import Session
 
-from campaign.model import (
-    TASK,
-    AuditEvent,
-)
-from campaign.states import (
-    TaskStatus,
-)
+from campaign.model import TASK, AuditEvent
+from campaign.states import TaskStatus
 
 
 def expire_due_tasks(session: Session, now: datetime) -> tuple[int, int, set[int]]:

@@ -605,6 +605,17 @@ def _wave_day(ctx: services.Context, clock: VirtualClock, theme: str = "diet") -
     return _aware(nb)
 
 
+def _dialer_when_due(
+    ctx: services.Context, clock: VirtualClock, theme: str = "diet"
+) -> tuple[Harness, datetime]:
+    """A running wave, the clock at its first calls, and a dialer started then."""
+    due = _wave_day(ctx, clock, theme)
+    clock.advance_to(due)
+    h = Harness(ctx, clock, "dialer-1")
+    h.dialer.start()
+    return h, due
+
+
 def test_referent_on_shift_gets_her_patient_then_after_the_wait_another_nurse(env) -> None:  # type: ignore[no-untyped-def]
     ctx, clock = env
     wait = timedelta(minutes=ctx.policy.dialer.referent_wait_minutes)
@@ -694,10 +705,7 @@ def test_referent_off_shift_does_not_hold_her_patient(env) -> None:  # type: ign
     referent = add_nurse(ctx, level="senior")
     other = add_nurse(ctx, level="senior")
     patient = add_patient(ctx, referent_nurse_id=referent)
-    due = _wave_day(ctx, clock)
-    clock.advance_to(due)
-    h = Harness(ctx, clock, "dialer-1")
-    h.dialer.start()
+    h, due = _dialer_when_due(ctx, clock)
     h.dialer.nurse_ready(other)  # the référent is offline
     h.run(2)
     first = _first_attempt(ctx, patient.id)
@@ -705,40 +713,39 @@ def test_referent_off_shift_does_not_hold_her_patient(env) -> None:  # type: ign
     assert _aware(first.started_at) < due + timedelta(minutes=2)
 
 
-def test_high_tier_patient_never_goes_to_a_junior(env) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("idle", "qualified", "patient", "theme"),
+    [
+        # a high-tier patient never goes to a junior, whatever her skills
+        (("junior", ["heart_failure", "copd"]), ("senior", []), {"tier": "high"}, "diet"),
+        # a heart-failure theme only to a nurse with the skill, whatever her level
+        (
+            ("senior", ["copd"]),
+            ("junior", ["heart_failure"]),
+            {"pathologies": ["heart_failure", "diabetes"], "tier": "medium"},
+            "weight_watch",
+        ),
+    ],
+)
+def test_a_call_waits_for_a_nurse_who_may_take_it(  # type: ignore[no-untyped-def]
+    env,
+    idle: tuple[str, list[str]],
+    qualified: tuple[str, list[str]],
+    patient: dict[str, Any],
+    theme: str,
+) -> None:
     ctx, clock = env
-    junior = add_nurse(ctx, level="junior", skills=["heart_failure", "copd"])
-    senior = add_nurse(ctx, level="senior")
-    patient = add_patient(ctx, tier="high")
-    due = _wave_day(ctx, clock)
-    clock.advance_to(due)
-    h = Harness(ctx, clock, "dialer-1")
-    h.dialer.start()
-    h.dialer.nurse_ready(junior)
+    unqualified = add_nurse(ctx, level=idle[0], skills=idle[1])
+    able = add_nurse(ctx, level=qualified[0], skills=qualified[1])
+    p = add_patient(ctx, **patient)
+    h, _ = _dialer_when_due(ctx, clock, theme)
+    h.dialer.nurse_ready(unqualified)
     h.run(180)
-    assert _first_attempt(ctx, patient.id) is None, "an idle junior never gets the high-tier call"
-    h.dialer.nurse_ready(senior)
+    assert _first_attempt(ctx, p.id) is None, "an idle nurse who may not take the call never gets it"
+    h.dialer.nurse_ready(able)
     h.run(2)
-    first = _first_attempt(ctx, patient.id)
-    assert first is not None and first.nurse_id == senior
-
-
-def test_heart_failure_theme_only_to_a_nurse_with_the_skill(env) -> None:  # type: ignore[no-untyped-def]
-    ctx, clock = env
-    untrained = add_nurse(ctx, level="senior", skills=["copd"])
-    trained = add_nurse(ctx, level="junior", skills=["heart_failure"])
-    patient = add_patient(ctx, pathologies=["heart_failure", "diabetes"], tier="medium")
-    due = _wave_day(ctx, clock, theme="weight_watch")
-    clock.advance_to(due)
-    h = Harness(ctx, clock, "dialer-1")
-    h.dialer.start()
-    h.dialer.nurse_ready(untrained)
-    h.run(120)
-    assert _first_attempt(ctx, patient.id) is None
-    h.dialer.nurse_ready(trained)
-    h.run(2)
-    first = _first_attempt(ctx, patient.id)
-    assert first is not None and first.nurse_id == trained
+    first = _first_attempt(ctx, p.id)
+    assert first is not None and first.nurse_id == able
 
 
 @pytest.mark.parametrize("promiser_state", ["ready", "on_break", "off_shift"])

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import registry_record
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -24,7 +23,7 @@ from campaign.errors import ImportRowError
 from campaign.imports import ImportSummary, import_patients
 from campaign.model import AuditEvent, Nurse, Patient, Physician, pathologies_from_text
 from campaign.policy import Policy, load_policy
-from campaign.store.registry import get_patient_by_member_id, upsert_patients
+from campaign.store.registry import get_patient_by_member_id
 from campaign.synthetic import generate_nurses, generate_patients_csv, is_fiction_e164
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -340,34 +339,6 @@ def test_unknown_nurse_code_is_a_row_error(sessions, clock, policy, tmp_path) ->
         patient = get_patient_by_member_id(s, "AB13")
         nurse = s.exec(select(Nurse).where(Nurse.code == "N002")).one()
     assert patient is not None and patient.referent_nurse_id == nurse.id
-
-
-def test_registry_rejects_unknown_nurse_without_crashing(sessions) -> None:
-    record = registry_record(referent_nurse="N999")
-    with sessions() as s:
-        inserted, updated, unchanged = result = upsert_patients(s, [record], NOW)
-        s.commit()
-    assert (inserted, updated, unchanged) == (0, 0, 0)
-    assert [(r.line, r.field) for r in result.rejected] == [(7, "referent_nurse")]
-
-
-def test_absent_optional_column_leaves_known_values(sessions, clock, policy, tmp_path) -> None:
-    import_patients(sessions, SAMPLE, clock, policy)
-    path = tmp_path / "minimal.csv"
-    path.write_text(
-        "numéro d'adhérent;nom;prénom;date de naissance;téléphone;code postal;pathologies;"
-        "niveau de risque\n"
-        "100200302;Bernard;Louis;1948-07-02;0261911235;44000;"
-        "insuffisance cardiaque + diabète;élevé\n",
-        encoding="utf-8",
-    )
-    summary = import_patients(sessions, path, clock, policy)
-
-    assert summary.unchanged == 1
-    with sessions() as s:
-        patient = get_patient_by_member_id(s, "100200302")
-    assert patient is not None
-    assert patient.phone_alt == "+33199001235" and patient.referent_nurse_id is not None
 
 
 @pytest.mark.parametrize(

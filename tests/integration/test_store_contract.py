@@ -8,6 +8,7 @@ the same expectations, so neither form can drift from the other unseen.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from factories import SENT_ON, add_nurse, bulk_patients, paris, running_wave
 from sqlalchemy import insert, select, update
@@ -19,18 +20,24 @@ from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
 LAST_DAY = date(2026, 12, 28)  # every task of the wave is due by then
 
 
-def test_claims_pages_attempts_and_releases_keep_one_contract(env) -> None:  # type: ignore[no-untyped-def]
-    ctx, clock = env
+def _due_wave(ctx: Any, clock: Any, n: int) -> tuple[int, Any, list[int], list[int]]:
+    """A senior nurse, `n` patients and their running wave, every task due: (nurse, wave, patients, tasks)."""
     nurse = add_nurse(ctx, level="senior")
-    patients = bulk_patients(ctx, 6)
+    patients = bulk_patients(ctx, n)
     info = running_wave(ctx, clock, "diet", SENT_ON)
     clock.advance_to(paris(LAST_DAY, 10))
-    now = clock.now()
     with ctx.sessions() as s:
         tasks = dict(
             s.execute(select(TASK.c.patient_id, TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
         )
-        t = [tasks[p] for p in patients]
+    return nurse, info, patients, [tasks[p] for p in patients]
+
+
+def test_claims_pages_attempts_and_releases_keep_one_contract(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, clock = env
+    nurse, info, patients, t = _due_wave(ctx, clock, 6)
+    now = clock.now()
+    with ctx.sessions() as s:
         # t[1] is not due yet, t[2] is already in progress, t[3] belongs to a paused wave
         s.execute(update(TASK).where(TASK.c.id == t[1]).values(not_before=now + timedelta(hours=1)))
         s.execute(update(TASK).where(TASK.c.id == t[2]).values(status=TaskStatus.in_progress))
@@ -148,16 +155,9 @@ def test_no_claim_once_the_task_window_has_ended(env) -> None:  # type: ignore[n
     """A retry due before the deadline but reached late by a lagging dialer is not dialed after it
     (the upkeep job closes the task); the independent check found three such calls in the serve test."""
     ctx, clock = env
-    add_nurse(ctx, level="senior")
-    patients = bulk_patients(ctx, 2)
-    info = running_wave(ctx, clock, "diet", SENT_ON)
-    clock.advance_to(paris(LAST_DAY, 10))
+    _, _, _, (late, fine) = _due_wave(ctx, clock, 2)
     now = clock.now()
     with ctx.sessions() as s:
-        tasks = dict(
-            s.execute(select(TASK.c.patient_id, TASK.c.id).where(TASK.c.wave_id == info.wave_id)).all()
-        )
-        late, fine = tasks[patients[0]], tasks[patients[1]]
         s.execute(update(TASK).where(TASK.c.id == late).values(deadline=now - timedelta(seconds=1)))
         s.commit()
         claimed, _ = store.claim_tasks(s, [late, fine], "w1", now, timedelta(minutes=90))

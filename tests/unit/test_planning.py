@@ -334,6 +334,19 @@ def test_skipped_are_exactly_the_ineligible(
 
 
 @PLAN_SETTINGS
+def _planned(
+    wave: tuple[list[Candidate], list[NurseShifts], list[date], Policy],
+) -> tuple[WavePlan, dict[int, Candidate], dict[Tier, int], dict[date, list[Candidate]]]:
+    """The plan of a drawn wave, its candidates by id, the tiers' priorities, who is on each day."""
+    candidates, nurses, wave_days, pol = wave
+    plan = plan_wave(candidates, nurses, wave_days, pol)
+    by_id = {c.patient_id: c for c in candidates}
+    on_day: dict[date, list[Candidate]] = defaultdict(list)
+    for pid, d in plan.assignments.items():
+        on_day[d].append(by_id[pid])
+    return plan, by_id, {t: pol.tiers[t].priority for t in Tier}, on_day
+
+
 @given(waves())
 def test_higher_tiers_go_first(wave: Wave) -> None:
     """A lower-priority task on day d means every higher-priority patient who is later or unplaced
@@ -349,13 +362,8 @@ def test_higher_tiers_go_first(wave: Wave) -> None:
     start offset, a day without windows where P lives, or inside P's suspension.
     A planner that sorted by patient id only, or lowest tier first, fails this.
     """
-    candidates, nurses, wave_days, pol = wave
-    plan = plan_wave(candidates, nurses, wave_days, pol)
-    by_id = {c.patient_id: c for c in candidates}
-    prio = {t: pol.tiers[t].priority for t in Tier}
-    on_day: dict[date, list[Candidate]] = defaultdict(list)
-    for pid, d in plan.assignments.items():
-        on_day[d].append(by_id[pid])
+    _, nurses, wave_days, pol = wave
+    plan, by_id, prio, on_day = _planned(wave)
     later_or_unplaced = [
         (by_id[pid], plan.assignments.get(pid)) for pid in [*plan.assignments, *plan.unplaced]
     ]
@@ -408,13 +416,8 @@ def test_nobody_waits_while_an_earlier_day_had_room(
     for a reason of their own (a regional holiday, a skill), so that the next
     patient of that tier skips a day that had room.
     """
-    candidates, nurses, wave_days, pol = wave
-    plan = plan_wave(candidates, nurses, wave_days, pol)
-    by_id = {c.patient_id: c for c in candidates}
-    prio = {t: pol.tiers[t].priority for t in Tier}
-    on_day: dict[date, list[Candidate]] = defaultdict(list)
-    for pid, d in plan.assignments.items():
-        on_day[d].append(by_id[pid])
+    _, nurses, wave_days, pol = wave
+    plan, by_id, prio, on_day = _planned(wave)
     far = date.max
 
     def ahead_of(c: Candidate, p: Candidate) -> bool:

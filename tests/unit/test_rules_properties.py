@@ -29,6 +29,7 @@ from campaign.policy import Tier, load_policy
 from campaign.rules import (
     NOON,
     DialHistory,
+    NextContact,
     PatientState,
     Reason,
     TaskState,
@@ -581,6 +582,21 @@ def outcome_cases(draw: st.DrawFn) -> OutcomeCase:
     return patient, at, asked, deadline, draw(st.integers(1, 500))
 
 
+def after_outcome(case: OutcomeCase, code: OutcomeCode, task_attempts: int = 0) -> NextContact:
+    """What `code`, recorded by the case's nurse at the case's instant, implies."""
+    patient, at, asked, deadline, nurse = case
+    return next_contact(
+        patient,
+        code,
+        at,
+        policy,
+        nurse_id=nurse,
+        callback_at=asked,
+        task_deadline=deadline,
+        task_attempts=task_attempts,
+    )
+
+
 @SETTINGS
 @given(outcome_cases(), st.sampled_from([OutcomeCode.reached, OutcomeCode.escalation]))
 def test_reached_sets_the_next_contact_by_tier_cadence(case: OutcomeCase, outcome: OutcomeCode) -> None:
@@ -591,8 +607,8 @@ def test_reached_sets_the_next_contact_by_tier_cadence(case: OutcomeCase, outcom
     for a Martinique patient reached at 21:00 local; one that did not skip
     holidays would plan a Réunion patient's contact on 20 December.
     """
-    patient, at, _, _, nurse = case
-    nc = next_contact(patient, outcome, at, policy, nurse_id=nurse)
+    patient, at, _, _, _ = case
+    nc = after_outcome(case, outcome)
     today = local(at, patient.place.departement).date()
     floor = today + timedelta(days=policy.tiers[patient.tier].cadence_days)
     assert nc.task_status == TaskStatus.done
@@ -608,10 +624,7 @@ def test_reached_sets_the_next_contact_by_tier_cadence(case: OutcomeCase, outcom
 @SETTINGS
 @given(outcome_cases())
 def test_opt_out_stops_everything(case: OutcomeCase) -> None:
-    patient, at, asked, deadline, nurse = case
-    nc = next_contact(
-        patient, OutcomeCode.opted_out, at, policy, nurse_id=nurse, callback_at=asked, task_deadline=deadline
-    )
+    nc = after_outcome(case, OutcomeCode.opted_out)
     assert nc.withdraw
     assert nc.next_contact_on is None and nc.callback_at is None and nc.retry_at is None
     assert nc.task_status is not None and nc.task_status.terminal
@@ -622,16 +635,8 @@ def test_opt_out_stops_everything(case: OutcomeCase) -> None:
 def test_callback_is_at_the_first_callable_instant_from_the_asked_time(
     case: OutcomeCase,
 ) -> None:
-    patient, at, asked, deadline, nurse = case
-    nc = next_contact(
-        patient,
-        OutcomeCode.callback_requested,
-        at,
-        policy,
-        nurse_id=nurse,
-        callback_at=asked,
-        task_deadline=deadline,
-    )
+    patient, at, asked, _, nurse = case
+    nc = after_outcome(case, OutcomeCode.callback_requested)
     wanted = max(asked, at) if asked is not None else at + timedelta(days=1)
     assert nc.callback_at is not None
     assert nc.callback_at >= wanted
@@ -648,17 +653,8 @@ def test_callback_is_at_the_first_callable_instant_from_the_asked_time(
 def test_wrong_number_flags_it_and_retries_only_on_another_number(case: OutcomeCase, attempts: int) -> None:
     """The other number is tried in the same task, never as an attempt beyond `max_attempts`
     (the independent check found a task dialed seven times after a wrong number on its sixth)."""
-    patient, at, asked, deadline, nurse = case
-    nc = next_contact(
-        patient,
-        OutcomeCode.wrong_number,
-        at,
-        policy,
-        nurse_id=nurse,
-        callback_at=asked,
-        task_deadline=deadline,
-        task_attempts=attempts,
-    )
+    patient, at, _, deadline, _ = case
+    nc = after_outcome(case, OutcomeCode.wrong_number, task_attempts=attempts)
     assert nc.flag_number
     assert nc.callback_at is None and not nc.withdraw
     if patient.dialable_numbers <= 1:
