@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import structlog
-from sqlalchemy import select
 
 from campaign import calendar as cal
 from campaign import jobs, services, store
 from campaign.clock import VirtualClock
-from campaign.model import PATIENT
 from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from campaign.templates import render
@@ -107,9 +105,7 @@ class SimulationResult:
 def line_directory(ctx: services.Context) -> dict[str, LineProfile]:
     out: dict[str, LineProfile] = {}
     with ctx.sessions() as s:
-        for phone, alt, tier, tz in s.execute(
-            select(PATIENT.c.phone, PATIENT.c.phone_alt, PATIENT.c.tier, PATIENT.c.timezone)
-        ).all():
+        for phone, alt, tier, tz in store.patient_lines(s):
             profile = LineProfile(Tier(tier), tz)
             out[phone] = profile
             if alt:

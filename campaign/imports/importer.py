@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from campaign import services
+from campaign import services, store
 from campaign.clock import Clock
 from campaign.db import SessionFactory
 from campaign.imports.reading import (
@@ -32,7 +32,6 @@ from campaign.imports.reading import (
 )
 from campaign.imports.rows import _Context, _parse_row
 from campaign.member_ids import MemberIds
-from campaign.model import AuditEvent
 from campaign.policy import Policy
 from campaign.store.registry import (
     BATCH_SIZE,
@@ -232,14 +231,7 @@ def _audit(
     if interrupted:
         detail["interrupted"] = interrupted
     with session_factory() as session:
-        session.add(
-            AuditEvent(
-                at=clock.now(),
-                actor=actor,
-                action="patients.import",
-                detail=json.dumps(detail, sort_keys=True),
-            )
-        )
+        store.audit(session, clock.now(), actor, "patients.import", detail=json.dumps(detail, sort_keys=True))
         session.commit()
     return counts
 

@@ -13,7 +13,7 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     upkeep     expiry and the audit trail
     lookups    what explanations and listings read
     reporting  what the invariant check and the wave report read
-    directory  what the supervisor's command line lists and adds (nurses, waves)
+    directory  what the command line lists and adds (nurses, waves), the simulated lines
     registry, registry_pg   the patient registry's batched upserts (imported by name, not re-exported)
 
 Callers use the package: `from campaign import store; store.claim_tasks(...)`.
@@ -55,7 +55,7 @@ from campaign.store.dialing import (
     dialable_rows,
     insert_attempts,
 )
-from campaign.store.directory import add_new_nurses, waves_with_mailings
+from campaign.store.directory import add_new_nurses, patient_lines, waves_with_mailings
 from campaign.store.lookups import (
     last_attempt_result,
     last_dial,
@@ -177,6 +177,7 @@ __all__ = [
     "outcome_rows",
     "patient_attempts_since",
     "patient_by_member_id",
+    "patient_lines",
     "patient_rule_row",
     "patient_state_from_row",
     "patients_without_future_contact",

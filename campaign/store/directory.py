@@ -1,5 +1,5 @@
-"""What the supervisor's command line lists and adds by hand: nurses by code, waves with
-their mailings."""
+"""What the supervisor's command line lists and adds by hand (nurses by code, waves with
+their mailings), and the directory of lines the simulated telephony plays."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from campaign.model import MAILING, NURSE, WAVE, Nurse
+from campaign.model import MAILING, NURSE, PATIENT, WAVE, Nurse
 
 
 def add_new_nurses(session: Session, nurses: Iterable[Nurse]) -> list[Nurse]:
@@ -36,5 +36,14 @@ def waves_with_mailings(session: Session) -> list[Any]:
             )
             .join(MAILING, MAILING.c.id == WAVE.c.mailing_id)
             .order_by(WAVE.c.id)
+        ).all()
+    )
+
+
+def patient_lines(session: Session) -> list[Any]:
+    """(phone, second phone, tier, zone) of every patient: how the simulated lines behave."""
+    return list(
+        session.execute(
+            select(PATIENT.c.phone, PATIENT.c.phone_alt, PATIENT.c.tier, PATIENT.c.timezone)
         ).all()
     )
