@@ -50,10 +50,21 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
         f"{report['attempts']} attempts ({_fmt(report['attempts_per_reach'])} per patient reached)"
     )
 
-    tiers = Table(title="Per tier (patients; the last columns count tasks)", title_justify="left")
-    for head in ("tier", "patients", "reached", "share", "in window", "att./reach", "median days",
-                 "référent", "tasks", "done", "unreachable", "expired"):  # fmt: skip
+    tiers = Table(title="Per tier: patients", title_justify="left")
+    for head in (
+        "tier",
+        "patients",
+        "reached",
+        "share",
+        "in window",
+        "att./reach",
+        "median days",
+        "référent",
+    ):
         tiers.add_column(head, justify="left" if head == "tier" else "right")
+    tasks = Table(title="Per tier: tasks", title_justify="left")
+    for head in ("tier", "tasks", "done", "unreachable", "expired", "cancelled", "open"):
+        tasks.add_column(head, justify="left" if head == "tier" else "right")
     for tier, t in report["by_tier"].items():
         tiers.add_row(
             tier,
@@ -64,12 +75,12 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
             _fmt(t["attempts_per_reach"]),
             _fmt(t["median_days_to_reach"], digits=1),
             _fmt(t["referent_share"], pct=True),
-            str(t["tasks"]),
-            str(t["tasks_done"]),
-            str(t["unreachable"]),
-            str(t["expired"]),
+        )
+        tasks.add_row(
+            tier, *(str(t[k]) for k in ("tasks", "tasks_done", "unreachable", "expired", "cancelled", "open"))
         )
     console.print(tiers)
+    console.print(tasks)
 
     target = report["policy"]["target_occupancy"]
     nurses = Table(title=f"Per nurse (target occupancy {target * 100:.0f}%)", title_justify="left")
