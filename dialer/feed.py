@@ -148,7 +148,7 @@ class TaskFeed:
         """A page of due task ids after `after`; those not held yet are read in full and queued."""
         live_tasks = self._live_tasks()
         with self.ctx.sessions() as s:
-            page = store.dialable_page(s, until, after, want)
+            page = store.dialable_page(s, until, after, want, now=self.ctx.clock.now())
             new = [i for _, i in page if i not in self.queue.items and i not in live_tasks]
             rows = store.dialable_rows(s, new) if new else []
         self._add_rows(rows)

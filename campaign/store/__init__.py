@@ -58,9 +58,7 @@ from campaign.store.dialing import (
 from campaign.store.directory import add_new_nurses, patient_lines, waves_with_mailings
 from campaign.store.lookups import (
     last_attempt_result,
-    last_dial,
     nurse_code,
-    patient_attempts_since,
     patient_by_member_id,
     patients_without_number,
     recent_tasks,
@@ -84,7 +82,9 @@ from campaign.store.patients import (
     dial_history,
     histories_by_patient,
     history_from_attempts,
+    last_dial,
     nurses,
+    patient_attempts_since,
     patient_rule_row,
     patients_without_future_contact,
     set_next_contact,

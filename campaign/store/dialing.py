@@ -32,16 +32,25 @@ DIALABLE_WAVE = or_(
 
 
 def dialable_page(
-    session: Session, until: datetime, after: tuple[datetime, int] | None, limit: int
+    session: Session,
+    until: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    *,
+    now: datetime | None = None,
 ) -> list[tuple[datetime, int]]:
     """(not_before, id) of pending dialable tasks due before `until`, in that order after `after`.
 
     Ids only, so a dialer can sweep the due tasks page by page and read in
-    full only the ones it does not hold yet.
+    full only the ones it does not hold yet. With `now`, tasks whose window
+    has ended are left out: no claim may take them (`claim_tasks`), the
+    upkeep job closes them.
     """
     q = select(TASK.c.not_before, TASK.c.id).where(
         TASK.c.status == TaskStatus.pending, TASK.c.not_before <= until, DIALABLE_WAVE
     )
+    if now is not None:
+        q = q.where(TASK.c.deadline > now)
     if after is not None:
         nb, task_id = after
         q = q.where(TASK.c.not_before >= nb, or_(TASK.c.not_before > nb, TASK.c.id > task_id))

@@ -66,24 +66,6 @@ def last_attempt_result(session: Session, task_id: int) -> tuple[bool, str | Non
     return (False, None) if row is None else (True, row.result)
 
 
-def patient_attempts_since(session: Session, patient_id: int, since: datetime) -> list[tuple[datetime, str]]:
-    """(started_at, state) of the patient's attempts since `since`: what dial histories are made of."""
-    return [
-        (r.started_at, r.state)
-        for r in session.execute(
-            select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
-                ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since
-            )
-        ).all()
-    ]
-
-
-def last_dial(session: Session, patient_id: int) -> datetime | None:
-    return session.execute(
-        select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
-    ).scalar_one_or_none()
-
-
 def recipient_note(session: Session, patient_id: int) -> Any | None:
     """The latest mailing that left the patient out, with why (plan_note, id, theme_code)."""
     return session.execute(

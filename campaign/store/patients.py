@@ -26,26 +26,32 @@ def patient_rule_row(session: Session, patient_id: int) -> Any:
 HISTORY_LOOKBACK = timedelta(days=2)  # covers the local day of `at` and the day before it
 
 
-def dial_history(
-    session: Session, patient_id: int, at: datetime, place: cal.Place, *, full: bool = False
-) -> DialHistory:
+def dial_history(session: Session, patient_id: int, at: datetime, place: cal.Place) -> DialHistory:
     """From the stored attempts, so every dialer process sees the same history.
 
-    Looks back one day (enough for the minimum gap and the daily cap); `full`
-    also finds an older last dial, for explanations.
+    Looks back far enough for the minimum gap and the daily cap of `at`'s local day.
     """
-    rows = session.execute(
-        select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
-            ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= at - HISTORY_LOOKBACK
-        )
-    ).all()
-    history = history_from_attempts([(r.started_at, r.state) for r in rows], at, place)
-    if history.last_dial_at is None and full:
-        last = session.execute(
-            select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
-        ).scalar_one_or_none()
-        history = DialHistory(history.in_call, last, history.dials_on_day)
-    return history
+    return history_from_attempts(
+        patient_attempts_since(session, patient_id, at - HISTORY_LOOKBACK), at, place
+    )
+
+
+def patient_attempts_since(session: Session, patient_id: int, since: datetime) -> list[tuple[datetime, str]]:
+    """(started_at, state) of the patient's attempts since `since`: what dial histories are made of."""
+    return [
+        (r.started_at, r.state)
+        for r in session.execute(
+            select(ATTEMPT.c.started_at, ATTEMPT.c.state).where(
+                ATTEMPT.c.patient_id == patient_id, ATTEMPT.c.started_at >= since
+            )
+        ).all()
+    ]
+
+
+def last_dial(session: Session, patient_id: int) -> datetime | None:
+    return session.execute(
+        select(func.max(ATTEMPT.c.started_at)).where(ATTEMPT.c.patient_id == patient_id)
+    ).scalar_one_or_none()
 
 
 def dial_histories(session: Session, places: dict[int, cal.Place], at: datetime) -> dict[int, DialHistory]:
