@@ -61,6 +61,8 @@ class Nurse(SQLModel, table=True):
     shifts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     timezone: str = "Europe/Paris"
     active: bool = True
+    # her phone on the line: a PJSIP endpoint (Asterisk), a Twilio Client identity or a number
+    phone_endpoint: str | None = Field(default=None, max_length=128)
 
 
 class Patient(SQLModel, table=True):

@@ -191,6 +191,8 @@ def _spacing(result: AttemptResult, policy: Policy) -> timedelta:
         AttemptResult.machine: r.machine_minutes,
         AttemptResult.no_answer: r.unanswered_minutes,
         AttemptResult.interrupted: r.min_gap_minutes,
+        # the patient was there and heard the apology: call again as soon as the gap allows
+        AttemptResult.no_nurse: r.min_gap_minutes,
     }.get(result, r.unanswered_minutes)
     return timedelta(minutes=max(minutes, r.min_gap_minutes))
 

@@ -54,6 +54,8 @@ class AttemptResult(StrEnum):
     failed = "failed"  # network or number error
     machine = "machine"  # answering machine / voicemail
     interrupted = "interrupted"  # dialer stopped mid-call; reconciled on restart
+    hung_up = "hung_up"  # a person answered and hung up before reaching the nurse
+    no_nurse = "no_nurse"  # a person answered while no nurse was on the line: they heard the apology
 
 
 class OutcomeCode(StrEnum):

@@ -12,8 +12,10 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
-import campaign.model  # noqa: F401  (registers every table on SQLModel.metadata)
 from campaign.db import make_engine
+from campaign.migrate import load_models
+
+load_models()  # every table on SQLModel.metadata, the dialer's too
 
 config = context.config
 target_metadata = SQLModel.metadata
