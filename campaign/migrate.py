@@ -8,6 +8,7 @@ files and PostgreSQL (`postgresql+psycopg://`).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-import importlib
 from campaign.db import connect, database_errors, make_engine
 from campaign.errors import CarecallError
 

@@ -5,11 +5,12 @@ Pure: a transition returns the next state or refuses; the dialer acts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from campaign.errors import InvalidTransition
 from campaign.states import TaskKind
+from dialer.lines.tracker import LineProgress
 from dialer.routing import QueuedTask
 
 
@@ -38,13 +39,13 @@ def transition(current: CallState, target: CallState) -> CallState:
 
 @dataclass(slots=True)
 class LiveCall:
-    call_id: str
-    attempt_id: int
+    attempt_id: int  # the key of every event about this call, whatever the backend
     task: QueuedTask
     nurse_id: int
     kind: TaskKind
     number: str
     state: CallState = CallState.dialing
+    line: LineProgress = field(default_factory=LineProgress)  # how far the line got
 
     def move(self, target: CallState) -> None:
         self.state = transition(self.state, target)

@@ -6,17 +6,21 @@ code instead of a cause; `TWILIO_STATUS_CAUSE` and `SIP_CAUSE` translate them
 first, so both backends go through `attempt_result` and give the same record
 for the same call.
 
-| furthest state | cause (Q.850)                        | attempt result |
-|----------------|--------------------------------------|----------------|
-| connected      | any                                  | answered (the nurse records the outcome) |
-| nurse_gone     | any                                  | no_nurse (the patient heard the apology) |
-| machine        | any                                  | machine (voicemail left or not, per policy) |
-| human/answered | any                                  | hung_up (a person hung up before the bridge) |
-| dialing/ringing| 17 user busy, 21 call rejected       | busy |
-| dialing/ringing| 18 no user responding, 19 no answer, 20 subscriber absent, 31 normal unspecified, 16 normal clearing, none | no_answer |
-| dialing/ringing| 1 unallocated number, 3 no route, 22 number changed, 28 invalid number format | failed (the number is wrong) |
-| dialing/ringing| 27 destination out of order, 34 no circuit (congestion), 38 network out of order, 41 temporary failure, 42 switching equipment congestion, 47 resource unavailable, 58, 88, 102, 127 | failed (the network) |
-| dialing/ringing| anything else                        | failed |
+By the furthest state the line reached:
+- connected: answered (the nurse records the outcome);
+- nurse_gone: no_nurse (the patient heard the apology);
+- machine: machine (the neutral message left or not, per policy);
+- human or answered: hung_up (a person hung up before the bridge).
+
+Still ringing or dialing, by the Q.850 cause:
+- 17 user busy, 21 call rejected: busy;
+- 16 normal clearing, 18 no user responding, 19 no answer, 20 subscriber
+  absent, 31 normal unspecified, or no cause: no_answer;
+- 1 unallocated number, 3 no route, 22 number changed, 28 invalid number
+  format: failed (the number is wrong);
+- 27 destination out of order, 34 no circuit (congestion), 38 network out of
+  order, 41 temporary failure, 42 switching equipment congestion, 47 resource
+  unavailable, 58, 88, 102, 127, and any other cause: failed.
 
 A call that ends while still ringing without a cause (a ring timeout carecall
 enforced itself) is no answer.

@@ -11,27 +11,39 @@ wrap-up. With `deferred=False` each input is flushed at once (tests, tools);
 a runtime that owns an event loop defers and flushes after each step, so
 a busy process pays a few statements per step instead of several per call.
 
+Backend events arrive from any thread (an AMI reader, a webhook handler)
+through a thread-safe inbox, keyed by attempt; each flush records them on the
+dialer's line table (dialer/lines), where repeated and late events drop out,
+and reads an ended call's result from the line's furthest state and cause
+(dialer/causes). Dialing never waits for the network: a backend places calls
+from its own threads and reports failures as events.
+
 This module is the calls' state machine (claims, dials, call events,
 outcomes, presence changes); which tasks the queue holds is dialer/feed.py's.
 """
 
 from __future__ import annotations
 
+import threading
 import time as wall
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from sqlmodel import Session
 
 from campaign import calendar as cal
 from campaign import services, store
 from campaign.errors import BackendError
 from campaign.policy import Tier
-from campaign.states import AttemptResult, OutcomeCode
-from dialer.backends.base import DialRequest, TelephonyBackend
+from campaign.states import OutcomeCode
+from dialer import causes, lines
+from dialer.backends.base import DialRequest, NurseLine, TelephonyBackend
 from dialer.calls import CallState, LiveCall
-from dialer.events import CallEvent, CallEventKind
+from dialer.events import CallEvent, CallEventKind, Event, NurseLegEvent
 from dialer.feed import TaskFeed
+from dialer.inbox import Inbox
+from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
 from dialer.routing import NurseProfile, QueuedTask, TaskQueue, may_take
 
@@ -74,17 +86,21 @@ class Dialer:
         self.queue = TaskQueue(ctx.policy, on_shift=self._available_until, lookahead=lookahead)
         self.nurse_info: dict[int, store.NurseInfo] = {}
         self.nurses: dict[int, NurseProfile] = {}
-        self.calls: dict[str, LiveCall] = {}
-        self.call_of_nurse: dict[int, str] = {}
+        self.calls: dict[int, LiveCall] = {}  # by attempt
+        self.call_of_nurse: dict[int, int] = {}  # nurse -> attempt
         self.patients_in_call: set[int] = set()
+        self.legs_up: set[int] = set()  # nurses whose phone waits in her conference
         self._dispatched_version = -1
+        self.inbox: Inbox[Event] = Inbox()
+        self.lines = LineTracker(backend.name, worker)
         self._events: list[CallEvent] = []
         self._outcomes: list[tuple[int, services.OutcomeEntry]] = []
         self._dispatch_due = False
         self._flushing = False
         self._free_since: dict[int, float] = {}
+        self._owner = threading.get_ident()  # the thread that flushes; others only put in the inbox
         self.stats = dict.fromkeys(
-            ("claims", "lost_claims", "refused_by_rules", "dials", "flushes", "pruned"), 0
+            ("claims", "lost_claims", "refused_by_rules", "dials", "flushes", "pruned", "stray_events"), 0
         )
         self.feed = TaskFeed(
             ctx,
@@ -102,15 +118,37 @@ class Dialer:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, nurse_ids: set[int] | None = None) -> None:
-        """Reconcile this worker's calls left in flight, then take its nurses (all by default)."""
-        services.reconcile_in_flight(self.ctx, self.worker)
+        """Reconcile this worker's calls left in flight, then take its nurses (all by default).
+
+        Calls a crash left alive on the switch are hung up first, so a patient
+        is never left talking to nobody while the attempt is closed.
+        """
+        self._owner = threading.get_ident()
+        self.backend.connect(self.on_event)
+        self.reconcile()
         with self.ctx.sessions() as s:
             for n in store.nurses(s):
                 self.nurse_info[n.id] = n
                 if nurse_ids is None or n.id in nurse_ids:
                     self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
-        self.backend.connect(self.on_event)
         self.refresh()
+
+    def reconcile(self) -> int:
+        """This worker's calls left in flight by a crash: hung up on the switch, closed as interrupted."""
+        with self.ctx.sessions() as s:
+            self._write_lines(s)  # what this process knows of its lines, before it reads them
+            orphans = lines.orphan_lines(s, self.worker)
+            s.commit()
+        for line in orphans:
+            if line.call_id:
+                log.warning("hanging up a call left by a crash", attempt=line.attempt_id)
+                self.backend.hangup_orphan(line.call_id)
+        n = services.reconcile_in_flight(self.ctx, self.worker)
+        if orphans:
+            with self.ctx.sessions() as s:
+                lines.end_lines(s, [line.attempt_id for line in orphans], self.ctx.clock.now())
+                s.commit()
+        return n
 
     def refresh(self) -> int:
         """A whole sweep of the due tasks in one go (start-up, tools, tests); how many were added."""
@@ -134,6 +172,9 @@ class Dialer:
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)
         self.presence.leaving.discard(nurse_id)
+        if self.backend.needs_nurse_leg and nurse_id not in self.legs_up:
+            info = self.nurse_info.get(nurse_id)
+            self.backend.nurse_ready(NurseLine(nurse_id, info.phone_endpoint if info else None))
         self._free(nurse_id)
 
     def nurse_offline(self, nurse_id: int) -> None:
@@ -146,6 +187,7 @@ class Dialer:
         if status in (NurseStatus.ready, NurseStatus.paused):
             self.presence.set(nurse_id, NurseStatus.offline)
             self._free_since.pop(nurse_id, None)
+            self._leg_away(nurse_id)
         elif status != NurseStatus.offline:
             self.presence.leaving.add(nurse_id)
 
@@ -153,8 +195,13 @@ class Dialer:
         if nurse_id in self.presence.leaving:
             self.presence.leaving.discard(nurse_id)
             self.presence.set(nurse_id, NurseStatus.offline)
+            self._leg_away(nurse_id)
         else:
             self.nurse_ready(nurse_id)
+
+    def _leg_away(self, nurse_id: int) -> None:
+        if self.backend.needs_nurse_leg and nurse_id in self.legs_up:
+            self.backend.nurse_away(nurse_id)
 
     def _free(self, nurse_id: int) -> None:
         """Ready for a call: one is looked for at the next flush."""
@@ -190,6 +237,7 @@ class Dialer:
         self._flushing = True
         try:
             for _ in range(FLUSH_ROUNDS):
+                self._take_inbox()
                 if not (self._events or self._outcomes or self._dispatch_due):
                     break
                 self.stats["flushes"] += 1
@@ -222,6 +270,8 @@ class Dialer:
             profile = self.nurses.get(nurse_id)
             if profile is None or nurse_id in self.call_of_nurse:
                 continue
+            if self.backend.needs_nurse_leg and nurse_id not in self.legs_up:
+                continue  # a patient is dialed only once her phone waits in her conference
             while True:
                 task = self.queue.pop_for(profile)
                 if task is None:
@@ -240,7 +290,7 @@ class Dialer:
         if not offers:
             return
         results = services.claim_and_start_many(
-            self.ctx, [(task.task_id, nurse_id) for task, nurse_id in offers], self.worker
+            self.ctx, [(task.task_id, nurse_id) for task, nurse_id in offers], self.worker, self._open_lines
         )
         for (task, nurse_id), result in zip(offers, results, strict=True):
             if result is None:
@@ -254,36 +304,41 @@ class Dialer:
             else:
                 self._dial(nurse_id, task, result)
 
+    def _open_lines(self, session: Session, opened: list[tuple[int, int]]) -> None:
+        """In the claim's transaction: a line record per call about to be dialed."""
+        self.lines.opened(session, opened, self.ctx.clock.now())
+
     def _dial(self, nurse_id: int, task: QueuedTask, claimed: services.Claimed) -> None:
         self.stats["claims"] += 1
         free_since = self._free_since.pop(nurse_id, None)
         if self.on_claim_wait is not None and free_since is not None:
             self.on_claim_wait(nurse_id, wall.perf_counter() - free_since)
         self.presence.set(nurse_id, NurseStatus.reserved)
+        info = self.nurse_info.get(nurse_id)
         request = DialRequest(
             attempt_id=claimed.attempt_id,
+            task_id=task.task_id,
             number=claimed.number,
             nurse_id=nurse_id,
+            nurse_endpoint=info.phone_endpoint if info else None,
             ring_timeout_seconds=self.policy.retry.ring_timeout_seconds,
             voicemail_text=self.voicemail_text,
         )
+        # known before it is dialed: a backend may report on it from within `dial`
+        call = LiveCall(claimed.attempt_id, task, nurse_id, claimed.kind, claimed.number)
+        self.calls[claimed.attempt_id] = call
+        self.call_of_nurse[nurse_id] = claimed.attempt_id
+        self.patients_in_call.add(task.patient_id)
         try:
-            call_id = self.backend.dial(request)
+            self.backend.dial(request)
         except BackendError:
             log.warning("dial failed", attempt=claimed.attempt_id)
-            decision = services.finish_unanswered(self.ctx, claimed.attempt_id, AttemptResult.failed)
-            self._retry(task, decision.next_at)
-            self.presence.set(nurse_id, NurseStatus.ready)
-            self._free(nurse_id)
+            self.on_event(CallEvent(claimed.attempt_id, CallEventKind.ended, self.ctx.clock.now(), 41))
             return
         self.stats["dials"] += 1
         log.debug(
             "dialing", attempt=claimed.attempt_id, task=task.task_id, nurse=nurse_id, tier=task.tier.value
         )
-        call = LiveCall(call_id, claimed.attempt_id, task, nurse_id, claimed.kind, claimed.number)
-        self.calls[call_id] = call
-        self.call_of_nurse[nurse_id] = call_id
-        self.patients_in_call.add(task.patient_id)
 
     def _retry(self, task: QueuedTask, at: datetime | None) -> None:
         """A task stored as due again at `at` (None: closed), after a result or an outcome.
@@ -299,54 +354,94 @@ class Dialer:
 
     # ------------------------------------------------------------ backend events
 
-    def on_event(self, event: CallEvent) -> None:
-        self._events.append(event)
-        self._kick()
+    def on_event(self, event: Event) -> None:
+        """From any thread: what a line did. Taken by the next flush (at once when not deferred)."""
+        self.inbox.put(event)
+        if not self.deferred and threading.get_ident() == self._owner:
+            self.flush()
+
+    def _take_inbox(self) -> None:
+        for e in self.inbox.take_all():
+            if isinstance(e, NurseLegEvent):
+                self._on_leg(e)
+            else:
+                self._events.append(e)
+
+    def _on_leg(self, e: NurseLegEvent) -> None:
+        if e.up:
+            self.legs_up.add(e.nurse_id)
+            if self.presence.get(e.nurse_id) == NurseStatus.ready:
+                self._free(e.nurse_id)
+            return
+        self.legs_up.discard(e.nurse_id)
+        if self.presence.get(e.nurse_id) == NurseStatus.ready:
+            # her phone dropped out of her conference while she waits: call it back in
+            log.warning("nurse's line dropped; calling her phone back", nurse=e.nurse_id)
+            info = self.nurse_info.get(e.nurse_id)
+            self.backend.nurse_ready(NurseLine(e.nurse_id, info.phone_endpoint if info else None))
 
     def _apply_events(self) -> None:
         events, self._events = self._events, []
-        answered = [
-            call
-            for e in events
-            if e.kind == CallEventKind.answered and (call := self.calls.get(e.call_id)) is not None
-        ]
-        if answered:
-            stored = services.mark_answered_many(self.ctx, [c.attempt_id for c in answered])
-            for call in answered:
-                if call.attempt_id not in stored:
-                    # our lease ran out and the call was reconciled: it may be redialed elsewhere, end it
-                    log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
-                    self.backend.hangup(call.call_id)
-                    continue
-                call.move(CallState.connected)
-                self.presence.set(call.nurse_id, NurseStatus.on_call)
-                if self.on_connected is not None:
-                    self.on_connected(call.nurse_id, call)
-        unanswered: list[tuple[LiveCall, CallEvent]] = []
+        connected: list[LiveCall] = []
+        unanswered: list[LiveCall] = []
         for e in events:
-            if e.kind != CallEventKind.ended:
-                continue
-            call = self.calls.get(e.call_id)
+            call = self.calls.get(e.attempt_id)
             if call is None:
-                log.warning("event for an unknown call", call=e.call_id, kind=e.kind.value)
+                # not a call of this process (any more): reconciled, or a stray from the switch
+                self.stats["stray_events"] += 1
+                log.warning("event for an unknown call", attempt=e.attempt_id, kind=e.kind.value)
                 continue
-            self.patients_in_call.discard(call.task.patient_id)
-            if call.state == CallState.connected:
-                # the nurse now records the outcome; the call stays known until she does
-                call.move(CallState.wrap_up)
-                self.presence.set(call.nurse_id, NurseStatus.wrap_up)
-                continue
-            call.move(CallState.ended)
-            self.calls.pop(e.call_id, None)
-            self.call_of_nurse.pop(call.nurse_id, None)
-            unanswered.append((call, e))
-        if not unanswered:
+            if not call.line.accept(e):
+                continue  # repeated, or later than what the line already said
+            self.lines.moved(call.attempt_id, call.line)
+            if e.kind == CallEventKind.connected and call.state == CallState.dialing:
+                connected.append(call)
+            elif e.kind == CallEventKind.ended:
+                self.patients_in_call.discard(call.task.patient_id)
+                if call in connected:
+                    connected.remove(call)  # answered and over in one breath: a conversation all the same
+                    self._connect([call])
+                if call.state == CallState.connected:
+                    # the nurse now records the outcome; the call stays known until she does
+                    call.move(CallState.wrap_up)
+                    self.presence.set(call.nurse_id, NurseStatus.wrap_up)
+                    continue
+                call.move(CallState.ended)
+                self.calls.pop(call.attempt_id, None)
+                self.call_of_nurse.pop(call.nurse_id, None)
+                unanswered.append(call)
+        self._connect(connected)
+        if unanswered:
+            self._finish_unanswered(unanswered)
+
+    def _write_lines(self, session: Session) -> None:
+        self.lines.write(session, self.ctx.clock.now())
+
+    def _connect(self, connected: list[LiveCall]) -> None:
+        """Patients bridged to their nurses: stored as answered; the nurse talks."""
+        if not connected:
             return
-        decisions = services.finish_unanswered_many(
-            self.ctx,
-            [(c.attempt_id, e.result or AttemptResult.failed, e.voicemail_left) for c, e in unanswered],
+        stored = services.mark_answered_many(
+            self.ctx, [c.attempt_id for c in connected], also=self._write_lines
         )
-        for (call, e), decision in zip(unanswered, decisions, strict=True):
+        for call in connected:
+            if call.attempt_id not in stored:
+                # our lease ran out and the call was reconciled: it may be redialed elsewhere, end it
+                log.warning("call reconciled while ringing; hanging up", attempt=call.attempt_id)
+                self.backend.hangup(call.attempt_id)
+                continue
+            call.move(CallState.connected)
+            self.presence.set(call.nurse_id, NurseStatus.on_call)
+            if self.on_connected is not None:
+                self.on_connected(call.nurse_id, call)
+
+    def _finish_unanswered(self, unanswered: list[LiveCall]) -> None:
+        ends = [
+            (c.attempt_id, causes.attempt_result(c.line.furthest, c.line.cause), c.line.voicemail_left)
+            for c in unanswered
+        ]
+        decisions = services.finish_unanswered_many(self.ctx, ends, also=self._write_lines)
+        for call, (_, result, _), decision in zip(unanswered, ends, decisions, strict=True):
             if decision is None:  # reconciled meanwhile: its retry was decided there
                 self.queue.discard(call.task.task_id)
             else:
@@ -354,7 +449,8 @@ class Dialer:
                     "attempt ended",
                     attempt=call.attempt_id,
                     task=call.task.task_id,
-                    result=(e.result or AttemptResult.failed).value,
+                    result=result.value,
+                    cause=call.line.cause,
                     closed=decision.close.value if decision.close else None,
                 )
                 self._retry(call.task, decision.next_at)
@@ -369,13 +465,14 @@ class Dialer:
             self._free(nurse_id)
 
     def heartbeat(self) -> None:
-        """Renew the leases of this worker's calls, so no one reconciles a live call."""
-        services.renew_leases(self.ctx, self.worker)
+        """Renew the leases of this worker's calls, so no one reconciles a live call; write the
+        line records no other transaction took along since."""
+        services.renew_leases(self.ctx, self.worker, also=self._write_lines)
 
     def hangup(self, nurse_id: int) -> None:
-        call_id = self.call_of_nurse.get(nurse_id)
-        if call_id is not None:
-            self.backend.hangup(call_id)
+        attempt_id = self.call_of_nurse.get(nurse_id)
+        if attempt_id is not None:
+            self.backend.hangup(attempt_id)
 
     # ------------------------------------------------------------ outcomes
 
@@ -390,8 +487,9 @@ class Dialer:
             return
         entries = [entry for _, entry in pending]
         try:
-            applied = services.record_outcomes(self.ctx, entries)
+            applied = services.record_outcomes(self.ctx, entries, also=self._write_lines)
         except Exception:
+            self.lines.rolled_back()
             if len(entries) == 1:
                 raise
             # one bad entry must not cost the others theirs: store them one by one

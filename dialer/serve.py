@@ -7,8 +7,13 @@ the scheduler's jobs. A process killed outright loses no stored outcome: on
 restart it reconciles its calls left in flight, and if it never comes back
 the leader reconciles them once their leases run out.
 
-Telephony here is the simulated backend; the clock is the wall clock, or a
-scaled clock shared by all processes (`--clock FACTOR:VIRTUAL@REAL`, with an
+The process takes a telephony backend (simulated by default; Asterisk or
+Twilio) and a source of nurse presence (simulated nurses on their shifts:
+the nurse console comes with the web application). A backend's events arrive
+from its own threads through the dialer's inbox, which wakes this loop at
+once; events a webhook delivered to another process reach this one through
+the database (`call_line_event`). The clock is the wall clock, or a scaled
+clock shared by all processes (`--clock FACTOR:VIRTUAL@REAL`, with an
 optional faster speed outside busy hours) so a deployment can run a wave of
 weeks in minutes.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import signal
 import threading
 import time as wall
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -32,6 +38,8 @@ from campaign.jobs import build_scheduler
 from campaign.leader import Leadership
 from campaign.policy import Policy
 from campaign.store import NurseInfo
+from dialer import lines
+from dialer.backends.base import TelephonyBackend
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 from dialer.step import settle_gc
@@ -39,6 +47,10 @@ from dialer.step import settle_gc
 log = structlog.get_logger("carecall.serve")
 PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
 IDLE_SLEEP = 0.005  # longest real nap of an idle process between two looks at its events
+FORWARDED_REAL_SECONDS = 0.25  # how often a process looks for events other processes received for it
+
+# builds the process's telephony backend once its clock and context exist (None: simulated lines)
+BackendFactory = Callable[[EventLoop, services.Context], TelephonyBackend]
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ def serve(
     lease_real_seconds: float = 20.0,
     heartbeat_real_seconds: float = 2.0,
     stop: threading.Event | None = None,
+    backend: BackendFactory | None = None,
 ) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or threading.Event()
@@ -133,6 +146,7 @@ def serve(
         tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
         collect_garbage=True,  # between two flushes, never in a nurse's wait (see settle_gc)
+        backend=backend(loop, ctx) if backend is not None else None,
     )
     runtime.start()
     settle_gc()
@@ -141,6 +155,7 @@ def serve(
         worker=worker,
         share=f"{share.k}/{share.n}",
         nurses=len(runtime.my_nurses),
+        telephony=runtime.backend.name,
         clock=clock.describe() if isinstance(clock, ScaledClock) else "system",
         lease_virtual_seconds=lease.total_seconds(),
     )
@@ -154,8 +169,9 @@ def serve(
             return (clock.real_at(at) - clock.wall.now()).total_seconds()
         return (at - clock.now()).total_seconds()
 
-    next_beat = next_pace = 0.0
+    next_beat = next_pace = next_forwarded = 0.0
     worst = 0.0
+    inbox = runtime.dialer.inbox
     try:
         while not stop.is_set():
             t = wall.monotonic()
@@ -187,15 +203,32 @@ def serve(
                         apscheduler = None
                 runtime.dialer.heartbeat()
                 next_beat = t + heartbeat_real_seconds
+            if t >= next_forwarded:
+                _take_forwarded(ctx, worker, runtime)
+                next_forwarded = t + FORWARDED_REAL_SECONDS
             if loop.run_due(limit=200) == 0:
-                # until the next event, not a fixed nap: on a fast clock every real
-                # millisecond a nurse waits for her next step costs her seconds of work
-                wall.sleep(min(IDLE_SLEEP, max(real_seconds_to_next(), 0.0001)))
+                if len(inbox):
+                    runtime.step_now()  # a backend's thread reported on a call: at once
+                    continue
+                # until the next event or the backend's next report, not a fixed nap: on a fast
+                # clock every real millisecond a nurse waits for her next step costs her seconds
+                inbox.wait(min(IDLE_SLEEP, max(real_seconds_to_next(), 0.0001)))
     finally:
         if apscheduler is not None:
             apscheduler.shutdown(wait=False)
         runtime.dialer.flush()  # outcomes and results already given are stored, not lost
-        services.reconcile_in_flight(ctx, worker)  # calls of this process end with it
+        runtime.dialer.reconcile()  # calls of this process end with it, on the switch too
+        runtime.backend.close()
         leadership.release()
         engine.dispose()
-        log.info("dialer stopped", worker=worker, dials=runtime.backend.dials)
+        log.info("dialer stopped", worker=worker, dials=runtime.dialer.stats["dials"])
+
+
+def _take_forwarded(ctx: services.Context, worker: str, runtime: Runtime) -> None:
+    """Events a webhook delivered to another process for this one's calls."""
+    with ctx.sessions() as s:
+        events = lines.events_for_worker(s, worker)
+        if events:
+            s.commit()
+    for e in events:
+        runtime.dialer.inbox.put(e)

@@ -1,9 +1,10 @@
 """Run the programme on a virtual clock: shifts, scheduler jobs, dialer, nurses.
 
 Simulated nurses take the calls the dialer hands them and record realistic
-outcomes (config/simulation.toml); the simulated backend plays the patients.
-Everything else is the production code path: the same services, rules,
-routing and storage.
+outcomes (config/simulation.toml); the simulated backend plays the patients,
+unless the runtime is given another backend (Asterisk, Twilio: real lines,
+simulated nurses, as the conformance suite runs them). Everything else is the
+production code path: the same services, rules, routing and storage.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from campaign.clock import VirtualClock
 from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from campaign.templates import render
-from dialer.backends.simulated import LineProfile, SimulatedBackend
+from dialer.backends.base import TelephonyBackend
+from dialer.backends.simulated import LineProfile, SimulatedBackend, is_wrong_number
 from dialer.calls import LiveCall
 from dialer.loop import Dialer
 from dialer.presence import NurseStatus
@@ -43,7 +45,7 @@ class SimulatedNurses:
 
     dialer: Dialer
     loop: EventLoop
-    backend: SimulatedBackend
+    seed: int
     rng: random.Random
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -52,7 +54,7 @@ class SimulatedNurses:
         sim = policy.simulation
         mean = policy.tiers[call.task.tier].call_minutes - policy.dialer.wrap_up_seconds / 60
         minutes = max(1.0, self.rng.gauss(mean, mean * sim.call_minutes_sd_ratio))
-        number_wrong = self.backend.is_wrong_number(call.number)
+        number_wrong = is_wrong_number(self.seed, call.number, sim.wrong_number)
         if number_wrong:
             minutes = self.rng.uniform(0.5, 1.5)
         self.loop.call_at(
@@ -137,6 +139,7 @@ class Runtime:
         refresh_every: timedelta = timedelta(minutes=10),
         share: tuple[int, int] = (0, 1),
         collect_garbage: bool = False,
+        backend: TelephonyBackend | None = None,
     ) -> None:
         self.ctx = ctx
         self.loop = loop
@@ -148,7 +151,9 @@ class Runtime:
         self.collect_garbage = collect_garbage
         self._tick_due = False
         self._sweeping = False
-        self.backend = SimulatedBackend(loop, ctx.policy.simulation, line_directory(ctx), seed=seed)
+        self.backend: TelephonyBackend = backend or SimulatedBackend(
+            loop, ctx.policy.simulation, line_directory(ctx), seed=seed
+        )
         self.dialer = Dialer(
             ctx,
             self.backend,
@@ -159,7 +164,7 @@ class Runtime:
             share=share,
         )
         loop.after_step(self._step)
-        self.nurses_sim = SimulatedNurses(self.dialer, loop, self.backend, random.Random(seed))
+        self.nurses_sim = SimulatedNurses(self.dialer, loop, seed, random.Random(seed))
         with ctx.sessions() as s:
             self.my_nurses = [n for n in store.nurses(s) if nurse_filter(n)]
         self.until: datetime | None = None
@@ -234,6 +239,10 @@ class Runtime:
         else:
             self._at(self.ctx.clock.now() + self.refresh_every, self._refresh)
 
+    def step_now(self) -> None:
+        """Events arrived from the backend's threads (real time): store them and move on at once."""
+        self._step()
+
     def _step(self) -> None:
         """After the events of an instant (virtual time) or a pass (real time): the dialer's step."""
         tick, self._tick_due = self._tick_due, False
@@ -253,7 +262,7 @@ class Runtime:
             started=started,
             ended=self.ctx.clock.now(),
             events=self.loop.processed,
-            dials=self.backend.dials,
+            dials=d.stats["dials"],
             claims=d.stats["claims"],
             lost_claims=d.stats["lost_claims"],
             refused_by_rules=d.stats["refused_by_rules"],

@@ -3,7 +3,7 @@ helpers several of them share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +25,11 @@ class Context:
     clock: Clock
     # how long a claim holds its task without a heartbeat (in the clock's time)
     lease: timedelta = timedelta(minutes=90)
+
+
+# more writes of the caller's own in a use case's transaction (the dialer's line records), so
+# they cost no round trip of their own
+Also = Callable[[Session], None]
 
 
 def required_skills(pathologies: list[str], theme_code: str | None, policy: Policy) -> frozenset[str]:

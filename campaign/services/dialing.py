@@ -3,7 +3,7 @@ after a call ends; leases and reconciliation after a crash."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from sqlmodel import Session
 from campaign import rules, store
 from campaign.errors import ClaimLost
 from campaign.policy import Policy, Tier
-from campaign.services.base import Context, keep_cadence
+from campaign.services.base import Also, Context, keep_cadence
 from campaign.states import AttemptResult, TaskKind, TaskStatus, WaveStatus
 
 log = structlog.get_logger("carecall.campaign")
@@ -40,14 +40,21 @@ class NotDialable:
 
 
 ClaimResult = Claimed | NotDialable | None
+# runs in the claim's own transaction with the attempts stored: (attempt, nurse) of each call to dial
+# (the dialer opens its line records there, so no attempt is dialed without one)
+OnClaimed = Callable[[Session, list[tuple[int, int]]], None]
 
 
-def claim_and_start(ctx: Context, task_id: int, nurse_id: int, worker: str) -> ClaimResult:
+def claim_and_start(
+    ctx: Context, task_id: int, nurse_id: int, worker: str, on_claimed: OnClaimed | None = None
+) -> ClaimResult:
     """Claim one task for a nurse; see `claim_and_start_many`."""
-    return claim_and_start_many(ctx, [(task_id, nurse_id)], worker)[0]
+    return claim_and_start_many(ctx, [(task_id, nurse_id)], worker, on_claimed)[0]
 
 
-def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker: str) -> list[ClaimResult]:
+def claim_and_start_many(
+    ctx: Context, offers: Sequence[tuple[int, int]], worker: str, on_claimed: OnClaimed | None = None
+) -> list[ClaimResult]:
     """Claim tasks for nurses and store their attempts before anything is dialed (invariant 3).
 
     `offers` are (task, nurse) pairs; one transaction serves them all, so a
@@ -93,11 +100,15 @@ def claim_and_start_many(ctx: Context, offers: Sequence[tuple[int, int]], worker
                 worker,
             )
             store.release_tasks(s, releases, now)
+            if on_claimed is not None and attempt_ids:
+                on_claimed(
+                    s, [(a, nurse_of[r.task_id]) for (r, _), a in zip(starts, attempt_ids, strict=True)]
+                )
             s.commit()
     except IntegrityError:
         # the unique in-flight index: another process dialed one of these patients a moment ago
         if len(offers) > 1:
-            return [claim_and_start(ctx, t, n, worker) for t, n in offers]  # one by one, to find which
+            return [claim_and_start(ctx, t, n, worker, on_claimed) for t, n in offers]  # one by one
         return [_patient_in_call(ctx, offers[0][0], now)]
     for (r, number), attempt_id in zip(starts, attempt_ids, strict=True):
         results[r.task_id] = Claimed(attempt_id, r.task_id, r.id, number, Tier(r.task_tier), TaskKind(r.kind))
@@ -121,7 +132,7 @@ def mark_answered(ctx: Context, attempt_id: int) -> None:
         raise ClaimLost(f"attempt {attempt_id} was reconciled (lease expired): hang up")
 
 
-def mark_answered_many(ctx: Context, attempt_ids: Sequence[int]) -> set[int]:
+def mark_answered_many(ctx: Context, attempt_ids: Sequence[int], also: Also | None = None) -> set[int]:
     """Stored at once; the tasks' leases are renewed for the length of a conversation.
 
     Returns the attempts stored as answered; the others were reconciled meanwhile
@@ -131,6 +142,8 @@ def mark_answered_many(ctx: Context, attempt_ids: Sequence[int]) -> set[int]:
     with ctx.sessions() as s:
         rows = store.mark_attempts_answered(s, attempt_ids, now)
         store.renew_task_leases(s, [r.task_id for r in rows], now + ctx.lease)
+        if also is not None:
+            also(s)
         s.commit()
     return {r.id for r in rows}
 
@@ -146,7 +159,7 @@ def finish_unanswered(
 
 
 def finish_unanswered_many(
-    ctx: Context, ends: Sequence[tuple[int, AttemptResult, bool]]
+    ctx: Context, ends: Sequence[tuple[int, AttemptResult, bool]], also: Also | None = None
 ) -> list[rules.RetryDecision | None]:
     """Store the results of unanswered attempts and decide their retries, in one transaction.
 
@@ -163,6 +176,8 @@ def finish_unanswered_many(
             for r in store.complete_attempts(s, ids, result, voicemail, now):
                 done[r.id] = (r.task_id, r.patient_id, result)
         decisions = dict(zip(done, _retry_many(s, list(done.values()), now, policy), strict=True))
+        if also is not None:
+            also(s)
         s.commit()
     return [decisions.get(attempt_id) for attempt_id, _, _ in ends]
 
@@ -202,9 +217,11 @@ def _retry_many(
     return out
 
 
-def renew_leases(ctx: Context, worker: str) -> None:
+def renew_leases(ctx: Context, worker: str, also: Also | None = None) -> None:
     with ctx.sessions() as s:
         store.renew_worker_leases(s, worker, ctx.clock.now() + ctx.lease)
+        if also is not None:
+            also(s)
         s.commit()
 
 

@@ -13,7 +13,7 @@ from campaign import calendar as cal
 from campaign import rules, store
 from campaign.errors import NotFound
 from campaign.policy import Policy
-from campaign.services.base import Context
+from campaign.services.base import Also, Context
 from campaign.states import OutcomeCode
 from campaign.templates import render
 
@@ -51,7 +51,9 @@ def record_outcome(
     return record_outcomes(ctx, [entry])[0]
 
 
-def record_outcomes(ctx: Context, entries: Sequence[OutcomeEntry]) -> list[OutcomeApplied]:
+def record_outcomes(
+    ctx: Context, entries: Sequence[OutcomeEntry], also: Also | None = None
+) -> list[OutcomeApplied]:
     """Nurses' outcomes and everything they imply, stored in one transaction.
 
     Applied in rounds of one entry per patient, so that two outcomes for one
@@ -77,6 +79,8 @@ def record_outcomes(ctx: Context, entries: Sequence[OutcomeEntry]) -> list[Outco
                     this_round.append((e, row))
             applied.update(_apply_outcomes(s, this_round, now, policy))
             pending = later
+        if also is not None:
+            also(s)
         s.commit()
     return [applied[e.attempt_id] for e in entries]
 

@@ -104,6 +104,7 @@ class NurseInfo:
     skills: frozenset[str]
     shifts: tuple[tuple[int, time, time], ...]
     timezone: str
+    phone_endpoint: str | None = None  # her phone on the line (PJSIP endpoint, Twilio identity, number)
 
 
 def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
@@ -124,6 +125,7 @@ def nurses(session: Session, active_only: bool = True) -> list[NurseInfo]:
                 skills=frozenset(n.skills),
                 shifts=shifts,
                 timezone=n.timezone,
+                phone_endpoint=n.phone_endpoint,
             )
         )
     return out

@@ -4,6 +4,13 @@ Runs on the event loop's virtual clock. Who answers depends on the patient's
 tier and local hour (config/simulation.toml); some numbers are wrong (a
 stranger answers), some reach a machine. The backend never sees names or
 medical data, only numbers and a directory of how each number behaves.
+
+It reports what a real line would, keyed by the attempt: a person is bridged
+to the nurse at once (`connected`; the detector's few seconds are left out of
+a simulation), an answering machine is `answered`, `machine`, then `ended`,
+and every other end carries its Q.850 cause (busy 17, network failure 41, no
+answer 19). A number given a `Scenario` (tests, the conformance suite) plays
+it the way the AMI and Twilio peers do.
 """
 
 from __future__ import annotations
@@ -11,15 +18,18 @@ from __future__ import annotations
 import itertools
 import random
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from campaign.calendar import local_time_of
 from campaign.policy import SimulationPolicy, Tier
-from campaign.states import AttemptResult
-from dialer.backends.base import DialRequest, EventSink
-from dialer.events import CallEvent, CallEventKind
+from dialer.backends.base import DialRequest, EventSink, NurseLine
+from dialer.events import CallEvent, CallEventKind, NurseLegEvent
+from dialer.scenarios import EVENTS, Scenario
 from dialer.scheduler_loop import EventLoop
+
+K = CallEventKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,78 +40,135 @@ class LineProfile:
     timezone: str
 
 
+def is_wrong_number(seed: int, number: str, rate: float) -> bool:
+    """Stable per number: the same stranger answers every time (simulated nurses find out)."""
+    return zlib.crc32(f"{seed}:{number}".encode()) / 2**32 < rate
+
+
 class SimulatedBackend:
+    name = "simulated"
+    needs_nurse_leg = False  # simulated nurses have no phone to keep in a conference
+
     def __init__(
-        self, loop: EventLoop, sim: SimulationPolicy, directory: dict[str, LineProfile], seed: int = 0
+        self,
+        loop: EventLoop,
+        sim: SimulationPolicy,
+        directory: dict[str, LineProfile],
+        seed: int = 0,
+        scripted: Mapping[str, Scenario] | None = None,
     ) -> None:
         self.loop = loop
         self.sim = sim
         self.directory = directory
+        self.scripted = dict(scripted or {})
         self.rng = random.Random(seed)
         self.seed = seed
         self._ids = itertools.count(1)
         self._sink: EventSink | None = None
-        self._live: dict[str, DialRequest] = {}
+        self._live: dict[int, str] = {}  # attempt -> the call's id on the simulated switch
         self.dials = 0
 
     def connect(self, sink: EventSink) -> None:
         self._sink = sink
 
+    def nurse_ready(self, nurse: NurseLine) -> None:
+        self._emit(NurseLegEvent(nurse.nurse_id, True, self.loop.clock.now()))
+
+    def nurse_away(self, nurse_id: int) -> None:
+        self._emit(NurseLegEvent(nurse_id, False, self.loop.clock.now()))
+
+    def hangup_orphan(self, call_id: str) -> None:
+        """Simulated calls die with their process: nothing is left on a switch."""
+
+    def close(self) -> None:
+        self._live.clear()
+
     def is_wrong_number(self, number: str) -> bool:
-        """Stable per number: the same stranger answers every time."""
-        return zlib.crc32(f"{self.seed}:{number}".encode()) / 2**32 < self.sim.wrong_number
+        return is_wrong_number(self.seed, number, self.sim.wrong_number)
 
     def answer_probability(self, profile: LineProfile) -> float:
         hour = local_time_of(self.loop.clock.now(), profile.timezone).hour
         p = self.sim.answer_by_tier[profile.tier] * self.sim.answer_by_hour.get(hour, 1.0)
         return min(max(p, 0.0), 0.97)
 
-    def dial(self, request: DialRequest) -> str:
+    def dial(self, request: DialRequest) -> None:
         assert self._sink is not None, "connect() first"
         call_id = f"sim-{next(self._ids)}"
+        attempt = request.attempt_id
         self.dials += 1
-        self._live[call_id] = request
-        profile = self.directory.get(request.number, LineProfile(Tier.low, "Europe/Paris"))
+        self._live[attempt] = call_id
         now = self.loop.clock.now()
         rng, sim = self.rng, self.sim
         ring = min(
             max(rng.gauss(sim.ring_seconds_mean, sim.ring_seconds_sd), 3.0),
             float(request.ring_timeout_seconds) - 1,
         )
+        scenario = self.scripted.get(request.number)
+        if scenario is not None:
+            self._play(request, call_id, scenario, now, 2.0)  # a scripted line answers on the second ring
+            return
+        profile = self.directory.get(request.number, LineProfile(Tier.low, "Europe/Paris"))
         if rng.random() < self.answer_probability(profile):
+            answered = now + timedelta(seconds=ring)
             self.loop.call_at(
-                now + timedelta(seconds=ring),
-                self._emit,
-                CallEvent(call_id, CallEventKind.answered, now + timedelta(seconds=ring)),
+                answered, self._emit, CallEvent(attempt, K.connected, answered, call_id=call_id)
             )
-            return call_id
+            return
         u = rng.random()
         if u < sim.busy:
-            result, delay = AttemptResult.busy, rng.uniform(2, 5)
+            self._end_at(request, call_id, now + timedelta(seconds=rng.uniform(2, 5)), 17)
         elif u < sim.busy + sim.failed:
-            result, delay = AttemptResult.failed, rng.uniform(1, 4)
+            self._end_at(request, call_id, now + timedelta(seconds=rng.uniform(1, 4)), 41)
         elif u < sim.busy + sim.failed + sim.machine:
-            result, delay = AttemptResult.machine, min(ring + 6, request.ring_timeout_seconds)
+            answered = now + timedelta(seconds=ring)
+            self.loop.call_at(answered, self._emit, CallEvent(attempt, K.answered, answered, call_id=call_id))
+            verdict = answered + timedelta(seconds=2)
+            self.loop.call_at(verdict, self._emit, CallEvent(attempt, K.machine, verdict, detail="MAXWORDS"))
+            voicemail = request.voicemail_text is not None
+            # the greeting, then the neutral message (about 25 s) if the policy leaves one
+            end = min(
+                now + timedelta(seconds=ring + 6), now + timedelta(seconds=request.ring_timeout_seconds)
+            )
+            self._end_at(request, call_id, end + timedelta(seconds=25 if voicemail else 0), 16, voicemail)
         else:
-            result, delay = AttemptResult.no_answer, float(request.ring_timeout_seconds)
-        voicemail = result == AttemptResult.machine and request.voicemail_text is not None
-        if voicemail:
-            delay += 25  # the neutral message takes about that long to play
-        end = now + timedelta(seconds=delay)
-        self.loop.call_at(
-            end, self._end, call_id, CallEvent(call_id, CallEventKind.ended, end, result, voicemail)
-        )
-        return call_id
+            self._end_at(request, call_id, now + timedelta(seconds=request.ring_timeout_seconds), 19)
 
-    def hangup(self, call_id: str) -> None:
-        if call_id in self._live:
+    def _play(
+        self, request: DialRequest, call_id: str, scenario: Scenario, now: datetime, ring: float
+    ) -> None:
+        """A scripted line: the scenario's events, a conversation's end left to the nurse's hang-up."""
+        kinds, cause = EVENTS[scenario]
+        at = now
+        for kind in kinds:
+            if kind == K.ended:
+                if scenario == Scenario.human:
+                    return  # talking until the nurse hangs up
+                voicemail = scenario == Scenario.machine_message and request.voicemail_text is not None
+                if scenario == Scenario.no_answer:
+                    at = now + timedelta(seconds=request.ring_timeout_seconds)
+                self._end_at(request, call_id, at + timedelta(seconds=1), cause, voicemail)
+                return
+            if kind == K.answered:
+                at = now + timedelta(seconds=ring)
+            elif kind != K.ringing:
+                at += timedelta(seconds=1)
+            self.loop.call_at(at, self._emit, CallEvent(request.attempt_id, kind, at, call_id=call_id))
+
+    def _end_at(
+        self, request: DialRequest, call_id: str, end: datetime, cause: int, voicemail: bool = False
+    ) -> None:
+        event = CallEvent(request.attempt_id, K.ended, end, cause, voicemail_left=voicemail, call_id=call_id)
+        self.loop.call_at(end, self._end, request.attempt_id, event)
+
+    def hangup(self, attempt_id: int) -> None:
+        if attempt_id in self._live:
             now = self.loop.clock.now()
-            self._end(call_id, CallEvent(call_id, CallEventKind.ended, now, AttemptResult.answered))
+            self._end(attempt_id, CallEvent(attempt_id, K.ended, now, 16))
 
-    def _end(self, call_id: str, event: CallEvent) -> None:
-        if self._live.pop(call_id, None) is not None:
+    def _end(self, attempt_id: int, event: CallEvent) -> None:
+        if self._live.pop(attempt_id, None) is not None:
             self._emit(event)
 
-    def _emit(self, event: CallEvent) -> None:
+    def _emit(self, event: CallEvent | NurseLegEvent) -> None:
         assert self._sink is not None
         self._sink(event)

@@ -9,25 +9,27 @@ process other than the call's owner to the owner (an inbox in the database).
 
 from dialer.lines.model import CallLine, CallLineEvent
 from dialer.lines.store import (
-    LineUpdate,
-    advance,
+    LineRecord,
+    end_lines,
     events_for_worker,
     forward_events,
     line_of_call,
     lines_of,
     open_lines,
     orphan_lines,
+    record_lines,
 )
 
 __all__ = [
     "CallLine",
     "CallLineEvent",
-    "LineUpdate",
-    "advance",
+    "LineRecord",
+    "end_lines",
     "events_for_worker",
     "forward_events",
     "line_of_call",
     "lines_of",
     "open_lines",
     "orphan_lines",
+    "record_lines",
 ]
