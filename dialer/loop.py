@@ -38,11 +38,12 @@ from campaign.errors import BackendError
 from campaign.policy import Tier
 from campaign.states import OutcomeCode
 from dialer import causes, lines
-from dialer.backends.base import DialRequest, NurseLine, TelephonyBackend
+from dialer.backends.base import DialRequest, TelephonyBackend
 from dialer.calls import CallState, LiveCall
 from dialer.events import CallEvent, CallEventKind, Event, NurseLegEvent
 from dialer.feed import TaskFeed
 from dialer.inbox import Inbox
+from dialer.legs import NurseLegs
 from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
 from dialer.routing import NurseProfile, QueuedTask, TaskQueue, may_take
@@ -89,10 +90,10 @@ class Dialer:
         self.calls: dict[int, LiveCall] = {}  # by attempt
         self.call_of_nurse: dict[int, int] = {}  # nurse -> attempt
         self.patients_in_call: set[int] = set()
-        self.legs_up: set[int] = set()  # nurses whose phone waits in her conference
         self._dispatched_version = -1
         self.inbox: Inbox[Event] = Inbox()
         self.lines = LineTracker(backend.name, worker)
+        self.legs = NurseLegs(backend, self.nurse_info)
         self._events: list[CallEvent] = []
         self._outcomes: list[tuple[int, services.OutcomeEntry]] = []
         self._dispatch_due = False
@@ -172,9 +173,7 @@ class Dialer:
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)
         self.presence.leaving.discard(nurse_id)
-        if self.backend.needs_nurse_leg and nurse_id not in self.legs_up:
-            info = self.nurse_info.get(nurse_id)
-            self.backend.nurse_ready(NurseLine(nurse_id, info.phone_endpoint if info else None))
+        self.legs.bring(nurse_id)
         self._free(nurse_id)
 
     def nurse_offline(self, nurse_id: int) -> None:
@@ -187,7 +186,7 @@ class Dialer:
         if status in (NurseStatus.ready, NurseStatus.paused):
             self.presence.set(nurse_id, NurseStatus.offline)
             self._free_since.pop(nurse_id, None)
-            self._leg_away(nurse_id)
+            self.legs.release(nurse_id)
         elif status != NurseStatus.offline:
             self.presence.leaving.add(nurse_id)
 
@@ -195,13 +194,9 @@ class Dialer:
         if nurse_id in self.presence.leaving:
             self.presence.leaving.discard(nurse_id)
             self.presence.set(nurse_id, NurseStatus.offline)
-            self._leg_away(nurse_id)
+            self.legs.release(nurse_id)
         else:
             self.nurse_ready(nurse_id)
-
-    def _leg_away(self, nurse_id: int) -> None:
-        if self.backend.needs_nurse_leg and nurse_id in self.legs_up:
-            self.backend.nurse_away(nurse_id)
 
     def _free(self, nurse_id: int) -> None:
         """Ready for a call: one is looked for at the next flush."""
@@ -270,7 +265,7 @@ class Dialer:
             profile = self.nurses.get(nurse_id)
             if profile is None or nurse_id in self.call_of_nurse:
                 continue
-            if self.backend.needs_nurse_leg and nurse_id not in self.legs_up:
+            if not self.legs.can_dial_for(nurse_id):
                 continue  # a patient is dialed only once her phone waits in her conference
             while True:
                 task = self.queue.pop_for(profile)
@@ -363,22 +358,10 @@ class Dialer:
     def _take_inbox(self) -> None:
         for e in self.inbox.take_all():
             if isinstance(e, NurseLegEvent):
-                self._on_leg(e)
+                if self.legs.on_event(e, ready=self.presence.get(e.nurse_id) == NurseStatus.ready):
+                    self._free(e.nurse_id)
             else:
                 self._events.append(e)
-
-    def _on_leg(self, e: NurseLegEvent) -> None:
-        if e.up:
-            self.legs_up.add(e.nurse_id)
-            if self.presence.get(e.nurse_id) == NurseStatus.ready:
-                self._free(e.nurse_id)
-            return
-        self.legs_up.discard(e.nurse_id)
-        if self.presence.get(e.nurse_id) == NurseStatus.ready:
-            # her phone dropped out of her conference while she waits: call it back in
-            log.warning("nurse's line dropped; calling her phone back", nurse=e.nurse_id)
-            info = self.nurse_info.get(e.nurse_id)
-            self.backend.nurse_ready(NurseLine(e.nurse_id, info.phone_endpoint if info else None))
 
     def _apply_events(self) -> None:
         events, self._events = self._events, []
