@@ -23,7 +23,6 @@ from __future__ import annotations
 import signal
 import threading
 import time as wall
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -39,7 +38,7 @@ from campaign.leader import Leadership
 from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer import lines
-from dialer.backends.base import TelephonyBackend
+from dialer.backends.factory import BackendFactory
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 from dialer.step import settle_gc
@@ -48,9 +47,6 @@ log = structlog.get_logger("carecall.serve")
 PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
 IDLE_SLEEP = 0.005  # longest real nap of an idle process between two looks at its events
 FORWARDED_REAL_SECONDS = 0.25  # how often a process looks for events other processes received for it
-
-# builds the process's telephony backend once its clock and context exist (None: simulated lines)
-BackendFactory = Callable[[EventLoop, services.Context], TelephonyBackend]
 
 
 @dataclass(frozen=True)

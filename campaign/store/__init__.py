@@ -55,7 +55,7 @@ from campaign.store.dialing import (
     dialable_rows,
     insert_attempts,
 )
-from campaign.store.directory import add_new_nurses, patient_lines, waves_with_mailings
+from campaign.store.directory import add_new_nurses, patient_lines, set_nurse_phone, waves_with_mailings
 from campaign.store.lookups import (
     last_attempt_result,
     nurse_code,
@@ -196,6 +196,7 @@ __all__ = [
     "report_tasks",
     "segment_query",
     "set_next_contact",
+    "set_nurse_phone",
     "set_plan_notes",
     "sync_themes",
     "task_status_counts",

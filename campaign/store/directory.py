@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from campaign.model import MAILING, NURSE, PATIENT, WAVE, Nurse
@@ -20,6 +20,12 @@ def add_new_nurses(session: Session, nurses: Iterable[Nurse]) -> list[Nurse]:
     session.add_all(added)
     session.flush()
     return added
+
+
+def set_nurse_phone(session: Session, code: str, endpoint: str | None) -> bool:
+    """Her phone on the line (PJSIP endpoint, Twilio Client identity or number); False: no such nurse."""
+    result = session.execute(update(NURSE).where(NURSE.c.code == code).values(phone_endpoint=endpoint))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def waves_with_mailings(session: Session) -> list[Any]:

@@ -37,9 +37,45 @@ def nurses_list() -> None:
     with env.ctx.sessions() as s:
         rows = store.nurses(s)
     table = Table()
-    for c in ("code", "level", "skills", "hours/week"):
+    for c in ("code", "level", "skills", "hours/week", "phone"):
         table.add_column(c)
     for n in rows:
         minutes = sum((e.hour * 60 + e.minute) - (b.hour * 60 + b.minute) for _, b, e in n.shifts)
-        table.add_row(n.code, n.level.value, ", ".join(sorted(n.skills)) or "-", f"{minutes / 60:.1f}")
+        table.add_row(
+            n.code,
+            n.level.value,
+            ", ".join(sorted(n.skills)) or "-",
+            f"{minutes / 60:.1f}",
+            n.phone_endpoint or "-",
+        )
     console.print(table)
+
+
+@app.command("phone")
+def nurses_phone(
+    code: Annotated[str, typer.Argument(help="the nurse's code")],
+    endpoint: Annotated[
+        str | None,
+        typer.Argument(
+            help=(
+                "her phone: a PJSIP endpoint (Asterisk), 'client:IDENTITY' or an E.164 number "
+                "(Twilio); omit it with --clear"
+            )
+        ),
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="forget her phone")] = False,
+) -> None:
+    """Set the phone the dialer keeps in her conference while she is ready (real telephony)."""
+    from campaign import store
+    from campaign.errors import InvalidArgument, NotFound
+
+    if (endpoint is None) != clear:
+        raise InvalidArgument("give the nurse's phone endpoint, or --clear (not both)")
+    if endpoint is not None and (not endpoint.strip() or len(endpoint) > 128):
+        raise InvalidArgument("the phone endpoint must be 1 to 128 characters")
+    env = make_env()
+    with env.ctx.sessions() as s:
+        if not store.set_nurse_phone(s, code, endpoint.strip() if endpoint else None):
+            raise NotFound(f"no nurse with code {code!r}")
+        s.commit()
+    console.print(f"nurse {code}: phone {endpoint or 'cleared'}")

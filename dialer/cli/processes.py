@@ -13,6 +13,7 @@ import typer
 from campaign.errors import InvalidArgument
 from campaign.policy import load_policy
 from campaign.settings import load_settings
+from dialer.backends.factory import Telephony
 from dialer.cli.common import console, err, make_env, option_date, progress_bar
 from dialer.cli.render import render_text
 
@@ -53,8 +54,21 @@ def serve_cmd(
     lease_seconds: Annotated[
         float, typer.Option(help="real seconds a call's claim survives without heartbeat")
     ] = 20.0,
+    telephony: Annotated[
+        Telephony,
+        typer.Option(
+            envvar="CARECALL_TELEPHONY",
+            help="the lines: simulated, an Asterisk switch (AMI) or Twilio (config/telephony.toml)",
+        ),
+    ] = Telephony.simulated,
 ) -> None:
-    """Run a dialer process (simulated telephony); the scheduler too while it holds the leadership."""
+    """Run a dialer process; the scheduler too while it holds the leadership.
+
+    Nurses are simulated (they go ready on their shifts, talk and record an
+    outcome) until the nurse console exists; the lines are simulated by
+    default, or an Asterisk switch or Twilio with --telephony.
+    """
+    from dialer.backends.factory import backend_factory
     from dialer.serve import Share, make_clock, serve
 
     try:
@@ -67,6 +81,7 @@ def serve_cmd(
         raise InvalidArgument(f"--clock (or CARECALL_CLOCK): {exc}") from None
     env = make_env()
     env.engine.dispose()
+    backend = backend_factory(telephony, env.settings.config_dir)  # bad settings stop start-up here
     serve(
         env.settings.database_url,
         env.policy,
@@ -77,6 +92,7 @@ def serve_cmd(
         seed=seed,
         auto_launch=auto_launch,
         lease_real_seconds=lease_seconds,
+        backend=backend,
     )
 
 

@@ -390,3 +390,21 @@ def _all_due(url: str, wave_id: int, at: datetime) -> None:
             )
     finally:
         engine.dispose()
+
+
+def test_a_nurse_phone_is_set_listed_and_cleared(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Real telephony keeps her phone in her conference: a supervisor sets it per nurse."""
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("nurses", "generate", "1").exit_code == 0
+    ((code,),) = _query(db_url, "select code from nurse")
+    assert isinstance(code, str)
+    r = cli("nurses", "phone", code, "nurse-ide-01")
+    assert r.exit_code == 0, r.output
+    assert _row(cli("nurses", "list").stdout, code, "nurse-ide-01")
+    r = cli("nurses", "phone", "NOBODY", "x")
+    assert r.exit_code == 2 and "no nurse with code 'NOBODY'" in r.output
+    r = cli("nurses", "phone", code)
+    assert r.exit_code == 2 and "--clear" in r.output
+    assert cli("nurses", "phone", code, "--clear").exit_code == 0
+    assert not _row(cli("nurses", "list").stdout, code, "nurse-ide-01")
+    assert _query(db_url, "select phone_endpoint from nurse") == [(None,)]
