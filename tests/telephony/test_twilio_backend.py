@@ -121,16 +121,16 @@ def test_dial_returns_before_the_network_is_touched(tmp_path: Path) -> None:
 
 
 def test_a_call_hung_up_before_its_turn_is_never_placed(tmp_path: Path) -> None:
-    pacing = {"calls_per_second": 2, "max_queue_wait_seconds": 5}
+    pacing = {"calls_per_second": 4, "max_queue_wait_seconds": 5}
     with twilio_world(f"sqlite:///{tmp_path / 'c.db'}", backend_settings=pacing) as w:
-        requests = [w.prepare(Script.busy) for _ in range(2)]
+        requests = [w.prepare(Script.busy) for _ in range(3)]
         for request in requests:
             w.backend.dial(request)
-        first, second = [r.attempt_id for r in requests]
+        first, second, third = [r.attempt_id for r in requests]
         w.backend.hangup(second)
         ended = w.wait_ended(second)
         assert (ended.cause, ended.detail) == (None, "hung up before it was placed")
-        w.wait_ended(first)
-        w.peer.wait_idle()
-        assert creates(w.peer) == 1
+        w.call_over(third)  # placed after the second's turn: had the second been placed, it would be by now
+        assert w.peer.calls_to(w.numbers[second]) == []
+        assert creates(w.peer) == 2 and w.wait_ended(first).cause == 17
         assert w.record(second) == (AttemptResult.no_answer, False)
