@@ -222,7 +222,7 @@ def router(hooks: TwilioWebhooks) -> APIRouter:
         if params is None:
             return Response(status_code=403)
         await run_in_threadpool(fn, *params)
-        return Response(status_code=204)
+        return Response(status_code=200)
 
     @api.post(Route.status)
     async def status(request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from dialer.backends.twilio.settings import TwilioSettings
@@ -19,6 +20,7 @@ from dialer.backends.twilio.twiml import conference_name, nurse_label
 WRONG_NUMBER_CODES = frozenset({21211, 21214, 21217, 13224})
 # the call is already over: updating it changes nothing (and is no failure)
 CALL_OVER_CODES = frozenset({21220})
+REST_TIMEOUT_SECONDS = 10  # the SDK waits forever by default: a stuck request would hold a thread
 TEMPORARY_FAILURE = 41  # Q.850: what an unreachable or failing API means for a call not placed
 INVALID_NUMBER = 28
 
@@ -29,7 +31,7 @@ def make_client(settings: TwilioSettings, http_client: HttpClient | None = None)
         settings.account_sid,
         settings.auth_token.get_secret_value(),
         account_sid=settings.account_sid,
-        http_client=http_client,
+        http_client=http_client or TwilioHttpClient(timeout=REST_TIMEOUT_SECONDS),
     )
 
 
