@@ -26,7 +26,7 @@ def creates(peer: Any) -> int:
 
 
 def test_calls_over_the_rate_are_not_placed(tmp_path: Path) -> None:
-    pacing = {"calls_per_second": 10, "max_queue_wait_seconds": 0.25}
+    pacing = {"calls_per_second": 2, "max_queue_wait_seconds": 1.2}
     with twilio_world(f"sqlite:///{tmp_path / 'c.db'}", backend_settings=pacing) as w:
         requests = [w.prepare(Script.busy) for _ in range(5)]
         for request in requests:  # the dialer asks for five calls at once
@@ -36,7 +36,7 @@ def test_calls_over_the_rate_are_not_placed(tmp_path: Path) -> None:
         w.peer.wait_idle()
         refused = [e for e in ended if e.detail == "over calls per second"]
         assert [e.attempt_id for e in refused] == attempts[3:], (
-            "slots 0, 0.1, 0.2 s are taken; 0.3 s is too far"
+            "slots 0, 0.5, 1 s are taken; 1.5 s is too far"
         )
         assert {e.cause for e in refused} == {47}
         assert creates(w.peer) == 3
@@ -121,7 +121,7 @@ def test_dial_returns_before_the_network_is_touched(tmp_path: Path) -> None:
 
 
 def test_a_call_hung_up_before_its_turn_is_never_placed(tmp_path: Path) -> None:
-    pacing = {"calls_per_second": 4, "max_queue_wait_seconds": 5}
+    pacing = {"calls_per_second": 2, "max_queue_wait_seconds": 5}
     with twilio_world(f"sqlite:///{tmp_path / 'c.db'}", backend_settings=pacing) as w:
         requests = [w.prepare(Script.busy) for _ in range(3)]
         for request in requests:
