@@ -445,6 +445,7 @@ class Dialer:
         if nurse_id in self.presence.leaving:
             self.nurse_offline(nurse_id)
         else:
+            self.legs.bring(nurse_id)  # her phone back in her conference if it dropped meanwhile
             self._free(nurse_id)
 
     def heartbeat(self) -> None:

@@ -37,6 +37,9 @@ TALK_SECONDS = 1.0  # how long the simulated nurse talks before she hangs up
 RING_TIMEOUT = 5  # seconds: the policy's shortest ring timeout
 
 
+WORKER = "conformance"
+
+
 @dataclass
 class Line:
     """A backend under test and the far end that plays scenarios for it."""
@@ -48,6 +51,8 @@ class Line:
     nurse_endpoint: str | None = None
     close: Callable[[], None] = lambda: None
     sink_filter: Callable[[EventSink], EventSink] | None = None  # faults between backend and dialer
+    attach: Callable[[Run], None] | None = None  # once the dialer exists (webhooks deliver to it)
+    on_dialed: Callable[[Scenario, Run], None] | None = None  # e.g. the nurse's leg drops
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ def run_scenario(
             run.pump()
             if not dialed and run.dialer.calls:
                 dialed = True
+                if line.on_dialed is not None:
+                    line.on_dialed(scenario, run)
                 if on_dialed is not None:
                     on_dialed(run)
             if dialed and not run.dialer.calls and _closed(run.ctx, task_id):
@@ -158,9 +165,11 @@ def start(db_url: str, line: Line, *, voicemail: bool = True, hang_up_after: flo
     backend: TelephonyBackend = line.backend
     if line.sink_filter is not None:
         backend = _FilteredBackend(backend, line.sink_filter)  # type: ignore[assignment]
-    dialer = Dialer(ctx, backend, "conformance", "message neutre" if voicemail else None, deferred=True)
+    dialer = Dialer(ctx, backend, WORKER, "message neutre" if voicemail else None, deferred=True)
     run = Run(ctx, dialer, nurse_id, line, hang_up_after)
     dialer.on_connected = run.on_connected
+    if line.attach is not None:
+        line.attach(run)
     dialer.start(nurse_ids={nurse_id})
     return run
 

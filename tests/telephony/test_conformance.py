@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conformance import Line, Record, every_event_twice, run_scenario
+from conformance import WORKER, Line, Record, Run, every_event_twice, run_scenario
 from factories import fiction_phone, policy
+from twilio_world import ACCOUNT_SID, AUTH_TOKEN, bound_socket, uvicorn_server
+from twilio_world import settings as twilio_settings
 
 from campaign.clock import SystemClock
 from campaign.states import AttemptResult, TaskStatus
 from dialer.backends.base import DialRequest, EventSink, NurseLine
 from dialer.backends.simulated import SimulatedBackend
+from dialer.backends.twilio import TwilioBackend
 from dialer.events import CallEvent, CallEventKind, Event
 from dialer.scenarios import RESULT, Scenario
 from dialer.scheduler_loop import EventLoop
+from dialer.testing.twilio_calls import Script
+from dialer.testing.twilio_peer import TwilioPeer
+from dialer.web import create_app
 
 SCENARIOS = list(Scenario)
 
@@ -91,7 +98,64 @@ def simulated_line() -> Line:
     return Line("simulated", backend, number_for, close=backend.close)
 
 
-BACKENDS: dict[str, Callable[[], Line]] = {"simulated": simulated_line}
+TWILIO_SCRIPT = {
+    Scenario.human: Script.human,
+    Scenario.busy: Script.busy,
+    Scenario.no_answer: Script.no_answer,
+    Scenario.congestion: Script.congestion,
+    Scenario.unallocated: Script.unallocated,
+    Scenario.machine_message: Script.machine_message_end,
+    Scenario.machine_silent: Script.machine_message_end,  # the policy leaves no message
+    Scenario.hangs_up_at_once: Script.hangs_up_at_once,
+    Scenario.nurse_gone: Script.human,  # her phone drops while the patient's rings
+}
+
+
+def twilio_line() -> Line:
+    """The real SDK against the local Twilio peer, whose signed callbacks reach the webhook app."""
+    stack = ExitStack()
+    peer = stack.enter_context(TwilioPeer(ACCOUNT_SID, AUTH_TOKEN, seconds=0.01))
+    sock = bound_socket()
+    conf = twilio_settings(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    backend = TwilioBackend(conf, SystemClock(), WORKER, peer.http_client())
+
+    def attach(run: Run) -> None:
+        app = create_app(
+            conf,
+            run.ctx.sessions,
+            WORKER,
+            run.dialer.inbox.put,
+            clock=run.ctx.clock,
+            voicemail_text="message neutre",
+            http_client=peer.http_client(),
+        )
+        stack.enter_context(uvicorn_server(app, sock))
+
+    def number_for(scenario: Scenario, k: int) -> str:
+        number = fiction_phone(100 * SCENARIOS.index(scenario) + k, "+3326191")
+        peer.script(number, TWILIO_SCRIPT[scenario])
+        return number
+
+    def on_dialed(scenario: Scenario, run: Run) -> None:
+        if scenario == Scenario.nurse_gone:
+            peer.drop_nurse(run.nurse_id)
+
+    def close() -> None:
+        backend.close()
+        stack.close()
+
+    return Line(
+        "twilio",
+        backend,
+        number_for,
+        nurse_endpoint="client:nurse-coach",
+        close=close,
+        attach=attach,
+        on_dialed=on_dialed,
+    )
+
+
+BACKENDS: dict[str, Callable[[], Line]] = {"simulated": simulated_line, "twilio": twilio_line}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -34,6 +34,7 @@ from dialer.backends.base import DialRequest, NurseLine
 from dialer.backends.twilio import TwilioBackend, TwilioSettings
 from dialer.causes import attempt_result
 from dialer.events import CallEvent, CallEventKind, Event, NurseLegEvent
+from dialer.lines.tracker import LineProgress
 from dialer.testing.twilio_calls import Behaviour, PeerCall, Script
 from dialer.testing.twilio_peer import TwilioPeer
 from dialer.web import create_app
@@ -203,14 +204,12 @@ class World:
         return next(e for e in self.inbox.calls(attempt_id) if e.kind == CallEventKind.ended)
 
     def record(self, attempt_id: int, events: list[CallEvent] | None = None) -> tuple[AttemptResult, bool]:
-        """What the dialer would record: the events through `lines.advance`, then the cause table."""
+        """What the dialer would record: the events through its line tracking, then the cause table."""
         events = self.inbox.calls(attempt_id) if events is None else events
-        with self.ctx.sessions() as s:
-            moved = lines.advance(s, events, self.clock.now())
-            s.commit()
-        ends = [u for u in moved if u.event.kind == CallEventKind.ended]
+        line = LineProgress()
+        ends = [e for e in events if line.accept(e) and e.kind == CallEventKind.ended]
         assert len(ends) == 1, f"the line of attempt {attempt_id} ended {len(ends)} times"
-        return attempt_result(ends[0].furthest, ends[0].event.cause), ends[0].event.voicemail_left
+        return attempt_result(line.furthest, line.cause), line.voicemail_left
 
     def line(self, attempt_id: int) -> lines.CallLine:
         with self.ctx.sessions() as s:
