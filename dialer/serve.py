@@ -20,6 +20,7 @@ weeks in minutes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time as wall
@@ -38,10 +39,11 @@ from campaign.leader import Leadership
 from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer import lines
-from dialer.backends.factory import BackendFactory
+from dialer.backends.factory import TelephonySetup
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 from dialer.step import settle_gc
+from dialer.web.server import serving
 
 log = structlog.get_logger("carecall.serve")
 PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
@@ -100,7 +102,9 @@ def serve(
     lease_real_seconds: float = 20.0,
     heartbeat_real_seconds: float = 2.0,
     stop: threading.Event | None = None,
-    backend: BackendFactory | None = None,
+    telephony: TelephonySetup | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
 ) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or threading.Event()
@@ -142,7 +146,7 @@ def serve(
         tick_every=max(timedelta(minutes=1), timedelta(seconds=0.05 * factor)),
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
         collect_garbage=True,  # between two flushes, never in a nurse's wait (see settle_gc)
-        backend=backend(loop, ctx) if backend is not None else None,
+        backend=telephony.backend(loop, ctx, worker) if telephony and telephony.backend else None,
     )
     runtime.start()
     settle_gc()
@@ -165,10 +169,14 @@ def serve(
             return (clock.real_at(at) - clock.wall.now()).total_seconds()
         return (at - clock.now()).total_seconds()
 
+    web = contextlib.ExitStack()
     next_beat = next_pace = next_forwarded = 0.0
     worst = 0.0
     inbox = runtime.dialer.inbox
     try:
+        if telephony is not None and telephony.webhooks is not None:
+            app = telephony.webhooks(ctx, worker, runtime.dialer.inbox.put, runtime.dialer.voicemail_text)
+            web.enter_context(serving(app, host, port))  # the provider's callbacks, to this dialer's inbox
         while not stop.is_set():
             t = wall.monotonic()
             worst = max(worst, -real_seconds_to_next())
@@ -215,6 +223,7 @@ def serve(
         runtime.dialer.flush()  # outcomes and results already given are stored, not lost
         runtime.dialer.reconcile()  # calls of this process end with it, on the switch too
         runtime.backend.close()
+        web.close()
         leadership.release()
         engine.dispose()
         log.info("dialer stopped", worker=worker, dials=runtime.dialer.stats["dials"])

@@ -9,15 +9,30 @@ of their settings.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from campaign import services
 from dialer.backends.base import TelephonyBackend
+from dialer.events import Event
 from dialer.scheduler_loop import EventLoop
 
-# builds a process's backend once its clock and context exist
-BackendFactory = Callable[[EventLoop, services.Context], TelephonyBackend]
+# builds a process's backend once its clock and context exist: (its loop, its context, its worker name)
+BackendFactory = Callable[[EventLoop, services.Context, str], TelephonyBackend]
+# builds the webhooks' app once the dialer exists: (context, worker, the dialer's inbox, voicemail text)
+WebhooksFactory = Callable[[services.Context, str, Callable[[Event], None], str | None], FastAPI]
+
+
+@dataclass(frozen=True)
+class TelephonySetup:
+    """What `serve` runs for the chosen telephony: its backend (None: the simulated lines) and the
+    web application its provider calls back (None: no webhooks)."""
+
+    backend: BackendFactory | None = None
+    webhooks: WebhooksFactory | None = None
 
 
 class Telephony(StrEnum):
@@ -26,20 +41,30 @@ class Telephony(StrEnum):
     twilio = "twilio"  # Twilio's REST API and webhooks (config/telephony.toml [twilio])
 
 
-def backend_factory(kind: Telephony, config_dir: Path | str) -> BackendFactory | None:
-    """A factory `serve` calls once its clock and context exist; None for the simulated lines.
-
-    Raises ConfigError at once when the chosen backend's settings are wrong.
-    """
+def telephony_setup(kind: Telephony, config_dir: Path | str) -> TelephonySetup:
+    """What `serve` needs for `kind`; raises ConfigError at once when its settings are wrong."""
     if kind == Telephony.simulated:
-        return None
+        return TelephonySetup()
     if kind == Telephony.asterisk:
         from dialer.backends.asterisk import AsteriskBackend, load_asterisk_settings
 
         settings = load_asterisk_settings(config_dir)
 
-        def asterisk(loop: EventLoop, ctx: services.Context) -> TelephonyBackend:
+        def asterisk(loop: EventLoop, ctx: services.Context, worker: str) -> TelephonyBackend:
             return AsteriskBackend(settings, ctx.clock)
 
-        return asterisk
-    raise NotImplementedError(kind)
+        return TelephonySetup(asterisk)
+    from dialer.backends.twilio import TwilioBackend, load_twilio_settings
+    from dialer.web import create_app
+
+    twilio = load_twilio_settings(config_dir)
+
+    def twilio_backend(loop: EventLoop, ctx: services.Context, worker: str) -> TelephonyBackend:
+        return TwilioBackend(twilio, ctx.clock, worker)
+
+    def webhooks(
+        ctx: services.Context, worker: str, deliver: Callable[[Event], None], voicemail: str | None
+    ) -> FastAPI:
+        return create_app(twilio, ctx.sessions, worker, deliver, clock=ctx.clock, voicemail_text=voicemail)
+
+    return TelephonySetup(twilio_backend, webhooks)

@@ -61,6 +61,10 @@ def serve_cmd(
             help="the lines: simulated, an Asterisk switch (AMI) or Twilio (config/telephony.toml)",
         ),
     ] = Telephony.simulated,
+    host: Annotated[str, typer.Option(help="where the web application listens (Twilio's webhooks)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """Run a dialer process; the scheduler too while it holds the leadership.
 
@@ -68,7 +72,7 @@ def serve_cmd(
     outcome) until the nurse console exists; the lines are simulated by
     default, or an Asterisk switch or Twilio with --telephony.
     """
-    from dialer.backends.factory import backend_factory
+    from dialer.backends.factory import telephony_setup
     from dialer.serve import Share, make_clock, serve
 
     try:
@@ -81,7 +85,7 @@ def serve_cmd(
         raise InvalidArgument(f"--clock (or CARECALL_CLOCK): {exc}") from None
     env = make_env()
     env.engine.dispose()
-    backend = backend_factory(telephony, env.settings.config_dir)  # bad settings stop start-up here
+    setup = telephony_setup(telephony, env.settings.config_dir)  # bad settings stop start-up here
     serve(
         env.settings.database_url,
         env.policy,
@@ -92,7 +96,9 @@ def serve_cmd(
         seed=seed,
         auto_launch=auto_launch,
         lease_real_seconds=lease_seconds,
-        backend=backend,
+        telephony=setup,
+        host=host,
+        port=port,
     )
 
 
