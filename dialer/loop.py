@@ -90,7 +90,7 @@ class Dialer(CallEnds):
         self.patients_in_call: set[int] = set()
         self._dispatched_version = -1
         self.inbox: Inbox[Event] = Inbox()
-        self.lines = LineTracker(backend.name, worker)
+        self.lines = LineTracker(backend.name, worker, record=backend.remote)
         self.legs = NurseLegs(backend, self.nurse_info)
         self._events: list[CallEvent] = []
         self._outcomes: list[tuple[int, services.OutcomeEntry]] = []

@@ -46,6 +46,10 @@ class TelephonyBackend(Protocol):
     # True: a patient is dialed only for a nurse whose leg is up in her conference (real lines);
     # the simulated lines have no nurse legs
     needs_nurse_leg: bool
+    # True: its calls live beyond this process (a switch, a provider), so the dialer records their
+    # lines (call_line): a restart can hang up what a crash left, any process's webhook finds its
+    # call. Simulated lines die with their process and are not recorded.
+    remote: bool
 
     def connect(self, sink: EventSink) -> None:
         """Start delivering events to `sink` (from any thread)."""

@@ -33,6 +33,7 @@ class ScriptedLines:
 
     name = "scripted"
     needs_nurse_leg = False
+    remote = False  # nothing outlives the process: no line records
 
     def __init__(self, clock: Clock, script: Script = nobody_answers) -> None:
         self.clock = clock

@@ -48,6 +48,7 @@ def is_wrong_number(seed: int, number: str, rate: float) -> bool:
 class SimulatedBackend:
     name = "simulated"
     needs_nurse_leg = False  # simulated nurses have no phone to keep in a conference
+    remote = False  # nothing outlives the process: no line records
 
     def __init__(
         self,

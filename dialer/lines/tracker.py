@@ -48,19 +48,25 @@ class LineProgress:
 
 
 class LineTracker:
-    def __init__(self, backend: str, worker: str) -> None:
+    """`record=False`: lines of a backend whose calls die with the process are followed, not stored."""
+
+    def __init__(self, backend: str, worker: str, record: bool = True) -> None:
         self.backend = backend
         self.worker = worker
+        self.record = record
         self._dirty: dict[int, LineProgress] = {}
         self._last: dict[int, LineProgress] = {}  # written by the last transaction, until it commits
 
     def opened(self, session: Session, calls: list[tuple[int, int]], now: datetime) -> None:
         """In the claim's transaction: a record per (attempt, nurse) about to be dialed."""
+        if not self.record:
+            return
         store.open_lines(session, calls, self.backend, self.worker, now)
         self.write(session, now)
 
     def moved(self, attempt_id: int, line: LineProgress) -> None:
-        self._dirty[attempt_id] = line
+        if self.record:
+            self._dirty[attempt_id] = line
 
     def rolled_back(self) -> None:
         """The last transaction failed: its line records are written with the next one."""

@@ -66,7 +66,7 @@ class Record:
     task_status: str
     task_attempts: int
     outcome_recorded: bool
-    line_ended: bool
+    line_ended: bool | None  # None: the backend keeps no line records (its calls die with it)
 
 
 def scaled_clock() -> ScaledClock:
@@ -194,7 +194,7 @@ def read_record(ctx: services.Context, task_id: int) -> Record:
         task_status=t.status,
         task_attempts=t.attempts,
         outcome_recorded=outcome is not None,
-        line_ended=line is not None and line.rank == 5,
+        line_ended=None if line is None else line.rank == 5,
     )
 
 
@@ -206,6 +206,7 @@ class _FilteredBackend:
         self._filter = sink_filter
         self.name = inner.name
         self.needs_nurse_leg = inner.needs_nurse_leg
+        self.remote = inner.remote
 
     def connect(self, sink: EventSink) -> None:
         self._inner.connect(self._filter(sink))

@@ -84,6 +84,7 @@ class TwilioBackend:
 
     name = "twilio"
     needs_nurse_leg = True
+    remote = True
 
     def __init__(
         self,
