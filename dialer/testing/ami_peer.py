@@ -33,8 +33,9 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
+from dialer.testing.ami_channels import error, success
 from dialer.testing.ami_scenarios import library, render
-from dialer.testing.ami_switch import SYSTEM_NAME, Switch, error, success
+from dialer.testing.ami_switch import SYSTEM_NAME, Switch
 from dialer.testing.ami_wire import (
     BANNER,
     RECORDED_EVENTFILTER,
