@@ -199,7 +199,7 @@ class Switch:
         with self.lock:
             self.scripts[number] = (scenario, dict(knobs))
 
-    def originate(self, action: Headers, reply: Reply) -> str | None:
+    def originate(self, action: Headers, reply: Reply, scenario: str | None = None) -> str | None:
         """Queue the call (Async only) and play its flow; returns the Uniqueid of its `;1`."""
         action_id = header(action, "ActionID")
         dial = header(action, "Channel")
@@ -211,12 +211,12 @@ class Switch:
             return None
         with self.lock:
             reply([success(action_id, ("Message", "Originate successfully queued"))])
-            leg = self._new_leg(action, dial)
+            leg = self._new_leg(action, dial, scenario)
             flow = library().nurse if leg.role == "nurse" else library().patient[leg.values["SCENARIO"]]
             self._play(leg, flow, time.monotonic())
             return leg.uids[0]
 
-    def _new_leg(self, action: Headers, dial: str) -> Leg:
+    def _new_leg(self, action: Headers, dial: str, forced: str | None) -> Leg:
         context = header(action, "Context") or ""
         role = "nurse" if context == self.nurse_context else "patient"
         p = "N" if role == "nurse" else "P"
@@ -251,6 +251,7 @@ class Switch:
             values["BRIDGE"] = str(uuid.uuid4())
         else:
             scenario, scripted = self.scripts.get(number, (scenario_for_number(number), {}))
+            scenario = forced or scenario
             flow = library().patient[scenario]
             ring = scripted.get("ring_seconds", int(given.get("RING_SECS") or DEFAULT_RING_SECONDS))
             talk = scripted.get("talk_seconds", int(given.get("TALK_SECS") or DEFAULT_TALK_SECONDS))
@@ -364,7 +365,7 @@ class Switch:
 
     def unknown_call(self, scenario: str) -> str:
         """A call carecall never asked for (another dialer on the same Asterisk): its ChannelId."""
-        number = {"conf-human": "0639980000", "conf-busy": "0999012345"}.get(scenario, "0639980000")
+        number = "0999012345" if scenario == "conf-busy" else "0639980000"
         n = next(self._unique_seq)
         action = [
             ("Action", "Originate"),
@@ -375,11 +376,10 @@ class Switch:
             ("CallerID", '"Other" <0199000000>'),
             ("ChannelId", f"other-{n}-1"),
             ("OtherChannelId", f"other-{n}-2"),
+            ("Variable", f"OTHER_DIALER_CALL={n}"),
             ("Async", "true"),
         ]
-        with self.lock:
-            self.scripts.setdefault(number, (scenario, {}))
-            return self.originate(action, lambda _packets: None) or ""
+        return self.originate(action, lambda _packets: None, scenario) or ""
 
 
 def _with_cause(flow: Flow, cause: int) -> Flow:

@@ -109,7 +109,7 @@ class Client:
     def kinds_after(self, since: int, count: int) -> list[str]:
         """The kinds of the events after the first `since`, once `count` came and nothing more for a while."""
         self.wait_for(lambda es: len(es) - since >= count)
-        time.sleep(0.2)
+        time.sleep(0.1)
         return self.kinds(since)
 
     def mark(self) -> int:
@@ -327,7 +327,7 @@ def test_the_nurse_leg_joins_her_own_conference_and_stays(client: Client, peer: 
     events = client.wait_for(lambda es: any(e.name == "ConfbridgeJoin" for e in es))
     joined = next(e for e in events if e.name == "ConfbridgeJoin")
     assert (joined["Conference"], joined["Uniqueid"]) == ("nurse-NURSE3003", "nurse-NURSE3003-1")
-    time.sleep(30 / SPEED)
+    time.sleep(10 / SPEED)
     assert not any(e.name == "Hangup" for e in client.events)
     rooms = raw_action(peer, "Action: ConfbridgeListRooms\r\nActionID: r\r\n")
     assert ("Parties", "1") in rooms[1] and ("Marked", "1") in rooms[1]
@@ -349,7 +349,9 @@ def test_ring_and_talk_time_follow_the_calls_variables_as_the_dialplan_does(clie
 def test_a_person_answering_when_the_nurse_leg_is_gone_hears_the_apology(client: Client) -> None:
     since = client.mark()
     client.patient("0639980001", 11)  # no nurse leg up for NURSE2002
-    events = client.wait_for(ended("att-11-1"))[since:]
+    client.wait_for(ended("att-11-2"))
+    time.sleep(0.2)
+    events = client.events[since:]
     verdict = next(i for i, e in enumerate(events) if _is(e, "VarSet", Variable="AMDSTATUS"))
     assert [e.name for e in events[verdict:]] == recorded_after_verdict("conf-nurse-gone")
     assert not any(e.name == "ConfbridgeJoin" for e in events)
@@ -462,3 +464,250 @@ def raw_action(peer: AmiPeer, action: str) -> list[list[tuple[str, str]]]:
             last = packets[-1] if data.endswith(b"\r\n\r\n") else []
             if packets[0][0] == ("Response", "Error") or ("EventList", "Complete") in last:
                 return packets
+
+
+def test_a_nurse_hung_up_alone_leaves_her_conference_as_recorded(client: Client) -> None:
+    client.nurse_leg()
+    since = client.mark()
+    assert client.send("Hangup", Channel="nurse-NURSE2002-1", Cause="16").status == "Success"
+    packets = recorded("conf-nurse-gone")
+    at = next(
+        i for i, p in enumerate(packets) if p["dir"] == "out" and first(p["headers"], "Action") == "Hangup"
+    )
+    expected = [
+        first(p["headers"], "Event")
+        for p in packets[at + 1 :]
+        if p["dir"] == "in" and first(p["headers"], "Privilege") and "patients" not in json.dumps(p)
+    ]
+    assert client.kinds_after(since, len(expected)) == expected
+    assert any(_is(e, "ConfbridgeEnd", Conference="nurse-NURSE2002") for e in client.events)
+
+
+def test_hanging_up_a_ringing_call_fails_its_originate(client: Client) -> None:
+    """Not recorded: both halves end with the cause given and the Originate fails (Reason 1, hung up)."""
+    client.patient("0639980001", 17, RING_SECS="60")
+    client.wait_for(lambda es: any(_is(e, "DialState", DialStatus="RINGING") for e in es))
+    assert client.send("Hangup", Channel="att-17-1", Cause="21").status == "Success"
+    events = client.wait_for(lambda es: ended("att-17-1")(es) and ended("att-17-2")(es))
+    response = next(e for e in events if e.name == "OriginateResponse")
+    assert (response["Response"], response["Reason"], response["Uniqueid"]) == ("Failure", "1", "att-17-1")
+    assert {e["Cause"] for e in events if e.name == "Hangup"} == {"21"}
+    assert not any(e.name == "UserEvent" for e in events)
+
+
+# -- filters: the recorded table of events per login --------------------------------------------
+
+
+def _recorded_human_session(driver: Client) -> None:
+    """The conf-human capture as sent: her leg, then the patient with the recorded variables."""
+    driver.nurse_leg("NURSE1001")
+    action, _ = recorded_call("conf-human")
+    keys = {k: v for k, v in action if k not in ("Action", "Variable")}
+    driver.send("Originate", dict(v.split("=", 1) for k, v in action if k == "Variable"), **keys)
+    driver.wait_for(ended("att-101-1"))
+
+
+def _classes(privilege: str) -> set[str]:
+    return set(privilege.split(","))
+
+
+@pytest.mark.parametrize(
+    ("username", "events", "expected"),
+    [
+        ("dialer", "on", recorded_counts("conf-human")),  # 107 events
+        ("dialer", "call", recorded_counts("conf-human", lambda p: "call" in _classes(p))),
+        (
+            "dialer",
+            "call,user",
+            recorded_counts("conf-human", lambda p: bool({"call", "user"} & _classes(p))),
+        ),
+        ("dialer-filtered", "on", recorded_counts("conf-filter-managerconf")),  # 42 events, a capture
+    ],
+    ids=["events-on", "events-call", "events-call-user", "manager-conf-eventfilter"],
+)
+def test_the_login_cuts_the_stream_as_the_recorded_server_did(
+    peer: AmiPeer, client: Client, username: str, events: str, expected: collections.Counter[str]
+) -> None:
+    watched = Client(peer, events=events, username=username)
+    _recorded_human_session(client)
+    time.sleep(0.2)
+    got = collections.Counter(e.name for e in watched.events)
+    assert got == expected
+    verdicts = [e for e in watched.events if _is(e, "VarSet", Variable="AMDSTATUS")]
+    amd = [e for e in watched.events if _is(e, "UserEvent", UserEvent="CarecallAMD")]
+    assert (bool(verdicts), bool(amd)) == {
+        "on": (True, True),
+        "call": (False, False),  # Events: call hides the detector's verdict entirely
+        "call,user": (False, True),
+    }[events if username == "dialer" else "on"]
+    watched.close()
+
+
+def test_events_call_loses_what_the_recorded_login_lost(peer: AmiPeer, client: Client) -> None:
+    watched = Client(peer, events="call")
+    _recorded_human_session(client)
+    time.sleep(0.2)
+    assert {e.name for e in watched.events} == set(recorded_counts("conf-filter-events-call"))
+    watched.close()
+
+
+# -- reconciliation -----------------------------------------------------------------------------
+
+
+def _in_conversation(client: Client, attempt: int) -> None:
+    client.nurse_leg()
+    client.patient("0639980001", attempt, TALK_SECS="600")
+    client.wait_for(lambda es: any(_is(e, "ConfbridgeJoin", Uniqueid=f"att-{attempt}-1") for e in es))
+
+
+def _recorded_reply(scenario: str, action: str) -> list[list[str]]:
+    """Header names of each packet answering `action` in a capture."""
+    packets = recorded(scenario)
+    at = next(
+        i for i, p in enumerate(packets) if p["dir"] == "out" and first(p["headers"], "Action") == action
+    )
+    reply = []
+    for packet in packets[at + 1 :]:
+        if packet["dir"] == "out" or first(packet["headers"], "Privilege") not in (None, "Call"):
+            break
+        reply.append([k for k, _ in packet["headers"]])
+    return reply
+
+
+def test_core_show_channels_lists_both_halves_of_the_live_call_and_the_nurse(
+    peer: AmiPeer, client: Client
+) -> None:
+    _in_conversation(client, 20)
+    reply = raw_action(peer, "Action: CoreShowChannels\r\nActionID: recon-channels\r\n")
+    assert [[k for k, _ in p] for p in reply] == _recorded_reply("conf-reconcile", "CoreShowChannels")
+    items = [dict(p) for p in reply[1:-1]]
+    assert [i["Uniqueid"] for i in items] == [
+        "att-20-2",
+        "att-20-1",
+        "nurse-NURSE2002-2",
+        "nurse-NURSE2002-1",
+    ]
+    assert {i["ActionID"] for i in items} == {"recon-channels"}
+    assert (items[1]["Application"], items[1]["Context"]) == ("ConfBridge", "patient-amd")
+    assert items[1]["BridgeId"] == items[3]["BridgeId"] != ""
+    assert dict(reply[-1])["ListItems"] == "4"
+
+
+def test_status_by_channel_id_or_name_gives_the_attempts_variables(peer: AmiPeer, client: Client) -> None:
+    _in_conversation(client, 21)
+    wanted = "Variables: CARECALL_ATTEMPT,CARECALL_NURSE,AMDSTATUS,AMDCAUSE\r\n"
+    by_id = raw_action(peer, f"Action: Status\r\nActionID: recon-status\r\nChannel: att-21-1\r\n{wanted}")
+    assert [[k for k, _ in p] for p in by_id] == _recorded_reply("conf-reconcile", "Status")
+    variables = [v for k, v in by_id[1] if k == "Variable"]
+    assert variables == [
+        "CARECALL_ATTEMPT=21",
+        "CARECALL_NURSE=NURSE2002",
+        "AMDSTATUS=HUMAN",
+        "AMDCAUSE=HUMAN-816-800",
+    ]
+    name = dict(by_id[1])["Channel"]
+    by_name = raw_action(peer, f"Action: Status\r\nChannel: {name}\r\n{wanted}")
+    assert dict(by_name[1])["Uniqueid"] == "att-21-1"
+
+
+def test_the_conference_lists_show_the_nurse_marked_and_the_patient(peer: AmiPeer, client: Client) -> None:
+    _in_conversation(client, 22)
+    users = raw_action(peer, "Action: ConfbridgeList\r\nActionID: c\r\nConference: nurse-NURSE2002\r\n")
+    assert [[k for k, _ in p] for p in users] == _recorded_reply("conf-reconcile", "ConfbridgeList")
+    assert [(dict(u)["Uniqueid"], dict(u)["MarkedUser"], dict(u)["EndMarked"]) for u in users[1:-1]] == [
+        ("nurse-NURSE2002-1", "Yes", "No"),
+        ("att-22-1", "No", "Yes"),
+    ]
+    rooms = raw_action(peer, "Action: ConfbridgeListRooms\r\nActionID: r\r\n")
+    assert [[k for k, _ in p] for p in rooms] == _recorded_reply("conf-reconcile", "ConfbridgeListRooms")
+    assert (dict(rooms[1])["Parties"], dict(rooms[1])["Marked"]) == ("2", "1")
+    bridges = raw_action(peer, "Action: BridgeList\r\nActionID: b\r\n")
+    assert [[k for k, _ in p] for p in bridges] == _recorded_reply("conf-reconcile", "BridgeList")
+    assert (dict(bridges[1])["BridgeName"], dict(bridges[1])["BridgeNumChannels"]) == ("nurse-NURSE2002", "3")
+    missing = raw_action(peer, "Action: ConfbridgeList\r\nConference: nurse-NOBODY\r\n")
+    assert dict(missing[0])["Message"] == "No Conference by that name found."
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_dropped_connections_leave_the_calls_going_and_a_new_one_sees_only_what_follows(
+    peer: AmiPeer,
+) -> None:
+    first_client = Client(peer)
+    first_client.nurse_leg()
+    first_client.patient("0639980001", 30, RING_SECS="10", TALK_SECS="40")
+    first_client.wait_for(lambda es: any(_is(e, "DialState", DestUniqueid="att-30-1") for e in es))
+    peer.drop_connections()
+    assert first_client.disconnected.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while len(raw_action(peer, "Action: ConfbridgeList\r\nConference: nurse-NURSE2002\r\n")) < 4:
+        assert time.monotonic() < deadline, "the patient never joined while nobody was connected"
+        time.sleep(0.05)
+    second = Client(peer)
+    channels = raw_action(peer, "Action: CoreShowChannels\r\n")
+    assert {dict(p)["Uniqueid"] for p in channels[1:-1]} >= {"att-30-1", "att-30-2"}
+    events = second.wait_for(ended("att-30-1"))
+    assert [e.name for e in events[:2]] == ["FullyBooted", "SuccessfulAuth"]
+    assert not any(e.name in ("Newchannel", "OriginateResponse", "ConfbridgeJoin", "DialEnd") for e in events)
+    assert any(_is(e, "ConfbridgeLeave", Uniqueid="att-30-1") for e in events)
+    second.close()
+
+
+def test_a_silent_peer_sends_nothing_then_everything_it_held_in_order(peer: AmiPeer, client: Client) -> None:
+    since = client.mark()
+    quiet = 0.5
+    start = time.monotonic()
+    peer.fall_silent(quiet)
+    response = client.patient("0999012345", 31)  # the answer itself is held
+    assert response.status == "Success"
+    assert time.monotonic() - start >= quiet
+    _, expected = recorded_call("conf-busy")
+    assert client.kinds_after(since, len(expected)) == expected
+
+
+def test_raw_bytes_reach_the_client_as_they_are(peer: AmiPeer) -> None:
+    blob = b"a line without a colon\r\n\r\n\x00\xff\xfe\x80binary\r\n\r\nEvent: Hangup\r\nChannel: Loc"
+    with socket.create_connection(peer.address, timeout=WAIT) as raw:
+        raw.recv(100)
+        raw.sendall(b"Action: Login\r\nUsername: dialer\r\nSecret: dialer-secret\r\nEvents: off\r\n\r\n")
+        read_packets(raw, 1)
+        peer.send_raw(blob)
+        received = b""
+        while len(received) < len(blob):
+            received += raw.recv(65536)
+        assert received == blob
+
+
+def test_the_library_sees_malformed_packets_as_unknown_and_goes_on(peer: AmiPeer, client: Client) -> None:
+    peer.send_raw(b"a line without a colon\r\n\r\n\x00\xff\xfebinary\r\n\r\n")
+    assert client.send("Ping").keys["Ping"] == "Pong"
+    assert client.unknown == ["a line without a colon", "\x00\ufffd\ufffdbinary"]
+
+
+def test_repeated_events_arrive_that_many_times(peer: AmiPeer, client: Client) -> None:
+    peer.repeat_events(2)
+    since = client.mark()
+    client.patient("0999012345", 32)
+    _, expected = recorded_call("conf-busy")
+    assert client.kinds_after(since, 2 * len(expected)) == [kind for kind in expected for _ in range(2)]
+
+
+def test_an_unknown_call_plays_a_flow_carecall_never_originated(peer: AmiPeer, client: Client) -> None:
+    since = client.mark()
+    channel_id = peer.unknown_call_event()
+    _, recorded_kinds = recorded_call("conf-busy")
+    expected = [k for k in recorded_kinds if k != "VarSet"]  # its own one variable instead of the recorded
+    events = client.wait_for(lambda es: ended(channel_id)(es) and ended(f"{channel_id[:-2]}-2")(es))[since:]
+    assert [e.name for e in events if e.name != "VarSet"] == expected
+    response = next(e for e in events if e.name == "OriginateResponse")
+    assert (response["Uniqueid"], response["Response"]) == (channel_id, "Failure")
+    assert response["ActionID"] not in {dict(a).get("ActionID") for a in peer.actions}
+
+
+def test_the_peer_records_every_action_with_its_headers_in_order(peer: AmiPeer, client: Client) -> None:
+    client.patient("0999012345", 33, CARECALL_TASK="4")
+    originate = next(a for a in peer.actions if ("Action", "Originate") in a)
+    assert ("ChannelId", "att-33-1") in originate
+    assert [v for k, v in originate if k == "Variable"] == ["CARECALL_ATTEMPT=33", "CARECALL_TASK=4"]
+    assert peer.actions[0][0] == ("Action", "Login")
