@@ -204,6 +204,7 @@ class AmiPeer:
         self._host, self._port = host, port
         self._nurse_context, self._redirect_context = nurse_context, redirect_context
         self._sessions: list[_Session] = []
+        self._ended: list[threading.Thread] = []  # threads of sessions gone, joined on close
         self._lock = threading.Lock()
         self._silent_until = 0.0
         self._repeat = 1
@@ -257,7 +258,11 @@ class AmiPeer:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._accepting.join(5)
+        with self._lock:
+            threads = [s.thread for s in self._sessions] + self._ended
         self.drop_connections()
+        for thread in threads:
+            thread.join(5)
         if self._switch is not None:
             self._switch.close()
 
@@ -278,6 +283,7 @@ class AmiPeer:
         with self._lock:
             if session in self._sessions:
                 self._sessions.remove(session)
+            self._ended.append(session.thread)
 
     def _record(self, packet: Headers) -> None:
         with self._lock:

@@ -73,6 +73,7 @@ class Leg:
     knobs: tuple[int, int, int]  # ring seconds, talk seconds, Originate timeout (ms)
     generation: int = 0  # bumped to drop what is still scheduled
     responded: bool = False  # its OriginateResponse went out
+    ending: bool = False  # hung up by an action: a second Hangup finds it going and changes nothing
     prefix: str = "P"
 
     @property
@@ -283,6 +284,9 @@ class Switch:
                 return
             cause = int(header(action, "Cause") or 16)
             reply([success(action_id, ("Message", "Channel Hungup"))])
+            if leg.ending:
+                return
+            leg.ending = True
             now = time.monotonic()
             conference = self.table.conference_of(leg.uids[0])
             self._cancel(leg)
@@ -327,6 +331,9 @@ class Switch:
                 reply([error(action_id, "Channel not existent")])
                 return
             target = (header(action, "Context"), header(action, "Exten"))
+            if leg.ending:
+                reply([error(action_id, "Channel not existent")])
+                return
             if leg.role != "patient" or target != (self.redirect_context, "apology"):
                 reply(
                     [error(action_id, f"Redirect to {target[0]},{target[1]} is not recorded for this peer")]
