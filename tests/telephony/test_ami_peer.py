@@ -373,21 +373,6 @@ def test_a_hangup_action_by_channel_id_ends_the_conversation_as_recorded(client:
     assert not any(e.keys.get("Uniqueid", "").startswith("nurse-") for e in events if e.name == "Hangup")
 
 
-def test_a_hangup_sent_twice_ends_the_call_once(peer: AmiPeer, client: Client) -> None:
-    _in_conversation(client, 18)
-    since = client.mark()
-    twice = b"Action: Hangup\r\nChannel: att-18-1\r\n\r\nAction: Hangup\r\nChannel: att-18-1\r\n\r\n"
-    with socket.create_connection(peer.address, timeout=WAIT) as raw:  # both in one write: no gap between
-        raw.recv(100)
-        raw.sendall(b"Action: Login\r\nUsername: dialer\r\nSecret: dialer-secret\r\nEvents: off\r\n\r\n")
-        read_packets(raw, 1)
-        raw.sendall(twice)
-        answers = read_packets(raw, 2)
-    assert {dict(a)["Response"] for a in answers} == {"Success"}
-    expected = recorded_tail("conf-hangup-action", "Hangup")
-    assert client.kinds_after(since, len(expected)) == expected
-
-
 def test_a_nurse_hung_up_mid_call_kicks_the_patient_into_the_apology(client: Client) -> None:
     client.nurse_leg()
     client.patient("0639980001", 15, TALK_SECS="600")
