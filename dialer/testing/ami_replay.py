@@ -6,7 +6,7 @@
 The stream is the `in` event packets of the given `.jsonl` captures, back to
 back, `repeat` times, built before anyone connects so that serving it costs
 nothing but the writes. Each repetition is a distinct set of calls: the
-ChannelIds, OtherChannelIds and ActionIDs of the captures' Originates get a
+ChannelIds, OtherChannelIds and ActionIDs of each capture's Originates get a
 `-r<n>` suffix (or whatever `rewrite(n)` maps, byte string to byte string).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -43,10 +44,20 @@ def _events_and_ids(path: Path) -> tuple[list[bytes], list[bytes]]:
     return events, ids
 
 
-def suffixed(ids: Sequence[bytes]) -> Rewrite:
-    """Repetition n > 0 renames every recorded id to `<id>-r<n>`; repetition 0 is the capture as is."""
-    longest_first = sorted(set(ids), key=len, reverse=True)
-    return lambda n: {} if n == 0 else {i: i + f"-r{n}".encode() for i in longest_first}
+def _renamed(events: list[bytes], ids: list[bytes], n: int, rewrite: Rewrite | None) -> bytes:
+    """A capture's events for repetition n: by default its Originates' ids get `-r<n>` (none for n = 0)."""
+    blob = b"".join(events)
+    if rewrite is not None:
+        for old, new in rewrite(n).items():
+            blob = blob.replace(old, new)
+        return blob
+    if n == 0 or not ids:
+        return blob
+    pattern = re.compile(
+        b"(" + b"|".join(re.escape(i) for i in sorted(set(ids), key=len, reverse=True)) + b")"
+    )
+    suffix = f"-r{n}".encode()
+    return pattern.sub(lambda match: match.group(0) + suffix, blob)
 
 
 class AmiReplay:
@@ -63,22 +74,13 @@ class AmiReplay:
     ) -> None:
         if repeat < 1:
             raise ValueError(f"repeat at least once, not {repeat}")
-        packets: list[bytes] = []
-        ids: list[bytes] = []
-        for path in paths:
-            file_events, file_ids = _events_and_ids(path)
-            packets += file_events
-            ids += file_ids
-        once = b"".join(packets)
-        rename = rewrite or suffixed(ids)
+        files = [_events_and_ids(path) for path in paths]
         chunks = []
         for n in range(repeat):
-            chunk = once
-            for old, new in rename(n).items():
-                chunk = chunk.replace(old, new)
-            chunks.append(chunk)
+            for events, ids in files:
+                chunks.append(_renamed(events, ids, n, rewrite))
         self.stream = b"".join(chunks)
-        self.events = len(packets) * repeat
+        self.events = sum(len(events) for events, _ in files) * repeat
         self._listener = socket.create_server((host, port))
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, name="ami-replay-accept", daemon=True)
