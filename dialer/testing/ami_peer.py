@@ -34,8 +34,9 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from dialer.testing.ami_channels import error, success
-from dialer.testing.ami_scenarios import library, render
-from dialer.testing.ami_switch import SYSTEM_NAME, Reply, Switch
+from dialer.testing.ami_flows import SYSTEM_NAME, render
+from dialer.testing.ami_scenarios import library
+from dialer.testing.ami_switch import Reply, Switch
 from dialer.testing.ami_wire import (
     BANNER,
     RECORDED_EVENTFILTER,
