@@ -8,10 +8,12 @@ real switch sent for the same dialplan (`../shared/fixtures/ami/`):
     with AmiPeer(speed=20) as peer:               # 127.0.0.1, a free port: peer.address
         peer.script("0639980001", "conf-machine")  # else the number picks the flow, as the dialplan does
         client = AMIClient(*peer.address)
-        client.login("dialer", "dialer-secret")    # the recorded manager.conf's user
-        # Originate Local/NURSE1001@nurse-phones into nurse-conference (her leg), then
-        # Originate Local/0639980001@patients into patient-amd, Exten NURSE1001, Async: true,
-        # ChannelId att-7-1, Variable CARECALL_ATTEMPT=7: the recorded events follow, rewritten.
+        client.login("dialer", "dialer-secret")    # manager.conf's users: dialer, dialer-filtered
+        # Originate Local/NURSE1001@nurse-phones, Context nurse-conference, Exten NURSE1001, Async true:
+        #   her leg, in ConfBridge(nurse-NURSE1001) until hung up;
+        # Originate Local/0639980001@patients, Context patient-amd, Exten NURSE1001, Async true,
+        #   ChannelId att-7-1, Variable CARECALL_ATTEMPT=7: the recorded events follow, rewritten
+        #   with this call's ActionID, ChannelId, channel names, variables, number and exten.
         peer.drop_connections()                    # faults: also fall_silent, send_raw, repeat_events,
         peer.actions                               # unknown_call_event; what every client sent
 
@@ -21,7 +23,19 @@ Numbers: 09990… busy, 09991… no answer (at the Originate's Timeout),
 anything else no such extension. A person's call joins the nurse's
 conference only if her leg is in it (else the recorded apology); `Action:
 Hangup` and `Redirect` (to `patient-redirect,apology`) play what followed
-them on the real switch. Times are the recorded ones divided by `speed`.
+them on the real switch; `CoreShowChannels`, `Status`, `ConfbridgeList`,
+`ConfbridgeListRooms` and `BridgeList` answer from the live channels.
+Times are the recorded ones divided by `speed`; the call's `RING_SECS` and
+`TALK_SECS` variables (or `script(..., ring_seconds=, talk_seconds=)`) move
+the ring and talk waits as the recorded dialplan does (2 s and 8 s else).
+
+Not recorded, so approximated: a Hangup of a call outside a conference
+(ringing: the Originate fails with Reason 1; during the detector, the
+machine's message or the apology: the recorded hang-up without its
+conference events), a Redirect outside a conference, and only
+`Async: true` originates (anything else is an error). Every channel is a
+Local channel (`;1`/`;2`), as recorded. `dialer.testing.ami_replay` is the
+benchmark's full-speed replay of the captures.
 """
 
 from __future__ import annotations
