@@ -41,6 +41,7 @@ benchmark's full-speed replay of the captures.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -169,11 +170,27 @@ class _Session:
         elif action == "events":
             self.classes = event_classes(header(packet, "EventMask"))
             self.reply([success(action_id, ("Events", "On" if self.classes else "Off"))])
+        elif action == "filter":
+            self._filter(packet, action_id)
         elif action in self.peer._switch_actions:
             self.peer._switch_actions[action](packet, self.reply)
         else:
             self.reply([error(action_id, "Invalid/unknown command")])
         return True
+
+    def _filter(self, packet: Headers, action_id: str | None) -> None:
+        """`Action: Filter`: one more eventfilter for this session only, as manager.conf would give."""
+        if (header(packet, "Operation") or "").lower() != "add":
+            self.reply([error(action_id, "Unknown operation")])
+            return
+        criteria = header(packet, "MatchCriteria") or ""
+        line = f"eventfilter({criteria}) = {header(packet, 'Filter') or ''}"
+        try:
+            self.filters.append(EventFilter.parse(line if criteria else line.replace("()", "", 1)))
+        except (ValueError, re.error):
+            self.reply([error(action_id, "Internal Error. Failed to compile regex.")])
+            return
+        self.reply([success(action_id, ("Message", "Success"))])
 
     def _login(self, packet: Headers, action_id: str | None) -> bool:
         username = header(packet, "Username") or ""

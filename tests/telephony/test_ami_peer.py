@@ -543,6 +543,24 @@ def test_the_login_cuts_the_stream_as_the_recorded_server_did(
     watched.close()
 
 
+def test_a_session_filter_added_by_action_cuts_its_own_stream_only(peer: AmiPeer, client: Client) -> None:
+    watched = Client(peer)
+    added = watched.send("Filter", Operation="Add", MatchCriteria="action(exclude),name(Newexten)", Filter="")
+    assert added.status == "Success"
+    legacy = watched.send(
+        "Filter", Operation="Add", Filter="!Variable: CARECALL_ATTEMPT"
+    )  # a regex, excluding
+    assert legacy.status == "Success"
+    since = watched.mark()
+    client.patient("0999012345", 34)
+    client.wait_for(ended("att-34-2"))
+    _, recorded_kinds = recorded_call("conf-busy")  # its only VarSets are CARECALL_ATTEMPT's
+    expected = [k for k in recorded_kinds if k not in ("Newexten", "VarSet")]
+    assert watched.kinds_after(since, len(expected)) == expected
+    assert "Newexten" in client.kinds()
+    watched.close()
+
+
 def test_events_call_loses_what_the_recorded_login_lost(peer: AmiPeer, client: Client) -> None:
     watched = Client(peer, events="call")
     _recorded_human_session(client)
