@@ -213,7 +213,13 @@ def _ids(action_id: str | None) -> list[tuple[str, str]]:
 
 
 class AmiPeer:
-    """An AMI server on 127.0.0.1 playing the recorded flows; use it as a context manager."""
+    """An AMI server on 127.0.0.1 playing the recorded flows; use it as a context manager.
+
+    `users` is manager.conf in small: user -> (secret, its `eventfilter` lines), e.g.
+    `{"dialer": ("s3cret", ["eventfilter(action(exclude),name(Newexten)) ="])}`; by default the
+    recorded `dialer` (no filter) and `dialer-filtered`. `nurse_context` is where an Originate
+    makes a nurse's leg (any other context: a patient's call); `speed` divides every recorded time.
+    """
 
     def __init__(
         self,
