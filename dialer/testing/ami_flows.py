@@ -11,7 +11,9 @@ markers `\\0NAME\\0` (`P_…` the patient's call, `N_…` the nurse's leg,
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -133,6 +135,20 @@ def render(headers: Iterable[tuple[str, str]], values: dict[str, str], timestamp
         elif MARK in value:
             parts = value.split(MARK)
             value = "".join(values.get(part, "") if i % 2 else part for i, part in enumerate(parts))
+        out.append((name, value))
+    return out
+
+
+_CDR_TIMES = ("StartTime", "AnswerTime", "EndTime")
+
+
+def cdr_times_moved(headers: Headers, recorded_at: float, now: float) -> Headers:
+    """A Cdr's StartTime/AnswerTime/EndTime (UTC, to the second) moved from the recording to now."""
+    out = []
+    for name, value in headers:
+        if name in _CDR_TIMES and value:
+            recorded = calendar.timegm(time.strptime(value, "%Y-%m-%d %H:%M:%S"))
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(recorded + now - recorded_at))
         out.append((name, value))
     return out
 

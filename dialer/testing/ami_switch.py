@@ -32,6 +32,7 @@ from dialer.testing.ami_flows import (
     SYSTEM_NAME,
     Flow,
     Step,
+    cdr_times_moved,
     dial_parts,
     originate_failure,
     originate_variables,
@@ -147,10 +148,13 @@ class Switch:
             packets = variable_events(proto, leg.variables, step.half)
         else:
             packets = [list(step.headers)]
-        stamp = f"{time.time():.6f}"
+        now = time.time()
+        stamp = f"{now:.6f}"
         for headers in packets:
             rendered = render(headers, leg.values, stamp)
             name = header(rendered, "Event")
+            if name == "Cdr":
+                rendered = cdr_times_moved(rendered, float(header(headers, "Timestamp") or now), now)
             if name == "OriginateResponse":
                 leg.responded = True
                 if (

@@ -7,6 +7,7 @@ through the peer's own flow-cutting code.
 
 from __future__ import annotations
 
+import calendar
 import collections
 import json
 import socket
@@ -277,6 +278,9 @@ def test_a_call_is_rewritten_with_its_own_ids_and_nothing_of_the_recorded_call(c
     joined = next(e for e in events if _is(e, "ConfbridgeJoin", Uniqueid="att-42-1"))
     assert joined["Conference"] == "nurse-NURSE2002"
     assert joined["CallerIDNum"] == "0199000001"
+    cdr = next(e for e in events if e.name == "Cdr")
+    ended_at = calendar.timegm(time.strptime(cdr["EndTime"], "%Y-%m-%d %H:%M:%S"))
+    assert abs(ended_at - time.time()) < 5  # today's call, not the recording's date
     text = "".join(str(e.keys) for e in events)
     for recorded_value in ("att-101", "0612345678", "NURSE1001", "orig-att", "0100000000", "nurse-nurse1001"):
         assert recorded_value not in text.replace("orig-att-42", "")
