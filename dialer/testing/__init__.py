@@ -1,1 +1,7 @@
-"""Protocol-faithful peers of the telephony providers, for tests: the real client libraries talk to them."""
+"""Peers that stand in for the far end of carecall's wires, shipped so a site can test its own set-up.
+
+`ami_peer.AmiPeer`: an Asterisk Manager Interface server that plays the recorded traffic of a real
+Asterisk 22; `ami_replay.AmiReplay`: the same captures at full speed, for `scripts/bench_ami.py`;
+`twilio_peer.TwilioPeer`: Twilio's REST API on 127.0.0.1, the real SDK's own HTTP client pointed at
+it, sending correctly signed callbacks to carecall's webhooks.
+"""
