@@ -63,22 +63,22 @@ def parse(text: str) -> Packet:
     """A packet from its text (its lines, without the blank line that ends it).
 
     A damaged packet keeps what can be trusted: a line that is not `Name: value`
-    is dropped, and when the end of a truncated packet ran into the next one
-    (`UniqEvent: Newstate`), the broken head is dropped and the whole packet that
-    follows is kept. `damaged` counts what was dropped; nothing usable raises.
+    is dropped, and when a truncated packet ran into the next one (`Channel:
+    Local/06…@patEvent: Hangup`, `UniqEvent: Newstate`), the broken head is
+    dropped and the packet that follows is kept whole. `damaged` counts what
+    was dropped; a packet with nothing usable raises MalformedPacket.
     """
     lines = [line for line in text.split("\r\n") if line]
     damaged = 0
-    start = 0
-    for i, line in enumerate(lines):
-        name = line.partition(":")[0]
-        if _starts_packet(name) and (i > 0 or name not in ("Event", "Response")):
-            start, damaged = i, i + (name not in ("Event", "Response"))
+    own_response = bool(lines) and lines[0] == "Event: OriginateResponse"
+    starts = [(i, _glued_at(line, own_response)) for i, line in enumerate(lines)]
+    glued = [(i, cut) for i, cut in starts if cut > 0 or (cut == 0 and i > 0)]
+    if glued:  # the last packet that starts in this text is the one to keep
+        i, cut = glued[-1]
+        lines, damaged = [lines[i][cut:], *lines[i + 1 :]], i + (cut > 0)
     headers: list[tuple[str, str]] = []
-    for i, line in enumerate(lines[start:]):
+    for line in lines:
         name, sep, value = line.partition(":")
-        if i == 0 and name not in ("Event", "Response"):
-            name = "Event" if name.endswith("Event") else "Response"
         if not sep or not name or " " in name:
             damaged += 1
             continue
@@ -88,13 +88,18 @@ def parse(text: str) -> Packet:
     return Packet(tuple(headers), damaged)
 
 
-def _starts_packet(name: str) -> bool:
-    """A header name that begins a packet, also glued after the broken end of another."""
-    if name in ("Event", "Response"):
-        return True
-    return (name.endswith("Event") and name != "UserEvent") or (
-        name.endswith("Response") and " " not in name and len(name) > len("Response")
-    )
+def _glued_at(line: str, own_response: bool) -> int:
+    """Where, in a line, a packet starts (-1: nowhere). At 0 it is the line itself; further on, the
+    start of a packet the end of a truncated one ran into."""
+    best = -1
+    for marker in ("Event: ", "Response: "):
+        at = line.rfind(marker)
+        if at == 4 and line.startswith("UserEvent: "):  # a UserEvent's own header
+            at = line.rfind(marker, 0, 4)
+        if at == 0 and marker == "Response: " and own_response:  # an OriginateResponse's own header
+            at = -1
+        best = max(best, at)
+    return best
 
 
 def encode(headers: Iterable[tuple[str, str]]) -> bytes:
