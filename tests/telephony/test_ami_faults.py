@@ -18,6 +18,7 @@ import pytest
 from ami_lines import (
     BUSY,
     MACHINE,
+    NURSE,
     PERSON,
     SPEED,
     Collector,
@@ -256,3 +257,29 @@ def test_action_ids_are_unique_across_threads_and_connections(peer: AmiPeer) -> 
         session.close()
     ids = [dict(a)["ActionID"] for a in peer.actions]
     assert len(ids) == 4002 and len(set(ids)) == len(ids)
+
+
+def test_a_nurse_leg_gone_while_the_link_is_down_is_reported_down(peer: AmiPeer) -> None:
+    sink = Collector()
+    with asterisk(peer, sink) as backend:
+        nurse_in_conference(backend, sink)
+        peer.fall_silent(2.5)
+        backend.nurse_away(NURSE)  # the switch takes the Hangup; its events are lost with the link
+        sink.leg_is(False, timeout=10)
+        assert backend.connections >= 2
+        time.sleep(0.5)
+    assert sink.legs() == [True, False]
+
+
+def test_the_audit_ends_a_call_whose_end_never_arrived(peer: AmiPeer) -> None:
+    """An end lost on a link that stayed up (a damaged packet): the periodic audit finds the call gone.
+    The lost end is made by registering a call the switch never had, as the backend does on dialing."""
+    sink = Collector()
+    with asterisk(peer, sink, audit_interval_seconds=0.5) as backend:
+        with backend._lock:
+            backend._corr.dialed(40, time.monotonic() - 5)
+        end = sink.ended(40, timeout=5)
+        time.sleep(1.2)  # two more audits: nothing more
+        assert backend.connections == 1
+    assert [e.kind for e in sink.calls(40)] == [K.ended] and end.cause is None
+    assert result_of(sink.calls(40)) == (AttemptResult.no_answer, None)
