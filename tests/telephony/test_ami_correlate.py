@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaign.states import AttemptResult
-from dialer.backends.asterisk.correlate import Correlator
-from dialer.backends.asterisk.packets import Packet
+from dialer.backends.asterisk.correlate import Correlator, uninteresting
+from dialer.backends.asterisk.packets import Packet, encode, parse
 from dialer.causes import attempt_result
 from dialer.events import CallEvent, CallEventKind, Event, LineState, NurseLegEvent
 
@@ -58,6 +58,10 @@ def run(packets: list[Recorded], attempt_id: int, leg: str | None) -> tuple[list
         assert heard.unknown is None, "a recorded event of this very call was taken for an unknown one"
         events.extend(heard.events)
     return events, corr
+
+
+def of_call(r: Recorded) -> bool:
+    return (r.packet.get("Uniqueid") or "").startswith("att-")
 
 
 def call_events(events: list[Event]) -> list[CallEvent]:
@@ -202,10 +206,10 @@ def test_failed_originate_response_before_or_after_both_hangups(scenario: str) -
     """The real server put the failed OriginateResponse between the Hangups; before or after them
     it must give the same cause."""
     packets, attempt_id, leg = attempt_of(scenario)
-    response = next(r for r in packets if r.packet.event == "OriginateResponse" and "att" in str(r.packet))
+    response = next(r for r in packets if r.packet.event == "OriginateResponse" and of_call(r))
     rest = [r for r in packets if r is not response]
-    last_hangup = max(i for i, r in enumerate(rest) if r.packet.event == "Hangup" and "att-" in str(r.packet))
-    first = next(i for i, r in enumerate(rest) if r.packet.event == "Hangup" and "att-" in str(r.packet))
+    last_hangup = max(i for i, r in enumerate(rest) if r.packet.event == "Hangup" and of_call(r))
+    first = next(i for i, r in enumerate(rest) if r.packet.event == "Hangup" and of_call(r))
     for at in (first, last_hangup + 1):
         stream = [*rest[:at], response, *rest[at:]]
         assert result_of(call_events(run(stream, attempt_id, leg)[0])) == SCENARIOS[scenario][2:]
@@ -274,9 +278,7 @@ def test_reconnect_a_call_still_up_goes_on_and_ends_once_on_the_new_connection()
 
 def test_reconnect_missed_verdict_and_bridge_are_said_from_the_status() -> None:
     first = received("conf-reconnect-1")
-    answered = next(
-        i for i, r in enumerate(first) if r.packet.event == "OriginateResponse" and "att" in str(r.packet)
-    )
+    answered = next(i for i, r in enumerate(first) if r.packet.event == "OriginateResponse" and of_call(r))
     _, corr = run(first[: answered + 1], 110, "s110")  # the drop came right after the answer
     listed, status = reconnect_listing("conf-reconnect-2")
     caught_up = corr.reconcile([110], corr.legs_in_flight(1e9), listed, {110: status}, NOW, since=100.0)
@@ -328,3 +330,19 @@ def test_the_recorded_reconcile_listing_names_the_call_and_the_nurse() -> None:
     }
     assert listed["att-109-1"] == "ConfBridge"
     assert listed[f"nurse-{NURSE_ID}-s109-1"] == "ConfBridge"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_packets_skipped_unread_change_nothing(scenario: str) -> None:
+    """The backend skips Newexten, VarSet and other noise before parsing: the same events follow."""
+    packets, attempt_id, leg = attempt_of(scenario)
+    texts = [encode(r.packet.headers).decode().removesuffix("\r\n\r\n") for r in packets]
+    kept = [r for r, text in zip(packets, texts, strict=True) if not uninteresting(text)]
+    assert len(kept) < len(packets)
+    assert call_events(run(kept, attempt_id, leg)[0]) == call_events(run(packets, attempt_id, leg)[0])
+
+
+def test_a_packet_hidden_behind_a_truncated_one_is_never_skipped() -> None:
+    glued = "Event: Newexten\r\nChannel: Local/06123@patEvent: Hangup\r\nUniqueid: att-5-1\r\nCause: 16"
+    assert not uninteresting(glued)
+    assert parse(glued).event == "Hangup"

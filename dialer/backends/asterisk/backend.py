@@ -40,6 +40,7 @@ from dialer.backends.asterisk.correlate import (
     leg_action,
     leg_channel,
     patient_channel,
+    uninteresting,
 )
 from dialer.backends.asterisk.packets import Packet
 from dialer.backends.asterisk.settings import AsteriskSettings
@@ -263,6 +264,7 @@ class AsteriskBackend:
             self._wake.set,
             response_timeout=s.response_timeout_seconds,
             send_timeout=s.send_timeout_seconds,
+            skip=uninteresting,
         )
         session.open(s.username, s.secret.get_secret_value(), s.events)
         self._session = session

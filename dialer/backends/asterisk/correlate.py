@@ -47,6 +47,23 @@ _HUMAN_VERDICTS = ("HUMAN", "NOTSURE")  # NOTSURE: better a person waits for a n
 _QUIET = frozenset({"Newexten", "Cdr", "DeviceStateChange", "NewCallerid", "NewConnectedLine", "LocalBridge"})
 
 
+_QUIET_STARTS = tuple(f"Event: {name}\r\n" for name in _QUIET)
+_VARIABLES = tuple(
+    f"\r\nVariable: {name}\r\n" for name in ("AMDSTATUS", "AMDCAUSE", "CONFBRIDGE_RESULT", "PLAYBACKSTATUS")
+)
+
+
+def uninteresting(text: str) -> bool:
+    """A packet `feed` would ignore, told from its text before it is parsed: Newexten and VarSet
+    are half the stream. A packet that may hide another (a truncated one run into the next) is
+    always parsed."""
+    if text.find("Event: ", 1) >= 0 or text.find("Response: ", 1) >= 0:
+        return False
+    if text.startswith(_QUIET_STARTS):
+        return True
+    return text.startswith("Event: VarSet\r\n") and not any(v in text for v in _VARIABLES)
+
+
 def patient_channel(attempt_id: int) -> str:
     return f"att-{attempt_id}-1"
 

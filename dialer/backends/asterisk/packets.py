@@ -9,7 +9,6 @@ header in order, repeats kept, and a damaged packet recognised as such.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 Headers = Sequence[tuple[str, str]]
 
@@ -21,12 +20,20 @@ class MalformedPacket(ValueError):
     """
 
 
-@dataclass(frozen=True, slots=True)
 class Packet:
     """One AMI packet: an event (`Event:` first) or a response to an action (`Response:` first)."""
 
-    headers: tuple[tuple[str, str], ...]
-    damaged: int = 0  # lines or a broken head dropped when it was read
+    __slots__ = ("damaged", "fields", "headers")
+
+    def __init__(self, headers: Iterable[tuple[str, str]], damaged: int = 0) -> None:
+        self.headers = tuple(headers)
+        self.fields = dict(reversed(self.headers))  # the first value of each name
+        self.damaged = damaged  # lines or a broken head dropped when it was read
+
+    def __repr__(self) -> str:
+        return (
+            f"Packet({self.event or self.response!r}, {len(self.headers)} headers)"  # values may be personal
+        )
 
     @property
     def event(self) -> str | None:
@@ -41,10 +48,7 @@ class Packet:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header (several `ActionID:` lines happen: the first is the client's)."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return self.fields.get(name, default)
 
     def all(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key == name]
@@ -68,6 +72,8 @@ def parse(text: str) -> Packet:
     dropped and the packet that follows is kept whole. `damaged` counts what
     was dropped; a packet with nothing usable raises MalformedPacket.
     """
+    if text.startswith(_STARTS) and text.find("Event: ", 1) < 0 and text.find("Response: ", 1) < 0:
+        return _parse_whole(text)  # nothing glued in it: the common case, read fast
     lines = [line for line in text.split("\r\n") if line]
     damaged = 0
     own_response = bool(lines) and lines[0] == "Event: OriginateResponse"
@@ -86,6 +92,23 @@ def parse(text: str) -> Packet:
     if not headers or headers[0][0] not in ("Event", "Response"):
         raise MalformedPacket(f"a packet of {len(lines)} lines that starts with neither Event nor Response")
     return Packet(tuple(headers), damaged)
+
+
+_STARTS = ("Event: ", "Response: ")
+
+
+def _parse_whole(text: str) -> Packet:
+    headers = []
+    damaged = 0
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if not sep or " " in name:
+            name, sep, value = line.partition(":")  # "Name:" with nothing after it
+            if not sep or not name or " " in name:
+                damaged += bool(line)
+                continue
+        headers.append((name, value))
+    return Packet(headers, damaged)
 
 
 def _glued_at(line: str, own_response: bool) -> int:
