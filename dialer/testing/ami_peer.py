@@ -30,11 +30,12 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
+from dialer.testing.ami_channels import error, success
 from dialer.testing.ami_scenarios import library, render
-from dialer.testing.ami_switch import SYSTEM_NAME, Switch, error, success
+from dialer.testing.ami_switch import SYSTEM_NAME, Reply, Switch
 from dialer.testing.ami_wire import (
     BANNER,
     RECORDED_EVENTFILTER,
@@ -209,6 +210,7 @@ class AmiPeer:
         self._started = time.monotonic()
         self._listener: socket.socket | None = None
         self._switch: Switch | None = None
+        self._switch_actions: dict[str, Callable[[Headers, Reply], object]] = {}
 
     # -- life -----------------------------------------------------------------------------------
 

@@ -268,10 +268,13 @@ class Recording:
             if i >= after and p.out and header(p.headers, "Action") == action
         )
 
-    def flow(self, name: str, start: int, end: int | None = None, *, anchor: float | None = None) -> Flow:
-        """The events between packets `start` (the trigger) and `end`, action responses left out."""
+    def flow(self, name: str, start: int, end: int | None = None, *, branches: bool = False) -> Flow:
+        """The events between packets `start` (the trigger) and `end`, action responses left out.
+
+        With `branches`, a person's verdict is marked as the point where the peer checks the conference.
+        """
         end = len(self.packets) if end is None else end
-        base = self.packets[start].t if anchor is None else anchor
+        base = self.packets[start].t
         steps = []
         for packet in self.packets[start:end]:
             # list items answering an action carry no Privilege; OriginateResponse is an event
@@ -283,7 +286,8 @@ class Recording:
                 continue
             headers = tuple((k, self.markers.mark(k, v)) for k, v in packet.headers)
             verdict = (
-                header(packet.headers, "Event") == "VarSet"
+                branches
+                and header(packet.headers, "Event") == "VarSet"
                 and header(packet.headers, "Variable") == "AMDSTATUS"
                 and header(packet.headers, "Value") in ("HUMAN", "NOTSURE")
             )
@@ -296,7 +300,7 @@ class Recording:
         """A leg's events from its Originate until the next action the recording sent."""
         leg = self.leg(prefix)
         end = self.index_of(end_action, after=leg.index + 1)
-        flow = self.flow(self.name, leg.index, end)
+        flow = self.flow(self.name, leg.index, end, branches=True)
         flow = _variables_as_placeholders(flow, originate_variables(leg.action), prefix)
         return replace(_with_knobs(flow, leg), verdict=dict(self.markers.verdict))
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from dialer.testing.ami_channels import ChannelTable, error, success
 from dialer.testing.ami_scenarios import (
     DEFAULT_ORIGINATE_TIMEOUT_MS,
     DEFAULT_RING_SECONDS,
@@ -40,30 +41,6 @@ from dialer.testing.ami_wire import Headers, header
 
 Reply = Callable[[list[Headers]], None]
 SYSTEM_NAME = "astertest"  # as recorded, in every event
-SNAPSHOT = [
-    "Channel",
-    "ChannelState",
-    "ChannelStateDesc",
-    "CallerIDNum",
-    "CallerIDName",
-    "ConnectedLineNum",
-    "ConnectedLineName",
-    "Language",
-    "AccountCode",
-    "Context",
-    "Exten",
-    "Priority",
-    "Uniqueid",
-    "Linkedid",
-]
-_BRIDGE = [
-    "BridgeUniqueid",
-    "BridgeType",
-    "BridgeTechnology",
-    "BridgeCreator",
-    "BridgeName",
-    "BridgeNumChannels",
-]
 CAUSE_TEXT = {
     0: "Unknown",
     1: "Unallocated (unassigned) number",
@@ -85,18 +62,6 @@ _CONFERENCE_EVENTS = (
 )
 
 
-def success(action_id: str | None, *extra: tuple[str, str]) -> Headers:
-    return [("Response", "Success"), *_action_id(action_id), *extra]
-
-
-def error(action_id: str | None, message: str) -> Headers:
-    return [("Response", "Error"), *_action_id(action_id), ("Message", message)]
-
-
-def _action_id(action_id: str | None) -> list[tuple[str, str]]:
-    return [] if action_id is None else [("ActionID", action_id)]
-
-
 @dataclass(eq=False)
 class Leg:
     """A call the switch placed: a patient's call or a nurse's leg, both halves of its Local channel."""
@@ -113,17 +78,6 @@ class Leg:
     @property
     def uids(self) -> tuple[str, str]:
         return self.values[f"{self.prefix}_UID1"], self.values[f"{self.prefix}_UID2"]
-
-
-@dataclass(eq=False)
-class Channel:
-    snapshot: dict[str, str]
-    created: float
-    answered: float | None = None
-    application: str = ""
-    data: str = ""
-    bridge: str = ""
-    variables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(order=True)
@@ -152,10 +106,8 @@ class Switch:
         self.redirect_context = redirect_context
         self.lock = threading.Condition(threading.RLock())
         self.scripts: dict[str, tuple[str, dict[str, int]]] = {}
-        self.channels: dict[str, Channel] = {}  # by Uniqueid, in creation order
-        self.owners: dict[str, Leg] = {}  # Uniqueid -> its leg
-        self.conferences: dict[str, list[str]] = {}  # name -> Uniqueids of its members, in join order
-        self.bridges: dict[str, dict[str, str]] = {}
+        self.table = ChannelTable(speed)
+        self.owners: dict[str, Leg] = {}  # Uniqueid -> its leg, while the channel lives
         self._heap: list[_Scheduled] = []
         self._seq = itertools.count()
         self._channel_seq = itertools.count()
@@ -223,78 +175,18 @@ class Switch:
                         (k, (leg.channel_id or "<unknown>") if k == "Uniqueid" else v) for k, v in rendered
                     ]
             if step.refresh:
-                rendered = self._refreshed(rendered)
-            self._track(rendered)
+                rendered = self.table.refreshed(rendered)
+            self.table.track(rendered)
+            if name == "Hangup":
+                self.owners.pop(header(rendered, "Uniqueid") or "", None)
             self.publish(rendered)
 
-    def _refreshed(self, headers: Headers) -> Headers:
-        channel = self.channels.get(header(headers, "Uniqueid") or "")
-        if channel is None:
-            return headers
-        keep = ("ChannelState", "ChannelStateDesc", "Context", "Exten", "Priority")
-        return [(k, channel.snapshot.get(k, v) if k in keep else v) for k, v in headers]
-
-    # -- what the switch learns from its own events ------------------------------------------------
-
-    def _track(self, headers: Headers) -> None:
-        name = headers[0][1]
-        uid = header(headers, "Uniqueid") or ""
-        now = time.monotonic()
-        if name == "Newchannel":
-            self.channels[uid] = Channel({}, now)
-        channel = self.channels.get(uid)
-        if (
-            channel is not None
-            and name != "OriginateResponse"
-            and header(headers, "ChannelState") is not None
-        ):
-            channel.snapshot.update((k, v) for k, v in headers if k in SNAPSHOT)
-            if channel.answered is None and channel.snapshot.get("ChannelState") == "6":
-                channel.answered = now
-        bridge = header(headers, "BridgeUniqueid")
-        if bridge is not None and name != "BridgeDestroy":
-            self.bridges.setdefault(bridge, {}).update((k, v) for k, v in headers if k in _BRIDGE)
-        conference = header(headers, "Conference") or ""
-        if name == "BridgeDestroy":
-            self.bridges.pop(bridge or "", None)
-        elif name == "ConfbridgeStart":
-            self.conferences.setdefault(conference, [])
-        elif name == "ConfbridgeEnd":
-            self.conferences.pop(conference, None)
-        elif name == "ConfbridgeJoin":
-            self.conferences.setdefault(conference, []).append(uid)
-        elif name == "ConfbridgeLeave" and uid in self.conferences.get(conference, []):
-            self.conferences[conference].remove(uid)
-        if channel is None:
-            return
-        if name == "Newexten":
-            channel.application = header(headers, "Application") or ""
-            channel.data = header(headers, "AppData") or ""
-        elif name == "VarSet":
-            channel.variables[header(headers, "Variable") or ""] = header(headers, "Value") or ""
-        elif name == "BridgeEnter":
-            channel.bridge = bridge or ""
-        elif name == "BridgeLeave":
-            channel.bridge = ""
-        elif name == "Hangup":
-            del self.channels[uid]
-            self.owners.pop(uid, None)
-
     def _nurse_in_conference(self, exten: str) -> Leg | None:
-        for uid in self.conferences.get(f"nurse-{exten}", []):
+        for uid in self.table.conferences.get(f"nurse-{exten}", []):
             owner = self.owners.get(uid)
             if owner is not None and owner.role == "nurse":
                 return owner
         return None
-
-    def _conference_of(self, uid: str) -> str | None:
-        return next((name for name, members in self.conferences.items() if uid in members), None)
-
-    def resolve(self, name_or_uid: str) -> str | None:
-        """A channel's Uniqueid from its name or its Uniqueid (ChannelId), as Asterisk accepts both."""
-        if name_or_uid in self.channels:
-            return name_or_uid
-        return next((u for u, c in self.channels.items() if c.snapshot.get("Channel") == name_or_uid), None)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -307,7 +199,7 @@ class Switch:
         with self.lock:
             self.scripts[number] = (scenario, dict(knobs))
 
-    def originate(self, action: Headers, reply: Reply) -> str | None:
+    def originate(self, action: Headers, reply: Reply, scenario: str | None = None) -> str | None:
         """Queue the call (Async only) and play its flow; returns the Uniqueid of its `;1`."""
         action_id = header(action, "ActionID")
         dial = header(action, "Channel")
@@ -319,12 +211,12 @@ class Switch:
             return None
         with self.lock:
             reply([success(action_id, ("Message", "Originate successfully queued"))])
-            leg = self._new_leg(action, dial)
+            leg = self._new_leg(action, dial, scenario)
             flow = library().nurse if leg.role == "nurse" else library().patient[leg.values["SCENARIO"]]
             self._play(leg, flow, time.monotonic())
             return leg.uids[0]
 
-    def _new_leg(self, action: Headers, dial: str) -> Leg:
+    def _new_leg(self, action: Headers, dial: str, forced: str | None) -> Leg:
         context = header(action, "Context") or ""
         role = "nurse" if context == self.nurse_context else "patient"
         p = "N" if role == "nurse" else "P"
@@ -359,6 +251,7 @@ class Switch:
             values["BRIDGE"] = str(uuid.uuid4())
         else:
             scenario, scripted = self.scripts.get(number, (scenario_for_number(number), {}))
+            scenario = forced or scenario
             flow = library().patient[scenario]
             ring = scripted.get("ring_seconds", int(given.get("RING_SECS") or DEFAULT_RING_SECONDS))
             talk = scripted.get("talk_seconds", int(given.get("TALK_SECS") or DEFAULT_TALK_SECONDS))
@@ -373,6 +266,8 @@ class Switch:
             )
         leg = Leg(role, values, variables, channel_id, knobs, prefix=p)
         self.owners[uid1] = self.owners[uid2] = leg
+        if role == "nurse":
+            self.table.nurses.update((uid1, uid2))
         return leg
 
     def _unique_id(self) -> str:
@@ -381,7 +276,7 @@ class Switch:
     def hangup(self, action: Headers, reply: Reply) -> None:
         action_id = header(action, "ActionID")
         with self.lock:
-            uid = self.resolve(header(action, "Channel") or "")
+            uid = self.table.resolve(header(action, "Channel") or "")
             leg = self.owners.get(uid or "")
             if uid is None or leg is None:
                 reply([error(action_id, "No such channel")])
@@ -389,11 +284,13 @@ class Switch:
             cause = int(header(action, "Cause") or 16)
             reply([success(action_id, ("Message", "Channel Hungup"))])
             now = time.monotonic()
-            conference = self._conference_of(leg.uids[0])
+            conference = self.table.conference_of(leg.uids[0])
             self._cancel(leg)
             if leg.role == "nurse":
                 patients = [
-                    self.owners[u] for u in self.conferences.get(conference or "", []) if u in self.owners
+                    self.owners[u]
+                    for u in self.table.conferences.get(conference or "", [])
+                    if u in self.owners
                 ]
                 patients = [p for p in patients if p.role == "patient"]
                 if patients:  # the end_marked patient is kicked and hears the apology
@@ -424,7 +321,7 @@ class Switch:
     def redirect(self, action: Headers, reply: Reply) -> None:
         action_id = header(action, "ActionID")
         with self.lock:
-            uid = self.resolve(header(action, "Channel") or "")
+            uid = self.table.resolve(header(action, "Channel") or "")
             leg = self.owners.get(uid or "")
             if uid is None or leg is None:
                 reply([error(action_id, "Channel not existent")])
@@ -438,171 +335,37 @@ class Switch:
             reply([success(action_id, ("Message", "Redirect successful"))])
             self._cancel(leg)
             flow = library().redirect
-            if self._conference_of(leg.uids[0]) is None:
+            if self.table.conference_of(leg.uids[0]) is None:
                 flow = flow.without(*_CONFERENCE_EVENTS)
                 flow = replace(flow, steps=tuple(replace(s, refresh=True) for s in flow.steps))
             self._play(leg, flow, time.monotonic())
 
-    # -- what reconciliation asks (recorded in conf-reconcile and conf-reconnect-2) -----------------
-
-    def _seconds(self, since: float | None) -> int:
-        return 0 if since is None else int((time.monotonic() - since) * self.speed)
-
-    def _listing(
-        self, action_id: str | None, message: str, items: list[Headers], complete: str
-    ) -> list[Headers]:
-        ids = _action_id(action_id)
-        head = success(action_id, ("EventList", "start"), ("Message", message))
-        tail = [("Event", complete), *ids, ("EventList", "Complete"), ("ListItems", str(len(items)))]
-        return [head, *items, tail]
+    # -- what reconciliation asks ------------------------------------------------------------------
 
     def core_show_channels(self, action: Headers, reply: Reply) -> None:
-        action_id = header(action, "ActionID")
         with self.lock:
-            items = []
-            for channel in reversed(self.channels.values()):
-                duration = self._seconds(channel.created)
-                items.append(
-                    [
-                        ("Event", "CoreShowChannel"),
-                        *_action_id(action_id),
-                        *((k, channel.snapshot.get(k, "")) for k in SNAPSHOT),
-                        ("Application", channel.application),
-                        ("ApplicationData", channel.data),
-                        ("Duration", f"{duration // 3600:02d}:{duration // 60 % 60:02d}:{duration % 60:02d}"),
-                        ("BridgeId", channel.bridge),
-                    ]
-                )
-            reply(self._listing(action_id, "Channels will follow", items, "CoreShowChannelsComplete"))
+            reply(self.table.core_show_channels(header(action, "ActionID")))
 
     def status(self, action: Headers, reply: Reply) -> None:
-        action_id = header(action, "ActionID")
         wanted = [v.strip() for v in (header(action, "Variables") or "").split(",") if v.strip()]
         with self.lock:
-            name = header(action, "Channel")
-            if name:
-                uid = self.resolve(name)
-                if uid is None:
-                    reply([error(action_id, "No such channel")])
-                    return
-                uids = [uid]
-            else:
-                uids = list(self.channels)
-            items = [self._status_item(self.channels[u], wanted, action_id) for u in uids]
-            head = success(action_id, ("EventList", "start"), ("Message", "Channel status will follow"))
-            count = str(len(items))
-            tail = [("Event", "StatusComplete"), *_action_id(action_id), ("EventList", "Complete")]
-            reply([head, *items, [*tail, ("ListItems", count), ("Items", count)]])
-
-    def _status_item(self, channel: Channel, wanted: list[str], action_id: str | None) -> Headers:
-        snap = channel.snapshot
-        return [
-            ("Event", "Status"),
-            ("Privilege", "Call"),
-            *((k, snap.get(k, "")) for k in SNAPSHOT),
-            ("Type", "Local"),
-            ("DNID", ""),
-            ("EffectiveConnectedLineNum", snap.get("ConnectedLineNum", "")),
-            ("EffectiveConnectedLineName", snap.get("ConnectedLineName", "")),
-            ("TimeToHangup", "0"),
-            ("BridgeID", channel.bridge),
-            ("Application", channel.application),
-            ("Data", channel.data),
-            ("Nativeformats", "(slin)"),
-            ("Readformat", "slin"),
-            ("Readtrans", ""),
-            ("Writeformat", "slin"),
-            ("Writetrans", ""),
-            ("Callgroup", "0"),
-            ("Pickupgroup", "0"),
-            ("Seconds", str(self._seconds(channel.created))),
-            *(("Variable", f"{v}={channel.variables.get(v, '')}") for v in wanted),
-            *_action_id(action_id),
-        ]
+            reply(self.table.status(header(action, "ActionID"), header(action, "Channel"), wanted))
 
     def confbridge_list(self, action: Headers, reply: Reply) -> None:
-        action_id = header(action, "ActionID")
-        name = header(action, "Conference")
         with self.lock:
-            if not name:
-                reply([error(action_id, "No Conference name provided.")])
-                return
-            if not self.conferences:
-                reply([error(action_id, "No active conferences.")])
-                return
-            if name not in self.conferences:
-                reply([error(action_id, "No Conference by that name found.")])
-                return
-            items = []
-            for uid in self.conferences[name]:
-                channel = self.channels.get(uid)
-                if channel is None:  # its ConfbridgeLeave may come after its Hangup
-                    continue
-                nurse = self.owners.get(uid) is not None and self.owners[uid].role == "nurse"
-                flags = [("Admin", "No"), ("MarkedUser", "Yes" if nurse else "No"), ("WaitMarked", "No")]
-                flags += [("EndMarked", "No" if nurse else "Yes"), ("EndMarkedAny", "No"), ("Waiting", "No")]
-                flags += [
-                    ("Muted", "No"),
-                    ("Talking", "No"),
-                    ("AnsweredTime", str(self._seconds(channel.answered))),
-                ]
-                snapshot = [(k, channel.snapshot.get(k, "")) for k in SNAPSHOT]
-                items.append(
-                    [
-                        ("Event", "ConfbridgeList"),
-                        *_action_id(action_id),
-                        ("Conference", name),
-                        *flags,
-                        *snapshot,
-                    ]
-                )
-            reply(
-                self._listing(action_id, "Confbridge user list will follow", items, "ConfbridgeListComplete")
-            )
+            reply(self.table.confbridge_list(header(action, "ActionID"), header(action, "Conference")))
 
     def confbridge_list_rooms(self, action: Headers, reply: Reply) -> None:
-        action_id = header(action, "ActionID")
         with self.lock:
-            if not self.conferences:
-                reply([error(action_id, "No active conferences.")])
-                return
-            items = []
-            for name, members in self.conferences.items():
-                marked = sum(1 for u in members if u in self.owners and self.owners[u].role == "nurse")
-                items.append(
-                    [
-                        ("Event", "ConfbridgeListRooms"),
-                        *_action_id(action_id),
-                        ("Conference", name),
-                        ("Parties", str(len(members))),
-                        ("Marked", str(marked)),
-                        ("Locked", "No"),
-                        ("Muted", "No"),
-                    ]
-                )
-            reply(
-                self._listing(
-                    action_id, "Confbridge conferences will follow", items, "ConfbridgeListRoomsComplete"
-                )
-            )
+            reply(self.table.confbridge_list_rooms(header(action, "ActionID")))
 
     def bridge_list(self, action: Headers, reply: Reply) -> None:
-        action_id = header(action, "ActionID")
         with self.lock:
-            items = [
-                [
-                    ("Event", "BridgeListItem"),
-                    *_action_id(action_id),
-                    *bridge.items(),
-                    ("BridgeVideoSourceMode", "none"),
-                ]
-                for bridge in self.bridges.values()
-            ]
-            reply(self._listing(action_id, "Bridge listing will follow", items, "BridgeListComplete"))
+            reply(self.table.bridge_list(header(action, "ActionID")))
 
     def unknown_call(self, scenario: str) -> str:
         """A call carecall never asked for (another dialer on the same Asterisk): its ChannelId."""
-        number = {"conf-human": "0639980000", "conf-busy": "0999012345"}.get(scenario, "0639980000")
+        number = "0999012345" if scenario == "conf-busy" else "0639980000"
         n = next(self._unique_seq)
         action = [
             ("Action", "Originate"),
@@ -613,11 +376,10 @@ class Switch:
             ("CallerID", '"Other" <0199000000>'),
             ("ChannelId", f"other-{n}-1"),
             ("OtherChannelId", f"other-{n}-2"),
+            ("Variable", f"OTHER_DIALER_CALL={n}"),
             ("Async", "true"),
         ]
-        with self.lock:
-            self.scripts.setdefault(number, (scenario, {}))
-            return self.originate(action, lambda _packets: None) or ""
+        return self.originate(action, lambda _packets: None, scenario) or ""
 
 
 def _with_cause(flow: Flow, cause: int) -> Flow:
@@ -631,10 +393,8 @@ def _with_cause(flow: Flow, cause: int) -> Flow:
             return str(cause)
         if name == "Cause-txt" and value == "Normal Clearing":
             return text
-        if name in ("AppData", "HangupCause") and "16" in value:
-            return re.sub(
-                r"(HangupCause: |cause |^)16$|(HangupCause: |cause )16(?=\D)", rf"\g<1>\g<2>{cause}", value
-            )
+        if name in ("AppData", "HangupCause"):
+            return re.sub(r"(?<=HangupCause: )16\b|(?<=cause )16\b|^16$", str(cause), value)
         return value
 
     steps = tuple(replace(s, headers=tuple((k, fix(k, v)) for k, v in s.headers)) for s in flow.steps)
