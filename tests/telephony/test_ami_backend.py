@@ -123,9 +123,6 @@ def test_a_machine_answered_with_every_event_says_the_message_was_left(peer: Ami
         assert end.voicemail_left is left
 
 
-@pytest.mark.skip(
-    reason="ami-peer f11c2bd replays its nurse-gone flow forever (its verdict step re-triggers it)"
-)
 def test_nurse_gone_before_the_answer_the_patient_hears_the_apology(peer: AmiPeer) -> None:
     sink = Collector()
     with asterisk(peer, sink) as backend:
