@@ -81,6 +81,16 @@ class Collector:
         )
 
 
+def poll(ready: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """For what no event announces (a new connection, an action the peer received)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def result_of(events: list[CallEvent]) -> tuple[AttemptResult, int | None]:
     """What the dialer records, read as `dialer.lines.advance` reads a line: the furthest state first."""
     assert events and events[-1].kind == K.ended, f"no end last: {[e.kind.value for e in events]}"

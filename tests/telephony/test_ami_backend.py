@@ -24,6 +24,7 @@ from ami_lines import (
     K,
     asterisk,
     nurse_in_conference,
+    poll,
     request,
     result_of,
 )
@@ -138,6 +139,7 @@ def test_nurse_gone_before_the_answer_the_patient_hears_the_apology(peer: AmiPee
 
 def test_nurse_leaving_mid_call_kicks_the_patient_to_the_apology(peer: AmiPeer) -> None:
     sink = Collector()
+    peer.script("0612345678", "conf-human", talk_seconds=60)  # talks until hung up
     with asterisk(peer, sink) as backend:
         nurse_in_conference(backend, sink)
         backend.dial(request(12, PERSON))
@@ -158,6 +160,7 @@ def test_nurse_leaving_mid_call_kicks_the_patient_to_the_apology(peer: AmiPeer) 
 
 def test_the_dialer_hangs_up_a_call_in_progress(peer: AmiPeer) -> None:
     sink = Collector()
+    peer.script("0612345678", "conf-human", talk_seconds=60)  # talks until hung up
     with asterisk(peer, sink) as backend:
         nurse_in_conference(backend, sink)
         backend.dial(request(13, PERSON))
@@ -174,7 +177,7 @@ def test_an_orphan_left_by_a_crashed_process_is_hung_up_by_its_call_id(peer: Ami
     sink = Collector()
     with asterisk(peer, sink) as backend:
         backend.hangup_orphan("att-77-1")
-        assert sink.wait(lambda: any(dict(a).get("Channel") == "att-77-1" for a in peer.actions), 2)
+        assert poll(lambda: any(dict(a).get("Channel") == "att-77-1" for a in peer.actions))
     assert sink.got == []
 
 
@@ -213,7 +216,7 @@ def test_dialing_while_the_switch_is_unreachable_fails_the_attempt_at_once(peer:
     sink = Collector()
     with asterisk(peer, sink) as backend:
         peer.close()  # no server any more: the watchdog keeps trying in vain
-        assert sink.wait(lambda: not backend.wait_connected(0), 3)
+        assert poll(lambda: not backend.wait_connected(0))
         backend.dial(request(16, PERSON))
         end = sink.ended(16, timeout=1)
     assert result_of(sink.calls(16)) == (AttemptResult.failed, 41)

@@ -9,6 +9,7 @@ import pytest
 
 from campaign.errors import ConfigError
 from campaign.policy import DEFAULT_CONFIG_DIR
+from dialer.backends.asterisk.backend import number_forms
 from dialer.backends.asterisk.settings import load_asterisk_settings
 
 ENV = {"CARECALL_AMI_USER": "dialer", "CARECALL_AMI_SECRET": "s3cret-value"}
@@ -76,3 +77,17 @@ def test_no_asterisk_table_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_asterisk_settings(tmp_path, environ=ENV)
     assert err.value.key == "asterisk"
+
+
+@pytest.mark.parametrize(
+    ("e164", "national", "digits"),
+    [
+        ("+33199001234", "0199001234", "33199001234"),
+        ("+262692123456", "0692123456", "262692123456"),  # La Réunion: dialed as a French number
+        ("+4915112345678", "004915112345678", "4915112345678"),
+    ],
+)
+def test_a_patient_channel_names_the_number_as_the_trunk_wants_it(
+    e164: str, national: str, digits: str
+) -> None:
+    assert number_forms(e164) == {"number": e164, "national": national, "digits": digits}

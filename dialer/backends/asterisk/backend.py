@@ -206,6 +206,7 @@ class AsteriskBackend:
         self._connected.clear()
         if session is not None:
             session.logoff()
+        self._sink = None  # nothing more reaches the dialer, even from a reader still winding down
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -368,7 +369,9 @@ class AsteriskBackend:
             events = self._corr.reconcile(attempts, legs, listed, statuses, self.clock.now(), since)
             self._deliver(events)
         ended = sum(1 for e in events if getattr(e, "kind", None) == "ended")
-        log.info("ami calls reconciled", calls=len(attempts), legs=len(legs), ended=ended, events=len(events))
+        (log.info if events else log.debug)(
+            "ami calls reconciled", calls=len(attempts), legs=len(legs), ended=ended, events=len(events)
+        )
 
     @staticmethod
     def _channels(session: AmiSession) -> dict[str, str]:
