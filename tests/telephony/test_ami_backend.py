@@ -221,3 +221,16 @@ def test_dialing_while_the_switch_is_unreachable_fails_the_attempt_at_once(peer:
         end = sink.ended(16, timeout=1)
     assert result_of(sink.calls(16)) == (AttemptResult.failed, 41)
     assert end.kind == K.ended
+
+
+def test_a_number_that_would_smuggle_a_header_is_not_sent(peer: AmiPeer) -> None:
+    sink = Collector()
+    with asterisk(peer, sink) as backend:
+        backend.dial(request(17, "+33612345678\r\nAction: Originate"))
+        sink.ended(17, timeout=1)
+        backend.dial(request(18, BUSY))  # the link is unharmed
+        sink.ended(18)
+    assert result_of(sink.calls(17)) == (AttemptResult.failed, 41)
+    assert [dict(a)["ActionID"] for a in peer.actions if dict(a).get("Action") == "Originate"] == [
+        "orig-att-18"
+    ]

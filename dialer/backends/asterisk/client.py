@@ -217,7 +217,11 @@ class AmiSession:
         if action_id is None:
             action_id = next_action_id()
             headers = [*headers[:1], ("ActionID", action_id), *headers[1:]]
-        self.write(encode(headers))
+        try:
+            data = encode(headers)
+        except ValueError as exc:
+            raise BackendError(f"AMI: action not sent: {exc}") from None
+        self.write(data)
         return action_id
 
     def request(self, headers: Sequence[tuple[str, str]], timeout: float | None = None) -> Reply:
