@@ -8,10 +8,12 @@ real switch sent for the same dialplan (`../shared/fixtures/ami/`):
     with AmiPeer(speed=20) as peer:               # 127.0.0.1, a free port: peer.address
         peer.script("0639980001", "conf-machine")  # else the number picks the flow, as the dialplan does
         client = AMIClient(*peer.address)
-        client.login("dialer", "dialer-secret")    # the recorded manager.conf's user
-        # Originate Local/NURSE1001@nurse-phones into nurse-conference (her leg), then
-        # Originate Local/0639980001@patients into patient-amd, Exten NURSE1001, Async: true,
-        # ChannelId att-7-1, Variable CARECALL_ATTEMPT=7: the recorded events follow, rewritten.
+        client.login("dialer", "dialer-secret")    # manager.conf's users: dialer, dialer-filtered
+        # Originate Local/NURSE1001@nurse-phones, Context nurse-conference, Exten NURSE1001, Async true:
+        #   her leg, in ConfBridge(nurse-NURSE1001) until hung up;
+        # Originate Local/0639980001@patients, Context patient-amd, Exten NURSE1001, Async true,
+        #   ChannelId att-7-1, Variable CARECALL_ATTEMPT=7: the recorded events follow, rewritten
+        #   with this call's ActionID, ChannelId, channel names, variables, number and exten.
         peer.drop_connections()                    # faults: also fall_silent, send_raw, repeat_events,
         peer.actions                               # unknown_call_event; what every client sent
 
@@ -21,12 +23,25 @@ Numbers: 09990… busy, 09991… no answer (at the Originate's Timeout),
 anything else no such extension. A person's call joins the nurse's
 conference only if her leg is in it (else the recorded apology); `Action:
 Hangup` and `Redirect` (to `patient-redirect,apology`) play what followed
-them on the real switch. Times are the recorded ones divided by `speed`.
+them on the real switch; `CoreShowChannels`, `Status`, `ConfbridgeList`,
+`ConfbridgeListRooms` and `BridgeList` answer from the live channels.
+Times are the recorded ones divided by `speed`; the call's `RING_SECS` and
+`TALK_SECS` variables (or `script(..., ring_seconds=, talk_seconds=)`) move
+the ring and talk waits as the recorded dialplan does (2 s and 8 s else).
+
+Not recorded, so approximated: a Hangup of a call outside a conference
+(ringing: the Originate fails with Reason 1; during the detector, the
+machine's message or the apology: the recorded hang-up without its
+conference events), a Redirect outside a conference, and only
+`Async: true` originates (anything else is an error). Every channel is a
+Local channel (`;1`/`;2`), as recorded. `dialer.testing.ami_replay` is the
+benchmark's full-speed replay of the captures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -34,8 +49,9 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from dialer.testing.ami_channels import error, success
-from dialer.testing.ami_scenarios import library, render
-from dialer.testing.ami_switch import SYSTEM_NAME, Reply, Switch
+from dialer.testing.ami_flows import SYSTEM_NAME, render
+from dialer.testing.ami_scenarios import library
+from dialer.testing.ami_switch import Reply, Switch
 from dialer.testing.ami_wire import (
     BANNER,
     RECORDED_EVENTFILTER,
@@ -154,11 +170,27 @@ class _Session:
         elif action == "events":
             self.classes = event_classes(header(packet, "EventMask"))
             self.reply([success(action_id, ("Events", "On" if self.classes else "Off"))])
+        elif action == "filter":
+            self._filter(packet, action_id)
         elif action in self.peer._switch_actions:
             self.peer._switch_actions[action](packet, self.reply)
         else:
             self.reply([error(action_id, "Invalid/unknown command")])
         return True
+
+    def _filter(self, packet: Headers, action_id: str | None) -> None:
+        """`Action: Filter`: one more eventfilter for this session only, as manager.conf would give."""
+        if (header(packet, "Operation") or "").lower() != "add":
+            self.reply([error(action_id, "Unknown operation")])
+            return
+        criteria = header(packet, "MatchCriteria") or ""
+        line = f"eventfilter({criteria}) = {header(packet, 'Filter') or ''}"
+        try:
+            self.filters.append(EventFilter.parse(line if criteria else line.replace("()", "", 1)))
+        except (ValueError, re.error):
+            self.reply([error(action_id, "Internal Error. Failed to compile regex.")])
+            return
+        self.reply([success(action_id, ("Message", "Success"))])
 
     def _login(self, packet: Headers, action_id: str | None) -> bool:
         username = header(packet, "Username") or ""
@@ -181,7 +213,13 @@ def _ids(action_id: str | None) -> list[tuple[str, str]]:
 
 
 class AmiPeer:
-    """An AMI server on 127.0.0.1 playing the recorded flows; use it as a context manager."""
+    """An AMI server on 127.0.0.1 playing the recorded flows; use it as a context manager.
+
+    `users` is manager.conf in small: user -> (secret, its `eventfilter` lines), e.g.
+    `{"dialer": ("s3cret", ["eventfilter(action(exclude),name(Newexten)) ="])}`; by default the
+    recorded `dialer` (no filter) and `dialer-filtered`. `nurse_context` is where an Originate
+    makes a nurse's leg (any other context: a patient's call); `speed` divides every recorded time.
+    """
 
     def __init__(
         self,
@@ -204,6 +242,7 @@ class AmiPeer:
         self._host, self._port = host, port
         self._nurse_context, self._redirect_context = nurse_context, redirect_context
         self._sessions: list[_Session] = []
+        self._ended: list[threading.Thread] = []  # threads of sessions gone, joined on close
         self._lock = threading.Lock()
         self._silent_until = 0.0
         self._repeat = 1
@@ -257,7 +296,11 @@ class AmiPeer:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._accepting.join(5)
+        with self._lock:
+            threads = [s.thread for s in self._sessions] + self._ended
         self.drop_connections()
+        for thread in threads:
+            thread.join(5)
         if self._switch is not None:
             self._switch.close()
 
@@ -278,6 +321,7 @@ class AmiPeer:
         with self._lock:
             if session in self._sessions:
                 self._sessions.remove(session)
+            self._ended.append(session.thread)
 
     def _record(self, packet: Headers) -> None:
         with self._lock:

@@ -1,12 +1,10 @@
-"""The recorded call flows of a real Asterisk 22, cut into templates the AMI peer plays for each call.
+"""The recorded call flows of a real Asterisk 22, cut into the templates the AMI peer plays for each call.
 
 `ami_recordings/` holds the raw captures of `../shared/fixtures/ami/` (one
-packet per line, header order kept). A `Flow` is the run of events a
-recording shows after one trigger (an Originate, a Hangup or Redirect action,
-the detector's verdict), with each event's time after that trigger. Every
-value that belongs to the recorded call (channel names, ChannelIds, the
-ActionID, the dialed number, the nurse's exten, the attempt id, the caller
-ID, the conference's bridge, the detector's verdict) becomes a marker
+packet per line, header order kept). Every value that belongs to the
+recorded call (channel names, ChannelIds, the ActionID, the dialed number,
+the nurse's exten, the attempt id, the caller ID, the conference's bridge,
+the detector's verdict) becomes a marker
 `\\0NAME\\0` that the peer fills in for its own call; everything else is
 played as recorded, odd orders included. The `VarSet` events of the
 Originate's own variables become one placeholder per channel half, expanded
@@ -23,100 +21,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dialer.testing.ami_flows import (
+    DEFAULT_ORIGINATE_TIMEOUT_MS,
+    MARK,
+    PATIENT_SCENARIOS,
+    VARS,
+    Flow,
+    Step,
+    dial_parts,
+    originate_variables,
+)
 from dialer.testing.ami_wire import Headers, header
 
 RECORDINGS = Path(__file__).with_name("ami_recordings")
-MARK = "\x00"
-VARS = "\x00vars"  # a placeholder header: the Originate's variables on one channel half go here
-
-# what the recorded dialplan (extensions-nurse-conference.conf) does with a dialed number
-PATIENT_SCENARIOS = (
-    "conf-human",
-    "conf-notsure",
-    "conf-machine",
-    "conf-hangup-quick",
-    "conf-busy",
-    "conf-noanswer",
-    "congestion",
-    "unallocated",
-    "nosuchexten",
-)
-_BY_PREFIX = (
-    ("09990", "conf-busy"),
-    ("09991", "conf-noanswer"),
-    ("09992", "congestion"),
-    ("09993", "conf-hangup-quick"),
-    ("09994", "unallocated"),
-    ("09995", "conf-machine"),
-    ("09996", "conf-notsure"),
-)
-# the dialplan's globals PATIENT_RING_SECS / PATIENT_TALK_SECS, for a call without RING_SECS / TALK_SECS
-DEFAULT_RING_SECONDS = 2
-DEFAULT_TALK_SECONDS = 8
-DEFAULT_ORIGINATE_TIMEOUT_MS = 30000
-
-
-def scenario_for_number(number: str) -> str:
-    """The flow the recorded `[patients]` context gives a number (not starting with 0: no such extension)."""
-    if not number.startswith("0"):
-        return "nosuchexten"
-    for prefix, scenario in _BY_PREFIX:
-        if number.startswith(prefix):
-            return scenario
-    return "conf-human"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    offset: float  # seconds after the flow's trigger, as recorded
-    headers: tuple[tuple[str, str], ...]
-    half: int = 0  # 1 or 2: the placeholder of the Originate's variables on that channel half
-    verdict: bool = False  # AMDSTATUS of a person: the dialplan checks the nurse's conference right after
-    patient: bool = False  # names the patient's call (the rest is the nurse's leg or her conference)
-    refresh: bool = False  # not recorded in this state: channel state headers come from the live channel
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    name: str
-    steps: tuple[Step, ...]
-    # steps at or after these recorded offsets move with the call's ring time, talk time, Originate timeout
-    ring_end: float | None = None
-    recorded_ring: int = DEFAULT_RING_SECONDS
-    talk_end: float | None = None
-    recorded_talk: int = DEFAULT_TALK_SECONDS
-    timeout_end: float | None = None
-    recorded_timeout_ms: int = DEFAULT_ORIGINATE_TIMEOUT_MS
-    verdict: dict[str, str] = field(default_factory=dict)  # the detector's AMDSTATUS / AMDCAUSE, as recorded
-
-    def offsets(self, ring: int, talk: int, timeout_ms: int) -> list[float]:
-        """Each step's time after the trigger for a call with these dialplan knobs."""
-        result = []
-        for step in self.steps:
-            offset = step.offset
-            if self.ring_end is not None and step.offset >= self.ring_end:
-                offset += ring - self.recorded_ring
-            if self.talk_end is not None and step.offset >= self.talk_end:
-                offset += talk - self.recorded_talk
-            if self.timeout_end is not None and step.offset >= self.timeout_end:
-                offset += (timeout_ms - self.recorded_timeout_ms) / 1000
-            result.append(max(offset, 0.0))
-        return result
-
-    def without(self, *drop: str) -> Flow:
-        """The flow minus the events named (`VarSet:BRIDGEPEER` drops one variable's VarSets)."""
-        return replace(self, steps=tuple(s for s in self.steps if not _dropped(s, drop)))
-
-
-def _dropped(step: Step, drop: Sequence[str]) -> bool:
-    name = header(step.headers, "Event") or ""
-    variable = header(step.headers, "Variable")
-    return name in drop or f"{name}:{variable}" in drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,24 +87,6 @@ def _legs(packets: Sequence[Packet]) -> list[_Leg]:
         prefix = "N" if header(packet.headers, "Context") == "nurse-conference" else "P"
         legs.append(_Leg(prefix, index, packet.headers, names["1"][0], names["1"][1], names["2"][1]))
     return legs
-
-
-def originate_variables(action: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`Variable:` headers of an Originate, each `NAME=value` or several separated by commas."""
-    variables = []
-    for value in [v for k, v in action if k.lower() == "variable"]:
-        for item in value.split(","):
-            name, _, content = item.partition("=")
-            if name.strip():
-                variables.append((name.strip(), content))
-    return variables
-
-
-def dial_parts(dial: str) -> tuple[str, str]:
-    """The number and the context of a dial string such as `Local/0612345678@patients`."""
-    target = dial.split("/", 1)[-1]
-    number, _, context = target.partition("@")
-    return number, context
 
 
 class _Markers:
@@ -432,27 +336,3 @@ def library() -> Library:
         varset=varset,
         login=login,
     )
-
-
-def render(headers: Iterable[tuple[str, str]], values: dict[str, str], timestamp: str) -> Headers:
-    """The headers with markers filled in and a fresh Timestamp."""
-    out = []
-    for name, value in headers:
-        if name == "Timestamp":
-            value = timestamp
-        elif MARK in value:
-            parts = value.split(MARK)
-            value = "".join(values.get(part, "") if i % 2 else part for i, part in enumerate(parts))
-        out.append((name, value))
-    return out
-
-
-def variable_events(prototype: Step, variables: Sequence[tuple[str, str]], half: int) -> list[Headers]:
-    """One VarSet per Originate variable on a channel half: `;1` in reverse order, `;2` in order."""
-    ordered = list(reversed(variables)) if half == 1 else list(variables)
-    events = []
-    for name, value in ordered:
-        events.append(
-            [(k, name if k == "Variable" else value if k == "Value" else v) for k, v in prototype.headers]
-        )
-    return events

@@ -23,43 +23,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from dialer.testing.ami_channels import ChannelTable, error, success
-from dialer.testing.ami_scenarios import (
+from dialer.testing.ami_flows import (
+    CONFERENCE_EVENTS,
     DEFAULT_ORIGINATE_TIMEOUT_MS,
     DEFAULT_RING_SECONDS,
     DEFAULT_TALK_SECONDS,
     PATIENT_SCENARIOS,
+    SYSTEM_NAME,
     Flow,
     Step,
+    cdr_times_moved,
     dial_parts,
-    library,
+    originate_failure,
     originate_variables,
     render,
     scenario_for_number,
     variable_events,
+    with_cause,
 )
+from dialer.testing.ami_scenarios import library
 from dialer.testing.ami_wire import Headers, header
 
 Reply = Callable[[list[Headers]], None]
-SYSTEM_NAME = "astertest"  # as recorded, in every event
-CAUSE_TEXT = {
-    0: "Unknown",
-    1: "Unallocated (unassigned) number",
-    16: "Normal Clearing",
-    17: "User busy",
-    18: "No user responding",
-    19: "User alerting, no answer",
-    21: "Call Rejected",
-    34: "Circuit/channel congestion",
-}
-# events of a conference, left out when a leg is hung up or redirected outside one (not recorded)
-_CONFERENCE_EVENTS = (
-    "ConfbridgeLeave",
-    "ConfbridgeEnd",
-    "BridgeLeave",
-    "BridgeDestroy",
-    "VarSet:BRIDGEPEER",
-    "VarSet:CONFBRIDGE_RESULT",
-)
 
 
 @dataclass(eq=False)
@@ -73,6 +58,7 @@ class Leg:
     knobs: tuple[int, int, int]  # ring seconds, talk seconds, Originate timeout (ms)
     generation: int = 0  # bumped to drop what is still scheduled
     responded: bool = False  # its OriginateResponse went out
+    ending: bool = False  # hung up by an action: a second Hangup finds it going and changes nothing
     prefix: str = "P"
 
     @property
@@ -162,10 +148,13 @@ class Switch:
             packets = variable_events(proto, leg.variables, step.half)
         else:
             packets = [list(step.headers)]
-        stamp = f"{time.time():.6f}"
+        now = time.time()
+        stamp = f"{now:.6f}"
         for headers in packets:
             rendered = render(headers, leg.values, stamp)
             name = header(rendered, "Event")
+            if name == "Cdr":
+                rendered = cdr_times_moved(rendered, float(header(headers, "Timestamp") or now), now)
             if name == "OriginateResponse":
                 leg.responded = True
                 if (
@@ -283,6 +272,9 @@ class Switch:
                 return
             cause = int(header(action, "Cause") or 16)
             reply([success(action_id, ("Message", "Channel Hungup"))])
+            if leg.ending:
+                return
+            leg.ending = True
             now = time.monotonic()
             conference = self.table.conference_of(leg.uids[0])
             self._cancel(leg)
@@ -295,25 +287,25 @@ class Switch:
                 patients = [p for p in patients if p.role == "patient"]
                 if patients:  # the end_marked patient is kicked and hears the apology
                     self._cancel(patients[0])
-                    self._play(patients[0], _with_cause(library().nurse_leaves, cause), now)
+                    self._play(patients[0], with_cause(library().nurse_leaves, cause), now)
                 elif conference is not None:
-                    self._play(leg, _with_cause(library().nurse_hangup, cause), now)
+                    self._play(leg, with_cause(library().nurse_hangup, cause), now)
                 else:
                     self._play(leg, self._outside(leg, library().nurse_hangup, cause), now)
             elif conference is not None:
-                self._play(leg, _with_cause(library().hangup, cause), now)
+                self._play(leg, with_cause(library().hangup, cause), now)
             else:
                 self._play(leg, self._outside(leg, library().hangup, cause), now)
 
     def _outside(self, leg: Leg, flow: Flow, cause: int) -> Flow:
         """Not recorded: a Hangup of a leg outside any conference (ringing, detector, message, apology)."""
-        flow = _with_cause(flow.without(*_CONFERENCE_EVENTS), cause)
+        flow = with_cause(flow.without(*CONFERENCE_EVENTS), cause)
         steps = [
             replace(s, refresh=True) for s in flow.steps if header(s.headers, "Device") is None or s.patient
         ]
         if not leg.responded:  # not answered: no dialplan ran, the Originate fails (Reason 1: hung up)
             steps = [s for s in steps if header(s.headers, "Event") not in ("Newexten", "UserEvent")]
-            response = _originate_failure(leg, reason="1")
+            response = originate_failure(leg.prefix, reason="1")
             at = next((i for i, s in enumerate(steps) if header(s.headers, "Event") == "Hangup"), len(steps))
             steps.insert(at + 1, replace(steps[min(at, len(steps) - 1)], headers=tuple(response)))
         return replace(flow, steps=tuple(steps))
@@ -327,6 +319,9 @@ class Switch:
                 reply([error(action_id, "Channel not existent")])
                 return
             target = (header(action, "Context"), header(action, "Exten"))
+            if leg.ending:
+                reply([error(action_id, "Channel not existent")])
+                return
             if leg.role != "patient" or target != (self.redirect_context, "apology"):
                 reply(
                     [error(action_id, f"Redirect to {target[0]},{target[1]} is not recorded for this peer")]
@@ -336,7 +331,7 @@ class Switch:
             self._cancel(leg)
             flow = library().redirect
             if self.table.conference_of(leg.uids[0]) is None:
-                flow = flow.without(*_CONFERENCE_EVENTS)
+                flow = flow.without(*CONFERENCE_EVENTS)
                 flow = replace(flow, steps=tuple(replace(s, refresh=True) for s in flow.steps))
             self._play(leg, flow, time.monotonic())
 
@@ -380,41 +375,3 @@ class Switch:
             ("Async", "true"),
         ]
         return self.originate(action, lambda _packets: None, scenario) or ""
-
-
-def _with_cause(flow: Flow, cause: int) -> Flow:
-    """The recorded flow after `Action: Hangup` with `Cause: 16`, for the cause the client gave."""
-    if cause == 16:
-        return flow
-    text = CAUSE_TEXT.get(cause, "Unknown")
-
-    def fix(name: str, value: str) -> str:
-        if name == "Cause" and value == "16":
-            return str(cause)
-        if name == "Cause-txt" and value == "Normal Clearing":
-            return text
-        if name in ("AppData", "HangupCause"):
-            return re.sub(r"(?<=HangupCause: )16\b|(?<=cause )16\b|^16$", str(cause), value)
-        return value
-
-    steps = tuple(replace(s, headers=tuple((k, fix(k, v)) for k, v in s.headers)) for s in flow.steps)
-    return replace(flow, steps=steps)
-
-
-def _originate_failure(leg: Leg, reason: str) -> Headers:
-    p = leg.prefix
-    return [
-        ("Event", "OriginateResponse"),
-        ("Privilege", "call,all"),
-        ("Timestamp", ""),
-        ("SystemName", SYSTEM_NAME),
-        ("ActionID", f"\x00{p}_ACTION\x00"),
-        ("Response", "Failure"),
-        ("Channel", f"\x00{p}_DIAL\x00"),
-        ("Context", f"\x00{p}_CONTEXT\x00"),
-        ("Exten", "\x00EXTEN\x00"),
-        ("Reason", reason),
-        ("Uniqueid", f"\x00{p}_UID1\x00"),
-        ("CallerIDNum", "\x00CID_NUM\x00"),
-        ("CallerIDName", "\x00CID_NAME\x00"),
-    ]

@@ -7,6 +7,7 @@ through the peer's own flow-cutting code.
 
 from __future__ import annotations
 
+import calendar
 import collections
 import json
 import socket
@@ -277,6 +278,9 @@ def test_a_call_is_rewritten_with_its_own_ids_and_nothing_of_the_recorded_call(c
     joined = next(e for e in events if _is(e, "ConfbridgeJoin", Uniqueid="att-42-1"))
     assert joined["Conference"] == "nurse-NURSE2002"
     assert joined["CallerIDNum"] == "0199000001"
+    cdr = next(e for e in events if e.name == "Cdr")
+    ended_at = calendar.timegm(time.strptime(cdr["EndTime"], "%Y-%m-%d %H:%M:%S"))
+    assert abs(ended_at - time.time()) < 5  # today's call, not the recording's date
     text = "".join(str(e.keys) for e in events)
     for recorded_value in ("att-101", "0612345678", "NURSE1001", "orig-att", "0100000000", "nurse-nurse1001"):
         assert recorded_value not in text.replace("orig-att-42", "")
@@ -540,6 +544,24 @@ def test_the_login_cuts_the_stream_as_the_recorded_server_did(
         "call": (False, False),  # Events: call hides the detector's verdict entirely
         "call,user": (False, True),
     }[events if username == "dialer" else "on"]
+    watched.close()
+
+
+def test_a_session_filter_added_by_action_cuts_its_own_stream_only(peer: AmiPeer, client: Client) -> None:
+    watched = Client(peer)
+    added = watched.send("Filter", Operation="Add", MatchCriteria="action(exclude),name(Newexten)", Filter="")
+    assert added.status == "Success"
+    legacy = watched.send(
+        "Filter", Operation="Add", Filter="!Variable: CARECALL_ATTEMPT"
+    )  # a regex, excluding
+    assert legacy.status == "Success"
+    since = watched.mark()
+    client.patient("0999012345", 34)
+    client.wait_for(ended("att-34-2"))
+    _, recorded_kinds = recorded_call("conf-busy")  # its only VarSets are CARECALL_ATTEMPT's
+    expected = [k for k in recorded_kinds if k not in ("Newexten", "VarSet")]
+    assert watched.kinds_after(since, len(expected)) == expected
+    assert "Newexten" in client.kinds()
     watched.close()
 
 
