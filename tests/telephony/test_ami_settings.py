@@ -68,7 +68,9 @@ def test_a_wrong_key_is_named_with_its_problem(
 
 def test_a_secret_in_the_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_asterisk_settings(config_with(tmp_path, extra='secret = "x"\n'), environ=ENV)
+        load_asterisk_settings(
+            config_with(tmp_path, ("[asterisk]\n", '[asterisk]\nsecret = "x"\n')), environ=ENV
+        )
     assert err.value.key == "asterisk.secret"
 
 

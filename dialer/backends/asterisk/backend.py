@@ -76,6 +76,7 @@ class AsteriskBackend:
 
     name = "asterisk"
     needs_nurse_leg = True
+    remote = True
 
     def __init__(self, settings: AsteriskSettings, clock: Clock | None = None) -> None:
         self.settings = settings
