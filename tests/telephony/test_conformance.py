@@ -15,6 +15,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from ami_lines import SPEED as AMI_SPEED
+from ami_lines import settings_for as ami_settings
 from conformance import WORKER, Line, Record, Run, every_event_twice, run_scenario
 from factories import fiction_phone, policy
 from twilio_world import ACCOUNT_SID, AUTH_TOKEN, bound_socket, uvicorn_server
@@ -22,12 +24,14 @@ from twilio_world import settings as twilio_settings
 
 from campaign.clock import SystemClock
 from campaign.states import AttemptResult, TaskStatus
+from dialer.backends.asterisk import AsteriskBackend
 from dialer.backends.base import DialRequest, EventSink, NurseLine
 from dialer.backends.simulated import SimulatedBackend
 from dialer.backends.twilio import TwilioBackend
 from dialer.events import CallEvent, CallEventKind, Event
 from dialer.scenarios import RESULT, Scenario
 from dialer.scheduler_loop import EventLoop
+from dialer.testing.ami_peer import AmiPeer
 from dialer.testing.twilio_calls import Script
 from dialer.testing.twilio_peer import TwilioPeer
 from dialer.web import create_app
@@ -156,7 +160,47 @@ def twilio_line() -> Line:
     )
 
 
-BACKENDS: dict[str, Callable[[], Line]] = {"simulated": simulated_line, "twilio": twilio_line}
+AMI_FLOW = {
+    Scenario.human: "conf-human",
+    Scenario.busy: "conf-busy",
+    Scenario.no_answer: "conf-noanswer",
+    Scenario.congestion: "congestion",
+    Scenario.unallocated: "unallocated",
+    Scenario.machine_message: "conf-machine",
+    Scenario.machine_silent: "conf-machine",  # the policy leaves no message
+    Scenario.hangs_up_at_once: "conf-hangup-quick",
+    Scenario.nurse_gone: "conf-human",  # her leg is hung up while the patient's phone rings
+}
+
+
+def asterisk_line() -> Line:
+    """The real asterisk-ami client against the AMI peer playing a real Asterisk 22's recordings."""
+    stack = ExitStack()
+    peer = stack.enter_context(AmiPeer(speed=AMI_SPEED))
+    # every event class: the recorded dialplan says a message was played only in its VarSets
+    backend = AsteriskBackend(ami_settings(peer, events="on"), SystemClock())
+
+    def number_for(scenario: Scenario, k: int) -> str:
+        number = fiction_phone(100 * SCENARIOS.index(scenario) + k, "+3326191")
+        peer.script("0" + number[3:], AMI_FLOW[scenario], talk_seconds=30)  # talks until hung up
+        return number
+
+    def on_dialed(scenario: Scenario, run: Run) -> None:
+        if scenario == Scenario.nurse_gone:
+            backend.nurse_away(run.nurse_id)
+
+    def close() -> None:
+        backend.close()
+        stack.close()
+
+    return Line("asterisk", backend, number_for, nurse_endpoint="NURSE1001", close=close, on_dialed=on_dialed)
+
+
+BACKENDS: dict[str, Callable[[], Line]] = {
+    "simulated": simulated_line,
+    "asterisk": asterisk_line,
+    "twilio": twilio_line,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
