@@ -53,6 +53,8 @@ class Line:
     sink_filter: Callable[[EventSink], EventSink] | None = None  # faults between backend and dialer
     attach: Callable[[Run], None] | None = None  # once the dialer exists (webhooks deliver to it)
     on_dialed: Callable[[Scenario, Run], None] | None = None  # e.g. the nurse's leg drops
+    peer: Any = None  # the far end, for fault tests (AmiPeer, TwilioPeer)
+    webhooks_url: str | None = None  # where the provider's callbacks reach carecall (Twilio)
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,16 @@ def run_scenario(
     voicemail: bool = True,
     timeout: float = 30.0,
     on_dialed: Callable[[Run], None] | None = None,
+    on_talking: Callable[[Run], None] | None = None,
     hang_up_after: float = TALK_SECONDS,
 ) -> Record:
-    """Dial one patient whose line plays `scenario`; the attempt's record once it is over."""
+    """Dial one patient whose line plays `scenario`; the attempt's record once it is over.
+
+    `on_dialed` runs once the call is placed, `on_talking` once the patient talks with the nurse
+    (a fault mid-call, say).
+    """
     run = start(db_url, line, voicemail=voicemail, hang_up_after=hang_up_after)
+    run.on_talking = on_talking
     try:
         patient = add_patient(run.ctx, phone=line.number_for(scenario, 1), tier="high")
         task_id = add_task(run.ctx, patient.id, tier="high")
@@ -121,11 +129,14 @@ class Run:
     line: Line
     hang_up_after: float
     connected: list[LiveCall] = field(default_factory=list)
+    on_talking: Callable[[Run], None] | None = None
     _hang_up_at: float | None = None
 
     def on_connected(self, _nurse: int, call: LiveCall) -> None:
         self.connected.append(call)
         self._hang_up_at = wall.monotonic() + self.hang_up_after
+        if self.on_talking is not None:
+            self.on_talking(self)
 
     def pump(self) -> None:
         """One pass of the dialer's loop, as `serve` runs it, and the nurse's part."""

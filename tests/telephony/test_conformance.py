@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 from ami_lines import SPEED as AMI_SPEED
 from ami_lines import settings_for as ami_settings
 from conformance import WORKER, Line, Record, Run, every_event_twice, run_scenario
 from factories import fiction_phone, policy
+from structlog.testing import capture_logs
 from twilio_world import ACCOUNT_SID, AUTH_TOKEN, bound_socket, uvicorn_server
 from twilio_world import settings as twilio_settings
 
@@ -157,6 +159,8 @@ def twilio_line() -> Line:
         close=close,
         attach=attach,
         on_dialed=on_dialed,
+        peer=peer,
+        webhooks_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
     )
 
 
@@ -193,7 +197,15 @@ def asterisk_line() -> Line:
         backend.close()
         stack.close()
 
-    return Line("asterisk", backend, number_for, nurse_endpoint="NURSE1001", close=close, on_dialed=on_dialed)
+    return Line(
+        "asterisk",
+        backend,
+        number_for,
+        nurse_endpoint="NURSE1001",
+        close=close,
+        on_dialed=on_dialed,
+        peer=peer,
+    )
 
 
 BACKENDS: dict[str, Callable[[], Line]] = {
@@ -263,3 +275,69 @@ def test_an_event_for_an_unknown_call_changes_nothing(make_line: Callable[[], Li
     assert run_scenario(f"sqlite:///{tmp_path / 'c.db'}", line, Scenario.busy) == expected(
         Scenario.busy, line
     )
+
+
+# ---------------------------------------------------------------- faults on the wire, seen from the database
+
+AMI_FAULTS: dict[str, Callable[[AmiPeer], None]] = {
+    "connection dropped mid-call": lambda peer: peer.drop_connections(),
+    # asterisk-ami's reader dies after its socket timeout (3 s) without traffic
+    "silent longer than the library's timeout": lambda peer: peer.fall_silent(4.0),
+    "a malformed line": lambda peer: peer.send_raw(b"a line without a colon\r\n\x00\xff\r\nEvent: Newst"),
+    "every event twice": lambda peer: peer.repeat_events(1),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(AMI_FAULTS))
+def test_ami_faults_mid_call_leave_the_database_consistent(fault: str, tmp_path: Path) -> None:
+    """No attempt left open, none recorded twice, the patient dialed once, nothing personal logged."""
+    line = asterisk_line()
+    with capture_logs() as logs:
+        record = run_scenario(
+            f"sqlite:///{tmp_path / 'c.db'}",
+            line,
+            Scenario.human,
+            on_talking=lambda _run: AMI_FAULTS[fault](line.peer),
+            hang_up_after=2.0,
+        )
+    assert record == expected(Scenario.human, line)
+    _no_personal_data(logs, line.number_for(Scenario.human, 1))
+
+
+TWILIO_FAULTS = ("duplicate", "reorder", "forged")
+
+
+@pytest.mark.parametrize("fault", TWILIO_FAULTS)
+def test_twilio_callback_faults_leave_the_database_consistent(fault: str, tmp_path: Path) -> None:
+    """Duplicated and reordered callbacks change nothing; a forged one (signed with the wrong token)
+    claiming the call is over gets 403 and records nothing, whatever it says."""
+    line = twilio_line()
+    if fault != "forged":
+        setattr(line.peer, fault, True)
+
+    def forge(run: Run) -> None:
+        (call,) = run.dialer.calls.values()
+        form = {"CallSid": "CA" + "f" * 32, "CallStatus": "completed", "AccountSid": ACCOUNT_SID}
+        r = httpx.post(
+            f"{line.webhooks_url}/twilio/status?attempt={call.attempt_id}",
+            data=form,
+            headers={"X-Twilio-Signature": "bm90LWEtc2lnbmF0dXJl"},
+        )
+        assert r.status_code == 403
+
+    with capture_logs() as logs:
+        record = run_scenario(
+            f"sqlite:///{tmp_path / 'c.db'}",
+            line,
+            Scenario.human,
+            on_dialed=forge if fault == "forged" else None,
+        )
+    assert record == expected(Scenario.human, line)
+    _no_personal_data(logs, line.number_for(Scenario.human, 1))
+
+
+def _no_personal_data(logs: list[dict[str, object]], number: str) -> None:
+    """Checked before the scrubber: the code itself must not log a number."""
+    digits = number[-9:]
+    leaked = [e for e in logs if any(digits in str(v).replace(" ", "") for v in e.values())]
+    assert not leaked, leaked
