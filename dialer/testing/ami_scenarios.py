@@ -290,10 +290,35 @@ class Library:
     login: tuple[Headers, ...]  # FullyBooted and SuccessfulAuth after a login
 
 
+SILENT_MACHINE = "conf-machine-silent"
+
+
+def _without_message(flow: Flow) -> Flow:
+    """The machine's call when the policy leaves no message (`CARECALL_VOICEMAIL=0`).
+
+    The site's dialplan (docs/asterisk.md) hangs up right after the verdict instead of waiting
+    for the beep and playing the neutral message: the recorded call without its
+    WaitForSilence…Playback stretch, the hang-up brought forward by that long. Not recorded
+    as such; cut from conf-machine.
+    """
+    steps = list(flow.steps)
+
+    def app(step: Step) -> str | None:
+        return header(step.headers, "Application") if header(step.headers, "Event") == "Newexten" else None
+
+    start = next(i for i, st in enumerate(steps) if st.patient and app(st) == "WaitForSilence")
+    stop = next(i for i, st in enumerate(steps) if i > start and st.patient and app(st) == "Hangup")
+    gap = steps[stop].offset - steps[start].offset
+    kept = [st for i, st in enumerate(steps[:stop]) if i < start or not st.patient]
+    kept += [replace(st, offset=st.offset - gap) for st in steps[stop:]]
+    return replace(flow, name=SILENT_MACHINE, steps=tuple(kept))
+
+
 @cache
 def library() -> Library:
     human = Recording("conf-human")
     patient = {name: Recording(name).call_flow("P") for name in PATIENT_SCENARIOS}
+    patient[SILENT_MACHINE] = _without_message(patient["conf-machine"])
     nurse = human.call_flow("N", end_action="Originate")
 
     gone = Recording("conf-nurse-gone")

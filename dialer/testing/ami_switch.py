@@ -41,7 +41,7 @@ from dialer.testing.ami_flows import (
     variable_events,
     with_cause,
 )
-from dialer.testing.ami_scenarios import library
+from dialer.testing.ami_scenarios import SILENT_MACHINE, library
 from dialer.testing.ami_wire import Headers, header
 
 Reply = Callable[[list[Headers]], None]
@@ -241,6 +241,8 @@ class Switch:
         else:
             scenario, scripted = self.scripts.get(number, (scenario_for_number(number), {}))
             scenario = forced or scenario
+            if scenario == "conf-machine" and given.get("CARECALL_VOICEMAIL") == "0":
+                scenario = SILENT_MACHINE  # the policy leaves no message: hung up at the verdict
             flow = library().patient[scenario]
             ring = scripted.get("ring_seconds", int(given.get("RING_SECS") or DEFAULT_RING_SECONDS))
             talk = scripted.get("talk_seconds", int(given.get("TALK_SECS") or DEFAULT_TALK_SECONDS))
