@@ -296,8 +296,8 @@ SILENT_MACHINE = "conf-machine-silent"
 def _without_message(flow: Flow) -> Flow:
     """The machine's call when the policy leaves no message (`CARECALL_VOICEMAIL=0`).
 
-    The site's dialplan (docs/asterisk.md) hangs up right after the verdict instead of waiting
-    for the beep and playing the neutral message: the recorded call without its
+    The site's dialplan (README, "Asterisk: what a site installs") hangs up right after the
+    verdict instead of waiting for the beep and playing the neutral message: the recorded call without its
     WaitForSilence…Playback stretch, the hang-up brought forward by that long. Not recorded
     as such; cut from conf-machine.
     """

@@ -8,7 +8,7 @@
 
     backend = AsteriskBackend(load_asterisk_settings(config_dir), SystemClock())
 
-The dialplan and manager.conf a site installs: docs/asterisk.md.
+The dialplan and manager.conf a site installs: README, "Asterisk: what a site installs".
 """
 
 from dialer.backends.asterisk.backend import AsteriskBackend

@@ -115,7 +115,9 @@ def load_asterisk_settings(
     missing = [name for name in (USER_VARIABLE, SECRET_VARIABLE) if not env.get(name, "").strip()]
     if missing:
         raise ConfigError(
-            "environment", missing[0], "not set: the AMI user and secret of manager.conf (docs/asterisk.md)"
+            "environment",
+            missing[0],
+            "not set: the AMI user and secret of manager.conf (see README, Asterisk)",
         )
     for key in ("username", "secret"):
         if key in table:
