@@ -40,6 +40,7 @@ from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer import lines
 from dialer.backends.factory import TelephonySetup
+from dialer.nurse_sources import PresenceSource
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 from dialer.step import settle_gc
@@ -103,6 +104,7 @@ def serve(
     heartbeat_real_seconds: float = 2.0,
     stop: threading.Event | None = None,
     telephony: TelephonySetup | None = None,
+    presence: PresenceSource | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
@@ -147,6 +149,7 @@ def serve(
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
         collect_garbage=True,  # between two flushes, never in a nurse's wait (see settle_gc)
         backend=telephony.backend(loop, ctx, worker) if telephony and telephony.backend else None,
+        presence=presence,  # None: simulated nurses on their shifts
     )
     runtime.start()
     settle_gc()

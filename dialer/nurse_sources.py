@@ -1,0 +1,122 @@
+"""Where nurse presence comes from: who is ready when, and what a nurse does with her call.
+
+`serve` and the simulation take a source instead of building one. The simulated
+nurses are one: they go ready and offline on their shifts and take every call
+the dialer hands them, talking for a realistic time and recording a realistic
+outcome (config/simulation.toml). The nurse console of the web application
+will be another, the nurses' own clicks driving the same dialer methods.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from campaign import calendar as cal
+from campaign.states import OutcomeCode
+from dialer.backends.simulated import is_wrong_number
+from dialer.calls import LiveCall
+from dialer.loop import Dialer
+from dialer.presence import NurseStatus
+
+if TYPE_CHECKING:
+    from dialer.simulation import Runtime
+
+
+class PresenceSource(Protocol):
+    outcomes: dict[str, int]  # outcomes recorded so far, by code (reports, the demo)
+
+    def attach(self, runtime: Runtime) -> None:
+        """Start driving the runtime's nurses (their shifts, say) from the runtime's clock on."""
+
+    def on_connected(self, nurse_id: int, call: LiveCall) -> None:
+        """Her call is connected: the patient is on the line."""
+
+
+@dataclass
+class SimulatedNurses:
+    """Nurses on their shifts who talk for a realistic time and record a realistic outcome."""
+
+    seed: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def attach(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.dialer: Dialer = runtime.dialer
+        self.loop = runtime.loop
+        self.rng = random.Random(self.seed)
+        today = runtime.ctx.clock.now().date()
+        self._schedule_shifts(today - timedelta(days=1))
+        self._daily(today)
+
+    def on_connected(self, nurse_id: int, call: LiveCall) -> None:
+        policy = self.dialer.policy
+        sim = policy.simulation
+        mean = policy.tiers[call.task.tier].call_minutes - policy.dialer.wrap_up_seconds / 60
+        minutes = max(1.0, self.rng.gauss(mean, mean * sim.call_minutes_sd_ratio))
+        number_wrong = is_wrong_number(self.seed, call.number, sim.wrong_number)
+        if number_wrong:
+            minutes = self.rng.uniform(0.5, 1.5)
+        self.loop.call_at(
+            self.loop.clock.now() + timedelta(minutes=minutes), self._hang_up, nurse_id, number_wrong
+        )
+
+    def _hang_up(self, nurse_id: int, number_wrong: bool) -> None:
+        self.dialer.hangup(nurse_id)
+        self.loop.call_at(
+            self.loop.clock.now() + timedelta(seconds=self.dialer.policy.dialer.wrap_up_seconds),
+            self._record,
+            nurse_id,
+            number_wrong,
+        )
+
+    def _record(self, nurse_id: int, number_wrong: bool) -> None:
+        sim = self.dialer.policy.simulation
+        callback_at = None
+        if number_wrong:
+            code = OutcomeCode.wrong_number
+        else:
+            u = self.rng.random()
+            if u < sim.callback_requested:
+                code = OutcomeCode.callback_requested
+                callback_at = self.loop.clock.now() + timedelta(
+                    hours=self.rng.choice(sim.callback_delay_hours)
+                )
+            elif u < sim.callback_requested + sim.opted_out:
+                code = OutcomeCode.opted_out
+            elif u < sim.callback_requested + sim.opted_out + sim.escalation:
+                code = OutcomeCode.escalation
+            else:
+                code = OutcomeCode.reached
+        self.dialer.submit_outcome(nurse_id, code, callback_at=callback_at)
+        self.outcomes[code.value] = self.outcomes.get(code.value, 0) + 1
+
+    def _schedule_shifts(self, day: date) -> None:
+        """One day's shifts, in each nurse's local time; metropolitan holidays are off."""
+        now = self.runtime.ctx.clock.now()
+        if cal.is_holiday(day, "75"):
+            return
+        for n in self.runtime.my_nurses:
+            for weekday, start, end in n.shifts:
+                if weekday != day.weekday():
+                    continue
+                on = cal.at_local(day, start, n.timezone)
+                off = cal.at_local(day, end, n.timezone)
+                if off <= now:
+                    continue
+                self.runtime.at(on, _shift_start, self.dialer, n.id)
+                self.runtime.at(off, self.dialer.nurse_offline, n.id)
+
+    def _daily(self, day: date) -> None:
+        """Shifts are always scheduled a day ahead: `day`'s now, the next day's at its eve."""
+        self._schedule_shifts(day)
+        self.runtime.at(cal.at_local(day, time(0), "UTC"), self._daily, day + timedelta(days=1))
+
+
+def _shift_start(dialer: Dialer, nurse_id: int) -> None:
+    if dialer.presence.get(nurse_id) == NurseStatus.offline:
+        dialer.nurse_ready(nurse_id)
+    else:
+        dialer.presence.leaving.discard(nurse_id)
