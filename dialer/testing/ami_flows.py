@@ -5,8 +5,10 @@ Originate, a Hangup or Redirect action, the detector's verdict), each with
 its time after that trigger. Values that belong to the recorded call are
 markers `\\0NAME\\0` (`P_…` the patient's call, `N_…` the nurse's leg,
 `EXTEN`, `NUMBER`, `ATTEMPT`, `CID…`, `BRIDGE`, `CBANN`, `AMDSTATUS`…) that
-`render` fills with a call's own values. The numbers the recorded dialplan
-(`extensions-nurse-conference.conf`) treats apart pick the flow.
+`render` fills with a call's own values, the recorded number with the one
+dialed. The number dialed picks the flow by the peer's own table in the
+ranges ARCEP reserves for fiction (`scenario_for_number`), not by the
+recorded dialplan's numbers.
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ PATIENT_SCENARIOS = (
     "unallocated",
     "nosuchexten",
 )
-_BY_PREFIX = (
-    ("09990", "conf-busy"),
-    ("09991", "conf-noanswer"),
-    ("09992", "congestion"),
-    ("09993", "conf-hangup-quick"),
-    ("09994", "unallocated"),
-    ("09995", "conf-machine"),
-    ("09996", "conf-notsure"),
-)
+# The peer's own table, in the fiction ranges of ARCEP decision 2018-0881: 02 61 91 0D xx, D picks the flow
+FLOW_PREFIX = "0261910"
+_BY_DIGIT = {
+    "1": "conf-busy",
+    "2": "conf-noanswer",
+    "3": "congestion",
+    "4": "conf-hangup-quick",
+    "5": "unallocated",
+    "6": "conf-machine",
+    "7": "conf-notsure",
+}
+# 06 39 98 is fiction too, but no number at all for phonenumbers: the network would say so
+INVALID_PREFIX = "063998"
 # the dialplan's globals PATIENT_RING_SECS / PATIENT_TALK_SECS, for a call without RING_SECS / TALK_SECS
 DEFAULT_RING_SECONDS = 2
 DEFAULT_TALK_SECONDS = 8
@@ -51,13 +57,22 @@ DEFAULT_ORIGINATE_TIMEOUT_MS = 30000
 
 
 def scenario_for_number(number: str) -> str:
-    """The flow the recorded `[patients]` context gives a number (not starting with 0: no such extension)."""
+    """The flow a national number gets: 02 61 91 0D xx by the table, 06 39 98 xx xx unallocated, any other
+    number starting with 0 a person, anything else no such extension (the recorded `[patients]` context knew
+    only numbers starting with 0)."""
     if not number.startswith("0"):
         return "nosuchexten"
-    for prefix, scenario in _BY_PREFIX:
-        if number.startswith(prefix):
-            return scenario
+    if number.startswith(INVALID_PREFIX):
+        return "unallocated"
+    if number.startswith(FLOW_PREFIX) and len(number) > len(FLOW_PREFIX):
+        return _BY_DIGIT.get(number[len(FLOW_PREFIX)], "conf-human")
     return "conf-human"
+
+
+def number_for(scenario: str) -> str:
+    """A national number whose flow is `scenario` by the table (02 61 91 00 00, a person, for any other)."""
+    digit = next((d for d, s in _BY_DIGIT.items() if s == scenario), "0")
+    return f"{FLOW_PREFIX}{digit}00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +135,7 @@ def originate_variables(action: Sequence[tuple[str, str]]) -> list[tuple[str, st
 
 
 def dial_parts(dial: str) -> tuple[str, str]:
-    """The number and the context of a dial string such as `Local/0612345678@patients`."""
+    """The number and the context of a dial string such as `Local/0261910001@patients`."""
     target = dial.split("/", 1)[-1]
     number, _, context = target.partition("@")
     return number, context

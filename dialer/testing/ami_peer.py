@@ -6,28 +6,41 @@ real switch sent for the same dialplan (`../shared/fixtures/ami/`):
     from dialer.testing.ami_peer import AmiPeer
 
     with AmiPeer(speed=20) as peer:               # 127.0.0.1, a free port: peer.address
-        peer.script("0639980001", "conf-machine")  # else the number picks the flow, as the dialplan does
+        peer.script("0261910001", "conf-machine")  # else the number picks the flow (table below)
         client = AMIClient(*peer.address)
         client.login("dialer", "dialer-secret")    # manager.conf's users: dialer, dialer-filtered
         # Originate Local/NURSE1001@nurse-phones, Context nurse-conference, Exten NURSE1001, Async true:
         #   her leg, in ConfBridge(nurse-NURSE1001) until hung up;
-        # Originate Local/0639980001@patients, Context patient-amd, Exten NURSE1001, Async true,
+        # Originate Local/0261910001@patients, Context patient-amd, Exten NURSE1001, Async true,
         #   ChannelId att-7-1, Variable CARECALL_ATTEMPT=7: the recorded events follow, rewritten
         #   with this call's ActionID, ChannelId, channel names, variables, number and exten.
         peer.drop_connections()                    # faults: also fall_silent, send_raw, repeat_events,
         peer.actions                               # unknown_call_event; what every client sent
 
-Numbers: 09990… busy, 09991… no answer (at the Originate's Timeout),
-09992… congestion, 09993… hangs up during the detector, 09994… unallocated,
-09995… answering machine, 09996… detector not sure, other 0… a person,
-anything else no such extension. A person's call joins the nurse's
-conference only if her leg is in it (else the recorded apology); `Action:
-Hangup` and `Redirect` (to `patient-redirect,apology`) play what followed
-them on the real switch; `CoreShowChannels`, `Status`, `ConfbridgeList`,
-`ConfbridgeListRooms` and `BridgeList` answer from the live channels.
-Times are the recorded ones divided by `speed`; the call's `RING_SECS` and
-`TALK_SECS` variables (or `script(..., ring_seconds=, talk_seconds=)`) move
-the ring and talk waits as the recorded dialplan does (2 s and 8 s else).
+Numbers (as dialed: national), in the ranges ARCEP reserves for fiction
+(decision 2018-0881), pick the flow by one rule, 02 61 91 0D xx, the digit D:
+
+    0  02 61 91 00 xx  a person          4  02 61 91 04 xx  hangs up during the detector
+    1  02 61 91 01 xx  busy              5  02 61 91 05 xx  unallocated
+    2  02 61 91 02 xx  no answer         6  02 61 91 06 xx  answering machine
+       (at the Originate's Timeout)      7  02 61 91 07 xx  detector not sure
+    3  02 61 91 03 xx  congestion
+
+06 39 98 xx xx is unallocated too (phonenumbers refuses the range: the
+peer answers as the network does a number that does not exist); any other
+number starting with 0 is a person (a generated patient in 02 61 91 01 00
+to 07 99 gets the table's flow); anything else, no such extension.
+`script()` gives any number any flow. The recorded calls' own numbers never
+show: the dialed one replaces them.
+
+A person's call joins the nurse's conference only if her leg is in it (else
+the recorded apology); `Action: Hangup` and `Redirect` (to
+`patient-redirect,apology`) play what followed them on the real switch;
+`CoreShowChannels`, `Status`, `ConfbridgeList`, `ConfbridgeListRooms` and
+`BridgeList` answer from the live channels. Times are the recorded ones
+divided by `speed`; the call's `RING_SECS` and `TALK_SECS` variables (or
+`script(..., ring_seconds=, talk_seconds=)`) move the ring and talk waits as
+the recorded dialplan does (2 s and 8 s else).
 
 Not recorded, so approximated: a Hangup of a call outside a conference
 (ringing: the Originate fails with Reason 1; during the detector, the

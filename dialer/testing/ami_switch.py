@@ -34,6 +34,7 @@ from dialer.testing.ami_flows import (
     Step,
     cdr_times_moved,
     dial_parts,
+    number_for,
     originate_failure,
     originate_variables,
     render,
@@ -362,7 +363,7 @@ class Switch:
 
     def unknown_call(self, scenario: str) -> str:
         """A call carecall never asked for (another dialer on the same Asterisk): its ChannelId."""
-        number = "0999012345" if scenario == "conf-busy" else "0639980000"
+        number = number_for(scenario)
         n = next(self._unique_seq)
         action = [
             ("Action", "Originate"),

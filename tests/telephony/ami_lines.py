@@ -21,14 +21,20 @@ from dialer.testing.ami_peer import AmiPeer
 K = CallEventKind
 SPEED = 20.0  # the peer plays the recorded flows 20 times faster
 NURSE = 1001
-PERSON = "+33612345678"  # numbers as the recorded dialplan reads them nationally (0612…, 09995…)
-MACHINE = "+33999512345"
-BUSY = "+33999012345"
-NO_ANSWER = "+33999112345"
-CONGESTION = "+33999212345"
-QUICK_HANGUP = "+33999312345"
-UNALLOCATED = "+33999412345"
-NOT_SURE = "+33999612345"
+# fiction numbers (ARCEP 2018-0881) of the peer's table, dialed nationally: 02 61 91 0D xx, D picks the flow
+PERSON = "+33261910001"
+BUSY = "+33261910101"
+NO_ANSWER = "+33261910201"
+CONGESTION = "+33261910301"
+QUICK_HANGUP = "+33261910401"
+UNALLOCATED = "+33261910501"
+MACHINE = "+33261910601"
+NOT_SURE = "+33261910701"
+
+
+def national(e164: str) -> str:
+    """A French number as `patient_channel`'s {national} dials it, which is what the peer is scripted by."""
+    return "0" + e164.removeprefix("+33")
 
 
 class Collector:

@@ -23,6 +23,7 @@ from ami_lines import (
     Collector,
     K,
     asterisk,
+    national,
     nurse_in_conference,
     poll,
     request,
@@ -87,7 +88,7 @@ def test_the_originate_is_asynchronous_and_names_the_call_for_carecall(peer: Ami
     assert dict(login)["Events"] == "call,user"  # `call` alone would hide the detector's verdict
     originates = {dict(a)["ActionID"]: a for a in peer.actions if dict(a).get("Action") == "Originate"}
     call = dict(originates["orig-att-8"])
-    assert call["Channel"] == "Local/0999512345@patients"
+    assert call["Channel"] == "Local/0261910601@patients"  # MACHINE, dialed nationally
     assert (call["Context"], call["Exten"], call["Priority"]) == ("patient-amd", "NURSE1001", "1")
     assert (call["ChannelId"], call["OtherChannelId"]) == ("att-8-1", "att-8-2")
     assert call["Async"] == "true" and call["Timeout"] == "15000"
@@ -139,7 +140,7 @@ def test_nurse_gone_before_the_answer_the_patient_hears_the_apology(peer: AmiPee
 
 def test_nurse_leaving_mid_call_kicks_the_patient_to_the_apology(peer: AmiPeer) -> None:
     sink = Collector()
-    peer.script("0612345678", "conf-human", talk_seconds=60)  # talks until hung up
+    peer.script(national(PERSON), "conf-human", talk_seconds=60)  # talks until hung up
     with asterisk(peer, sink) as backend:
         nurse_in_conference(backend, sink)
         backend.dial(request(12, PERSON))
@@ -160,7 +161,7 @@ def test_nurse_leaving_mid_call_kicks_the_patient_to_the_apology(peer: AmiPeer) 
 
 def test_the_dialer_hangs_up_a_call_in_progress(peer: AmiPeer) -> None:
     sink = Collector()
-    peer.script("0612345678", "conf-human", talk_seconds=60)  # talks until hung up
+    peer.script(national(PERSON), "conf-human", talk_seconds=60)  # talks until hung up
     with asterisk(peer, sink) as backend:
         nurse_in_conference(backend, sink)
         backend.dial(request(13, PERSON))
@@ -226,7 +227,7 @@ def test_dialing_while_the_switch_is_unreachable_fails_the_attempt_at_once(peer:
 def test_a_number_that_would_smuggle_a_header_is_not_sent(peer: AmiPeer) -> None:
     sink = Collector()
     with asterisk(peer, sink) as backend:
-        backend.dial(request(17, "+33612345678\r\nAction: Originate"))
+        backend.dial(request(17, f"{PERSON}\r\nAction: Originate"))
         sink.ended(17, timeout=1)
         backend.dial(request(18, BUSY))  # the link is unharmed
         sink.ended(18)

@@ -24,6 +24,7 @@ from ami_lines import (
     Collector,
     K,
     asterisk,
+    national,
     nurse_in_conference,
     poll,
     request,
@@ -36,7 +37,7 @@ from dialer.backends.asterisk.client import AmiSession
 from dialer.backends.asterisk.packets import encode
 from dialer.testing.ami_peer import AmiPeer
 
-DIGITS = ("0612345678", "612345678", "0999512345", "999512345", "0999012345", "999012345")
+DIGITS = tuple(form for n in (PERSON, MACHINE, BUSY) for form in (national(n), n.removeprefix("+33")))
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def connected(sink: Collector, attempt_id: int) -> None:
 
 def test_a_connection_dropped_mid_call_is_replaced_and_the_call_ends_once(peer: AmiPeer) -> None:
     sink = Collector()
-    peer.script("0612345678", "conf-human", talk_seconds=60)  # talks until hung up
+    peer.script(national(PERSON), "conf-human", talk_seconds=60)  # talks until hung up
     with capture_logs() as logs, asterisk(peer, sink) as backend:
         nurse_in_conference(backend, sink)
         backend.dial(request(21, PERSON))
@@ -115,9 +116,9 @@ def test_malformed_lines_are_skipped_and_logged_without_their_content(peer: AmiP
         nurse_in_conference(backend, sink)
         backend.dial(request(25, PERSON))
         connected(sink, 25)
-        peer.send_raw(b"a line without a colon, calling 0612345678\r\n\r\n")
+        peer.send_raw(b"a line without a colon, calling 0261910001\r\n\r\n")
         peer.send_raw(b"\x00\xff\xfe binary \x01\x02\r\n\r\n")
-        peer.send_raw(b"Event: Newstate\r\nChannel: Local/0612345678@pat")  # truncated: runs into the next
+        peer.send_raw(b"Event: Newstate\r\nChannel: Local/0261910001@pat")  # truncated: runs into the next
         sink.ended(25)
         assert backend.connections == 1
     assert result_of(sink.calls(25)) == (AttemptResult.answered, 16)

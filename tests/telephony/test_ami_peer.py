@@ -128,7 +128,7 @@ class Client:
             Exten=exten,
             Priority="1",
             Timeout="30000",
-            CallerID='"Dialer" <0100000000>',
+            CallerID='"Dialer" <0199000002>',
             ChannelId=f"nurse-{exten}-1",
             OtherChannelId=f"nurse-{exten}-2",
             Async="true",
@@ -226,22 +226,29 @@ def test_the_banner_comes_first_and_an_action_before_login_is_denied(peer: AmiPe
 
 # -- the recorded flows -------------------------------------------------------------------------
 
-SCENARIOS = {
-    # scenario: number dialed (the dialplan's prefixes)
-    "conf-human": "0639980001",
-    "conf-notsure": "0999612345",
-    "conf-machine": "0999512345",
-    "conf-hangup-quick": "0999312345",
-    "conf-busy": "0999012345",
-    "conf-noanswer": "0999112345",
-    "congestion": "0999212345",
-    "unallocated": "0999412345",
-    "nosuchexten": "1234",
-}
+NUMBERS = [
+    # number dialed, the flow it plays (the peer's table: 02 61 91 0D xx, D picks the flow)
+    ("0261910001", "conf-human"),
+    ("0261910701", "conf-notsure"),
+    ("0261910601", "conf-machine"),
+    ("0261910401", "conf-hangup-quick"),
+    ("0261910101", "conf-busy"),
+    ("0261910201", "conf-noanswer"),
+    ("0261910301", "congestion"),
+    ("0261910501", "unallocated"),
+    ("1234", "nosuchexten"),
+    # outside the table: 06 39 98 is no number for phonenumbers, any other national number is a person
+    ("0639980001", "unallocated"),
+    ("0261910899", "conf-human"),
+    ("0261911101", "conf-human"),
+    ("0199001234", "conf-human"),
+]
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_each_dialed_number_plays_its_recorded_flow_event_by_event(client: Client, scenario: str) -> None:
+@pytest.mark.parametrize(("number", "scenario"), NUMBERS)
+def test_each_dialed_number_plays_its_recorded_flow_event_by_event(
+    client: Client, number: str, scenario: str
+) -> None:
     """Same kinds in the same order as the real switch, odd orders included (Cdr first, OriginateResponse
     between the Hangups...), with as many VarSet as variables sent (here as many as recorded)."""
     action, expected = recorded_call(scenario)
@@ -250,14 +257,14 @@ def test_each_dialed_number_plays_its_recorded_flow_event_by_event(client: Clien
     since = client.mark()
     keys = {k: v for k, v in action if k not in ("Action", "Variable", "Channel")}
     variables = dict(v.split("=", 1) for k, v in action if k == "Variable")
-    client.send("Originate", variables, **keys, Channel=f"Local/{SCENARIOS[scenario]}@patients")
+    client.send("Originate", variables, **keys, Channel=f"Local/{number}@patients")
     assert client.kinds_after(since, len(expected)) == expected
 
 
 def test_a_call_is_rewritten_with_its_own_ids_and_nothing_of_the_recorded_call(client: Client) -> None:
     client.nurse_leg("NURSE2002")
     since = client.mark()
-    client.patient("0639980001", 42, CARECALL_TASK="7")
+    client.patient("0261910001", 42, CARECALL_TASK="7")
     events = client.wait_for(ended("att-42-1"))[since:]
     response = next(e for e in events if e.name == "OriginateResponse")
     assert (response["ActionID"], response["Uniqueid"], response["Response"]) == (
@@ -265,7 +272,7 @@ def test_a_call_is_rewritten_with_its_own_ids_and_nothing_of_the_recorded_call(c
         "att-42-1",
         "Success",
     )
-    assert response["Channel"].startswith("Local/0639980001@patients-") and response["Channel"].endswith(";1")
+    assert response["Channel"].startswith("Local/0261910001@patients-") and response["Channel"].endswith(";1")
     linked = {e.keys.get("Linkedid") for e in events if e.keys.get("Uniqueid", "").startswith("att-")}
     assert linked == {"att-42-1", None}  # OriginateResponse has no Linkedid
     assert {e["Uniqueid"] for e in events if "Uniqueid" in e.keys} == {
@@ -282,13 +289,17 @@ def test_a_call_is_rewritten_with_its_own_ids_and_nothing_of_the_recorded_call(c
     ended_at = calendar.timegm(time.strptime(cdr["EndTime"], "%Y-%m-%d %H:%M:%S"))
     assert abs(ended_at - time.time()) < 5  # today's call, not the recording's date
     text = "".join(str(e.keys) for e in events)
-    for recorded_value in ("att-101", "0612345678", "NURSE1001", "orig-att", "0100000000", "nurse-nurse1001"):
+    action, _ = recorded_call("conf-human")
+    number = str(first(action, "Channel")).removeprefix("Local/").partition("@")[0]  # the capture's own
+    caller = str(first(action, "CallerID")).partition("<")[2].removesuffix(">")
+    assert number and caller
+    for recorded_value in ("att-101", number, "NURSE1001", "orig-att", caller, "nurse-nurse1001"):
         assert recorded_value not in text.replace("orig-att-42", "")
 
 
 def test_the_originate_variables_are_set_on_both_halves_as_recorded(client: Client) -> None:
     since = client.mark()
-    client.patient("0999012345", 5, CARECALL_TASK="9", CARECALL_NURSE="3")
+    client.patient("0261910101", 5, CARECALL_TASK="9", CARECALL_NURSE="3")
     events = client.wait_for(ended("att-5-2"))[since:]
     varsets = [(e["Uniqueid"], e["Variable"], e["Value"]) for e in events if e.name == "VarSet"]
     assert varsets == [
@@ -304,20 +315,20 @@ def test_the_originate_variables_are_set_on_both_halves_as_recorded(client: Clie
 def test_a_failed_originate_names_the_dial_string_and_unknown_uniqueid_without_channel_id(
     client: Client,
 ) -> None:
-    client.send("Originate", ActionID="no-id", Channel="Local/0999212345@patients", Context="patient-amd",
+    client.send("Originate", ActionID="no-id", Channel="Local/0261910301@patients", Context="patient-amd",
                 Exten="NURSE2002", Async="true")  # fmt: skip
-    client.patient("0999212345", 8)
+    client.patient("0261910301", 8)
     events = client.wait_for(lambda es: sum(e.name == "OriginateResponse" for e in es) == 2)
     failures = {e["ActionID"]: e for e in events if e.name == "OriginateResponse"}
     assert failures["no-id"]["Uniqueid"] == "<unknown>"
     assert failures["orig-att-8"]["Uniqueid"] == "att-8-1"
-    assert {f["Channel"] for f in failures.values()} == {"Local/0999212345@patients"}
+    assert {f["Channel"] for f in failures.values()} == {"Local/0261910301@patients"}
     assert {(f["Response"], f["Reason"]) for f in failures.values()} == {("Failure", "8")}
 
 
 def test_no_answer_ends_at_the_originate_timeout_not_before(client: Client) -> None:
     start = time.monotonic()
-    client.send("Originate", ActionID="short", Channel="Local/0999112345@patients", Context="patient-amd",
+    client.send("Originate", ActionID="short", Channel="Local/0261910201@patients", Context="patient-amd",
                 Exten="NURSE2002", Timeout="4000", ChannelId="na-1", Async="true")  # fmt: skip
     events = client.wait_for(ended("na-1"))
     assert time.monotonic() - start >= 4.0 / SPEED
@@ -340,7 +351,7 @@ def test_the_nurse_leg_joins_her_own_conference_and_stays(client: Client, peer: 
 def test_ring_and_talk_time_follow_the_calls_variables_as_the_dialplan_does(client: Client) -> None:
     client.nurse_leg()
     start = time.monotonic()
-    client.patient("0639980001", 9, RING_SECS="10", TALK_SECS="1")
+    client.patient("0261910001", 9, RING_SECS="10", TALK_SECS="1")
     client.wait_for(lambda es: any(_is(e, "OriginateResponse", ActionID="orig-att-9") for e in es))
     assert time.monotonic() - start >= 10 / SPEED
     events = client.wait_for(ended("att-9-1"))
@@ -352,7 +363,7 @@ def test_ring_and_talk_time_follow_the_calls_variables_as_the_dialplan_does(clie
 
 def test_a_person_answering_when_the_nurse_leg_is_gone_hears_the_apology(client: Client) -> None:
     since = client.mark()
-    client.patient("0639980001", 11)  # no nurse leg up for NURSE2002
+    client.patient("0261910001", 11)  # no nurse leg up for NURSE2002
     client.wait_for(ended("att-11-2"))
     time.sleep(0.2)
     events = client.events[since:]
@@ -366,7 +377,7 @@ def test_a_person_answering_when_the_nurse_leg_is_gone_hears_the_apology(client:
 
 def test_a_hangup_action_by_channel_id_ends_the_conversation_as_recorded(client: Client) -> None:
     client.nurse_leg()
-    client.patient("0639980001", 14, TALK_SECS="600")
+    client.patient("0261910001", 14, TALK_SECS="600")
     client.wait_for(lambda es: any(_is(e, "ConfbridgeJoin", Uniqueid="att-14-1") for e in es))
     since = client.mark()
     hungup = client.send("Hangup", ActionID="h", Channel="att-14-1", Cause="16")
@@ -379,7 +390,7 @@ def test_a_hangup_action_by_channel_id_ends_the_conversation_as_recorded(client:
 
 def test_a_nurse_hung_up_mid_call_kicks_the_patient_into_the_apology(client: Client) -> None:
     client.nurse_leg()
-    client.patient("0639980001", 15, TALK_SECS="600")
+    client.patient("0261910001", 15, TALK_SECS="600")
     events = client.wait_for(lambda es: any(_is(e, "ConfbridgeJoin", Uniqueid="att-15-1") for e in es))
     nurse_channel = next(e for e in events if _is(e, "Newchannel", Uniqueid="nurse-NURSE2002-1"))["Channel"]
     since = client.mark()
@@ -395,7 +406,7 @@ def test_a_nurse_hung_up_mid_call_kicks_the_patient_into_the_apology(client: Cli
 
 def test_a_redirect_to_the_apology_leaves_the_conference_as_recorded(client: Client) -> None:
     client.nurse_leg()
-    client.patient("0639980001", 16, TALK_SECS="600")
+    client.patient("0261910001", 16, TALK_SECS="600")
     client.wait_for(lambda es: any(_is(e, "ConfbridgeJoin", Uniqueid="att-16-1") for e in es))
     since = client.mark()
     moved = client.send(
@@ -489,7 +500,7 @@ def test_a_nurse_hung_up_alone_leaves_her_conference_as_recorded(client: Client)
 
 def test_hanging_up_a_ringing_call_fails_its_originate(client: Client) -> None:
     """Not recorded: both halves end with the cause given and the Originate fails (Reason 1, hung up)."""
-    client.patient("0639980001", 17, RING_SECS="60")
+    client.patient("0261910001", 17, RING_SECS="60")
     client.wait_for(lambda es: any(_is(e, "DialState", DialStatus="RINGING") for e in es))
     assert client.send("Hangup", Channel="att-17-1", Cause="21").status == "Success"
     events = client.wait_for(lambda es: ended("att-17-1")(es) and ended("att-17-2")(es))
@@ -556,7 +567,7 @@ def test_a_session_filter_added_by_action_cuts_its_own_stream_only(peer: AmiPeer
     )  # a regex, excluding
     assert legacy.status == "Success"
     since = watched.mark()
-    client.patient("0999012345", 34)
+    client.patient("0261910101", 34)
     client.wait_for(ended("att-34-2"))
     _, recorded_kinds = recorded_call("conf-busy")  # its only VarSets are CARECALL_ATTEMPT's
     expected = [k for k in recorded_kinds if k not in ("Newexten", "VarSet")]
@@ -578,7 +589,7 @@ def test_events_call_loses_what_the_recorded_login_lost(peer: AmiPeer, client: C
 
 def _in_conversation(client: Client, attempt: int) -> None:
     client.nurse_leg()
-    client.patient("0639980001", attempt, TALK_SECS="600")
+    client.patient("0261910001", attempt, TALK_SECS="600")
     client.wait_for(lambda es: any(_is(e, "ConfbridgeJoin", Uniqueid=f"att-{attempt}-1") for e in es))
 
 
@@ -658,7 +669,7 @@ def test_dropped_connections_leave_the_calls_going_and_a_new_one_sees_only_what_
 ) -> None:
     first_client = Client(peer)
     first_client.nurse_leg()
-    first_client.patient("0639980001", 30, RING_SECS="10", TALK_SECS="40")
+    first_client.patient("0261910001", 30, RING_SECS="10", TALK_SECS="40")
     first_client.wait_for(lambda es: any(_is(e, "DialState", DestUniqueid="att-30-1") for e in es))
     peer.drop_connections()
     assert first_client.disconnected.wait(WAIT)
@@ -681,7 +692,7 @@ def test_a_silent_peer_sends_nothing_then_everything_it_held_in_order(peer: AmiP
     quiet = 0.5
     start = time.monotonic()
     peer.fall_silent(quiet)
-    response = client.patient("0999012345", 31)  # the answer itself is held
+    response = client.patient("0261910101", 31)  # the answer itself is held
     assert response.status == "Success"
     assert time.monotonic() - start >= quiet
     _, expected = recorded_call("conf-busy")
@@ -710,7 +721,7 @@ def test_the_library_sees_malformed_packets_as_unknown_and_goes_on(peer: AmiPeer
 def test_repeated_events_arrive_that_many_times(peer: AmiPeer, client: Client) -> None:
     peer.repeat_events(2)
     since = client.mark()
-    client.patient("0999012345", 32)
+    client.patient("0261910101", 32)
     _, expected = recorded_call("conf-busy")
     assert client.kinds_after(since, 2 * len(expected)) == [kind for kind in expected for _ in range(2)]
 
@@ -732,7 +743,7 @@ def test_an_unknown_call_plays_a_flow_carecall_never_originated(peer: AmiPeer, c
 
 
 def test_the_peer_records_every_action_with_its_headers_in_order(peer: AmiPeer, client: Client) -> None:
-    client.patient("0999012345", 33, CARECALL_TASK="4")
+    client.patient("0261910101", 33, CARECALL_TASK="4")
     originate = next(a for a in peer.actions if ("Action", "Originate") in a)
     assert ("ChannelId", "att-33-1") in originate
     assert [v for k, v in originate if k == "Variable"] == ["CARECALL_ATTEMPT=33", "CARECALL_TASK=4"]
