@@ -343,6 +343,6 @@ def test_packets_skipped_unread_change_nothing(scenario: str) -> None:
 
 
 def test_a_packet_hidden_behind_a_truncated_one_is_never_skipped() -> None:
-    glued = "Event: Newexten\r\nChannel: Local/06123@patEvent: Hangup\r\nUniqueid: att-5-1\r\nCause: 16"
+    glued = "Event: Newexten\r\nChannel: Local/02619@patEvent: Hangup\r\nUniqueid: att-5-1\r\nCause: 16"
     assert not uninteresting(glued)
     assert parse(glued).event == "Hangup"

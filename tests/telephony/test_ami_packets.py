@@ -80,7 +80,7 @@ def test_an_action_value_cannot_smuggle_a_header() -> None:
 
 def test_a_packet_truncated_within_a_value_keeps_the_next_whole() -> None:
     packet = parse(
-        "Event: Newstate\r\nChannel: Local/0612345678@patEvent: Hangup\r\nUniqueid: att-3-1\r\nCause: 16"
+        "Event: Newstate\r\nChannel: Local/0261910001@patEvent: Hangup\r\nUniqueid: att-3-1\r\nCause: 16"
     )
     assert packet.headers == (("Event", "Hangup"), ("Uniqueid", "att-3-1"), ("Cause", "16"))
     blob = parse("\x00\x01\x02Event: Hangup\r\nUniqueid: att-3-1")

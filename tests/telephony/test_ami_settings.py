@@ -85,8 +85,9 @@ def test_no_asterisk_table_is_named(tmp_path: Path) -> None:
     ("e164", "national", "digits"),
     [
         ("+33199001234", "0199001234", "33199001234"),
-        ("+262692123456", "0692123456", "262692123456"),  # La Réunion: dialed as a French number
-        ("+4915112345678", "004915112345678", "4915112345678"),
+        # La Réunion: dialed as a French number (no fiction range overseas: one outside its numbering plan)
+        ("+262261910001", "0261910001", "262261910001"),
+        ("+447700900123", "00447700900123", "447700900123"),  # Ofcom's range for drama
     ],
 )
 def test_a_patient_channel_names_the_number_as_the_trunk_wants_it(
