@@ -143,9 +143,10 @@ def _is_tty(stream: TextIO) -> bool:
 _HANDLER_NAME = "carecall"  # configuring again replaces our handler, never duplicates it
 
 
-_CHATTY_LIBRARIES = ("alembic", "apscheduler", "faker")
-# SQLAlchemy logs fetched rows (names, birth dates) at debug: never below warning.
-_NEVER_BELOW_WARNING = ("sqlalchemy",)
+_CHATTY_LIBRARIES = ("alembic", "apscheduler", "faker", "httpx", "uvicorn")
+# SQLAlchemy logs fetched rows (names, birth dates) at debug; the Twilio SDK logs every request's
+# parameters (the patient's number) at info: never below warning.
+_NEVER_BELOW_WARNING = ("sqlalchemy", "twilio")
 
 
 def configure_logging(

@@ -212,3 +212,17 @@ def test_bad_arguments_are_refused() -> None:
         configure_logging("xml")
     with pytest.raises(ValueError, match="level"):
         configure_logging("json", level="loud")
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_the_twilio_sdk_never_logs_a_request_s_parameters(level: str) -> None:
+    """The SDK logs every request's parameters (To: the patient's number) at info, URL-encoded
+    where the scrubber cannot see a number: its logger stays at warning whatever the level."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    buf = io.StringIO()
+    configure_logging("json", level=level, stream=buf)
+    TwilioHttpClient().log_request(
+        {"method": "POST", "url": "https://api.twilio.com/x", "params": {"To": "+33261910001"}, "headers": {}}
+    )
+    assert "261910001" not in buf.getvalue()
