@@ -127,3 +127,42 @@ def test_serve_refuses_to_start_without_twilio_credentials(tmp_path: Path, monke
 def _outcomes(ctx) -> int:  # type: ignore[no-untyped-def]
     with ctx.sessions() as s:
         return len(s.execute(select(Outcome.id)).all())  # type: ignore[call-overload]
+
+
+def test_serve_refuses_to_start_without_the_ami_user(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CARECALL_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.delenv("CARECALL_AMI_USER", raising=False)
+    monkeypatch.delenv("CARECALL_AMI_SECRET", raising=False)
+    r = CliRunner().invoke(cli_app, ["serve", "--telephony", "asterisk"])
+    assert r.exit_code == 2, r.output
+    assert "CARECALL_AMI_USER" in r.output and "Traceback" not in r.output
+
+
+def test_each_telephony_builds_its_backend_from_the_shipped_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """What `serve --telephony X` runs: the simulated lines need nothing, the others their settings."""
+    from campaign.settings import load_settings
+    from dialer.backends.asterisk import AsteriskBackend
+    from dialer.backends.factory import Telephony, telephony_setup
+
+    for name, value in {
+        "CARECALL_AMI_USER": "carecall",
+        "CARECALL_AMI_SECRET": "s3cret",
+        "CARECALL_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "CARECALL_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = load_settings().config_dir
+    assert telephony_setup(Telephony.simulated, config) == TelephonySetup()
+    asterisk = telephony_setup(Telephony.asterisk, config)
+    assert asterisk.backend is not None and asterisk.webhooks is None
+    ctx, _ = make_ctx("sqlite://", MONDAY_10)
+    backend = asterisk.backend(None, ctx, "dialer-1")  # type: ignore[arg-type]
+    assert isinstance(backend, AsteriskBackend) and backend.remote and backend.needs_nurse_leg
+    twilio = telephony_setup(Telephony.twilio, config)
+    assert twilio.backend is not None and twilio.webhooks is not None
+    backend = twilio.backend(None, ctx, "dialer-1")  # type: ignore[arg-type]
+    try:
+        assert isinstance(backend, TwilioBackend) and backend.worker == "dialer-1"
+    finally:
+        backend.close()
+    dispose(ctx)
