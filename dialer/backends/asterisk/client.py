@@ -311,8 +311,8 @@ class AmiSession:
                 "ami packet damaged, kept what was readable", dropped=packet.damaged, ami_event=packet.event
             )
         try:
-            action_id = packet.get("ActionID")
-            if action_id is not None and self._pending:
+            action_id = packet.get("ActionID") if self._pending else None
+            if action_id is not None:
                 with self._pending_lock:
                     pending = self._pending.get(action_id)
                     if pending is not None:
