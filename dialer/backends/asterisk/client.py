@@ -1,7 +1,7 @@
 """One AMI session over the `asterisk-ami` 0.1.7 client, its known flaws guarded.
 
-The library's socket, reader thread and packet framing are kept; what it gets
-wrong is replaced (fixtures/ami/README.md, DESIGN.md):
+The library's socket, reader thread and packet boundaries are kept; what it
+gets wrong is replaced (fixtures/ami/README.md, DESIGN.md):
 
 - its socket timeout also applies to reads, so its reader thread dies after
   that long without traffic, in the middle of a call: the socket reads with no
