@@ -255,6 +255,8 @@ class Dialer(CallEnds):
 
     def _dispatch(self) -> None:
         """One task for each ready nurse without a call, claimed in one transaction."""
+        if not self.queue.has_due():
+            return  # nothing to hand out: no need to go through every ready nurse
         now = self.ctx.clock.now()
         hours = self.policy.calling_hours
         offers: list[tuple[QueuedTask, int]] = []

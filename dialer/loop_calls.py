@@ -83,8 +83,8 @@ class CallEnds:
 
     def _apply_events(self) -> None:
         events, self._events = self._events, []
-        connected: list[LiveCall] = []
-        unanswered: list[LiveCall] = []
+        connected: dict[int, LiveCall] = {}  # by attempt, in the order they were bridged
+        ended: list[LiveCall] = []
         for e in events:
             call = self.calls.get(e.attempt_id)
             if call is None:
@@ -96,22 +96,24 @@ class CallEnds:
                 continue  # repeated, or later than what the line already said
             self.lines.moved(call.attempt_id, call.line)
             if e.kind == CallEventKind.connected and call.state == CallState.dialing:
-                connected.append(call)
+                connected[call.attempt_id] = call
             elif e.kind == CallEventKind.ended:
                 self.patients_in_call.discard(call.task.patient_id)
-                if call in connected:
-                    connected.remove(call)  # answered and over in one breath: a conversation all the same
-                    self._connect([call])
-                if call.state == CallState.connected:
-                    # the nurse now records the outcome; the call stays known until she does
-                    call.move(CallState.wrap_up)
-                    self.presence.set(call.nurse_id, NurseStatus.wrap_up)
-                    continue
-                call.move(CallState.ended)
-                self.calls.pop(call.attempt_id, None)
-                self.call_of_nurse.pop(call.nurse_id, None)
-                unanswered.append(call)
-        self._connect(connected)
+                ended.append(call)
+        # every answer of the batch in one transaction, before the ends: a call answered and over
+        # in one breath is a conversation all the same
+        self._connect(list(connected.values()))
+        unanswered: list[LiveCall] = []
+        for call in ended:
+            if call.state == CallState.connected:
+                # the nurse now records the outcome; the call stays known until she does
+                call.move(CallState.wrap_up)
+                self.presence.set(call.nurse_id, NurseStatus.wrap_up)
+                continue
+            call.move(CallState.ended)
+            self.calls.pop(call.attempt_id, None)
+            self.call_of_nurse.pop(call.nurse_id, None)
+            unanswered.append(call)
         if unanswered:
             self._finish_unanswered(unanswered)
 

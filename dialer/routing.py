@@ -222,6 +222,12 @@ class TaskQueue:
             heapq.heappop(heap)
         return heap[0][2] if heap else None
 
+    def has_due(self) -> bool:
+        """A task is due for someone (call `advance` first); False: `pop_for` gives every nurse None."""
+        return any(self._top(heap) is not None for heap in self.buckets.values()) or any(
+            self._top(heap) is not None for heap in self.by_owner.values()
+        )
+
     def pop_for(self, nurse: NurseProfile) -> QueuedTask | None:
         """Best task for this nurse now (call `advance` first), removed from the queue."""
         own = self.by_owner.get(nurse.id)

@@ -2,6 +2,7 @@
 
     with AmiReplay(recordings(), repeat=100) as replay:   # 127.0.0.1, a free port: replay.address
         ...  # a client connects and logs in (any user): every recorded event follows, then the socket closes
+    AmiReplay.of_stream(stream, events)                   # the same for a stream built elsewhere
 
 The stream is the `in` event packets of the given `.jsonl` captures, back to
 back, `repeat` times, built before anyone connects so that serving it costs
@@ -79,8 +80,18 @@ class AmiReplay:
         for n in range(repeat):
             for events, ids in files:
                 chunks.append(_renamed(events, ids, n, rewrite))
-        self.stream = b"".join(chunks)
-        self.events = sum(len(events) for events, _ in files) * repeat
+        self._server(b"".join(chunks), sum(len(e) for e, _ in files) * repeat, host, port)
+
+    @classmethod
+    def of_stream(cls, stream: bytes, events: int, *, host: str = "127.0.0.1", port: int = 0) -> AmiReplay:
+        """A server for a stream already built, of `events` events (what a call replay sent, say)."""
+        replay = cls.__new__(cls)
+        replay._server(stream, events, host, port)
+        return replay
+
+    def _server(self, stream: bytes, events: int, host: str, port: int) -> None:
+        self.stream = stream
+        self.events = events
         self._listener = socket.create_server((host, port))
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, name="ami-replay-accept", daemon=True)

@@ -57,11 +57,10 @@ def uninteresting(text: str) -> bool:
     """A packet `feed` would ignore, told from its text before it is parsed: Newexten and VarSet
     are half the stream. A packet that may hide another (a truncated one run into the next) is
     always parsed."""
-    if text.find("Event: ", 1) >= 0 or text.find("Response: ", 1) >= 0:
-        return False
-    if text.startswith(_QUIET_STARTS):
-        return True
-    return text.startswith("Event: VarSet\r\n") and not any(v in text for v in _VARIABLES)
+    quiet = text.startswith(_QUIET_STARTS) or (
+        text.startswith("Event: VarSet\r\n") and not any(v in text for v in _VARIABLES)
+    )
+    return quiet and text.find("Event: ", 1) < 0 and text.find("Response: ", 1) < 0
 
 
 def patient_channel(attempt_id: int) -> str:
@@ -158,15 +157,16 @@ class Correlator:
         if name in _QUIET:
             return NOTHING
         uid = packet.get("Uniqueid") or packet.get("DestUniqueid") or ""
-        linked = packet.get("Linkedid") or packet.get("DestLinkedid") or ""
-        action = packet.get("ActionID") or ""
-        for key in (uid, linked):
+        for key in (uid, None):
+            if key is None:  # read only when the Uniqueid names no call of carecall's
+                key = packet.get("Linkedid") or packet.get("DestLinkedid") or ""
             m = CALL_ID.fullmatch(key)
             if m is not None:
                 return self._call_packet(int(m.group(1)), name, packet, uid, now, tick)
             m = LEG_ID.fullmatch(key)
             if m is not None:
                 return self._leg_packet(int(m.group(1)), m.group(2), name, packet, uid, now)
+        action = packet.get("ActionID") or ""
         m = CALL_ACTION.fullmatch(action)
         if m is not None:
             return self._call_packet(int(m.group(1)), name, packet, "", now, tick)
@@ -222,7 +222,7 @@ class Correlator:
             self._say(call, K.connected, now, out)
         if self._over(call):
             out.extend(self._end(call, now))
-        return Heard(out)
+        return Heard(out) if out else NOTHING
 
     def _variable(self, call: _Call, variable: str, value: str, now: datetime, out: list[Event]) -> None:
         # the verdict is said with its cause, which the next VarSet brings (a join may come between)
