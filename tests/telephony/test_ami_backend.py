@@ -112,8 +112,8 @@ def test_the_originate_is_asynchronous_and_names_the_call_for_carecall(peer: Ami
 
 def test_a_machine_answered_with_every_event_says_the_message_was_left(peer: AmiPeer) -> None:
     """With `Events: on` the neutral message's PLAYBACKSTATUS arrives; with `call,user` only the
-    dialplan's CarecallVoicemail UserEvent (docs/asterisk.md) can say it, which the recorded
-    dialplan did not send."""
+    dialplan's CarecallVoicemail UserEvent (README, "Asterisk: what a site installs") can say it,
+    which the recorded dialplan did not send."""
     for events, left in (("on", True), ("call,user", False)):
         sink = Collector()
         with asterisk(peer, sink, events=events) as backend:
