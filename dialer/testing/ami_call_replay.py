@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+from campaign.clock import Clock, SystemClock
 from dialer.testing.ami_channels import error, success
 from dialer.testing.ami_flows import (
     PATIENT_SCENARIOS,
@@ -67,8 +68,10 @@ class AmiCallReplay:
         nurse_context: str = "nurse-conference",
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Clock | None = None,
     ) -> None:
         self.scenario_of = scenario_of
+        self.clock = clock or SystemClock()  # what Asterisk stamps its events with
         self.nurse_context = nurse_context
         self.calls = 0  # patients' calls learned so far
         self.events = 0  # events of their flows, to be streamed
@@ -87,6 +90,9 @@ class AmiCallReplay:
         self._threads: list[threading.Thread] = []
         self._listener = socket.create_server((host, port))
         self._accepting = threading.Thread(target=self._accept, name="ami-call-replay-accept", daemon=True)
+
+    def _epoch(self) -> str:
+        return f"{self.clock.now().timestamp():.6f}"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -217,7 +223,7 @@ class AmiCallReplay:
             self._write(sock, encode([("Response", "Goodbye"), *_ids(action_id)]))
             return False
         elif name == "ping":
-            self._write(sock, encode(success(action_id, ("Ping", "Pong"), ("Timestamp", _now()))))
+            self._write(sock, encode(success(action_id, ("Ping", "Pong"), ("Timestamp", self._epoch()))))
         elif name == "hangup":
             self._write(sock, encode(success(action_id, ("Message", "Channel Hungup"))))
         elif name == "originate":
@@ -310,7 +316,7 @@ class AmiCallReplay:
         channel_id: str | None,
     ) -> tuple[bytes, int]:
         """The flow's events as this session receives them, and how many there are."""
-        now = time.time()
+        now = self.clock.now().timestamp()
         stamp = f"{now:.6f}"
         out: list[bytes] = []
         for step in steps:
@@ -335,7 +341,3 @@ class AmiCallReplay:
 
 def _ids(action_id: str | None) -> list[tuple[str, str]]:
     return [] if action_id is None else [("ActionID", action_id)]
-
-
-def _now() -> str:
-    return f"{time.time():.6f}"

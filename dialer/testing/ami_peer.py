@@ -59,8 +59,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from types import TracebackType
 
+from campaign.clock import Clock, SystemClock
 from dialer.testing.ami_channels import error, success
 from dialer.testing.ami_flows import SYSTEM_NAME, render
 from dialer.testing.ami_scenarios import library
@@ -179,7 +181,13 @@ class _Session:
             self.reply([error(action_id, "Permission denied")])
             return True
         if action == "ping":
-            self.reply([success(action_id, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))])
+            self.reply(
+                [
+                    success(
+                        action_id, ("Ping", "Pong"), ("Timestamp", f"{self.peer.clock.now().timestamp():.6f}")
+                    )
+                ]
+            )
         elif action == "events":
             self.classes = event_classes(header(packet, "EventMask"))
             self.reply([success(action_id, ("Events", "On" if self.classes else "Off"))])
@@ -243,10 +251,12 @@ class AmiPeer:
         users: Mapping[str, tuple[str, Sequence[str]]] = RECORDED_USERS,
         nurse_context: str = "nurse-conference",
         redirect_context: str = "patient-redirect",
+        clock: Clock | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, not {speed}")
         self.speed = speed
+        self.clock = clock or SystemClock()  # what Asterisk stamps its events with
         self.users = dict(users)
         for _secret, lines in self.users.values():
             for line in lines:
@@ -281,6 +291,7 @@ class AmiPeer:
             speed=self.speed,
             nurse_context=self._nurse_context,
             redirect_context=self._redirect_context,
+            clock=self.clock,
         )
         sw = self._switch
         self._switch_actions = {
@@ -350,8 +361,8 @@ class AmiPeer:
             session.event(event, data)
 
     def _login_events(self, session: _Session) -> list[Headers]:
-        now = time.time()
-        tv = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}+0000"
+        now = self.clock.now().astimezone(UTC)
+        tv = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
         uptime = str(int(time.monotonic() - self._started))
         local = f"IPV4/TCP/{self.address[0]}/{self.address[1]}"
         fresh = {

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from campaign.clock import Clock
 from dialer.testing.ami_channels import ChannelTable, error, success
 from dialer.testing.ami_flows import (
     CONFERENCE_EVENTS,
@@ -86,8 +87,10 @@ class Switch:
         speed: float,
         nurse_context: str,
         redirect_context: str,
+        clock: Clock,
     ) -> None:
         self.publish = publish
+        self.clock = clock  # Asterisk's epoch Timestamps and Uniqueids
         self.speed = speed
         self.nurse_context = nurse_context
         self.redirect_context = redirect_context
@@ -149,7 +152,7 @@ class Switch:
             packets = variable_events(proto, leg.variables, step.half)
         else:
             packets = [list(step.headers)]
-        now = time.time()
+        now = self.clock.now().timestamp()
         stamp = f"{now:.6f}"
         for headers in packets:
             rendered = render(headers, leg.values, stamp)
@@ -263,7 +266,7 @@ class Switch:
         return leg
 
     def _unique_id(self) -> str:
-        return f"{SYSTEM_NAME}-{int(time.time())}.{next(self._unique_seq)}"
+        return f"{SYSTEM_NAME}-{int(self.clock.now().timestamp())}.{next(self._unique_seq)}"
 
     def hangup(self, action: Headers, reply: Reply) -> None:
         action_id = header(action, "ActionID")
