@@ -233,7 +233,8 @@ _SIM_SECTIONS = ("answer", "results", "timing", "nurse_outcomes")
 _SIM_ANSWER = {"by_tier": "answer_by_tier", "by_hour": "answer_by_hour"}
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file of config/, or one ConfigError naming the file and what is wrong with it."""
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -294,9 +295,9 @@ def load_policy(config_dir: Path | str | None = None) -> Policy:
         "themes": directory / "themes.toml",
         "simulation": directory / "simulation.toml",
     }
-    prog = _read_toml(files["programme"])
-    themes = _read_toml(files["themes"])
-    sim = _read_toml(files["simulation"])
+    prog = read_toml(files["programme"])
+    themes = read_toml(files["themes"])
+    sim = read_toml(files["simulation"])
     for key in ("themes", "simulation"):
         if key in prog:
             raise ConfigError(str(files["programme"]), key, f"unknown key; {key} live in {key}.toml")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import string
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from campaign.errors import ConfigError
-from campaign.policy import DEFAULT_CONFIG_DIR
+from campaign.policy import DEFAULT_CONFIG_DIR, read_toml
 
 USER_VARIABLE = "CARECALL_AMI_USER"
 SECRET_VARIABLE = "CARECALL_AMI_SECRET"
@@ -138,16 +137,7 @@ def load_asterisk_settings(
 
 
 def _read_table(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(str(path), "-", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "-", f"not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "-", f"cannot be read: {exc}") from None
-    table = data.get("asterisk")
+    table = read_toml(path).get("asterisk")
     if not isinstance(table, dict):
         raise ConfigError(str(path), "asterisk", "missing: expected an [asterisk] table")
     return table

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from campaign.errors import ConfigError
-from campaign.policy import DEFAULT_CONFIG_DIR
+from campaign.policy import DEFAULT_CONFIG_DIR, read_toml
 
 FILE_NAME = "telephony.toml"
 ENV_ACCOUNT_SID = "CARECALL_TWILIO_ACCOUNT_SID"
@@ -127,16 +126,7 @@ def load_twilio_settings(
 
 
 def _twilio_table(file: Path) -> dict[str, Any]:
-    try:
-        with file.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(str(file), "-", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ConfigError(str(file), "-", f"cannot be read: {exc}") from None
-    table = data.get("twilio")
+    table = read_toml(file).get("twilio")
     if table is None:
         raise ConfigError(str(file), "twilio", "missing table: the Twilio backend needs [twilio]")
     if not isinstance(table, dict):
