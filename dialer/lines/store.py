@@ -100,15 +100,6 @@ def lines_of(session: Session, attempt_ids: Sequence[int]) -> dict[int, CallLine
     return {r.attempt_id: r for r in rows}
 
 
-def line_of_call(session: Session, backend: str, call_id: str) -> CallLine | None:
-    """The line of a backend's call id (a webhook that names only its CallSid, say)."""
-    return (
-        session.execute(select(CallLine).where(LINE.c.backend == backend, LINE.c.call_id == call_id))
-        .scalars()
-        .first()
-    )
-
-
 def orphan_lines(session: Session, worker: str | None) -> list[CallLine]:
     """Lines not over of a worker (None: any), with a call id: what a crash may leave on the switch."""
     q = select(CallLine).where(LINE.c.rank < _ENDED_RANK, LINE.c.call_id.is_not(None))

@@ -72,10 +72,6 @@ class LineTracker:
         """The last transaction failed: its line records are written with the next one."""
         self._last, self._dirty = {}, {**self._last, **self._dirty}
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._dirty)
-
     def write(self, session: Session, now: datetime) -> None:
         """The records of the lines that moved since the last write, in one statement."""
         if not self._dirty:
