@@ -30,7 +30,13 @@ from campaign.errors import CarecallError
 # Modules whose tables the schema's one migration history covers: the programme's, and the
 # dialer's own line tables (dialer/lines). Named, not imported, so campaign code never depends
 # on the dialer's.
-MODEL_MODULES = ("campaign.model", "dialer.lines.model")
+MODEL_MODULES = (
+    "campaign.model",
+    "dialer.lines.model",
+    "dialer.staff.model",
+    "dialer.accounts.model",
+    "dialer.inbound.model",
+)
 
 
 def load_models() -> None:

@@ -154,6 +154,31 @@ class DialerPolicy(_Strict):
     other_share_delay_minutes: Annotated[float, Field(ge=0)] = 5
 
 
+class InboundPolicy(_Strict):
+    """The inbound line: how long a caller waits for a nurse, how often she may key her number."""
+
+    wait_seconds: Annotated[int, Field(ge=10, le=1800)] = 90
+    identify_tries: Annotated[int, Field(ge=1, le=5)] = 3
+    callback_priority: Annotated[int, Field(ge=0, le=1000)] = 200
+    callback_within_hours: Annotated[int, Field(ge=1, le=240)] = 24
+
+
+class WebPolicy(_Strict):
+    """The consoles: sessions, log-in lockout, the reasons a nurse may pause for."""
+
+    session_hours: Annotated[float, Field(gt=0, le=24)] = 10
+    lock_after_failures: Annotated[int, Field(ge=1, le=20)] = 5
+    lock_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    pause_reasons: dict[str, str] = Field(
+        default_factory=lambda: {
+            "break": "Pause",
+            "meal": "Repas",
+            "training": "Formation",
+            "admin": "Tâches administratives",
+        }
+    )
+
+
 class Theme(_Strict):
     code: str
     label: str
@@ -197,6 +222,8 @@ class Policy(_Strict):
     dialer: DialerPolicy
     themes: dict[str, Theme]
     simulation: SimulationPolicy
+    inbound: InboundPolicy = InboundPolicy()
+    web: WebPolicy = WebPolicy()
 
     @field_validator("tiers")
     @classmethod

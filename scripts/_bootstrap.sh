@@ -72,3 +72,21 @@ The tests start their own throwaway cluster from them. Install them with:
 MSG
     return 1
 }
+
+ensure_chromium() {
+    # the browser tests drive Debian's Chromium through its matching ChromeDriver (Selenium)
+    [ -x "${CARECALL_CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${CARECALL_CHROMEDRIVER:-/usr/bin/chromedriver}" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        _say "installing Chromium and ChromeDriver (the browser tests run a headless Chromium)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || return 1
+        [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+    fi
+    cat >&2 <<MSG
+Chromium and ChromeDriver are missing (/usr/bin/chromium, /usr/bin/chromedriver).
+The browser tests run the web consoles in a headless Chromium. Install them with:
+    sudo apt-get install -y chromium chromium-driver
+(or set CARECALL_CHROMIUM and CARECALL_CHROMEDRIVER to their paths)
+MSG
+    return 1
+}

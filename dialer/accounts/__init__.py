@@ -1,0 +1,1 @@
+"""Who may log in to the consoles, with which role."""

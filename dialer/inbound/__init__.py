@@ -1,0 +1,1 @@
+"""The inbound line: a patient calls the programme's number."""

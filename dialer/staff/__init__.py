@@ -1,0 +1,1 @@
+"""Nurse presence and commands that any process can serve (stored, notified)."""
