@@ -13,6 +13,7 @@ import pytest
 from browser_harness import wait_for
 from factories import PASSWORD, add_account, add_nurse
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from sqlalchemy import select
 
 from campaign import services
@@ -47,13 +48,19 @@ def test_root_leads_to_the_french_login_page_which_axe_finds_accessible(
     assert chrome.find_element(By.CSS_SELECTOR, "label[for=password]").text == "Mot de passe"
     assert axe_violations(chrome) == []
     screenshot(chrome, "login")
+    htmx = "return [typeof htmx, htmx.config.allowEval, htmx.config.includeIndicatorStyles]"
+    assert chrome.execute_script(htmx) == ["object", False, False], "htmx loaded with the page's config"
+    assert chrome.execute_script("return document.querySelectorAll('style').length") == 0, (
+        "the CSP allows none"
+    )
 
 
-def test_a_supervisor_logs_in_to_the_board_with_a_secure_httponly_cookie(
-    chrome: Any, server: Any, login: Any
+def test_a_supervisor_logs_in_with_the_keyboard_alone_and_gets_a_secure_httponly_cookie(
+    chrome: Any, server: Any
 ) -> None:
-    login(chrome, server.base_url, "chef", PASSWORD)
-    assert chrome.current_url == server.url("/board")
+    chrome.get(server.url("/login"))
+    chrome.switch_to.active_element.send_keys("chef", Keys.TAB, PASSWORD, Keys.ENTER)
+    wait_for(chrome, lambda d: d.current_url == server.url("/board"))
     cookie = chrome.get_cookie("carecall_session")
     assert cookie is not None, "Chromium keeps the Secure cookie on http://127.0.0.1"
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
@@ -96,3 +103,8 @@ def test_a_nurse_cannot_open_the_board(chrome: Any, server: Any, login: Any, axe
     chrome.get(server.url("/board"))
     assert chrome.find_element(By.TAG_NAME, "h1").text == "Accès refusé"
     assert axe_violations(chrome) == []
+    chrome.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    skip = chrome.switch_to.active_element
+    assert skip.text == "Aller au contenu principal", "the first Tab reaches the skip link"
+    skip.send_keys(Keys.ENTER)
+    assert chrome.switch_to.active_element.get_attribute("id") == "contenu"
