@@ -9,7 +9,9 @@ the leader reconciles them once their leases run out.
 
 The process takes a telephony backend (simulated by default; Asterisk or
 Twilio) and a source of nurse presence (simulated nurses on their shifts:
-the nurse console comes with the web application). A backend's events arrive
+the nurse console comes with the web application). It serves the web
+application (`--host`, `--port`): the consoles' pages, and the provider's
+webhooks when the telephony has some. A backend's events arrive
 from its own threads through the dialer's inbox, which wakes this loop at
 once; events a webhook delivered to another process reach this one through
 the database (`call_line_event`). The clock is the wall clock, or a scaled
@@ -44,6 +46,7 @@ from dialer.nurse_sources import PresenceSource
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
 from dialer.step import settle_gc
+from dialer.web.core import create_web_app, make_web
 from dialer.web.server import serving
 
 log = structlog.get_logger("carecall.serve")
@@ -177,9 +180,16 @@ def serve(
     worst = 0.0
     inbox = runtime.dialer.inbox
     try:
-        if telephony is not None and telephony.webhooks is not None:
-            app = telephony.webhooks(ctx, worker, runtime.dialer.inbox.put, runtime.dialer.voicemail_text)
-            web.enter_context(serving(app, host, port))  # the provider's callbacks, to this dialer's inbox
+        hooks = None
+        if telephony is not None and telephony.webhooks is not None:  # the provider's callbacks
+            hooks = telephony.webhooks(ctx, worker, runtime.dialer.inbox.put, runtime.dialer.voicemail_text)
+        # the consoles' pages beside the dialer, on an engine of their own: page requests never wait
+        # for a connection of the dialer's pool
+        web_engine = make_engine(database_url)
+        web.callback(web_engine.dispose)
+        web_ctx = services.Context(session_factory(web_engine), policy, clock, lease=lease)
+        app = create_web_app(make_web(web_ctx, worker=worker), twilio_webhooks=hooks)
+        web.enter_context(serving(app, host, port))
         while not stop.is_set():
             t = wall.monotonic()
             worst = max(worst, -real_seconds_to_next())

@@ -119,6 +119,23 @@ def add_nurse(
         return nurse.id
 
 
+PASSWORD = "correct horse battery"  # the factories' accounts' password
+
+
+def add_account(
+    ctx: services.Context,
+    username: str,
+    role: str,
+    *,
+    nurse_code: str | None = None,
+    password: str = PASSWORD,
+) -> int:
+    """A console account (dialer.accounts, as `carecall users add` makes it); returns its id."""
+    from dialer.accounts import Role, create_account
+
+    return create_account(ctx, username, Role(role), password, nurse_code=nurse_code, actor="tests")
+
+
 # ---------------------------------------------------------------- patients
 
 

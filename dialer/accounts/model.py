@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
+
+
+class Role(StrEnum):
+    """What an account may open: the supervisor's board, or a nurse's console."""
+
+    supervisor = "supervisor"
+    nurse = "nurse"
 
 
 class UserAccount(SQLModel, table=True):
     __tablename__ = "user_account"
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(index=True, unique=True, max_length=64)
-    role: str = Field(max_length=16)  # supervisor | nurse
+    role: str = Field(max_length=16)  # Role
     nurse_id: int | None = Field(default=None, foreign_key="nurse.id", unique=True)  # a nurse's record
     password_hash: str  # Argon2id, as argon2-cffi writes it
     failed_logins: int = 0  # wrong passwords in a row

@@ -9,6 +9,7 @@ nothing is built at import) and `render` (what is drawn on the terminal):
     nurses     nurses generate | list
     waves      mailing record; wave list | plan | show | launch | pause | resume | cancel | report
     processes  scheduler run; serve; simulate; demo
+    users      users add | list | unlock (the web consoles' accounts)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from campaign.errors import CarecallError
-from dialer.cli import db, nurses, patients, processes, waves
+from dialer.cli import db, nurses, patients, processes, users, waves
 from dialer.cli.common import report_error
 
 # what a failure the user can fix exits with (as click's usage errors)
@@ -54,6 +55,7 @@ app.add_typer(nurses.app, name="nurses")
 app.add_typer(waves.mailing_app, name="mailing")
 app.add_typer(waves.wave_app, name="wave")
 app.add_typer(processes.scheduler_app, name="scheduler")
+app.add_typer(users.app, name="users")
 app.command("serve")(processes.serve_cmd)
 app.command("simulate")(processes.simulate)
 app.command("demo")(processes.demo)

@@ -61,16 +61,19 @@ def serve_cmd(
             help="the lines: simulated, an Asterisk switch (AMI) or Twilio (config/telephony.toml)",
         ),
     ] = Telephony.simulated,
-    host: Annotated[str, typer.Option(help="where the web application listens (Twilio's webhooks)")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[
+        str, typer.Option(help="where the web application listens (the consoles' pages, Twilio's webhooks)")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="its port: open http://HOST:PORT (each process its own)")
+    ] = 8000,
 ) -> None:
-    """Run a dialer process; the scheduler too while it holds the leadership.
+    """Run a dialer process and the web application; the scheduler too while it holds the leadership.
 
-    Nurses are simulated (they go ready on their shifts, talk and record an
-    outcome) until the nurse console exists; the lines are simulated by
-    default, or an Asterisk switch or Twilio with --telephony.
+    The web application (--host, --port) serves the nurse console and the
+    supervisor board (accounts: `carecall users add`), and Twilio's webhooks
+    with --telephony twilio. The lines are simulated by default, or an
+    Asterisk switch or Twilio with --telephony.
     """
     from dialer.backends.factory import telephony_setup
     from dialer.serve import Share, make_clock, serve

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +78,9 @@ class Proc:
         self.cfg, self.clock, self.logs = cfg, clock, logs
         self.p: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        with socket.socket() as sock:  # each process serves the web application on a port of its own
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
 
     def start(self) -> None:
         env = {
@@ -100,6 +104,8 @@ class Proc:
                 self.clock,
                 "--lease-seconds",
                 "15",
+                "--port",
+                str(self.port),
             ],
             env=env,
             stdout=log,

@@ -1,0 +1,140 @@
+"""The one web application `carecall serve` runs: the consoles' pages, /static, the webhooks.
+
+    web = make_web(ctx, worker="dialer-1")
+    app = create_web_app(web, twilio_webhooks=hooks_app)
+
+`Web` is what every route needs (on `app.state.web`): the programme's context,
+the bus and the nurse commands that reach the dialer process owning a nurse,
+the pages' templates and this process's name. Built by the caller, never at
+import. The pages' routers come from `dialer.web.console`, `dialer.web.board`
+and `dialer.inbound.web`, each `router(web) -> APIRouter`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from campaign.services import Context
+from dialer.accounts import session_key
+from dialer.web import login
+from dialer.web.auth import Forbidden, LoginRequired, security_clock
+from dialer.web.pages import CSRF_REFUSED, error_page, web_templates
+from dialer.web.security import (
+    Receive,
+    Scope,
+    SecurityHeadersMiddleware,
+    Send,
+    SessionCodec,
+    SessionMiddleware,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class _PendingStaff:
+    """Placeholder until the `staff` part (dialer/staff/bus.py make_bus, dialer/staff/commands.py
+    NurseCommands) is merged: using it says so instead of failing somewhere deeper."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotImplementedError(
+            f"{self.what}.{name}: the staff part (bus, nurse commands) is not wired yet"
+        )
+
+
+def _staff_parts(ctx: Context) -> tuple[Any, Any]:
+    """(bus, commands) for this process. TODO(staff merge): make_bus(engine), NurseCommands(ctx, bus)."""
+    return _PendingStaff("bus"), _PendingStaff("commands")
+
+
+@dataclass(frozen=True)
+class Web:
+    ctx: Context
+    bus: Any  # dialer.staff.bus.Bus once the staff part is merged
+    commands: Any  # dialer.staff.commands.NurseCommands once the staff part is merged
+    templates: Environment
+    worker: str
+    # the session cookies' key; None: CARECALL_SECRET_KEY, else the one stored in app_secret
+    secret_key: str | None = field(default=None, repr=False)
+
+
+def make_web(
+    ctx: Context, *, worker: str = "web", bus: Any = None, commands: Any = None, secret_key: str | None = None
+) -> Web:
+    """A `Web` with the pages' templates; the bus and commands this process uses unless given."""
+    default_bus, default_commands = _staff_parts(ctx)
+    return Web(
+        ctx,
+        bus if bus is not None else default_bus,
+        commands if commands is not None else default_commands,
+        web_templates(),
+        worker,
+        secret_key,
+    )
+
+
+def create_web_app(web: Web, *, twilio_webhooks: FastAPI | None = None) -> FastAPI:
+    """The application: log-in, the consoles' routers, /static, and Twilio's webhooks if given
+    (the app `dialer.web.app.create_app` builds; its routes are under /twilio/)."""
+    from dialer.inbound import web as inbound_web
+    from dialer.web import board, console
+
+    app = FastAPI(title="carecall", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.web = web
+    app.include_router(login.router(web))
+    app.include_router(console.router(web))
+    app.include_router(board.router(web))
+    app.include_router(inbound_web.router(web))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if twilio_webhooks is not None:
+        app.state.twilio = twilio_webhooks.state.twilio
+        app.include_router(twilio_webhooks.router)  # its routes as they are, under /twilio/
+    _handlers(app)
+
+    clock = security_clock(web.ctx.clock)
+    key = web.secret_key or session_key(web.ctx, os.environ.get("CARECALL_SECRET_KEY"))
+    codec = SessionCodec(key, web.ctx.policy.web.session_hours * 3600)
+
+    async def refuse_csrf(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await run_in_threadpool(error_page, request, 403, *CSRF_REFUSED)
+        await response(scope, receive, send)
+
+    app.add_middleware(
+        SessionMiddleware, codec=codec, now=lambda: clock.now().timestamp(), refuse=refuse_csrf
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app
+
+
+def _handlers(app: FastAPI) -> None:
+    def login_required(request: Request, exc: Exception) -> Response:
+        live = "HX-Request" in request.headers or "text/event-stream" in request.headers.get("accept", "")
+        if live:
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+        return RedirectResponse("/login", status_code=303)
+
+    def forbidden(request: Request, exc: Exception) -> HTMLResponse:
+        return error_page(request, 403)
+
+    def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code in (403, 404, 405):
+            return error_page(request, exc.status_code)
+        return Response(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(Forbidden, forbidden)
+    app.add_exception_handler(StarletteHTTPException, http_error)
