@@ -143,8 +143,8 @@ def report_tasks(session: Session, wave_id: int) -> Iterator[Any]:
 
 
 def report_attempts(session: Session, wave_id: int) -> Iterator[Any]:
-    """(task, nurse, result, started, answered, ended, zone, outcome code, outcome's nurse) of the
-    wave's attempts, oldest first."""
+    """(task, nurse, result, started, answered, ended, zone, outcome code, outcome's nurse, task kind)
+    of the wave's attempts, oldest first."""
     return _streamed(
         session,
         select(
@@ -157,6 +157,7 @@ def report_attempts(session: Session, wave_id: int) -> Iterator[Any]:
             PATIENT.c.timezone,
             OUTCOME.c.code.label("outcome_code"),
             OUTCOME.c.nurse_id.label("outcome_nurse_id"),
+            TASK.c.kind,
         )
         .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
         .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
