@@ -115,7 +115,9 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
       happened, so the status is taken as older than the wave and every
       attempt counts;
     - suspended: attempts on local days up to `suspended_until` (no end date:
-      all), as `rules.may_dial` decides it;
+      all), as `rules.may_dial` decides it; when a nurse recorded the stay
+      (a `hospitalised` outcome at T, the latest), only attempts starting
+      after T (the call on which she learnt of it is legitimate);
     - no consent: every attempt.
 
     Double dials (invariant 1), one ordered query and one pass per patient,
@@ -150,6 +152,7 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
     gap = timedelta(minutes=policy.retry.min_gap_minutes)
     cap = policy.caps.max_attempts_per_day
     opt_outs = store.opt_out_times(session, wave_id)
+    stays = store.suspension_times(session, wave_id)
     # a local day is at most 24 h long, plus the gap that reaches back
     margin = timedelta(days=1) + gap
     windows = _window_cache(policy.calling_hours)
@@ -175,7 +178,13 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
             place = cal.Place(departement, timezone, preferred_start, preferred_end)
             zone = ZoneInfo(timezone)
             limits = _Callable.of(
-                status, consent, suspended_until, enrolled_on, opt_outs.get(patient_id), zone
+                status,
+                consent,
+                suspended_until,
+                enrolled_on,
+                opt_outs.get(patient_id),
+                zone,
+                stays.get(patient_id),
             )
             prev_start, busy_until, day, on_day = None, None, None, 0
         local_day = started.astimezone(zone).date()
@@ -220,6 +229,7 @@ class _Callable:
     forbid_after: datetime | None = None  # first opt-out
     allowed_again_on: date | None = None  # re-enrolled after that opt-out
     suspended_through: date | None = None
+    suspended_from: datetime | None = None  # the hospitalised outcome that suspended the patient
 
     @classmethod
     def of(
@@ -230,6 +240,7 @@ class _Callable:
         enrolled_on: date | None,
         opted_out_at: datetime | None,
         zone: ZoneInfo,
+        hospitalised_at: datetime | None = None,
     ) -> _Callable:
         gone = status in _GONE
         suspended = None
@@ -248,6 +259,7 @@ class _Callable:
             forbid_after=opted_out_at,
             allowed_again_on=again,
             suspended_through=suspended,
+            suspended_from=hospitalised_at if suspended is not None else None,
         )
 
     def forbids(self, started: datetime, local_day: date) -> bool:
@@ -259,7 +271,11 @@ class _Callable:
             and not (self.allowed_again_on is not None and local_day >= self.allowed_again_on)
         ):
             return True
-        return self.suspended_through is not None and local_day <= self.suspended_through
+        return (
+            self.suspended_through is not None
+            and local_day <= self.suspended_through
+            and (self.suspended_from is None or started > self.suspended_from)
+        )
 
 
 def _window_cache(hours: CallingHours) -> Callable[[date, cal.Place], list[tuple[datetime, datetime]]]:

@@ -140,6 +140,7 @@ from campaign.store.reporting import (
     recipient_count,
     report_attempts,
     report_tasks,
+    suspension_times,
     theme_label,
     wave_patients,
 )
@@ -237,6 +238,7 @@ __all__ = [
     "set_next_contact",
     "set_nurse_phone",
     "set_plan_notes",
+    "suspension_times",
     "sync_themes",
     "task_status_counts",
     "task_statuses",

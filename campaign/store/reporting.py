@@ -106,6 +106,18 @@ def opt_out_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
     return {pid: at for pid, at in session.execute(q).all()}
 
 
+def suspension_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
+    """Each patient's latest `hospitalised` outcome: when the suspension they are under now was
+    recorded (of the wave's patients, or all)."""
+    scope = [] if wave_id is None else [OUTCOME.c.patient_id.in_(wave_patients(wave_id))]
+    q = (
+        select(OUTCOME.c.patient_id, func.max(OUTCOME.c.recorded_at))
+        .where(OUTCOME.c.code == OutcomeCode.hospitalised.value, *scope)
+        .group_by(OUTCOME.c.patient_id)
+    )
+    return {pid: at for pid, at in session.execute(q).all()}
+
+
 def open_tasks(session: Session, wave_id: int | None, limit: int) -> tuple[int, list[int]]:
     """Tasks not in a terminal state (of the wave, or of every done or cancelled wave): how many,
     and the first `limit` ids."""

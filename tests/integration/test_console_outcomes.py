@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from campaign import services, store
 from campaign.errors import InvalidArgument
 from campaign.explain.patient import explain_patient
-from campaign.model import OUTCOME, PATIENT, TASK
+from campaign.invariants import check_invariants
+from campaign.model import ATTEMPT, OUTCOME, PATIENT, TASK
 from campaign.states import EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 DAY = date(2026, 12, 14)  # a Monday of the wave
@@ -184,3 +185,28 @@ def test_a_stay_that_ended_before_today_is_refused_with_the_field_named(heart_pa
         )
     assert _outcomes(ctx) == 0
     assert _patient(ctx, patient).status == EnrolmentStatus.enrolled
+
+
+def test_the_call_on_which_the_stay_was_learnt_is_no_call_to_an_uncallable_patient(heart_patient) -> None:  # type: ignore[no-untyped-def]
+    """Statuses are current: without the outcome's time, the check would blame the very call on
+    which the nurse learnt of the stay. A dial during the stay is still blamed."""
+    ctx, clock, patient, n = heart_patient
+    attempt = _reach(ctx, clock, patient, n["me"])
+    services.record_outcome(ctx, attempt, OutcomeCode.hospitalised, n["me"], until=DAY + timedelta(days=2))
+    with ctx.sessions() as s:
+        assert check_invariants(s, ctx.policy).calls_to_uncallable.count == 0
+        task = s.execute(select(TASK.c.id).where(TASK.c.patient_id == patient)).scalar_one()
+        s.execute(
+            ATTEMPT.insert().values(
+                task_id=task,
+                patient_id=patient,
+                nurse_id=n["me"],
+                number="+33199000001",
+                state="completed",
+                result="no_answer",
+                started_at=paris(DAY + timedelta(days=1), 11),
+                ended_at=paris(DAY + timedelta(days=1), 11, 1),
+            )
+        )
+        s.commit()
+        assert check_invariants(s, ctx.policy).calls_to_uncallable.count == 1
