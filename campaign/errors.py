@@ -7,6 +7,7 @@
      ├── InvalidArgument    a value given on the command line or a form is wrong (names which)
      ├── DatabaseUnavailable the database cannot be opened or reached (names the URL, no password)
      ├── InvalidTransition  a wave or task cannot go to the asked state
+     │    └── PatientInCall the patient is on another call (an incoming call cannot start)
      ├── BackendError       the telephony backend failed
      └── ClaimLost          another worker took the task first
 
@@ -50,6 +51,10 @@ class DatabaseUnavailable(CarecallError):
 
 class InvalidTransition(CarecallError):
     """That state change is not allowed."""
+
+
+class PatientInCall(InvalidTransition):
+    """The patient is already on a call."""
 
 
 class BackendError(CarecallError):

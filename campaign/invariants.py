@@ -25,7 +25,7 @@ from campaign import calendar as cal
 from campaign import store
 from campaign.policy import CallingHours, Policy
 from campaign.rules import requested_dial
-from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, EnrolmentStatus
+from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, EnrolmentStatus, TaskKind
 
 MAX_EXAMPLES = 20
 _FOREVER = datetime.max.replace(tzinfo=UTC)
@@ -115,7 +115,9 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
       happened, so the status is taken as older than the wave and every
       attempt counts;
     - suspended: attempts on local days up to `suspended_until` (no end date:
-      all), as `rules.may_dial` decides it;
+      all), as `rules.may_dial` decides it; when a nurse recorded the stay
+      (a `hospitalised` outcome at T, the latest), only attempts starting
+      after T (the call on which she learnt of it is legitimate);
     - no consent: every attempt.
 
     Double dials (invariant 1), one ordered query and one pass per patient,
@@ -133,6 +135,15 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
       It still counts towards the day's dials; its retries are ordinary dials
       and are blamed like any other.
 
+    Incoming calls (TaskKind.incoming: the patient called, a nurse answered)
+    are not dials: none is blamed as outside the window, to an uncallable
+    patient, overlapping, too soon or over the cap (a patient may call at any
+    hour the line is open, suspended or not). They are contacts all the same:
+    each counts among the day's dials and as the previous call, so an outbound
+    dial too soon after one, or beyond the cap because of them, is blamed, as
+    `rules.may_dial` (which reads the same attempts) would have refused it;
+    and an answered one needs its outcome like any other.
+
     Outcomes (invariant 3): an answered attempt with no Outcome row, and
     attempts still `in_flight`. Tasks (invariant 4): any not in a terminal
     state.
@@ -141,10 +152,12 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
     gap = timedelta(minutes=policy.retry.min_gap_minutes)
     cap = policy.caps.max_attempts_per_day
     opt_outs = store.opt_out_times(session, wave_id)
+    stays = store.suspension_times(session, wave_id)
     # a local day is at most 24 h long, plus the gap that reaches back
     margin = timedelta(days=1) + gap
     windows = _window_cache(policy.calling_hours)
     in_flight, answered = AttemptState.in_flight.value, AttemptResult.answered.value
+    incoming = TaskKind.incoming.value
 
     current: int | None = None
     limits = _Callable(forbid_all=False)
@@ -165,32 +178,39 @@ def check_invariants(session: Session, policy: Policy, wave_id: int | None = Non
             place = cal.Place(departement, timezone, preferred_start, preferred_end)
             zone = ZoneInfo(timezone)
             limits = _Callable.of(
-                status, consent, suspended_until, enrolled_on, opt_outs.get(patient_id), zone
+                status,
+                consent,
+                suspended_until,
+                enrolled_on,
+                opt_outs.get(patient_id),
+                zone,
+                stays.get(patient_id),
             )
             prev_start, busy_until, day, on_day = None, None, None, 0
         local_day = started.astimezone(zone).date()
         requested = requested_dial(kind, task_attempt)
+        dial = kind != incoming
         if local_day != day:
             day, on_day = local_day, 0
         on_day += 1
 
         if wave_id is None or attempt_wave == wave_id:
             report.attempts_checked += 1
-            if not any(s <= started < e for s, e in windows(local_day, place)):
+            if dial and not any(s <= started < e for s, e in windows(local_day, place)):
                 report.calls_outside_window.add(attempt_id)
-            if limits.forbids(started, local_day):
+            if dial and limits.forbids(started, local_day):
                 report.calls_to_uncallable.add(attempt_id)
             if state == in_flight:
                 report.in_flight_attempts.add(attempt_id)
             if result == answered and outcome_id is None:
                 report.answered_without_outcome.add(attempt_id)
-            if busy_until is not None and started < busy_until:
+            if dial and busy_until is not None and started < busy_until:
                 report.overlapping_calls.add(attempt_id)
                 report.double_dials.add(attempt_id)
-            elif prev_start is not None and not requested and started - prev_start < gap:
+            elif dial and prev_start is not None and not requested and started - prev_start < gap:
                 report.redials_too_soon.add(attempt_id)
                 report.double_dials.add(attempt_id)
-            if on_day > cap and not requested:
+            if dial and on_day > cap and not requested:
                 report.over_daily_cap.add(attempt_id)
 
         prev_start = started
@@ -209,6 +229,7 @@ class _Callable:
     forbid_after: datetime | None = None  # first opt-out
     allowed_again_on: date | None = None  # re-enrolled after that opt-out
     suspended_through: date | None = None
+    suspended_from: datetime | None = None  # the hospitalised outcome that suspended the patient
 
     @classmethod
     def of(
@@ -219,6 +240,7 @@ class _Callable:
         enrolled_on: date | None,
         opted_out_at: datetime | None,
         zone: ZoneInfo,
+        hospitalised_at: datetime | None = None,
     ) -> _Callable:
         gone = status in _GONE
         suspended = None
@@ -237,6 +259,7 @@ class _Callable:
             forbid_after=opted_out_at,
             allowed_again_on=again,
             suspended_through=suspended,
+            suspended_from=hospitalised_at if suspended is not None else None,
         )
 
     def forbids(self, started: datetime, local_day: date) -> bool:
@@ -248,7 +271,11 @@ class _Callable:
             and not (self.allowed_again_on is not None and local_day >= self.allowed_again_on)
         ):
             return True
-        return self.suspended_through is not None and local_day <= self.suspended_through
+        return (
+            self.suspended_through is not None
+            and local_day <= self.suspended_through
+            and (self.suspended_from is None or started > self.suspended_from)
+        )
 
 
 def _window_cache(hours: CallingHours) -> Callable[[date, cal.Place], list[tuple[datetime, datetime]]]:

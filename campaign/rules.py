@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from campaign import calendar as cal
-from campaign.policy import Policy, Tier
+from campaign.policy import NurseLevel, Policy, Tier
 from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 NOON = time(13, 0)  # local time splitting "morning" from "afternoon" attempts
@@ -270,6 +270,8 @@ class NextContact:
     withdraw: bool = False  # opt-out: stop everything now
     message_physician: bool = False
     notes: list[str] = field(default_factory=list)
+    suspend: bool = False  # hospitalised: suspended until `suspended_until` (None: no end date)
+    suspended_until: date | None = None
 
 
 def first_calling_day(day: date, patient: PatientState, policy: Policy) -> date:
@@ -297,11 +299,14 @@ def next_contact(
     callback_at: datetime | None = None,
     task_deadline: datetime | None = None,
     task_attempts: int = 0,
+    until: date | None = None,
 ) -> NextContact:
     """The outcome → next-contact rules of DESIGN.md.
 
     `task_attempts`: the attempts the task has had, this one included; a wrong
     number's retry on the other number is one more, never beyond `max_attempts`.
+    `until`: hospitalised, the last day of the stay (the patient's local date, not
+    before today; None: no end date known).
     """
     today = cal.local_date(at, patient.place)
     regular = next_regular_contact(today, patient, policy)
@@ -321,6 +326,8 @@ def next_contact(
             callback_at=when,
             callback_nurse_id=nurse_id,
         )
+    if outcome == OutcomeCode.hospitalised:
+        return _hospitalised(patient, today, until, policy, task_deadline)
     if outcome == OutcomeCode.wrong_number:
         if patient.dialable_numbers <= 1:
             # no number left: no contact can be planned until a new number is imported; the
@@ -349,3 +356,65 @@ def next_contact(
             notes=["no calling window left before the wave ends to try the other number"],
         )
     raise ValueError(f"unknown outcome {outcome!r}")
+
+
+def resume_after(until: date, patient: PatientState, policy: Policy) -> datetime | None:
+    """The first instant the patient may be called once a suspension through `until` is over."""
+    slot = cal.next_open(
+        cal.at_local(until + timedelta(days=1), time(0), patient.place.timezone),
+        patient.place,
+        policy.calling_hours,
+    )
+    return slot[0] if slot else None
+
+
+def _hospitalised(
+    patient: PatientState, today: date, until: date | None, policy: Policy, deadline: datetime | None
+) -> NextContact:
+    """Suspended through `until`; this task is tried again once the stay is over, if its window
+    allows. The next contact is the first calling day after the stay: a call soon after
+    discharge, not a whole cadence later. The patient's other tasks are left to `may_dial`,
+    which puts off a suspended patient's dials (or cancels them when there is no end date)."""
+    if until is None:
+        return NextContact(
+            TaskStatus.cancelled,
+            None,
+            suspend=True,
+            notes=["hospitalised with no end date: no call until the file is updated"],
+        )
+    if until < today:
+        raise ValueError(f"hospitalised until {until.isoformat()}, before today ({today.isoformat()})")
+    resume = resume_after(until, patient, policy)
+    next_on = (
+        cal.local_date(resume, patient.place)
+        if resume
+        else first_calling_day(until + timedelta(days=1), patient, policy)
+    )
+    if resume is not None and (deadline is None or resume < deadline):
+        return NextContact(None, next_on, retry_at=resume, suspend=True, suspended_until=until)
+    return NextContact(
+        TaskStatus.expired,
+        next_on,
+        suspend=True,
+        suspended_until=until,
+        notes=[f"hospitalised until {until.isoformat()}: the task's window ends first"],
+    )
+
+
+# ---------------------------------------------------------------- who may take a call
+
+
+def required_skills(pathologies: list[str], theme_code: str | None, policy: Policy) -> frozenset[str]:
+    """Skills a nurse needs for this call: those of the pathologies the theme is about."""
+    theme = policy.themes.get(theme_code or "")
+    relevant = pathologies
+    if theme and theme.pathologies:
+        relevant = [p for p in pathologies if p in theme.pathologies] or pathologies
+    return frozenset(s for p in relevant if (s := policy.skill_for(p)))
+
+
+def may_take(
+    level: NurseLevel, nurse_skills: frozenset[str], tier: Tier, skills: frozenset[str], policy: Policy
+) -> bool:
+    """A nurse of this level and these skills may take a call of this tier that needs these skills."""
+    return level in policy.tiers[tier].nurse_levels and skills <= nurse_skills

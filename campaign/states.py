@@ -25,6 +25,9 @@ class TaskKind(StrEnum):
     wave = "wave"  # one per patient of a mailing's wave
     callback = "callback"  # the patient asked to be called back
     inbound = "inbound"  # the patient left a request on the inbound line
+    # the patient called the inbound line and a nurse answered: never dialed, it is created in
+    # progress with its answered attempt and closes with the nurse's outcome
+    incoming = "incoming"
 
 
 class TaskStatus(StrEnum):
@@ -66,6 +69,7 @@ class OutcomeCode(StrEnum):
     wrong_number = "wrong_number"
     opted_out = "opted_out"
     escalation = "escalation"  # reached, and the physician must be told
+    hospitalised = "hospitalised"  # suspended until a date the nurse was told (no call before)
 
 
 class AttemptState(StrEnum):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from campaign import rules
 from campaign.calendar import Place
 from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Policy, Tier
 
@@ -68,11 +69,8 @@ class QueuedTask:
         return (self.assigned_id is None, *self.key())
 
 
-def may_take(
-    level: NurseLevel, nurse_skills: frozenset[str], tier: Tier, skills: frozenset[str], policy: Policy
-) -> bool:
-    """A nurse of this level and these skills may take a call of this tier that needs these skills."""
-    return level in policy.tiers[tier].nurse_levels and skills <= nurse_skills
+# one rule for the dialer and the programme (a callback promised for another nurse is checked by it)
+may_take = rules.may_take
 
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:

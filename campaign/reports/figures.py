@@ -69,7 +69,12 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
       through a callback has two done tasks), and are labelled as such;
     - patients_to_fix: recipients whose every number is flagged wrong;
     - nurse occupancy: see `reports.nurses`;
-    - daily and days to reach use the patient's local date.
+    - daily and days to reach use the patient's local date;
+    - an incoming call (the patient called and a nurse answered) that stood in
+      for a wave task belongs to the wave: it is one of `attempts` (a call a
+      nurse handled: occupancy, results and outcomes count it, and a reach on
+      it is a reach), and `incoming_calls` counts those; it is never a dial
+      in the invariant figures (see `campaign.invariants`).
     """
     wave = store.wave_row(session, wave_id)
     if wave is None:
@@ -100,11 +105,12 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     nurses: dict[int, NurseLoad] = {}
     zones: dict[str, ZoneInfo] = {}
     wrap_up = float(policy.dialer.wrap_up_seconds)
-    total_attempts = 0
+    total_attempts = incoming_calls = 0
     for (
-        task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse,
+        task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, kind,
     ) in store.report_attempts(session, wave_id):  # fmt: skip
         total_attempts += 1
+        incoming_calls += kind == TaskKind.incoming.value
         patient = patients[task_patient[task_id]]
         attempts_by_tier[patient.tier] += 1
         results[result or "none"] += 1
@@ -136,6 +142,7 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         "opted_out": len(opted_out),
         "patients_to_fix": len(store.patients_without_number(session, wave.mailing_id)),
         "attempts": total_attempts,
+        "incoming_calls": incoming_calls,
         "attempts_per_reach": _ratio(total_attempts, len(reached)),
         "median_days_to_reach": _median(days),
         "tasks": sum(task_status.values()),

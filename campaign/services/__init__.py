@@ -5,6 +5,7 @@ returns plain data. The CLI, the scheduler's jobs and the dialer call these.
     waves      themes, segments, mailings, wave planning and transitions, scheduler jobs
     dialing    claims, attempts and their results, leases, reconciliation
     outcomes   what a nurse's outcome implies
+    incoming   a call the patient placed, answered by a nurse; the callback requests the line leaves
     patients   files with no number left, contacts given back by an import
 
 Callers use the package: `from campaign import services; services.plan_wave(ctx, ...)`.
@@ -26,6 +27,7 @@ from campaign.services.dialing import (
     reconcile_in_flight,
     renew_leases,
 )
+from campaign.services.incoming import create_request_callback, start_incoming
 from campaign.services.outcomes import OutcomeApplied, OutcomeEntry, record_outcome, record_outcomes
 from campaign.services.patients import restore_contacts, without_number
 from campaign.services.waves import (
@@ -61,6 +63,7 @@ __all__ = [
     "change_wave",
     "claim_and_start",
     "claim_and_start_many",
+    "create_request_callback",
     "expire_and_close",
     "finish_unanswered",
     "finish_unanswered_many",
@@ -78,6 +81,7 @@ __all__ = [
     "renew_leases",
     "required_skills",
     "restore_contacts",
+    "start_incoming",
     "sync_themes",
     "without_number",
 ]

@@ -32,13 +32,7 @@ class Context:
 Also = Callable[[Session], None]
 
 
-def required_skills(pathologies: list[str], theme_code: str | None, policy: Policy) -> frozenset[str]:
-    """Skills a nurse needs for this call: those of the pathologies the theme is about."""
-    theme = policy.themes.get(theme_code or "")
-    relevant = pathologies
-    if theme and theme.pathologies:
-        relevant = [p for p in pathologies if p in theme.pathologies] or pathologies
-    return frozenset(s for p in relevant if (s := policy.skill_for(p)))
+required_skills = rules.required_skills  # the pure rule, where the services have always offered it
 
 
 def keep_cadence(s: Session, patient_ids: Iterable[int], now: datetime, policy: Policy) -> None:

@@ -196,6 +196,13 @@ def _retry_many(
     out: list[rules.RetryDecision] = []
     for task_id, patient_id, result in ended:
         task = rows[task_id]
+        if task.kind == TaskKind.incoming:
+            # the patient called us: never dialed, so never retried; the nurse may still record
+            # what was said (the task is done, the outcome re-closes it)
+            reason = f"incoming call ended ({result.value}) before its outcome"
+            releases.append(store.Release(task_id, TaskStatus.done, reason=reason))
+            out.append(rules.RetryDecision(TaskStatus.done, None, reason))
+            continue
         if task.wave_status == WaveStatus.cancelled:
             releases.append(store.Release(task_id, TaskStatus.cancelled, reason="wave cancelled"))
             out.append(rules.RetryDecision(TaskStatus.cancelled, None, "wave cancelled"))

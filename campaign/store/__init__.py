@@ -10,6 +10,8 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     dialing    the dialer's hot path: dialable pages, claims, the attempts they start
     calls      after the dial: attempt results, releases, leases, reconciliation
     outcomes   what a nurse's outcome writes
+    incoming   a call the patient placed: its task and attempt, the callback requests left
+    files      what a person reads of a patient's file, the audit trail, who may call back
     upkeep     expiry and the audit trail
     lookups    what explanations and listings read
     reporting  what the invariant check and the wave report read
@@ -56,6 +58,27 @@ from campaign.store.dialing import (
     insert_attempts,
 )
 from campaign.store.directory import add_new_nurses, patient_lines, set_nurse_phone, waves_with_mailings
+from campaign.store.files import (
+    AuditRow,
+    Contact,
+    Message,
+    NurseChoice,
+    OpenTaskView,
+    PatientSummary,
+    audit_trail,
+    patient_summary,
+    qualified_nurses,
+    why_not_qualified,
+)
+from campaign.store.incoming import (
+    bring_forward,
+    insert_incoming,
+    insert_request_callback,
+    lock_patient,
+    patient_open_tasks,
+    pending_request,
+    pending_wave_task,
+)
 from campaign.store.lookups import (
     last_attempt_result,
     nurse_code,
@@ -117,6 +140,7 @@ from campaign.store.reporting import (
     recipient_count,
     report_attempts,
     report_tasks,
+    suspension_times,
     theme_label,
     wave_patients,
 )
@@ -131,7 +155,13 @@ __all__ = [
     "PATIENT_RULE_COLUMNS",
     "TERMINAL",
     "AttemptStart",
+    "AuditRow",
+    "Contact",
+    "Message",
+    "NurseChoice",
     "NurseInfo",
+    "OpenTaskView",
+    "PatientSummary",
     "Release",
     "add_mailing",
     "add_new_nurses",
@@ -140,6 +170,8 @@ __all__ = [
     "add_wave",
     "attempt_starts",
     "audit",
+    "audit_trail",
+    "bring_forward",
     "cancel_open_tasks",
     "claim_tasks",
     "complete_answered_attempts",
@@ -158,11 +190,14 @@ __all__ = [
     "in_flight_attempts",
     "insert_attempts",
     "insert_callback_task",
+    "insert_incoming",
     "insert_outcomes",
+    "insert_request_callback",
     "insert_tasks",
     "invariant_attempt_rows",
     "last_attempt_result",
     "last_dial",
+    "lock_patient",
     "mailing_row",
     "mark_attempts_answered",
     "next_contact_counts",
@@ -178,12 +213,17 @@ __all__ = [
     "patient_attempts_since",
     "patient_by_member_id",
     "patient_lines",
+    "patient_open_tasks",
     "patient_rule_row",
     "patient_state_from_row",
+    "patient_summary",
     "patients_without_future_contact",
     "patients_without_number",
+    "pending_request",
+    "pending_wave_task",
     "place_of",
     "postpone_pending",
+    "qualified_nurses",
     "recent_tasks",
     "recipient_count",
     "recipient_note",
@@ -198,6 +238,7 @@ __all__ = [
     "set_next_contact",
     "set_nurse_phone",
     "set_plan_notes",
+    "suspension_times",
     "sync_themes",
     "task_status_counts",
     "task_statuses",
@@ -210,5 +251,6 @@ __all__ = [
     "wave_task_counts_since",
     "waves_with_mailings",
     "waves_with_status",
+    "why_not_qualified",
     "wrong_number_since",
 ]

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlmodel import Session
 
 from campaign.model import ATTEMPT, PATIENT, TASK, WAVE
-from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, TaskStatus
+from campaign.states import TERMINAL_TASK_STATUSES, AttemptResult, AttemptState, TaskKind, TaskStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of
 
 
@@ -192,12 +192,14 @@ def task_statuses(session: Session, task_ids: Sequence[int]) -> dict[int, str]:
 def free_undialed_claims(session: Session, now: datetime, worker: str | None, expired_leases: bool) -> None:
     """Tasks claimed with no attempt in flight go back to pending (of `worker`, or whose lease ran out).
 
-    Claim and attempt share a transaction, so this finds only tasks edited by hand.
+    Claim and attempt share a transaction, so this finds only tasks edited by hand. An incoming
+    task is never put back: pending, it would be dialed.
     """
     session.execute(
         update(TASK)
         .where(
             TASK.c.status == TaskStatus.in_progress,
+            TASK.c.kind != TaskKind.incoming.value,
             TASK.c.id.not_in(select(ATTEMPT.c.task_id).where(ATTEMPT.c.state == AttemptState.in_flight)),
             *([TASK.c.claimed_by == worker] if worker else []),
             *([TASK.c.lease_until < now] if expired_leases else []),

@@ -27,6 +27,7 @@ def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]
             ATTEMPT.c.number,
             TASK.c.deadline,
             TASK.c.attempts.label("task_attempts"),
+            TASK.c.kind.label("task_kind"),
             TASK.c.wave_id,
             TASK.c.tier.label("task_tier"),
             TASK.c.theme_code,
@@ -51,6 +52,7 @@ _PATIENT_AFTER_OUTCOME = (
         next_contact_on=bindparam("p_next_contact_on"),
         flagged_numbers=bindparam("p_flagged_numbers"),
         status=bindparam("p_status"),
+        suspended_until=bindparam("p_suspended_until"),
     )
 )
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, insert, literal, null, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, literal, null, or_, select, update
 from sqlmodel import Session
 
 from campaign.model import PATIENT, RECIPIENT, TASK, WAVE, Mailing, ThemeRow, Wave
@@ -75,12 +75,16 @@ def open_task_patients(session: Session, exclude_wave_id: int | None) -> set[int
 
 
 def wave_task_counts_since(session: Session, since: datetime, exclude_wave_id: int) -> dict[int, int]:
+    """Contacts per patient since `since` for the cap per period: wave tasks of other waves, and
+    incoming calls that stood in for none (one that did is its wave task's contact, counted once)."""
     rows = session.execute(
         select(TASK.c.patient_id, func.count())
         .where(
-            TASK.c.kind == TaskKind.wave,
+            or_(
+                and_(TASK.c.kind == TaskKind.wave, TASK.c.wave_id != exclude_wave_id),
+                and_(TASK.c.kind == TaskKind.incoming, TASK.c.wave_id.is_(None)),
+            ),
             TASK.c.created_at >= since,
-            TASK.c.wave_id != exclude_wave_id,
             TASK.c.status != TaskStatus.cancelled,
         )
         .group_by(TASK.c.patient_id)

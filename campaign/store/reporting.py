@@ -106,6 +106,18 @@ def opt_out_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
     return {pid: at for pid, at in session.execute(q).all()}
 
 
+def suspension_times(session: Session, wave_id: int | None) -> dict[int, datetime]:
+    """Each patient's latest `hospitalised` outcome: when the suspension they are under now was
+    recorded (of the wave's patients, or all)."""
+    scope = [] if wave_id is None else [OUTCOME.c.patient_id.in_(wave_patients(wave_id))]
+    q = (
+        select(OUTCOME.c.patient_id, func.max(OUTCOME.c.recorded_at))
+        .where(OUTCOME.c.code == OutcomeCode.hospitalised.value, *scope)
+        .group_by(OUTCOME.c.patient_id)
+    )
+    return {pid: at for pid, at in session.execute(q).all()}
+
+
 def open_tasks(session: Session, wave_id: int | None, limit: int) -> tuple[int, list[int]]:
     """Tasks not in a terminal state (of the wave, or of every done or cancelled wave): how many,
     and the first `limit` ids."""
@@ -143,8 +155,8 @@ def report_tasks(session: Session, wave_id: int) -> Iterator[Any]:
 
 
 def report_attempts(session: Session, wave_id: int) -> Iterator[Any]:
-    """(task, nurse, result, started, answered, ended, zone, outcome code, outcome's nurse) of the
-    wave's attempts, oldest first."""
+    """(task, nurse, result, started, answered, ended, zone, outcome code, outcome's nurse, task kind)
+    of the wave's attempts, oldest first."""
     return _streamed(
         session,
         select(
@@ -157,6 +169,7 @@ def report_attempts(session: Session, wave_id: int) -> Iterator[Any]:
             PATIENT.c.timezone,
             OUTCOME.c.code.label("outcome_code"),
             OUTCOME.c.nurse_id.label("outcome_nurse_id"),
+            TASK.c.kind,
         )
         .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
         .join(PATIENT, PATIENT.c.id == ATTEMPT.c.patient_id)
