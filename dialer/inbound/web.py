@@ -1,21 +1,76 @@
-"""The inbound line's web side (placeholder until the `inbound` part lands): `router(web) -> APIRouter`.
+"""The inbound line's routes: Twilio's voice webhook and its follow-ups, and the Asterisk endpoint.
 
-Its provider endpoints live under /inbound/ (exempt from the CSRF check: the
-provider's signature guards them)."""
+Both ask the same service (`InboundLine`) and play its reply their own way.
+Nothing reaches the line unauthenticated (invariant 6): a Twilio request must
+carry a valid `X-Twilio-Signature` for the public URL Twilio called (rebuilt
+from `public_base_url`, as dialer/web/webhooks.py does); the dialplan's
+request must carry the shared token of `CARECALL_AGI_TOKEN`, compared in
+constant time. Anything else gets 403 and changes nothing; without a Twilio
+account or a token configured, every request of that backend is refused.
+Logs name the route, never what the request held (caller IDs, digits).
+"""
 
 from __future__ import annotations
 
+import hmac
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from twilio.request_validator import RequestValidator
 
+from dialer.backends.twilio import twiml as outbound_twiml
+from dialer.backends.twilio.settings import ENV_AUTH_TOKEN, TwilioSettings, load_twilio_settings
+from dialer.inbound import asterisk
+from dialer.inbound.line import InboundLine, Reply, RequestCallback, Step
+from dialer.inbound.twiml import reply_twiml
 from dialer.web.auth import Role, User, require
 from dialer.web.pages import page
+from dialer.web.relay import log
+
+ENV_AGI_TOKEN = "CARECALL_AGI_TOKEN"
+XML = "application/xml"
+PLAIN = "text/plain; charset=utf-8"
 
 
-def router(web: Any) -> APIRouter:
+class Route:
+    voice = "/inbound/twilio/voice"  # the number's voice webhook: a call arrives
+    gather = "/inbound/twilio/gather"  # digits keyed (?step=member|year)
+    wait = "/inbound/twilio/wait"  # the wait came round
+    status = "/inbound/twilio/status"  # the number's status callback: the call ended
+    asterisk = "/inbound/asterisk"  # the dialplan's CURL()
+
+
+# Twilio's final call statuses: the call is over
+_FINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def _default_twilio() -> TwilioSettings | None:
+    """The account's settings when the environment names one (else Twilio requests are refused)."""
+    return load_twilio_settings() if os.environ.get(ENV_AUTH_TOKEN) else None
+
+
+def router(
+    web: Any,
+    *,
+    twilio: TwilioSettings | None = None,
+    agi_token: str | None = None,
+    request_callback: RequestCallback | None = None,
+) -> APIRouter:
+    """The routes, on `web.ctx` (storage, policy, clock) and `web.commands` (reaching nurses)."""
+    if request_callback is None:
+        from dialer.inbound.store import request_callback as stand_in
+
+        request_callback = stand_in
+    line = InboundLine(web.ctx, web.commands, request_callback, worker=getattr(web, "worker", None))
+    settings = twilio if twilio is not None else _default_twilio()
+    token = agi_token if agi_token is not None else os.environ.get(ENV_AGI_TOKEN, "")
     api = APIRouter()
+    api.include_router(_twilio_routes(line, settings))
+    api.include_router(_asterisk_route(line, token))
 
     @api.get("/inbound/")
     def inbound(request: Request, user: User = Depends(require(Role.supervisor))) -> HTMLResponse:
@@ -26,5 +81,114 @@ def router(web: Any) -> APIRouter:
             coming="Ici viendra la ligne entrante : les appels des patients, reconnus et dirigés "
             "vers leur infirmier référent, ou rappelés.",
         )
+
+    return api
+
+
+# ---------------------------------------------------------------------------------------- Twilio
+
+
+def _twilio_routes(line: InboundLine, settings: TwilioSettings | None) -> APIRouter:
+    api = APIRouter()
+    validator = RequestValidator(settings.auth_token.get_secret_value()) if settings else None
+    voice = outbound_twiml.Voice(settings.voice if settings else "Polly.Lea", "fr-FR")
+
+    async def checked(request: Request, route: str) -> dict[str, str] | None:
+        form = await request.form()
+        signature = request.headers.get("X-Twilio-Signature", "")
+        query = request.url.query
+        if settings is None or validator is None or not signature:
+            ok = False
+        else:
+            url = settings.public_base_url + route + (f"?{query}" if query else "")
+            ok = validator.validate(url, form, signature)
+        if not ok:
+            log.warning("inbound.twilio.forged", route=route, signed=bool(signature))
+            return None
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    def next_url(reply: Reply) -> str:
+        assert settings is not None
+        if reply.step == Step.gather_member:
+            return settings.webhook_url(Route.gather, step="member")
+        if reply.step == Step.gather_birth_year:
+            return settings.webhook_url(Route.gather, step="year")
+        return settings.webhook_url(Route.wait)
+
+    async def answer(request: Request, route: str, act: Any) -> Response:
+        form = await checked(request, route)
+        if form is None:
+            return Response(status_code=403)
+        reply = await run_in_threadpool(act, form, dict(request.query_params))
+        return Response(reply_twiml(reply, voice, next_url(reply)), media_type=XML)
+
+    @api.post(Route.voice)
+    async def arrived(request: Request) -> Response:
+        return await answer(
+            request, Route.voice, lambda f, _q: line.arrive("twilio", f.get("CallSid", ""), f.get("From"))
+        )
+
+    def keyed(form: Mapping[str, str], query: Mapping[str, str]) -> Reply:
+        sid, digits = form.get("CallSid", ""), form.get("Digits", "")
+        if query.get("step") == "year":
+            return line.birth_year(sid, digits)
+        return line.member(sid, digits)
+
+    @api.post(Route.gather)
+    async def gathered(request: Request) -> Response:
+        return await answer(request, Route.gather, keyed)
+
+    @api.post(Route.wait)
+    async def waited(request: Request) -> Response:
+        return await answer(request, Route.wait, lambda f, _q: line.again(f.get("CallSid", "")))
+
+    @api.post(Route.status)
+    async def status(request: Request) -> Response:
+        form = await checked(request, Route.status)
+        if form is None:
+            return Response(status_code=403)
+        if form.get("CallStatus") in _FINAL:
+            await run_in_threadpool(line.ended, form.get("CallSid", ""))
+        return Response(status_code=200)
+
+    return api
+
+
+# ---------------------------------------------------------------------------------------- Asterisk
+
+
+def _asterisk_route(line: InboundLine, token: str) -> APIRouter:
+    api = APIRouter()
+
+    def allowed(request: Request) -> bool:
+        given = request.headers.get("X-Carecall-Token") or request.query_params.get("token", "")
+        # constant time, and an unset token never matches (not even an empty one)
+        return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+    def act(query: Mapping[str, str]) -> str:
+        call, event, digits = query.get("call", ""), query.get("event", ""), query.get("digits", "")
+        if event == "end":
+            cause = query.get("cause", "")
+            line.ended(call, int(cause) if cause.isdigit() else None)
+            return "ok||"
+        if event == "start":
+            reply = line.arrive("asterisk", call, query.get("caller"))
+        elif event == "member":
+            reply = line.member(call, digits)
+        elif event == "year":
+            reply = line.birth_year(call, digits)
+        else:
+            reply = line.again(call)
+        return asterisk.reply_line(reply)
+
+    @api.get(Route.asterisk)
+    async def decision(request: Request) -> Response:
+        if not allowed(request):
+            log.warning("inbound.asterisk.refused", route=Route.asterisk)
+            return Response(status_code=403)
+        query = dict(request.query_params)
+        if not query.get("call"):
+            return Response("hangup||\n", status_code=400, media_type=PLAIN)
+        return Response(await run_in_threadpool(act, query) + "\n", media_type=PLAIN)
 
     return api

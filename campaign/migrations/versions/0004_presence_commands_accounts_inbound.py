@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('patient_id', sa.Integer(), nullable=True),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('tries', sa.Integer(), nullable=False),
+    sa.Column('caller_key', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('nurse_id', sa.Integer(), nullable=True),
     sa.Column('attempt_id', sa.Integer(), nullable=True),
     sa.Column('task_id', sa.Integer(), nullable=True),
