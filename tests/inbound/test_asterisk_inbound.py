@@ -6,11 +6,14 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from factories import add_patient, paris
-from inbound_world import World, inbound_world
+from factories import add_patient, dispose, make_ctx, paris
+from fastapi import FastAPI
+from inbound_world import OPEN, Desk, WebStub, World, inbound_world, served
 
 from dialer.inbound.decision import CallState
+from dialer.inbound.web import router
 from dialer.lines import events_for_worker
 
 NUMBER = "+33261910042"  # fiction range
@@ -75,3 +78,19 @@ def test_at_22_the_dialplan_plays_the_closed_message_and_a_callback_is_recorded(
         assert "carecall/fr/inbound_callback_recorded" in recordings
         (task,) = w.tasks(patient.id)
         assert task.not_before == paris(date(2026, 12, 9), 9)
+
+
+def test_with_no_token_configured_every_request_is_refused(tmp_path: Path) -> None:
+    """An unset CARECALL_AGI_TOKEN must not open the endpoint to a request with an empty token."""
+    ctx, _ = make_ctx(f"sqlite:///{tmp_path / 'c.db'}", OPEN)
+    app = FastAPI()
+    app.include_router(router(WebStub(ctx, Desk(ctx)), agi_token=""))
+    try:
+        with served(app) as base, httpx.Client() as http:
+            for headers in ({}, {"X-Carecall-Token": ""}):
+                response = http.get(
+                    base + "/inbound/asterisk", params={"call": "1.1", "event": "start"}, headers=headers
+                )
+                assert response.status_code == 403
+    finally:
+        dispose(ctx)

@@ -16,6 +16,7 @@ import pytest
 from factories import add_patient, paris
 from inbound_world import AUTH_TOKEN, OPEN, World, inbound_world, new_sid
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator
 
 from campaign.model import TASK
@@ -196,3 +197,33 @@ def test_the_call_end_reaches_the_owner_of_the_nurse_attempt(world: World) -> No
     ended = world.call(sid)
     assert ended is not None and ended.state == CallState.ended
     assert ended.ended_at == datetime(2026, 12, 8, 9, 7, tzinfo=UTC)
+
+
+def test_a_number_two_patients_share_recognises_neither(world: World) -> None:
+    """A household phone: the line cannot tell who calls, so it asks (two patients may share a name too)."""
+    world.ready_nurse()
+    add_patient(world.ctx, phone=NUMBER)
+    add_patient(world.ctx, phone_alt=NUMBER)
+    sid = new_sid()
+    status, body = world.twilio(Route.voice, {"CallSid": sid, "From": NUMBER})
+    assert status == 200 and twiml(body).find("Gather") is not None
+    call = world.call(sid)
+    assert call is not None and call.patient_id is None and world.desk.offers == []
+
+
+def test_log_lines_carry_no_caller_number_member_number_or_birth_year(world: World) -> None:
+    world.ready_nurse()
+    add_patient(world.ctx, member_id="31415926", birth_date=date(1947, 1, 2))
+    add_patient(world.ctx, phone=NUMBER)
+    with capture_logs() as logs:
+        sid = new_sid()
+        world.twilio(Route.voice, {"CallSid": sid, "From": "+33199007777"})
+        world.twilio(Route.gather, {"CallSid": sid, "Digits": "31415926"}, "step=member")
+        world.twilio(Route.gather, {"CallSid": sid, "Digits": "1947"}, "step=year")
+        world.twilio(Route.voice, {"CallSid": new_sid(), "From": NUMBER})
+        world.twilio(Route.voice, {"CallSid": new_sid(), "From": NUMBER}, token="forged")
+        world.twilio(Route.status, {"CallSid": sid, "CallStatus": "completed"})
+    text = "\n".join(map(str, logs))
+    assert "inbound.routed" in text and "inbound.twilio.forged" in text, "the logs were captured"
+    for secret in ("199007777", "199004321", "31415926", "1947"):
+        assert secret not in text
