@@ -101,6 +101,14 @@ def ready_nurses(session: Session) -> list[ReadyNurse]:
     return [ReadyNurse(r.nurse_id, NurseLevel(r.level), frozenset(r.skills or ()), r.since) for r in rows]
 
 
+def waiting_patients(session: Session, now: datetime) -> list[Any]:
+    """The recognised callers waiting for a nurse now, as routing reads them (`patient_row`)."""
+    waiting = select(CALL.c.patient_id).where(
+        CALL.c.state == CallState.waiting.value, CALL.c.wait_until > now, CALL.c.patient_id.is_not(None)
+    )
+    return list(session.execute(select(*_PATIENT_COLUMNS).where(PATIENT.c.id.in_(waiting))).all())
+
+
 def owner_of_attempt(session: Session, attempt_id: int) -> str | None:
     """The dialer process that holds an attempt: its line's worker, else the attempt's own."""
     line = lines_of(session, [attempt_id]).get(attempt_id)

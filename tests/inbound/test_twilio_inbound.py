@@ -20,8 +20,10 @@ from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator
 
 from campaign.model import TASK
+from campaign.policy import NurseLevel
 from campaign.states import TaskKind, TaskStatus
-from dialer.inbound.decision import CallState
+from dialer.inbound.decision import CallState, held_for_inbound
+from dialer.inbound.line import waiting_callers
 from dialer.inbound.web import Route
 from dialer.lines import events_for_worker
 
@@ -29,8 +31,9 @@ NUMBER = "+33199004321"  # fiction range
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    with inbound_world(f"sqlite:///{tmp_path / 'carecall.db'}") as w:
+def world(db_url: str) -> Iterator[World]:
+    """On SQLite and PostgreSQL."""
+    with inbound_world(db_url) as w:
         yield w
 
 
@@ -130,6 +133,10 @@ def test_nobody_ready_leads_to_a_callback_task(world: World) -> None:
     assert root.find("Pause") is not None
     assert root.find("Redirect").text == world.settings.webhook_url(Route.wait)  # type: ignore[union-attr]
     assert world.tasks(patient.id) == []
+    # meanwhile the dialer holds back a nurse who may take the caller (inbound comes first)
+    (waiting,) = waiting_callers(world.ctx)
+    assert waiting.patient_id == patient.id
+    assert held_for_inbound(NurseLevel.senior, frozenset(), [waiting], world.ctx.policy)
     # the wait comes round: still nobody; then the configured wait is over
     world.clock.advance_to(world.clock.now() + timedelta(seconds=30))
     status, body = world.twilio(Route.wait, {"CallSid": sid})
@@ -144,6 +151,7 @@ def test_nobody_ready_leads_to_a_callback_task(world: World) -> None:
     assert task.not_before <= world.clock.now() + timedelta(minutes=1)
     call = world.call(sid)
     assert call is not None and (call.state, call.task_id) == (CallState.callback, task.id)
+    assert waiting_callers(world.ctx) == []
 
 
 def test_a_call_at_22_gets_the_closed_message_and_a_callback_task(tmp_path: Path) -> None:
