@@ -12,7 +12,7 @@ are named by their inbound id, patients and nurses by theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -320,6 +320,29 @@ class InboundLine:
         first = text(Prompt.closed, hours=hours) if action == Action.closed else text(Prompt.no_nurse)
         recorded = text(Prompt.callback_recorded, when=say_when(at, now, row.timezone))
         return Reply(Step.hangup, (*said, first, recorded, text(Prompt.goodbye)))
+
+
+def caller_hangup(
+    ctx: services.Context, hangers: Mapping[str, Callable[[str], None]]
+) -> Callable[[int], None]:
+    """The dialer's hook for a nurse who ends an inbound call (`on_inbound_hangup`): the caller's
+    line is hung up on its backend (by the backend's call id: `hangup_orphan` of the Asterisk and
+    Twilio backends, `SimulatedInbound.hang_up`); its end then comes back as for any hang-up.
+    Without it the caller would stay in her conference, where she waits for her next call."""
+
+    def hang_up(attempt_id: int) -> None:
+        with ctx.sessions() as s:
+            found = store.call_of_attempt(s, attempt_id)
+        if found is None:
+            return
+        backend, call_id = found
+        hanger = hangers.get(backend)
+        if hanger is None:
+            log.warning("inbound.hangup.no_backend", attempt_id=attempt_id, backend=backend)
+            return
+        hanger(call_id)
+
+    return hang_up
 
 
 def waiting_callers(ctx: services.Context) -> list[Caller]:

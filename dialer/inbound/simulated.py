@@ -139,6 +139,11 @@ class SimulatedInbound:
         else:
             self._offer(call_id, offer, index + 1)
 
+    def hang_up(self, call_id: str) -> None:
+        """The line ends the call (the nurse hung up: `line.caller_hangup`)."""
+        if call_id in self.calls:
+            self._hang_up(call_id)
+
     def _hang_up(self, call_id: str) -> None:
         record = self.calls[call_id]
         if not record.ended:

@@ -109,6 +109,16 @@ def waiting_patients(session: Session, now: datetime) -> list[Any]:
     return list(session.execute(select(*_PATIENT_COLUMNS).where(PATIENT.c.id.in_(waiting))).all())
 
 
+def call_of_attempt(session: Session, attempt_id: int) -> tuple[str, str] | None:
+    """(backend, the backend's call id) of the inbound call a nurse's attempt records, if not over."""
+    row = session.execute(
+        select(CALL.c.backend, CALL.c.call_id).where(
+            CALL.c.attempt_id == attempt_id, CALL.c.state != CallState.ended.value
+        )
+    ).first()
+    return None if row is None else (row.backend, row.call_id)
+
+
 def owner_of_attempt(session: Session, attempt_id: int) -> str | None:
     """The dialer process that holds an attempt: its line's worker, else the attempt's own."""
     line = lines_of(session, [attempt_id]).get(attempt_id)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from campaign import services
 from campaign.model import TASK
 from dialer.events import CallEventKind, Event
-from dialer.inbound.line import InboundLine, Step
+from dialer.inbound.line import InboundLine, Step, caller_hangup
 from dialer.inbound.simulated import SimulatedCaller, SimulatedInbound
 from dialer.inbound.store import request_callback
 from dialer.scheduler_loop import EventLoop
@@ -78,5 +78,38 @@ def test_a_simulated_caller_nobody_answers_leaves_a_callback(tmp_path: Path) -> 
         with ctx.sessions() as s:
             kinds = s.execute(select(TASK.c.kind).where(TASK.c.patient_id == patient.id)).scalars().all()
         assert kinds == ["inbound"]
+    finally:
+        dispose(ctx)
+
+
+def test_a_nurse_who_ends_the_call_hangs_the_caller_up(tmp_path: Path) -> None:
+    """Else the caller would stay in her conference, where her next patient joins her."""
+    ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'c.db'}", OPEN)
+    try:
+        inbox: list[Event] = []
+        desk = Desk(ctx)
+        line = InboundLine(
+            ctx, desk, request_callback, worker=WORKER, deliver=inbox.append, resolve_offers=False
+        )
+        loop = EventLoop(clock)
+        sim = SimulatedInbound(loop, line, desk)
+        hang_up = caller_hangup(ctx, {"simulated": sim.hang_up})
+        nurse = add_nurse(ctx)
+        ready(ctx, nurse)
+        add_patient(ctx, phone="+33199005556")
+        call = sim.place(SimulatedCaller("+33199005556", talk_seconds=3600))
+        loop.run_until(OPEN + timedelta(minutes=2))
+        record = sim.calls[call]
+        assert record.attempt_id is not None and not record.ended and inbox == []
+        hang_up(record.attempt_id)  # the nurse ends it from her console
+        assert record.ended
+        (ended,) = inbox
+        assert (ended.attempt_id, ended.kind, ended.at) == (
+            record.attempt_id,
+            CallEventKind.ended,
+            clock.now(),
+        )  # type: ignore[union-attr]
+        hang_up(record.attempt_id)  # once over, nothing more
+        assert len(inbox) == 1
     finally:
         dispose(ctx)

@@ -23,7 +23,7 @@ from campaign.model import TASK
 from campaign.policy import NurseLevel
 from campaign.states import TaskKind, TaskStatus
 from dialer.inbound.decision import CallState, held_for_inbound
-from dialer.inbound.line import waiting_callers
+from dialer.inbound.line import caller_hangup, waiting_callers
 from dialer.inbound.web import Route
 from dialer.lines import events_for_worker
 
@@ -235,3 +235,15 @@ def test_log_lines_carry_no_caller_number_member_number_or_birth_year(world: Wor
     assert "inbound.routed" in text and "inbound.twilio.forged" in text, "the logs were captured"
     for secret in ("199007777", "199004321", "31415926", "1947"):
         assert secret not in text
+
+
+def test_a_nurse_who_ends_the_call_hangs_up_the_twilio_call(world: World) -> None:
+    nurse = world.ready_nurse()
+    add_patient(world.ctx, phone=NUMBER, referent_nurse_id=nurse)
+    sid = new_sid()
+    world.twilio(Route.voice, {"CallSid": sid, "From": NUMBER})
+    call = world.call(sid)
+    assert call is not None and call.attempt_id is not None
+    ended: list[str] = []  # the backend's hangup_orphan(CallSid): a REST update to completed
+    caller_hangup(world.ctx, {"twilio": ended.append})(call.attempt_id)
+    assert ended == [sid]
