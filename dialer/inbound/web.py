@@ -6,7 +6,8 @@ carry a valid `X-Twilio-Signature` for the public URL Twilio called (rebuilt
 from `public_base_url`, as dialer/web/webhooks.py does); the dialplan's
 request must carry the shared token of `CARECALL_AGI_TOKEN`, compared in
 constant time. Anything else gets 403 and changes nothing; without a Twilio
-account or a token configured, every request of that backend is refused.
+account (`serve --telephony twilio`'s, on app.state.twilio) or a token
+configured, every request of that backend is refused.
 Logs name the route, never what the request held (caller IDs, digits).
 """
 
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from dialer.backends.twilio import twiml as outbound_twiml
-from dialer.backends.twilio.settings import ENV_AUTH_TOKEN, TwilioSettings, load_twilio_settings
+from dialer.backends.twilio.settings import TwilioSettings
 from dialer.inbound import asterisk
 from dialer.inbound.line import InboundLine, Reply, RequestCallback, Step
 from dialer.inbound.twiml import reply_twiml
@@ -48,9 +49,14 @@ class Route:
 _FINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
-def _default_twilio() -> TwilioSettings | None:
-    """The account's settings when the environment names one (else Twilio requests are refused)."""
-    return load_twilio_settings() if os.environ.get(ENV_AUTH_TOKEN) else None
+def _twilio_settings(request: Request, given: TwilioSettings | None) -> TwilioSettings | None:
+    """The account's settings: as given, else those of the outbound webhooks beside (serve
+    --telephony twilio puts them on app.state.twilio), else none: Twilio requests are refused."""
+    if given is not None:
+        return given
+    hooks = getattr(request.app.state, "twilio", None)
+    settings = getattr(hooks, "settings", None)
+    return settings if isinstance(settings, TwilioSettings) else None
 
 
 def router(
@@ -66,10 +72,9 @@ def router(
 
         request_callback = stand_in
     line = InboundLine(web.ctx, web.commands, request_callback, worker=getattr(web, "worker", None))
-    settings = twilio if twilio is not None else _default_twilio()
     token = agi_token if agi_token is not None else os.environ.get(ENV_AGI_TOKEN, "")
     api = APIRouter()
-    api.include_router(_twilio_routes(line, settings))
+    api.include_router(_twilio_routes(line, twilio))
     api.include_router(_asterisk_route(line, token))
 
     @api.get("/inbound/")
@@ -88,27 +93,25 @@ def router(
 # ---------------------------------------------------------------------------------------- Twilio
 
 
-def _twilio_routes(line: InboundLine, settings: TwilioSettings | None) -> APIRouter:
+def _twilio_routes(line: InboundLine, given: TwilioSettings | None) -> APIRouter:
     api = APIRouter()
-    validator = RequestValidator(settings.auth_token.get_secret_value()) if settings else None
-    voice = outbound_twiml.Voice(settings.voice if settings else "Polly.Lea", "fr-FR")
 
-    async def checked(request: Request, route: str) -> dict[str, str] | None:
+    async def checked(request: Request, route: str) -> tuple[TwilioSettings, dict[str, str]] | None:
         form = await request.form()
         signature = request.headers.get("X-Twilio-Signature", "")
-        query = request.url.query
-        if settings is None or validator is None or not signature:
+        settings = _twilio_settings(request, given)
+        if settings is None or not signature:
             ok = False
         else:
+            query = request.url.query
             url = settings.public_base_url + route + (f"?{query}" if query else "")
-            ok = validator.validate(url, form, signature)
-        if not ok:
+            ok = RequestValidator(settings.auth_token.get_secret_value()).validate(url, form, signature)
+        if settings is None or not ok:
             log.warning("inbound.twilio.forged", route=route, signed=bool(signature))
             return None
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        return settings, {k: v for k, v in form.items() if isinstance(v, str)}
 
-    def next_url(reply: Reply) -> str:
-        assert settings is not None
+    def next_url(settings: TwilioSettings, reply: Reply) -> str:
         if reply.step == Step.gather_member:
             return settings.webhook_url(Route.gather, step="member")
         if reply.step == Step.gather_birth_year:
@@ -116,11 +119,13 @@ def _twilio_routes(line: InboundLine, settings: TwilioSettings | None) -> APIRou
         return settings.webhook_url(Route.wait)
 
     async def answer(request: Request, route: str, act: Any) -> Response:
-        form = await checked(request, route)
-        if form is None:
+        found = await checked(request, route)
+        if found is None:
             return Response(status_code=403)
+        settings, form = found
         reply = await run_in_threadpool(act, form, dict(request.query_params))
-        return Response(reply_twiml(reply, voice, next_url(reply)), media_type=XML)
+        voice = outbound_twiml.Voice(settings.voice, settings.language)
+        return Response(reply_twiml(reply, voice, next_url(settings, reply)), media_type=XML)
 
     @api.post(Route.voice)
     async def arrived(request: Request) -> Response:
@@ -144,9 +149,10 @@ def _twilio_routes(line: InboundLine, settings: TwilioSettings | None) -> APIRou
 
     @api.post(Route.status)
     async def status(request: Request) -> Response:
-        form = await checked(request, Route.status)
-        if form is None:
+        found = await checked(request, Route.status)
+        if found is None:
             return Response(status_code=403)
+        _, form = found
         if form.get("CallStatus") in _FINAL:
             await run_in_threadpool(line.ended, form.get("CallSid", ""))
         return Response(status_code=200)

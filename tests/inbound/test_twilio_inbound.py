@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from factories import add_patient, paris
-from inbound_world import AUTH_TOKEN, OPEN, World, inbound_world, new_sid
+from factories import add_nurse, add_patient, dispose, make_ctx, paris
+from fastapi import FastAPI
+from inbound_world import ACCOUNT_SID, AUTH_TOKEN, OPEN, Desk, World, inbound_world, new_sid, served
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator
@@ -22,10 +24,14 @@ from twilio.request_validator import RequestValidator
 from campaign.model import TASK
 from campaign.policy import NurseLevel
 from campaign.states import TaskKind, TaskStatus
+from dialer.backends.twilio.settings import TwilioSettings
 from dialer.inbound.decision import CallState, held_for_inbound
 from dialer.inbound.line import caller_hangup, waiting_callers
 from dialer.inbound.web import Route
 from dialer.lines import events_for_worker
+from dialer.staff.model import NursePresence
+from dialer.web.app import create_app
+from dialer.web.core import create_web_app, make_web
 
 NUMBER = "+33199004321"  # fiction range
 
@@ -247,3 +253,41 @@ def test_a_nurse_who_ends_the_call_hangs_up_the_twilio_call(world: World) -> Non
     ended: list[str] = []  # the backend's hangup_orphan(CallSid): a REST update to completed
     caller_hangup(world.ctx, {"twilio": ended.append})(call.attempt_id)
     assert ended == [sid]
+
+
+def test_in_the_served_application_the_line_uses_the_twilio_account_of_serve(db_url: str) -> None:
+    """Through `create_web_app` as `serve --telephony twilio` builds it: the CSRF check leaves the
+    provider's routes alone, and the signature is checked with the outbound webhooks' settings."""
+    ctx, _ = make_ctx(db_url, OPEN)
+    desk = Desk(ctx)
+    app = FastAPI()
+    try:
+        with served(app) as base, httpx.Client(timeout=20) as http:
+            settings = TwilioSettings.model_validate(
+                {
+                    "public_base_url": base,
+                    "caller_number": "+33199000000",
+                    "account_sid": ACCOUNT_SID,
+                    "auth_token": AUTH_TOKEN,
+                }
+            )
+            hooks = create_app(settings, ctx.sessions, "dialer-1", lambda _e: None, clock=ctx.clock)
+            web = make_web(ctx, worker="dialer-1", commands=desk, secret_key="k" * 32)
+            app.mount("/", create_web_app(web, twilio_webhooks=hooks))
+            nurse = add_nurse(ctx)
+            with ctx.sessions() as s:
+                s.add(
+                    NursePresence(
+                        nurse_id=nurse, status="ready", since=OPEN, worker="dialer-1", updated_at=OPEN
+                    )
+                )
+                s.commit()
+            add_patient(ctx, phone=NUMBER, referent_nurse_id=nurse)
+            url, params = base + Route.voice, {"CallSid": new_sid(), "From": NUMBER}
+            signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+            response = http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+            assert response.status_code == 200 and conference_of(response.text) == f"nurse-{nurse}"
+            forged = RequestValidator("forged").compute_signature(url, params)
+            assert http.post(url, data=params, headers={"X-Twilio-Signature": forged}).status_code == 403
+    finally:
+        dispose(ctx)
