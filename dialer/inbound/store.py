@@ -125,34 +125,3 @@ def owner_of_attempt(session: Session, attempt_id: int) -> str | None:
     if line is not None:
         return line.worker
     return session.execute(select(ATTEMPT.c.worker).where(ATTEMPT.c.id == attempt_id)).scalar_one_or_none()
-
-
-def request_callback(ctx: Any, patient_id: int, at: datetime, priority: int, note: str) -> int:
-    """Stand-in for campaign.services.incoming.create_request_callback until it lands in main:
-    the high-priority callback task the line leaves (TaskKind.inbound)."""
-    from datetime import timedelta
-
-    from campaign.model import TASK
-    from campaign.states import TaskKind, TaskStatus
-
-    now = ctx.clock.now()
-    with ctx.sessions() as s:
-        tier = s.execute(select(PATIENT.c.tier).where(PATIENT.c.id == patient_id)).scalar_one()
-        task_id = s.execute(
-            TASK.insert()
-            .values(
-                patient_id=patient_id,
-                kind=TaskKind.inbound,
-                status=TaskStatus.pending,
-                tier=tier,
-                priority=priority,
-                not_before=at,
-                deadline=at + timedelta(hours=ctx.policy.inbound.callback_within_hours),
-                attempts=0,
-                created_at=now,
-                close_reason=None,
-            )
-            .returning(TASK.c.id)
-        ).scalar_one()
-        s.commit()
-    return int(task_id)

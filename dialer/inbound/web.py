@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
+from campaign.services.incoming import create_request_callback
 from dialer.backends.twilio import twiml as outbound_twiml
 from dialer.backends.twilio.settings import TwilioSettings
 from dialer.inbound import asterisk
@@ -67,11 +68,8 @@ def router(
     request_callback: RequestCallback | None = None,
 ) -> APIRouter:
     """The routes, on `web.ctx` (storage, policy, clock) and `web.commands` (reaching nurses)."""
-    if request_callback is None:
-        from dialer.inbound.store import request_callback as stand_in
-
-        request_callback = stand_in
-    line = InboundLine(web.ctx, web.commands, request_callback, worker=getattr(web, "worker", None))
+    callback = request_callback or create_request_callback
+    line = InboundLine(web.ctx, web.commands, callback, worker=getattr(web, "worker", None))
     token = agi_token if agi_token is not None else os.environ.get(ENV_AGI_TOKEN, "")
     api = APIRouter()
     api.include_router(_twilio_routes(line, twilio))

@@ -22,13 +22,13 @@ import httpx
 import uvicorn
 from factories import add_nurse, dispose, make_ctx
 from fastapi import FastAPI
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from campaign import services
 from campaign.clock import VirtualClock
-from campaign.model import ATTEMPT, TASK, CallTask
-from campaign.states import AttemptState, TaskKind, TaskStatus
+from campaign.model import TASK
+from campaign.services.incoming import start_incoming
 from dialer.backends.twilio.settings import TwilioSettings
 from dialer.inbound.model import InboundCall
 from dialer.inbound.web import router
@@ -50,7 +50,8 @@ def new_sid() -> str:
 @dataclass
 class Desk:
     """The nurses' owner, as the line reaches it: gives a ready nurse the call and answers
-    "ok:<attempt>", or refuses. Its attempts are the incoming contacts, stored as the owner would."""
+    "ok:<attempt>", or refuses. Its attempts are the incoming contacts, started as the owner starts
+    them (`start_incoming`)."""
 
     ctx: services.Context
     refusing: set[int] = field(default_factory=set)
@@ -65,7 +66,8 @@ class Desk:
         if nurse_id in self.refusing:
             self.results[command] = "refused: not free"
         else:
-            self.results[command] = f"ok:{start_contact(self.ctx, patient_id, nurse_id, WORKER)}"
+            _task, attempt = start_incoming(self.ctx, patient_id, nurse_id, WORKER)
+            self.results[command] = f"ok:{attempt}"
         return command
 
     def wait(self, command_id: int, timeout_seconds: float) -> str | None:
@@ -73,43 +75,6 @@ class Desk:
 
     def offered_to(self) -> list[int]:
         return [nurse for nurse, _, _ in self.offers]
-
-
-def start_contact(ctx: services.Context, patient_id: int, nurse_id: int, worker: str) -> int:
-    """The incoming contact's task and answered attempt, as the owner stores them."""
-    now = ctx.clock.now()
-    with ctx.sessions() as s:
-        tier = s.execute(select(CallTask.tier).limit(1)).scalar() or "medium"
-        task_id = s.execute(
-            insert(TASK)
-            .values(
-                patient_id=patient_id,
-                kind=TaskKind.inbound,
-                status=TaskStatus.in_progress,
-                tier=tier,
-                not_before=now,
-                deadline=now + timedelta(days=1),
-                created_at=now,
-                attempts=1,
-            )
-            .returning(TASK.c.id)
-        ).scalar_one()
-        attempt_id = s.execute(
-            insert(ATTEMPT)
-            .values(
-                task_id=task_id,
-                patient_id=patient_id,
-                nurse_id=nurse_id,
-                number="inbound",
-                state=AttemptState.in_flight,
-                started_at=now,
-                answered_at=now,
-                worker=worker,
-            )
-            .returning(ATTEMPT.c.id)
-        ).scalar_one()
-        s.commit()
-    return int(attempt_id)
 
 
 @dataclass(frozen=True)

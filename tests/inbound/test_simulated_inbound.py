@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from campaign import services
 from campaign.model import TASK
+from campaign.services.incoming import create_request_callback as request_callback
 from dialer.events import CallEventKind, Event
 from dialer.inbound.line import InboundLine, Step, caller_hangup
 from dialer.inbound.simulated import SimulatedCaller, SimulatedInbound
-from dialer.inbound.store import request_callback
 from dialer.scheduler_loop import EventLoop
 from dialer.staff.model import NursePresence
 

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from factories import add_nurse, add_patient, dispose, make_ctx, paris
+from factories import add_nurse, add_patient, add_task, dispose, make_ctx, paris
 from fastapi import FastAPI
 from inbound_world import ACCOUNT_SID, AUTH_TOKEN, OPEN, Desk, World, inbound_world, new_sid, served
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator
 
-from campaign.model import TASK
-from campaign.policy import NurseLevel
-from campaign.states import TaskKind, TaskStatus
+from campaign import services
+from campaign.model import PATIENT, TASK
+from campaign.policy import NurseLevel, Tier
+from campaign.states import OutcomeCode, TaskKind, TaskStatus
 from dialer.backends.twilio.settings import TwilioSettings
 from dialer.inbound.decision import CallState, held_for_inbound
 from dialer.inbound.line import caller_hangup, waiting_callers
@@ -291,3 +292,27 @@ def test_in_the_served_application_the_line_uses_the_twilio_account_of_serve(db_
             assert http.post(url, data=params, headers={"X-Twilio-Signature": forged}).status_code == 403
     finally:
         dispose(ctx)
+
+
+def test_an_inbound_contact_closes_the_matching_outbound_task(world: World) -> None:
+    """The patient called before the wave reached them: the conversation stands in for the wave's
+    call, and the nurse's outcome feeds their next contact date."""
+    nurse = world.ready_nurse()
+    patient = add_patient(world.ctx, phone=NUMBER, referent_nurse_id=nurse)
+    assert patient.id is not None
+    wave_task = add_task(world.ctx, patient.id, kind=TaskKind.wave, theme_code="diet", priority=5)
+    sid = new_sid()
+    world.twilio(Route.voice, {"CallSid": sid, "From": NUMBER})
+    call = world.call(sid)
+    assert call is not None and call.attempt_id is not None
+    world.clock.advance_to(world.clock.now() + timedelta(minutes=9))
+    services.record_outcome(world.ctx, call.attempt_id, OutcomeCode.reached, nurse, note="appel entrant")
+    world.twilio(Route.status, {"CallSid": sid, "CallStatus": "completed"})
+    by_id = {t.id: t for t in world.tasks(patient.id)}
+    assert by_id[wave_task].status == TaskStatus.done
+    (incoming,) = [t for t in by_id.values() if t.kind == TaskKind.incoming]
+    assert incoming.status == TaskStatus.done and incoming.theme_code == "diet"
+    with world.ctx.sessions() as s:
+        next_on = s.execute(select(PATIENT.c.next_contact_on).where(PATIENT.c.id == patient.id)).scalar_one()
+    cadence = world.ctx.policy.tiers[Tier(patient.tier)].cadence_days
+    assert next_on == date(2026, 12, 8) + timedelta(days=cadence)  # 6 February 2027, a Saturday with hours
