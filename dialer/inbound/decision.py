@@ -120,11 +120,3 @@ def decide(call: CallView, ready: Sequence[ReadyNurse], policy: Policy) -> Decis
     if call.wait_until is not None and call.now >= call.wait_until:
         return Decision(Action.callback)
     return Decision(Action.wait)
-
-
-def held_for_inbound(
-    level: NurseLevel, skills: frozenset[str], waiting: Sequence[Caller], policy: Policy
-) -> bool:
-    """Inbound calls come before outbound dialing: a ready nurse who may take a caller waiting on
-    the line is not handed an outbound call; the line offers her the call at the caller's next turn."""
-    return any(may_take(level, skills, c.tier, c.skills, policy) for c in waiting)

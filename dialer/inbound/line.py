@@ -345,13 +345,6 @@ def caller_hangup(
     return hang_up
 
 
-def waiting_callers(ctx: services.Context) -> list[Caller]:
-    """Who waits on the line for a nurse now (for the dialer: `decision.held_for_inbound`)."""
-    with ctx.sessions() as s:
-        rows = store.waiting_patients(s, ctx.clock.now())
-    return [c for r in rows if (c := _caller(r, ctx.policy)) is not None]
-
-
 def _e164(number: str | None) -> str | None:
     """The caller ID as stored numbers are (E.164), or None when hidden or not a French number."""
     if not number or not number.strip():

@@ -101,14 +101,6 @@ def ready_nurses(session: Session) -> list[ReadyNurse]:
     return [ReadyNurse(r.nurse_id, NurseLevel(r.level), frozenset(r.skills or ()), r.since) for r in rows]
 
 
-def waiting_patients(session: Session, now: datetime) -> list[Any]:
-    """The recognised callers waiting for a nurse now, as routing reads them (`patient_row`)."""
-    waiting = select(CALL.c.patient_id).where(
-        CALL.c.state == CallState.waiting.value, CALL.c.wait_until > now, CALL.c.patient_id.is_not(None)
-    )
-    return list(session.execute(select(*_PATIENT_COLUMNS).where(PATIENT.c.id.in_(waiting))).all())
-
-
 def call_of_attempt(session: Session, attempt_id: int) -> tuple[str, str] | None:
     """(backend, the backend's call id) of the inbound call a nurse's attempt records, if not over."""
     row = session.execute(

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaign.policy import NurseLevel, Tier
-from dialer.inbound.decision import Action, Caller, CallView, ReadyNurse, decide, held_for_inbound, line_open
+from dialer.inbound.decision import Action, Caller, CallView, ReadyNurse, decide, line_open
 from dialer.inbound.prompts import say_hours, say_when
 
 POLICY = policy()
@@ -98,16 +98,6 @@ def test_a_recognised_caller_is_routed_only_in_hours_and_only_to_qualified_ready
     others = [i for i in decision.nurses if i != caller.referent_id]
     since = {n.nurse_id: n.since for n in fit}
     assert [since[i] for i in others] == sorted(since[i] for i in others), "longest ready first"
-
-
-@given(ready=nurses(), waiting=st.lists(callers(), max_size=4))
-def test_a_nurse_is_held_back_from_outbound_dialing_exactly_when_a_waiting_caller_is_hers(
-    ready: list[ReadyNurse], waiting: list[Caller]
-) -> None:
-    """Catches an inbound caller left waiting while the dialer hands a nurse who could take them
-    an outbound call, and a nurse idled for a caller she may not take."""
-    for n in ready:
-        assert held_for_inbound(n.level, n.skills, waiting, POLICY) == any(qualified(n, c) for c in waiting)
 
 
 @given(now=instants)
