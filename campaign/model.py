@@ -72,8 +72,9 @@ class Patient(SQLModel, table=True):
     last_name: str
     birth_date: date
     sex: str | None = Field(default=None, max_length=1)
-    phone: str  # E.164
-    phone_alt: str | None = None  # E.164
+    # E.164; indexed: the inbound line recognises a caller by their number
+    phone: str = Field(index=True)
+    phone_alt: str | None = Field(default=None, index=True)  # E.164
     # numbers a nurse found wrong; never dialed again
     flagged_numbers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     postal_code: str = Field(max_length=5)

@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('patient_id', sa.Integer(), nullable=True),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('tries', sa.Integer(), nullable=False),
+    sa.Column('caller_key', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('nurse_id', sa.Integer(), nullable=True),
     sa.Column('attempt_id', sa.Integer(), nullable=True),
     sa.Column('task_id', sa.Integer(), nullable=True),
@@ -100,9 +101,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbound_call_call_id'), ['call_id'], unique=True)
         batch_op.create_index(batch_op.f('ix_inbound_call_patient_id'), ['patient_id'], unique=False)
 
+    with op.batch_alter_table('patient', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_patient_phone'), ['phone'], unique=False)
+        batch_op.create_index(batch_op.f('ix_patient_phone_alt'), ['phone_alt'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('patient', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patient_phone_alt'))
+        batch_op.drop_index(batch_op.f('ix_patient_phone'))
+
     with op.batch_alter_table('inbound_call', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_call_patient_id'))
         batch_op.drop_index(batch_op.f('ix_inbound_call_call_id'))
