@@ -164,11 +164,16 @@ class Dialer(CallEnds, NurseDesk):
         self.refresh()
 
     def stop(self) -> None:
-        """Store what is left and stop listening (a process's shutdown)."""
-        self.flush()
-        self.store_presence(force=True)
+        """A process's shutdown, after `reconcile`: its nurses shown offline (nobody serves them now),
+        what is left stored, and no more listening."""
         if self._subscription is not None:
             self._subscription.close()
+        self.flush()
+        now = self.ctx.clock.now()
+        off = {n: PresenceRow(n, NurseStatus.offline, None, now, None, None, None) for n in self.nurses}
+        with self.ctx.sessions() as s:
+            self._ride_along(s, off)
+            s.commit()
 
     def reconcile(self) -> int:
         """This worker's calls left in flight by a crash: hung up on the switch, closed as interrupted."""

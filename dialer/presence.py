@@ -22,6 +22,14 @@ class NurseStatus(StrEnum):
     paused = "paused"  # break, training, admin
 
 
+class NurseSource(StrEnum):
+    """`carecall serve --nurses`: who drives the nurses."""
+
+    mixed = "mixed"  # the console drives nurses with an account; the others are simulated
+    simulated = "simulated"  # every nurse simulated on her shifts
+    console = "console"  # every nurse driven by her console (none simulated)
+
+
 ALLOWED: dict[NurseStatus, frozenset[NurseStatus]] = {
     NurseStatus.offline: frozenset({NurseStatus.ready, NurseStatus.paused}),
     NurseStatus.ready: frozenset({NurseStatus.reserved, NurseStatus.paused, NurseStatus.offline}),

@@ -25,6 +25,7 @@ from sqlmodel import Session
 
 from campaign import calendar as cal
 from campaign import services
+from campaign import store as cstore
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
 from campaign.states import OutcomeCode, TaskKind
@@ -35,7 +36,7 @@ from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard
 from dialer.routing import NurseProfile, QueuedTask, may_take
 from dialer.staff import store
-from dialer.staff.bus import COMMAND, Bus, Subscription
+from dialer.staff.bus import COMMAND, PRESENCE, Bus, Subscription
 
 log = structlog.get_logger("carecall.dialer")
 
@@ -62,10 +63,13 @@ class NurseDesk:
     share: tuple[int, int]
     on_connected: Callable[[int, LiveCall], None] | None
     on_inbound_hangup: Callable[[int], None] | None
+    on_command: Callable[[int], None] | None  # a console spoke for this nurse (the mixed source)
+    nurse_info: dict[int, cstore.NurseInfo]
     _outcomes: list[tuple[int, services.OutcomeEntry]]
     _outcome_commands: dict[int, int]  # nurse -> the command whose outcome waits to be stored
     _command_results: list[tuple[int, str]]  # taken, to mark in the next transaction
     _taking: set[int]  # applied, not yet marked (an outcome waiting for its transaction)
+    _command_nurse: dict[int, int]  # command -> nurse, until marked
     _commands_due: bool
     _callers: list[store.WaitingCaller]
     _callers_read: float
@@ -125,6 +129,7 @@ class NurseDesk:
                 log.exception("command failed", command=c.id, kind=c.kind, nurse=c.nurse_id)
                 result = f"refused: {type(exc).__name__}"
             self._taking.add(c.id)
+            self._command_nurse[c.id] = c.nurse_id
             if result is not None:
                 self._command_results.append((c.id, result))
             log.info("nurse command", command=c.id, kind=c.kind, nurse=c.nurse_id, result=result or "pending")
@@ -138,6 +143,10 @@ class NurseDesk:
         if not results:
             return
         store.take_commands(session, results, self.worker, self.ctx.clock.now())
+        for command_id, _ in results:  # whoever waits for a result hears of it with her presence
+            nurse_id = self._command_nurse.get(command_id)
+            if nurse_id is not None:
+                self.bus.notify_in(session, PRESENCE, str(nurse_id))
         if _RESULTS not in session.info:
             session.info[_RESULTS] = []
             event.listen(session, "after_commit", self._results_committed)
@@ -147,6 +156,7 @@ class NurseDesk:
     def _results_committed(self, session: Session) -> None:
         for command_id, _ in session.info.pop(_RESULTS, []):
             self._taking.discard(command_id)
+            self._command_nurse.pop(command_id, None)
 
     def _results_lost(self, session: Session, transaction: Any) -> None:
         if transaction.parent is None:
@@ -154,8 +164,10 @@ class NurseDesk:
 
     def _apply_command(self, c: store.PendingCommand) -> str | None:
         nurse_id = c.nurse_id
-        if nurse_id not in self.nurses:
-            raise Refused("not a nurse of this dialer")
+        if nurse_id not in self.nurses and not self._adopt(nurse_id):
+            raise Refused("not an active nurse")
+        if c.kind != "inbound" and self.on_command is not None:
+            self.on_command(nurse_id)
         status = self.presence.get(nurse_id)
         if c.kind == "ready":
             if status == NurseStatus.ready:
@@ -188,6 +200,16 @@ class NurseDesk:
         if c.kind == "inbound":
             return self._inbound_command(c)
         raise Refused(f"unknown command {c.kind[:32]!r}")
+
+    def _adopt(self, nurse_id: int) -> bool:
+        """A nurse of this share added since the dialer started (her account, her first command)."""
+        with self.ctx.sessions() as s:
+            info = next((n for n in cstore.nurses(s) if n.id == nurse_id), None)
+        if info is None:
+            return False
+        self.nurse_info[nurse_id] = info
+        self.nurses[nurse_id] = NurseProfile(info.id, info.level, info.skills)
+        return True
 
     def _her_call(self, nurse_id: int) -> LiveCall | None:
         attempt_id = self.call_of_nurse.get(nurse_id)
@@ -347,9 +369,11 @@ def new_desk_state() -> dict[str, Any]:
         "_outcome_commands": {},
         "_command_results": [],
         "_taking": set(),
+        "_command_nurse": {},
         "_commands_due": True,  # a restarted owner takes what waited for it
         "_callers": [],
         "_callers_read": 0.0,
         "_subscription": None,
         "on_inbound_hangup": None,
+        "on_command": None,
     }
