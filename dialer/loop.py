@@ -356,7 +356,8 @@ class Dialer(CallEnds, NurseDesk):
 
     def tick(self) -> None:
         self.queue.advance(self.ctx.clock.now())
-        if self.queue.version != self._dispatched_version:
+        if self.queue.version != self._dispatched_version or self._holding:
+            # nurses held for an inbound caller are looked at again: the caller may be gone
             self._dispatched_version = self.queue.version
             self._dispatch_due = True
         self._kick()

@@ -73,6 +73,8 @@ class NurseDesk:
     _commands_due: bool
     _callers: list[store.WaitingCaller]
     _callers_read: float
+    _holding: bool  # nurses were held for a caller: look again at the next tick
+    _dispatch_due: bool
     _subscription: Subscription | None
 
     if TYPE_CHECKING:
@@ -92,6 +94,7 @@ class NurseDesk:
         ) -> None: ...
         def _ride_along(self, session: Session) -> None: ...
         def _kick(self) -> None: ...
+        def _take_inbox(self) -> None: ...
 
     # ------------------------------------------------------------ waking up
 
@@ -112,6 +115,8 @@ class NurseDesk:
     def callers_changed(self) -> None:
         """From the owner's thread: an inbound caller started or stopped waiting; read them again."""
         self._callers_read = 0.0
+        self._dispatch_due = True
+        self._kick()
 
     # ------------------------------------------------------------ taking commands
 
@@ -134,6 +139,7 @@ class NurseDesk:
                 self._command_results.append((c.id, result))
             log.info("nurse command", command=c.id, kind=c.kind, nurse=c.nurse_id, result=result or "pending")
         if pending:
+            self._take_inbox()  # what they set off (a hang-up's end, say) is seen in this flush
             self._kick()
         return len(pending)
 
@@ -334,12 +340,14 @@ class NurseDesk:
             with self.ctx.sessions() as s:
                 self._callers = store.waiting_callers(s)
             self._callers_read = wall.perf_counter()
+        self._holding = False
         if not self._callers:
             return set()
         policy = self.ctx.policy
         held: set[int] = set()
         for caller in self._callers:
             if caller.tier is None:
+                self._holding = bool(ready)
                 return set(ready)  # not identified yet: any nurse may take them
             tier = Tier(caller.tier)
             skills = services.required_skills(list(caller.pathologies), None, policy)
@@ -347,6 +355,7 @@ class NurseDesk:
                 profile = self.nurses.get(n)
                 if profile is not None and may_take(profile.level, profile.skills, tier, skills, policy):
                     held.add(n)
+        self._holding = bool(held)
         return held
 
 
@@ -373,6 +382,7 @@ def new_desk_state() -> dict[str, Any]:
         "_commands_due": True,  # a restarted owner takes what waited for it
         "_callers": [],
         "_callers_read": 0.0,
+        "_holding": False,
         "_subscription": None,
         "on_inbound_hangup": None,
         "on_command": None,
