@@ -26,9 +26,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+
+from dialer.staff.txhooks import TxHooks, hooks
 
 log = structlog.get_logger("carecall.bus")
 
@@ -39,8 +41,7 @@ CHANNELS = (PRESENCE, COMMAND, WAVES)
 
 Message = tuple[str, str]
 Callback = Callable[[str, str], None]
-_PENDING = "carecall_bus_pending"  # session.info key: notifications waiting for the commit
-_HOOKED = "carecall_bus_hooked"  # session.info key: the buses whose hooks this session carries
+_PENDING = "carecall_bus_pending"  # session.info key (with the bus): notifications waiting for the commit
 RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -131,12 +132,15 @@ class Bus:
 
     def notify_in(self, session: Session, channel: str, payload: str) -> None:
         """Notify when `session`'s transaction commits; nothing if it rolls back."""
-        hooked = session.info.setdefault(_HOOKED, set())
-        if id(self) not in hooked:
-            hooked.add(id(self))
-            self._hook(session)
-            event.listen(session, "after_transaction_end", _forget_unsent)
-        pending: list[Message] = session.info.setdefault(_PENDING, [])
+        if not self._worth_saying():
+            return
+        key = (_PENDING, id(self))
+        pending: list[Message] | None = session.info.get(key)
+        if pending is None:
+            pending = session.info[key] = []
+            h = hooks(session)
+            self._hook(h, key)
+            h.lost.append(lambda s: s.info.pop(key, None))  # rolled back: what it would have said is void
         if (channel, payload) not in pending:
             pending.append((channel, payload))
 
@@ -162,18 +166,11 @@ class Bus:
     def _started(self) -> None:
         """A subscription exists: start listening if that takes anything."""
 
-    def _hook(self, session: Session) -> None:
+    def _worth_saying(self) -> bool:
+        return True
+
+    def _hook(self, h: TxHooks, key: tuple[str, int]) -> None:
         raise NotImplementedError
-
-
-def _take_pending(session: Session) -> list[Message]:
-    return session.info.pop(_PENDING, None) or []
-
-
-def _forget_unsent(session: Session, transaction: Any) -> None:
-    """The transaction ended without sending (rolled back, closed): what it would have said is void."""
-    if transaction.parent is None:
-        _take_pending(session)
 
 
 class LocalBus(Bus):
@@ -182,12 +179,15 @@ class LocalBus(Bus):
     def publish(self, channel: str, payload: str) -> None:
         self._fan_out(channel, payload)
 
-    def _hook(self, session: Session) -> None:
+    def _worth_saying(self) -> bool:
+        return bool(self._subs)  # nobody in this process listens: nobody anywhere does
+
+    def _hook(self, h: TxHooks, key: tuple[str, int]) -> None:
         def committed(s: Session) -> None:
-            for channel, payload in _take_pending(s):
+            for channel, payload in s.info.pop(key, None) or []:
                 self._fan_out(channel, payload)
 
-        event.listen(session, "after_commit", committed)
+        h.committed.append(committed)
 
 
 class PgBus(Bus):
@@ -207,9 +207,9 @@ class PgBus(Bus):
             conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
             conn.commit()
 
-    def _hook(self, session: Session) -> None:
+    def _hook(self, h: TxHooks, key: tuple[str, int]) -> None:
         def before_commit(s: Session) -> None:
-            pending = _take_pending(s)
+            pending = s.info.pop(key, None)
             if pending:
                 # one statement for every notification of the transaction: sent when it commits
                 s.execute(
@@ -220,7 +220,7 @@ class PgBus(Bus):
                     {"c": [c for c, _ in pending], "p": [p for _, p in pending]},
                 )
 
-        event.listen(session, "before_commit", before_commit)
+        h.before_commit.append(before_commit)
 
     def wait_listening(self, timeout: float) -> bool:
         """True once the listener's LISTEN is in place (tests; a notification before it is missed)."""

@@ -20,7 +20,6 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import event
 from sqlmodel import Session
 
 from campaign import calendar as cal
@@ -37,10 +36,10 @@ from dialer.presence import NurseStatus, PresenceBoard
 from dialer.routing import NurseProfile, QueuedTask, may_take
 from dialer.staff import store
 from dialer.staff.bus import COMMAND, PRESENCE, Bus, Subscription
+from dialer.staff.txhooks import hooks
 
 log = structlog.get_logger("carecall.dialer")
 
-_RESULTS = "carecall_command_results"  # session.info: results marked by the transaction under way
 CALLERS_REAL_SECONDS = 0.5  # how often a dialer reads which inbound callers wait (or when told)
 
 
@@ -149,24 +148,22 @@ class NurseDesk:
         if not results:
             return
         store.take_commands(session, results, self.worker, self.ctx.clock.now())
+        h = hooks(session)
+        h.committed.append(lambda _s: self._results_committed(results))
+        h.lost.append(lambda _s: self._results_lost(results))
         for command_id, _ in results:  # whoever waits for a result hears of it with her presence
             nurse_id = self._command_nurse.get(command_id)
             if nurse_id is not None:
                 self.bus.notify_in(session, PRESENCE, str(nurse_id))
-        if _RESULTS not in session.info:
-            session.info[_RESULTS] = []
-            event.listen(session, "after_commit", self._results_committed)
-            event.listen(session, "after_transaction_end", self._results_lost)
-        session.info[_RESULTS].extend(results)
 
-    def _results_committed(self, session: Session) -> None:
-        for command_id, _ in session.info.pop(_RESULTS, []):
+    def _results_committed(self, results: list[tuple[int, str]]) -> None:
+        for command_id, _ in results:
             self._taking.discard(command_id)
             self._command_nurse.pop(command_id, None)
 
-    def _results_lost(self, session: Session, transaction: Any) -> None:
-        if transaction.parent is None:
-            self._command_results[:0] = session.info.pop(_RESULTS, [])
+    def _results_lost(self, results: list[tuple[int, str]]) -> None:
+        """Its transaction failed: marked with the next one."""
+        self._command_results[:0] = results
 
     def _apply_command(self, c: store.PendingCommand) -> str | None:
         nurse_id = c.nurse_id

@@ -129,13 +129,9 @@ class PresenceRow:
         ) == (other.status, other.reason, other.attempt_id, other.patient_id, other.call_state)
 
 
-def write_presence(s: Session, rows: Sequence[PresenceRow], worker: str, now: datetime) -> None:
-    """Her row, inserted or updated with its version bumped, for each nurse: one statement."""
-    if not rows:
-        return
-    dialect = s.get_bind().dialect.name
+def _upsert(dialect: str) -> Any:
     ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(PRESENCE)
-    stmt = ins.on_conflict_do_update(
+    return ins.on_conflict_do_update(
         index_elements=[PRESENCE.c.nurse_id],
         set_={
             "status": ins.excluded.status,
@@ -149,8 +145,18 @@ def write_presence(s: Session, rows: Sequence[PresenceRow], worker: str, now: da
             "updated_at": ins.excluded.updated_at,
         },
     )
+
+
+# built once: building an upsert (its `excluded` columns) costs more than running it on SQLite
+_UPSERT = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite")}
+
+
+def write_presence(s: Session, rows: Sequence[PresenceRow], worker: str, now: datetime) -> None:
+    """Her row, inserted or updated with its version bumped, for each nurse: one statement."""
+    if not rows:
+        return
     s.execute(
-        stmt,
+        _UPSERT[s.get_bind().dialect.name],
         [
             {
                 "nurse_id": r.nurse_id,

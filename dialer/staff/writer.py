@@ -17,16 +17,13 @@ import time as wall
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from sqlalchemy import event
 from sqlmodel import Session
 
 from dialer.presence import PresenceBoard
 from dialer.staff import store
 from dialer.staff.bus import PRESENCE, Bus
 from dialer.staff.store import PresenceRow
-
-_WRITTEN = "carecall_presence_written"  # session.info: rows written by the transaction under way
-_HOOKED = "carecall_presence_hooked"
+from dialer.staff.txhooks import hooks
 
 
 class PresenceWriter:
@@ -84,22 +81,12 @@ class PresenceWriter:
         store.write_presence(session, list(rows.values()), self.worker, now)
         for n in rows:
             self.bus.notify_in(session, PRESENCE, str(n))
-        if not session.info.get(_HOOKED):
-            session.info[_HOOKED] = True
-            event.listen(session, "after_commit", self._committed)
-            event.listen(session, "after_transaction_end", _forget)
-        session.info.setdefault(_WRITTEN, {}).update(rows)
+        hooks(session).committed.append(lambda _s: self._committed(rows))
 
-    def _committed(self, session: Session) -> None:
-        written: dict[int, PresenceRow] = session.info.pop(_WRITTEN, {})
+    def _committed(self, written: dict[int, PresenceRow]) -> None:
         for n, row in written.items():
             self.stored[n] = row
             if self.row_of(n).same(row):
                 self.board.changed.discard(n)  # else she moved on meanwhile: written next time
         if not self.board.changed:
             self._waiting_since = None
-
-
-def _forget(session: Session, transaction: object) -> None:
-    if getattr(transaction, "parent", None) is None:
-        session.info.pop(_WRITTEN, None)

@@ -59,6 +59,8 @@ def _dialer(ctx: services.Context, bus: Bus, worker: str = "w-1", share: tuple[i
     with ctx.sessions() as s:
         mine = {n.id for n in store.nurses(s) if n.id % share[1] == share[0]}
     d.start(nurse_ids=mine)
+    if isinstance(bus, PgBus):
+        assert bus.wait_listening(10), "a notification sent before LISTEN is lost (the poll takes it)"
     return d
 
 
