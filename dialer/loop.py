@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time as wall
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 from sqlmodel import Session
@@ -295,10 +295,18 @@ class Dialer(CallEnds, NurseDesk):
         callback_at: datetime | None = None,
         note: str = "",
         message_body: str | None = None,
+        callback_nurse_id: int | None = None,
+        until: date | None = None,
     ) -> None:
-        """The nurse's outcome for her last answered call; she moves on once it is stored."""
+        """The nurse's outcome for her last answered call; she moves on once it is stored.
+
+        `callback_nurse_id`: a callback promised for another qualified nurse; `until`: the last day
+        of a hospital stay (OutcomeCode.hospitalised).
+        """
         call = self.calls[self.call_of_nurse[nurse_id]]
-        entry = services.OutcomeEntry(call.attempt_id, code, nurse_id, callback_at, note, message_body)
+        entry = services.OutcomeEntry(
+            call.attempt_id, code, nurse_id, callback_at, note, message_body, callback_nurse_id, until
+        )
         self._outcomes.append((nurse_id, entry))
         self._kick()
 

@@ -24,7 +24,6 @@ import structlog
 from sqlmodel import Session
 
 from campaign import services
-from campaign.states import OutcomeCode
 from dialer import causes
 from dialer.backends.base import TelephonyBackend
 from dialer.calls import CallState, LiveCall
@@ -235,12 +234,13 @@ class CallEnds:
             self._outcome_commands.pop(nurse_id, None)
             call = self.calls.pop(self.call_of_nurse.pop(nurse_id))
             call.move(CallState.ended)
-            self._after_outcome(nurse_id, call, entry.code, result)
+            self._after_outcome(nurse_id, call, entry, result)
             self.nurse_wrapped_up(nurse_id)
 
     def _after_outcome(
-        self, nurse_id: int, call: LiveCall, code: OutcomeCode, applied: services.OutcomeApplied
+        self, nurse_id: int, call: LiveCall, entry: services.OutcomeEntry, applied: services.OutcomeApplied
     ) -> None:
+        code = entry.code
         nc = applied.next_contact
         task = call.task
         inbound = call.inbound
@@ -256,4 +256,6 @@ class CallEnds:
         if nc.retry_at is not None and not inbound:  # the patient's call is never redialed as such
             self._retry(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
-            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, nurse_id))
+            # waiting for the nurse it was promised for (herself, or another qualified nurse)
+            promised = entry.promised_to or nurse_id
+            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, promised))

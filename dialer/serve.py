@@ -45,6 +45,7 @@ from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer import lines
 from dialer.backends.factory import TelephonySetup
+from dialer.inbound.line import caller_hangup
 from dialer.nurse_sources import MixedNurses, PresenceSource
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
@@ -163,6 +164,11 @@ def serve(
         presence=presence or MixedNurses(seed),
         bus=bus,
     )
+    if runtime.backend.remote:
+        # a nurse ending an inbound call hangs its caller up on the line that carries it
+        runtime.dialer.on_inbound_hangup = caller_hangup(
+            ctx, {runtime.backend.name: runtime.backend.hangup_orphan}
+        )
     runtime.start()
     settle_gc()
     log.info(

@@ -13,7 +13,6 @@ leaves it pending, and its restart takes it again.
 
 from __future__ import annotations
 
-import importlib
 import time as wall
 from collections.abc import Callable
 from datetime import date, datetime
@@ -25,8 +24,10 @@ from sqlmodel import Session
 from campaign import calendar as cal
 from campaign import services
 from campaign import store as cstore
+from campaign.errors import NotFound, PatientInCall
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
+from campaign.services import incoming
 from campaign.states import OutcomeCode, TaskKind
 from dialer.calls import CallState, LiveCall
 from dialer.events import CallEvent, CallEventKind, Event, NurseCommandsDue
@@ -90,6 +91,8 @@ class NurseDesk:
             callback_at: datetime | None = None,
             note: str = "",
             message_body: str | None = None,
+            callback_nurse_id: int | None = None,
+            until: date | None = None,
         ) -> None: ...
         def _ride_along(self, session: Session) -> None: ...
         def _kick(self) -> None: ...
@@ -242,15 +245,23 @@ class NurseDesk:
             callback_at is None or callback_at <= self.ctx.clock.now()
         ):
             raise Refused("a callback needs a time to come")
-        # TODO(outcomes): pass callback_nurse_id and `until` (hospitalised) once the `outcomes` branch
-        # is in main: services.OutcomeEntry.callback_nurse_id / .until, OutcomeCode.hospitalised.
-        del callback_nurse_id, until
+        if callback_nurse_id is not None and callback_nurse_id != nurse_id:
+            if code != OutcomeCode.callback_requested:
+                raise Refused("a nurse is named only for a callback")
+            other = self.nurse_info.get(callback_nurse_id)
+            task = call.task
+            if other is None or not may_take(
+                other.level, other.skills, task.tier, task.skills, self.ctx.policy
+            ):
+                raise Refused("that nurse may not call this patient")
         self.submit_outcome(
             nurse_id,
             code,
             callback_at=callback_at,
             note=str(p.get("note") or ""),
             message_body=p.get("message") or None,
+            callback_nurse_id=callback_nurse_id,
+            until=until,
         )
         self._outcome_commands[nurse_id] = c.id
         return None  # answered in the outcome's own transaction
@@ -285,9 +296,12 @@ class NurseDesk:
             raise Refused("not ready")
         if nurse_id in self.presence.leaving or nurse_id in self.presence.pausing:
             raise Refused("leaving")
-        # TODO(outcomes): import campaign.services.incoming directly once the `outcomes` branch is in main
-        start_incoming = importlib.import_module("campaign.services.incoming").start_incoming
-        task_id, attempt_id = start_incoming(self.ctx, patient_id, nurse_id, self.worker)
+        try:
+            task_id, attempt_id = incoming.start_incoming(self.ctx, patient_id, nurse_id, self.worker)
+        except PatientInCall:
+            raise Refused("the patient is on another call") from None
+        except NotFound:
+            raise Refused("no such patient") from None
         with self.ctx.sessions() as s:
             row = store.task_routing(s, task_id)
         place = cal.Place(row.departement, row.timezone, row.preferred_start, row.preferred_end)

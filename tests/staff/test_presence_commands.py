@@ -23,7 +23,7 @@ from sqlalchemy import insert, select, update
 from campaign import services, store
 from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
-from campaign.model import ATTEMPT, OUTCOME
+from campaign.model import ATTEMPT, OUTCOME, PATIENT, TASK
 from campaign.states import OutcomeCode
 from dialer.backends.base import DialRequest
 from dialer.backends.scripted import ScriptedLines
@@ -331,3 +331,62 @@ def test_now_is_offline_for_a_nurse_no_dialer_has_seen(env) -> None:  # type: ig
         (view,) = presence_board(s)
         assert presence_of(s, 10_000) is None
     assert (view.nurse_id, view.status, view.since, view.version) == (nurse, NurseStatus.offline, None, 0)
+
+
+def test_an_inbound_call_goes_to_a_ready_nurse_and_ends_like_any_call(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, _clock, bus = env
+    nurse, busy = add_nurse(ctx), add_nurse(ctx)
+    caller = add_patient(ctx)
+    add_task(ctx, add_patient(ctx).id)
+    d = _dialer(ctx, bus)
+    commands = NurseCommands(ctx, bus)
+    assert _taken(d, commands, commands.inbound(nurse, 1, caller.id)) == "refused: not ready"
+    assert _taken(d, commands, commands.ready(busy)) == "ok"  # she takes the outbound call
+    assert _taken(d, commands, commands.inbound(busy, 1, caller.id)) == "refused: not ready"
+    assert _taken(d, commands, commands.pause(nurse, "break")) == "ok"
+    assert _taken(d, commands, commands.ready(nurse)) == "ok"
+    result = _taken(d, commands, commands.inbound(nurse, 1, caller.id))
+    assert result is not None and result.startswith("ok:"), result
+    attempt_id = int(result[3:])
+    row = _row(ctx, nurse)
+    assert (row.status, row.attempt_id, row.patient_id, row.call_state) == (
+        NurseStatus.on_call,
+        attempt_id,
+        caller.id,
+        "connected",
+    ), "her console shows the caller at once"
+    # the caller hangs up: the line's end, keyed by the attempt, as for an outbound call
+    d.on_event(CallEvent(attempt_id, CallEventKind.ended, ctx.clock.now(), 16))
+    row = _row(ctx, nurse)
+    assert (row.status, row.call_state) == (NurseStatus.wrap_up, "patient_hung_up")
+    later = ctx.clock.now() + timedelta(days=1)
+    request = OutcomeRequest(
+        attempt_id, OutcomeCode.callback_requested, callback_at=later, callback_nurse_id=busy
+    )
+    assert _taken(d, commands, commands.outcome(nurse, request)) == "ok"
+    assert _row(ctx, nurse).status == NurseStatus.ready
+    with ctx.sessions() as s:
+        outcome = s.execute(select(OUTCOME).where(OUTCOME.c.attempt_id == attempt_id)).one()
+        callback = s.execute(select(TASK).where(TASK.c.kind == "callback")).one()
+    assert outcome.code == "callback_requested"
+    assert callback.assigned_nurse_id == busy, "the callback waits for the nurse it was promised for"
+    assert any(t.assigned_id == busy for t in d.queue.items.values())
+
+
+def test_hospitalised_until_a_date_reaches_the_patient(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, clock, bus = env
+    nurse = add_nurse(ctx)
+    patient = add_patient(ctx)
+    add_task(ctx, patient.id)
+    d = _dialer(ctx, bus)
+    commands = NurseCommands(ctx, bus)
+    assert _taken(d, commands, commands.ready(nurse)) == "ok"
+    (attempt_id,) = d.calls
+    _event(d, CallEventKind.connected)
+    d.hangup(nurse)
+    until = clock.now().date() + timedelta(days=20)
+    request = OutcomeRequest(attempt_id, OutcomeCode.hospitalised, hospitalised_until=until)
+    assert _taken(d, commands, commands.outcome(nurse, request)) == "ok"
+    with ctx.sessions() as s:
+        row = s.execute(select(PATIENT).where(PATIENT.c.id == patient.id)).one()
+    assert row.status == "suspended" and row.suspended_until == until
