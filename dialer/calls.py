@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from campaign.errors import InvalidTransition
 from campaign.states import TaskKind
+from dialer.events import LineState
 from dialer.lines.tracker import LineProgress
 from dialer.routing import QueuedTask
 
@@ -46,6 +47,19 @@ class LiveCall:
     number: str
     state: CallState = CallState.dialing
     line: LineProgress = field(default_factory=LineProgress)  # how far the line got
+    inbound: bool = False  # the patient called the programme's number; the inbound line ends it
+    nurse_hung_up: bool = False  # she ended it; otherwise a connected call's end is the patient's
+
+    def call_state(self) -> str:
+        """What her console shows of it: dialing, ringing, connected, ended, patient_hung_up."""
+        if self.state == CallState.dialing:
+            furthest = self.line.furthest
+            if furthest == LineState.dialing:
+                return "dialing"
+            return "connected" if furthest == LineState.connected else "ringing"
+        if self.state == CallState.connected:
+            return "connected"
+        return "ended" if self.nurse_hung_up else "patient_hung_up"
 
     def move(self, target: CallState) -> None:
         self.state = transition(self.state, target)

@@ -77,4 +77,9 @@ class NurseLegEvent:
     at: datetime
 
 
-Event = CallEvent | NurseLegEvent
+@dataclass(frozen=True, slots=True)
+class NurseCommandsDue:
+    """A command for one of this process's nurses may be waiting (the bus said so, or the slow poll)."""
+
+
+Event = CallEvent | NurseLegEvent | NurseCommandsDue

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time as wall
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 from sqlmodel import Session
@@ -45,6 +45,11 @@ from dialer.lines.tracker import LineTracker
 from dialer.loop_calls import CallEnds
 from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
 from dialer.routing import NurseProfile, QueuedTask, TaskQueue, may_take
+from dialer.staff import store as staff_store
+from dialer.staff.bus import Bus, LocalBus
+from dialer.staff.desk import NurseDesk, new_desk_state
+from dialer.staff.store import PresenceRow
+from dialer.staff.writer import PresenceWriter
 
 log = structlog.get_logger("carecall.dialer")
 
@@ -56,7 +61,7 @@ ClaimWaitHook = Callable[[int, float], None]
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
 
 
-class Dialer(CallEnds):
+class Dialer(CallEnds, NurseDesk):
     def __init__(
         self,
         ctx: services.Context,
@@ -71,6 +76,7 @@ class Dialer(CallEnds):
         share: tuple[int, int] = (0, 1),
         refresh_page: int = 1_000,
         queue_horizon: int = 50_000,
+        bus: Bus | None = None,
     ) -> None:
         self.ctx = ctx
         self.policy = ctx.policy
@@ -81,7 +87,15 @@ class Dialer(CallEnds):
         self.lookahead = lookahead
         self.deferred = deferred
         self.on_claim_wait = on_claim_wait
-        self.presence = PresenceBoard()
+        self.presence = PresenceBoard(now=ctx.clock.now)
+        self.bus = bus or LocalBus()
+        self.share = share
+        # stored with the transactions a flush opens anyway; what none took, within 50 ms of its own
+        self.writer = PresenceWriter(
+            self.presence, self._presence_row, worker, self.bus, 0.05 if deferred else 0
+        )
+        for name, value in new_desk_state().items():
+            setattr(self, name, value)
         self.queue = TaskQueue(ctx.policy, on_shift=self._available_until, lookahead=lookahead)
         self.nurse_info: dict[int, store.NurseInfo] = {}
         self.nurses: dict[int, NurseProfile] = {}
@@ -97,6 +111,8 @@ class Dialer(CallEnds):
         self._dispatch_due = False
         self._flushing = False
         self._free_since: dict[int, float] = {}
+        self._offered: dict[int, int] = {}  # nurse -> patient, of the claim under way
+        self._offered_at = ctx.clock.now()
         self._owner = threading.get_ident()  # the thread that flushes; others only put in the inbox
         self.stats = dict.fromkeys(
             ("claims", "lost_claims", "refused_by_rules", "dials", "flushes", "pruned", "stray_events"), 0
@@ -126,11 +142,38 @@ class Dialer(CallEnds):
         self.backend.connect(self.on_event)
         self.reconcile()
         with self.ctx.sessions() as s:
-            for n in store.nurses(s):
-                self.nurse_info[n.id] = n
-                if nurse_ids is None or n.id in nurse_ids:
-                    self.nurses[n.id] = NurseProfile(n.id, n.level, n.skills)
+            for info in store.nurses(s):
+                self.nurse_info[info.id] = info
+                if nurse_ids is None or info.id in nurse_ids:
+                    self.nurses[info.id] = NurseProfile(info.id, info.level, info.skills)
+            left = staff_store.stored_presence(s, list(self.nurses))
+        # what a previous run left on the board is replaced by what this run knows (offline until
+        # her shift or her console says otherwise); rows that already say so are left alone
+        for n, row in left.items():
+            self.writer.stored[n] = PresenceRow(
+                n,
+                NurseStatus(row.status),
+                row.reason,
+                row.since,
+                row.attempt_id,
+                row.patient_id,
+                row.call_state,
+            )
+        self.presence.changed.update(self.nurses)
+        self.listen_for_commands()
         self.refresh()
+
+    def stop(self) -> None:
+        """A process's shutdown, after `reconcile`: its nurses shown offline (nobody serves them now),
+        what is left stored, and no more listening."""
+        if self._subscription is not None:
+            self._subscription.close()
+        self.flush()
+        now = self.ctx.clock.now()
+        off = {n: PresenceRow(n, NurseStatus.offline, None, now, None, None, None) for n in self.nurses}
+        with self.ctx.sessions() as s:
+            self._ride_along(s, off)
+            s.commit()
 
     def reconcile(self) -> int:
         """This worker's calls left in flight by a crash: hung up on the switch, closed as interrupted."""
@@ -168,9 +211,24 @@ class Dialer(CallEnds):
         now = self.ctx.clock.now()
         return info is not None and shift_starts_between(info.shifts, info.timezone, now, until)
 
+    def _presence_row(self, nurse_id: int) -> PresenceRow:
+        """Her row as this dialer knows her now (dialer/staff/writer.py stores it)."""
+        board = self.presence
+        call = self.calls.get(self.call_of_nurse.get(nurse_id, -1))
+        return PresenceRow(
+            nurse_id,
+            board.get(nurse_id),
+            board.reason.get(nurse_id),
+            board.since.get(nurse_id) or self.ctx.clock.now(),
+            call.attempt_id if call else None,
+            call.task.patient_id if call else None,
+            call.call_state() if call else None,
+        )
+
     def nurse_ready(self, nurse_id: int) -> None:
         self.presence.set(nurse_id, NurseStatus.ready)
         self.presence.leaving.discard(nurse_id)
+        self.presence.pausing.pop(nurse_id, None)
         self.legs.bring(nurse_id)
         self._free(nurse_id)
 
@@ -181,6 +239,7 @@ class Dialer(CallEnds):
         is recorded, so a new shift can never hand her a second call meanwhile.
         """
         status = self.presence.get(nurse_id)
+        self.presence.pausing.pop(nurse_id, None)
         if status in (NurseStatus.ready, NurseStatus.paused):
             self.presence.set(nurse_id, NurseStatus.offline)
             self._free_since.pop(nurse_id, None)
@@ -188,13 +247,39 @@ class Dialer(CallEnds):
         elif status != NurseStatus.offline:
             self.presence.leaving.add(nurse_id)
 
+    def nurse_pause(self, nurse_id: int, reason: str) -> None:
+        """A break (reason: a key of config [web.pause_reasons]): at once if idle, after her call otherwise.
+
+        Her phone stays in her conference: a pause is short, and she comes back ready at once.
+        """
+        status = self.presence.get(nurse_id)
+        if status == NurseStatus.paused:
+            self.presence.repause(nurse_id, reason)
+        elif status in (NurseStatus.offline, NurseStatus.ready):
+            self.presence.set(nurse_id, NurseStatus.paused, reason=reason)
+            self._free_since.pop(nurse_id, None)
+        else:
+            self.presence.leaving.discard(nurse_id)
+            self.presence.pausing[nurse_id] = reason
+
     def nurse_wrapped_up(self, nurse_id: int) -> None:
         if nurse_id in self.presence.leaving:
             self.presence.leaving.discard(nurse_id)
             self.presence.set(nurse_id, NurseStatus.offline)
             self.legs.release(nurse_id)
+        elif nurse_id in self.presence.pausing:
+            self.presence.set(nurse_id, NurseStatus.paused, reason=self.presence.pausing.pop(nurse_id))
         else:
             self.nurse_ready(nurse_id)
+
+    def _after_call(self, nurse_id: int, now: datetime) -> PresenceRow:
+        """The row she will have once her call is done with (`nurse_wrapped_up`), for its transaction."""
+        board = self.presence
+        if nurse_id in board.leaving:
+            return PresenceRow(nurse_id, NurseStatus.offline, None, now, None, None, None)
+        if nurse_id in board.pausing:
+            return PresenceRow(nurse_id, NurseStatus.paused, board.pausing[nurse_id], now, None, None, None)
+        return PresenceRow(nurse_id, NurseStatus.ready, None, now, None, None, None)
 
     def _free(self, nurse_id: int) -> None:
         """Ready for a call: one is looked for at the next flush."""
@@ -210,10 +295,18 @@ class Dialer(CallEnds):
         callback_at: datetime | None = None,
         note: str = "",
         message_body: str | None = None,
+        callback_nurse_id: int | None = None,
+        until: date | None = None,
     ) -> None:
-        """The nurse's outcome for her last answered call; she moves on once it is stored."""
+        """The nurse's outcome for her last answered call; she moves on once it is stored.
+
+        `callback_nurse_id`: a callback promised for another qualified nurse; `until`: the last day
+        of a hospital stay (OutcomeCode.hospitalised).
+        """
         call = self.calls[self.call_of_nurse[nurse_id]]
-        entry = services.OutcomeEntry(call.attempt_id, code, nurse_id, callback_at, note, message_body)
+        entry = services.OutcomeEntry(
+            call.attempt_id, code, nurse_id, callback_at, note, message_body, callback_nurse_id, until
+        )
         self._outcomes.append((nurse_id, entry))
         self._kick()
 
@@ -231,6 +324,8 @@ class Dialer(CallEnds):
         try:
             for _ in range(FLUSH_ROUNDS):
                 self._take_inbox()
+                if self._commands_due:
+                    self.take_commands()
                 if not (self._events or self._outcomes or self._dispatch_due):
                     break
                 self.stats["flushes"] += 1
@@ -241,14 +336,36 @@ class Dialer(CallEnds):
                     if self._dispatch_due:
                         self._dispatch_due = False
                         self._dispatch()
+            self.store_presence()
         finally:
             self._flushing = False
+
+    def store_presence(self, *, force: bool = False) -> None:
+        """Presence changes and command results no transaction took: in one of their own.
+
+        Command results at once (a console waits for them); presence once a change has waited
+        the writer's delay, so a busy dialer stores it along with its next batch instead.
+        """
+        if self._command_results or (self.writer.settle() > 0 if force else self.writer.due()):
+            with self.ctx.sessions() as s:
+                self._ride_along(s)
+                s.commit()
+
+    def _ride_along(self, session: Session, predicted: dict[int, PresenceRow] | None = None) -> None:
+        """In a transaction the dialer opens anyway: line records, presence rows, command results."""
+        now = self.ctx.clock.now()
+        self.lines.write(session, now)
+        self.writer.write(session, now, predicted)
+        self._write_command_results(session)
+
+    _write_lines = _ride_along
 
     # ------------------------------------------------------------ dispatch
 
     def tick(self) -> None:
         self.queue.advance(self.ctx.clock.now())
-        if self.queue.version != self._dispatched_version:
+        if self.queue.version != self._dispatched_version or self._holding:
+            # nurses held for an inbound caller are looked at again: the caller may be gone
             self._dispatched_version = self.queue.version
             self._dispatch_due = True
         self._kick()
@@ -261,9 +378,11 @@ class Dialer(CallEnds):
         hours = self.policy.calling_hours
         offers: list[tuple[QueuedTask, int]] = []
         offered_patients: set[int] = set()
-        for nurse_id in self.presence.ready():
+        ready = self.presence.ready()
+        held = self.held_for_callers(ready)  # an inbound caller waits: they come first
+        for nurse_id in ready:
             profile = self.nurses.get(nurse_id)
-            if profile is None or nurse_id in self.call_of_nurse:
+            if profile is None or nurse_id in self.call_of_nurse or nurse_id in held:
                 continue
             if not self.legs.can_dial_for(nurse_id):
                 continue  # a patient is dialed only once her phone waits in her conference
@@ -284,6 +403,8 @@ class Dialer(CallEnds):
                 break
         if not offers:
             return
+        self._offered = {nurse_id: task.patient_id for task, nurse_id in offers}
+        self._offered_at = now
         results = services.claim_and_start_many(
             self.ctx, [(task.task_id, nurse_id) for task, nurse_id in offers], self.worker, self._open_lines
         )
@@ -300,15 +421,22 @@ class Dialer(CallEnds):
                 self._dial(nurse_id, task, result)
 
     def _open_lines(self, session: Session, opened: list[tuple[int, int]]) -> None:
-        """In the claim's transaction: a line record per call about to be dialed."""
-        self.lines.opened(session, opened, self.ctx.clock.now())
+        """In the claim's transaction: a line record per call about to be dialed; her presence, reserved."""
+        now = self.ctx.clock.now()
+        self.lines.opened(session, opened, now)
+        at = self._offered_at
+        reserved = {
+            n: PresenceRow(n, NurseStatus.reserved, None, at, a, self._offered[n], "dialing")
+            for a, n in opened
+        }
+        self._ride_along(session, reserved)
 
     def _dial(self, nurse_id: int, task: QueuedTask, claimed: services.Claimed) -> None:
         self.stats["claims"] += 1
         free_since = self._free_since.pop(nurse_id, None)
         if self.on_claim_wait is not None and free_since is not None:
             self.on_claim_wait(nurse_id, wall.perf_counter() - free_since)
-        self.presence.set(nurse_id, NurseStatus.reserved)
+        self.presence.set(nurse_id, NurseStatus.reserved, at=self._offered_at)
         info = self.nurse_info.get(nurse_id)
         request = DialRequest(
             attempt_id=claimed.attempt_id,
@@ -350,9 +478,14 @@ class Dialer(CallEnds):
     def heartbeat(self) -> None:
         """Renew the leases of this worker's calls, so no one reconciles a live call; write the
         line records no other transaction took along since."""
-        services.renew_leases(self.ctx, self.worker, also=self._write_lines)
+        services.renew_leases(self.ctx, self.worker, also=self._ride_along)
 
     def hangup(self, nurse_id: int) -> None:
-        attempt_id = self.call_of_nurse.get(nurse_id)
-        if attempt_id is not None:
-            self.backend.hangup(attempt_id)
+        call = self.calls.get(self.call_of_nurse.get(nurse_id, -1))
+        if call is None:
+            return
+        call.nurse_hung_up = True
+        if call.inbound:
+            self._hang_up_inbound(call)
+        else:
+            self.backend.hangup(call.attempt_id)

@@ -24,16 +24,16 @@ import structlog
 from sqlmodel import Session
 
 from campaign import services
-from campaign.states import OutcomeCode
 from dialer import causes
 from dialer.backends.base import TelephonyBackend
 from dialer.calls import CallState, LiveCall
-from dialer.events import CallEvent, CallEventKind, Event, NurseLegEvent
+from dialer.events import CallEvent, CallEventKind, Event, NurseCommandsDue, NurseLegEvent
 from dialer.inbox import Inbox
 from dialer.legs import NurseLegs
 from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard
 from dialer.routing import QueuedTask, TaskQueue
+from dialer.staff.store import PresenceRow
 
 log = structlog.get_logger("carecall.dialer")
 
@@ -56,6 +56,8 @@ class CallEnds:
     _events: list[CallEvent]
     _outcomes: list[tuple[int, services.OutcomeEntry]]
     _owner: int
+    _commands_due: bool
+    _outcome_commands: dict[int, int]
 
     if TYPE_CHECKING:
 
@@ -64,6 +66,10 @@ class CallEnds:
         def nurse_wrapped_up(self, nurse_id: int) -> None: ...
         def _free(self, nurse_id: int) -> None: ...
         def _retry(self, task: QueuedTask, at: datetime | None) -> None: ...
+        def _ride_along(self, session: Session, predicted: dict[int, PresenceRow] | None = None) -> None: ...
+        def _after_call(self, nurse_id: int, now: datetime) -> PresenceRow: ...
+        def _outcomes_stored(self, session: Session, nurse_ids: list[int]) -> None: ...
+        def _outcome_refused(self, nurse_id: int, why: str) -> bool: ...
 
     # ------------------------------------------------------------ line events
 
@@ -75,7 +81,9 @@ class CallEnds:
 
     def _take_inbox(self) -> None:
         for e in self.inbox.take_all():
-            if isinstance(e, NurseLegEvent):
+            if isinstance(e, NurseCommandsDue):
+                self._commands_due = True
+            elif isinstance(e, NurseLegEvent):
                 if self.legs.on_event(e, ready=self.presence.get(e.nurse_id) == NurseStatus.ready):
                     self._free(e.nurse_id)
             else:
@@ -95,6 +103,7 @@ class CallEnds:
             if not call.line.accept(e):
                 continue  # repeated, or later than what the line already said
             self.lines.moved(call.attempt_id, call.line)
+            self.presence.touch(call.nurse_id)  # her console shows how far her call got
             if e.kind == CallEventKind.connected and call.state == CallState.dialing:
                 connected[call.attempt_id] = call
             elif e.kind == CallEventKind.ended:
@@ -117,15 +126,19 @@ class CallEnds:
         if unanswered:
             self._finish_unanswered(unanswered)
 
-    def _write_lines(self, session: Session) -> None:
-        self.lines.write(session, self.ctx.clock.now())
-
     def _connect(self, connected: list[LiveCall]) -> None:
         """Patients bridged to their nurses: stored as answered; the nurse talks."""
         if not connected:
             return
+        now = self.ctx.clock.now()
+        talking = {
+            c.nurse_id: PresenceRow(
+                c.nurse_id, NurseStatus.on_call, None, now, c.attempt_id, c.task.patient_id, "connected"
+            )
+            for c in connected
+        }
         stored = services.mark_answered_many(
-            self.ctx, [c.attempt_id for c in connected], also=self._write_lines
+            self.ctx, [c.attempt_id for c in connected], also=lambda s: self._ride_along(s, talking)
         )
         for call in connected:
             if call.attempt_id not in stored:
@@ -134,7 +147,7 @@ class CallEnds:
                 self.backend.hangup(call.attempt_id)
                 continue
             call.move(CallState.connected)
-            self.presence.set(call.nurse_id, NurseStatus.on_call)
+            self.presence.set(call.nurse_id, NurseStatus.on_call, at=now)
             if self.on_connected is not None:
                 self.on_connected(call.nurse_id, call)
 
@@ -143,7 +156,9 @@ class CallEnds:
             (c.attempt_id, causes.attempt_result(c.line.furthest, c.line.cause), c.line.voicemail_left)
             for c in unanswered
         ]
-        decisions = services.finish_unanswered_many(self.ctx, ends, also=self._write_lines)
+        now = self.ctx.clock.now()
+        free = {c.nurse_id: self._after_call(c.nurse_id, now) for c in unanswered}
+        decisions = services.finish_unanswered_many(self.ctx, ends, also=lambda s: self._ride_along(s, free))
         for call, (_, result, _), decision in zip(unanswered, ends, decisions, strict=True):
             if decision is None:  # reconciled meanwhile: its retry was decided there
                 self.queue.discard(call.task.task_id)
@@ -160,10 +175,13 @@ class CallEnds:
             self._nurse_free(call.nurse_id)
 
     def _nurse_free(self, nurse_id: int) -> None:
-        """After an unanswered call: ready for the next one, or off if her shift ended meanwhile."""
+        """After an unanswered call: ready for the next one, or off if her shift ended meanwhile, or on
+        the break she asked for."""
         self.presence.set(nurse_id, NurseStatus.ready)
         if nurse_id in self.presence.leaving:
             self.nurse_offline(nurse_id)
+        elif nurse_id in self.presence.pausing:
+            self.presence.set(nurse_id, NurseStatus.paused, reason=self.presence.pausing.pop(nurse_id))
         else:
             self.legs.bring(nurse_id)  # her phone back in her conference if it dropped meanwhile
             self._free(nurse_id)
@@ -180,25 +198,52 @@ class CallEnds:
         if not pending:
             return
         entries = [entry for _, entry in pending]
+        now = self.ctx.clock.now()
+        after = {n: self._after_call(n, now) for n, _ in pending}
+
+        def along(s: Session, nurses: list[int]) -> None:
+            self._ride_along(s, {n: after[n] for n in nurses})
+            self._outcomes_stored(s, nurses)
+
+        stored: list[tuple[tuple[int, services.OutcomeEntry], services.OutcomeApplied]]
         try:
-            applied = services.record_outcomes(self.ctx, entries, also=self._write_lines)
+            applied = services.record_outcomes(
+                self.ctx, entries, also=lambda s: along(s, [n for n, _ in pending])
+            )
+            stored = list(zip(pending, applied, strict=True))
         except Exception:
             self.lines.rolled_back()
-            if len(entries) == 1:
-                raise
             # one bad entry must not cost the others theirs: store them one by one
-            applied = [services.record_outcomes(self.ctx, [e])[0] for e in entries]
-        for (nurse_id, entry), result in zip(pending, applied, strict=True):
+            stored = []
+            for item in pending:
+                nurse = item[0]
+
+                def along_one(s: Session, n: int = nurse) -> None:
+                    along(s, [n])
+
+                try:
+                    one = services.record_outcomes(self.ctx, [item[1]], also=along_one)
+                except Exception as exc:
+                    self.lines.rolled_back()
+                    if not self._outcome_refused(item[0], type(exc).__name__):
+                        raise
+                    log.exception("outcome refused", attempt=item[1].attempt_id, nurse=item[0])
+                    continue
+                stored.append((item, one[0]))
+        for (nurse_id, entry), result in stored:
+            self._outcome_commands.pop(nurse_id, None)
             call = self.calls.pop(self.call_of_nurse.pop(nurse_id))
             call.move(CallState.ended)
-            self._after_outcome(nurse_id, call, entry.code, result)
+            self._after_outcome(nurse_id, call, entry, result)
             self.nurse_wrapped_up(nurse_id)
 
     def _after_outcome(
-        self, nurse_id: int, call: LiveCall, code: OutcomeCode, applied: services.OutcomeApplied
+        self, nurse_id: int, call: LiveCall, entry: services.OutcomeEntry, applied: services.OutcomeApplied
     ) -> None:
+        code = entry.code
         nc = applied.next_contact
         task = call.task
+        inbound = call.inbound
         log.info(
             "outcome recorded",
             attempt=call.attempt_id,
@@ -208,7 +253,9 @@ class CallEnds:
             outcome=code.value,
             next_contact=nc.next_contact_on.isoformat() if nc.next_contact_on else None,
         )
-        if nc.retry_at is not None:
+        if nc.retry_at is not None and not inbound:  # the patient's call is never redialed as such
             self._retry(task, nc.retry_at)
         if applied.callback_task_id is not None and nc.callback_at is not None:
-            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, nurse_id))
+            # waiting for the nurse it was promised for (herself, or another qualified nurse)
+            promised = entry.promised_to or nurse_id
+            self.queue.add(task.callback(applied.callback_task_id, nc.callback_at, promised))

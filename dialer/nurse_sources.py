@@ -3,13 +3,18 @@
 `serve` and the simulation take a source instead of building one. The simulated
 nurses are one: they go ready and offline on their shifts and take every call
 the dialer hands them, talking for a realistic time and recording a realistic
-outcome (config/simulation.toml). The nurse console of the web application
-will be another, the nurses' own clicks driving the same dialer methods.
+outcome (config/simulation.toml). Console nurses are another: their clicks
+reach the dialer as commands (dialer/staff/desk.py), so the source itself
+does nothing. `MixedNurses` (what `carecall serve` runs by default) lets the
+console drive every nurse with a nurse account and simulates the others.
+Whoever drives her, a nurse changes presence through the same dialer
+methods, so every change is stored and notified alike.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +24,8 @@ from campaign.states import OutcomeCode
 from dialer.backends.simulated import is_wrong_number
 from dialer.calls import LiveCall
 from dialer.loop import Dialer
-from dialer.presence import NurseStatus
+from dialer.presence import NurseSource, NurseStatus
+from dialer.staff import store as staff_store
 
 if TYPE_CHECKING:
     from dialer.simulation import Runtime
@@ -35,12 +41,62 @@ class PresenceSource(Protocol):
         """Her call is connected: the patient is on the line."""
 
 
+def presence_source(kind: NurseSource, seed: int) -> PresenceSource:
+    if kind == NurseSource.simulated:
+        return SimulatedNurses(seed)
+    if kind == NurseSource.console:
+        return ConsoleNurses()
+    return MixedNurses(seed)
+
+
+@dataclass
+class ConsoleNurses:
+    """Nurses driven by their consoles: their commands move them, nothing else does."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def attach(self, runtime: Runtime) -> None:
+        """Nothing to schedule: a console nurse is offline until she says she is ready."""
+
+    def on_connected(self, nurse_id: int, call: LiveCall) -> None:
+        """Her console shows the call (her stored presence): she talks, hangs up, records the outcome."""
+
+
+@dataclass
+class MixedNurses:
+    """The console drives each nurse with an active nurse account; the others are simulated.
+
+    Decided when the process starts; a nurse whose account is created later is
+    handed to her console by her first command (a simulated call she has then
+    runs to its end).
+    """
+
+    seed: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+    console: set[int] = field(default_factory=set)
+
+    def attach(self, runtime: Runtime) -> None:
+        with runtime.ctx.sessions() as s:
+            self.console = staff_store.has_account(s, [n.id for n in runtime.my_nurses])
+        self.simulated = SimulatedNurses(self.seed, self.outcomes, drives=self.drives)
+        self.simulated.attach(runtime)
+        runtime.dialer.on_command = self.console.add  # her console has spoken: it drives her from now on
+
+    def drives(self, nurse_id: int) -> bool:
+        return nurse_id not in self.console
+
+    def on_connected(self, nurse_id: int, call: LiveCall) -> None:
+        if self.drives(nurse_id):
+            self.simulated.on_connected(nurse_id, call)
+
+
 @dataclass
 class SimulatedNurses:
     """Nurses on their shifts who talk for a realistic time and record a realistic outcome."""
 
     seed: int
     outcomes: dict[str, int] = field(default_factory=dict)
+    drives: Callable[[int], bool] = lambda _nurse_id: True  # the nurses it simulates (all by default)
 
     def attach(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -106,17 +162,23 @@ class SimulatedNurses:
                 off = cal.at_local(day, end, n.timezone)
                 if off <= now:
                     continue
-                self.runtime.at(on, _shift_start, self.dialer, n.id)
-                self.runtime.at(off, self.dialer.nurse_offline, n.id)
+                self.runtime.at(on, self._shift_start, n.id)
+                self.runtime.at(off, self._shift_end, n.id)
 
     def _daily(self, day: date) -> None:
         """Shifts are always scheduled a day ahead: `day`'s now, the next day's at its eve."""
         self._schedule_shifts(day)
         self.runtime.at(cal.at_local(day, time(0), "UTC"), self._daily, day + timedelta(days=1))
 
+    def _shift_start(self, nurse_id: int) -> None:
+        if not self.drives(nurse_id):
+            return
+        dialer = self.dialer
+        if dialer.presence.get(nurse_id) == NurseStatus.offline:
+            dialer.nurse_ready(nurse_id)
+        else:
+            dialer.presence.leaving.discard(nurse_id)
 
-def _shift_start(dialer: Dialer, nurse_id: int) -> None:
-    if dialer.presence.get(nurse_id) == NurseStatus.offline:
-        dialer.nurse_ready(nurse_id)
-    else:
-        dialer.presence.leaving.discard(nurse_id)
+    def _shift_end(self, nurse_id: int) -> None:
+        if self.drives(nurse_id):
+            self.dialer.nurse_offline(nurse_id)

@@ -5,7 +5,7 @@ Pure: a transition returns the next state or refuses; the caller acts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, time
 from enum import StrEnum
 
@@ -20,6 +20,14 @@ class NurseStatus(StrEnum):
     on_call = "on_call"  # talking with the patient
     wrap_up = "wrap_up"  # recording the outcome
     paused = "paused"  # break, training, admin
+
+
+class NurseSource(StrEnum):
+    """`carecall serve --nurses`: who drives the nurses."""
+
+    mixed = "mixed"  # the console drives nurses with an account; the others are simulated
+    simulated = "simulated"  # every nurse simulated on her shifts
+    console = "console"  # every nurse driven by her console (none simulated)
 
 
 ALLOWED: dict[NurseStatus, frozenset[NurseStatus]] = {
@@ -40,17 +48,50 @@ def transition(current: NurseStatus, target: NurseStatus) -> NurseStatus:
 
 
 class PresenceBoard:
-    """Who is in which state now; the dialer's single view of its nurses."""
+    """Who is in which state now; the dialer's single view of its nurses.
 
-    def __init__(self) -> None:
+    Every change is remembered in `changed` until the dialer has stored it
+    (dialer/staff/writer.py): whatever moves a nurse, it reaches the board
+    every process reads.
+    """
+
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self.status: dict[int, NurseStatus] = {}
+        self.reason: dict[int, str] = {}  # a paused nurse's reason
+        self.since: dict[int, datetime] = {}  # when she entered her status
         self.leaving: set[int] = set()  # shift ended mid-call: offline after wrap-up
+        self.pausing: dict[int, str] = {}  # asked for a pause mid-call: paused (reason) after wrap-up
+        self.changed: set[int] = set()  # not stored yet
+        self._now = now
 
     def get(self, nurse_id: int) -> NurseStatus:
         return self.status.get(nurse_id, NurseStatus.offline)
 
-    def set(self, nurse_id: int, target: NurseStatus) -> None:
+    def set(
+        self, nurse_id: int, target: NurseStatus, *, reason: str | None = None, at: datetime | None = None
+    ) -> None:
         self.status[nurse_id] = transition(self.get(nurse_id), target)
+        self._moved(nurse_id, reason if target == NurseStatus.paused else None, at)
+
+    def repause(self, nurse_id: int, reason: str) -> None:
+        """A paused nurse changes her pause's reason: a new pause, from now."""
+        if self.get(nurse_id) != NurseStatus.paused:
+            raise InvalidTransition(f"a nurse cannot change a pause's reason when {self.get(nurse_id)}")
+        self._moved(nurse_id, reason, None)
+
+    def touch(self, nurse_id: int) -> None:
+        """Her call moved on (ringing, connected, ended): her stored row changes too."""
+        self.changed.add(nurse_id)
+
+    def _moved(self, nurse_id: int, reason: str | None, at: datetime | None) -> None:
+        if reason is None:
+            self.reason.pop(nurse_id, None)
+        else:
+            self.reason[nurse_id] = reason
+        when = at if at is not None else self._now() if self._now is not None else None
+        if when is not None:
+            self.since[nurse_id] = when
+        self.changed.add(nurse_id)
 
     def ready(self) -> list[int]:
         return [n for n, s in self.status.items() if s == NurseStatus.ready]

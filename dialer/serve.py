@@ -8,10 +8,13 @@ restart it reconciles its calls left in flight, and if it never comes back
 the leader reconciles them once their leases run out.
 
 The process takes a telephony backend (simulated by default; Asterisk or
-Twilio) and a source of nurse presence (simulated nurses on their shifts:
-the nurse console comes with the web application). It serves the web
-application (`--host`, `--port`): the consoles' pages, and the provider's
-webhooks when the telephony has some. A backend's events arrive
+Twilio) and a source of nurse presence (by default the consoles drive the
+nurses who have an account, the others are simulated on their shifts). It
+stores its nurses' presence and takes their commands: at once when the bus
+(PostgreSQL LISTEN/NOTIFY; in process on SQLite) says one is there, and by
+a slow poll in case a notification was lost. It serves the web application
+(`--host`, `--port`): the consoles' pages, and the provider's webhooks when
+the telephony has some. A backend's events arrive
 from its own threads through the dialer's inbox, which wakes this loop at
 once; events a webhook delivered to another process reach this one through
 the database (`call_line_event`). The clock is the wall clock, or a scaled
@@ -42,9 +45,12 @@ from campaign.policy import Policy
 from campaign.store import NurseInfo
 from dialer import lines
 from dialer.backends.factory import TelephonySetup
-from dialer.nurse_sources import PresenceSource
+from dialer.inbound.line import caller_hangup
+from dialer.nurse_sources import MixedNurses, PresenceSource
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
+from dialer.staff.bus import make_bus
+from dialer.staff.commands import NurseCommands
 from dialer.step import settle_gc
 from dialer.web.core import create_web_app, make_web
 from dialer.web.server import serving
@@ -53,6 +59,7 @@ log = structlog.get_logger("carecall.serve")
 PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with the clock
 IDLE_SLEEP = 0.005  # longest real nap of an idle process between two looks at its events
 FORWARDED_REAL_SECONDS = 0.25  # how often a process looks for events other processes received for it
+COMMANDS_REAL_SECONDS = 2.0  # how often a process looks for commands whose notification it missed
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ def serve(
     ctx = services.Context(session_factory(engine), policy, clock, lease=lease)
     leadership = Leadership(engine)
     leader = {"held": False}
+    bus = make_bus(engine)  # presence and commands between the processes (and the web application)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signum)
@@ -152,8 +160,15 @@ def serve(
         refresh_every=max(timedelta(minutes=10), timedelta(seconds=1.0 * factor)),
         collect_garbage=True,  # between two flushes, never in a nurse's wait (see settle_gc)
         backend=telephony.backend(loop, ctx, worker) if telephony and telephony.backend else None,
-        presence=presence,  # None: simulated nurses on their shifts
+        # by default the consoles drive the nurses with an account, the others are simulated
+        presence=presence or MixedNurses(seed),
+        bus=bus,
     )
+    if runtime.backend.remote:
+        # a nurse ending an inbound call hangs its caller up on the line that carries it
+        runtime.dialer.on_inbound_hangup = caller_hangup(
+            ctx, {runtime.backend.name: runtime.backend.hangup_orphan}
+        )
     runtime.start()
     settle_gc()
     log.info(
@@ -176,7 +191,7 @@ def serve(
         return (at - clock.now()).total_seconds()
 
     web = contextlib.ExitStack()
-    next_beat = next_pace = next_forwarded = 0.0
+    next_beat = next_pace = next_forwarded = next_commands = 0.0
     worst = 0.0
     inbox = runtime.dialer.inbox
     try:
@@ -188,7 +203,9 @@ def serve(
         web_engine = make_engine(database_url)
         web.callback(web_engine.dispose)
         web_ctx = services.Context(session_factory(web_engine), policy, clock, lease=lease)
-        app = create_web_app(make_web(web_ctx, worker=worker), twilio_webhooks=hooks)
+        # one bus for the dialer and the pages: on SQLite the notifications never leave the process
+        web_parts = make_web(web_ctx, worker=worker, bus=bus, commands=NurseCommands(web_ctx, bus))
+        app = create_web_app(web_parts, twilio_webhooks=hooks)
         web.enter_context(serving(app, host, port))
         while not stop.is_set():
             t = wall.monotonic()
@@ -223,6 +240,9 @@ def serve(
             if t >= next_forwarded:
                 _take_forwarded(ctx, worker, runtime)
                 next_forwarded = t + FORWARDED_REAL_SECONDS
+            if t >= next_commands:
+                runtime.dialer.commands_due()  # the safety net: a notification may have been lost
+                next_commands = t + COMMANDS_REAL_SECONDS
             if loop.run_due(limit=200) == 0:
                 if len(inbox):
                     runtime.step_now()  # a backend's thread reported on a call: at once
@@ -230,12 +250,15 @@ def serve(
                 # until the next event or the backend's next report, not a fixed nap: on a fast
                 # clock every real millisecond a nurse waits for her next step costs her seconds
                 inbox.wait(min(IDLE_SLEEP, max(real_seconds_to_next(), 0.0001)))
+                runtime.dialer.store_presence()  # a change no batch took along, once it has waited
     finally:
         if apscheduler is not None:
             apscheduler.shutdown(wait=False)
         runtime.dialer.flush()  # outcomes and results already given are stored, not lost
         runtime.dialer.reconcile()  # calls of this process end with it, on the switch too
+        runtime.dialer.stop()  # its nurses shown offline: nobody serves them now
         runtime.backend.close()
+        bus.close()
         web.close()
         leadership.release()
         engine.dispose()

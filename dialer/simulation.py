@@ -24,6 +24,7 @@ from dialer.backends.simulated import LineProfile, SimulatedBackend
 from dialer.loop import Dialer
 from dialer.nurse_sources import PresenceSource, SimulatedNurses
 from dialer.scheduler_loop import EventLoop
+from dialer.staff.bus import Bus
 from dialer.step import step
 
 log = structlog.get_logger("carecall.simulation")
@@ -84,6 +85,7 @@ class Runtime:
         collect_garbage: bool = False,
         backend: TelephonyBackend | None = None,
         presence: PresenceSource | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.ctx = ctx
         self.loop = loop
@@ -105,6 +107,7 @@ class Runtime:
             voicemail_text(),
             deferred=True,
             share=share,
+            bus=bus,
         )
         loop.after_step(self._step)
         with ctx.sessions() as s:

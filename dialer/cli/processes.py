@@ -16,6 +16,7 @@ from campaign.settings import load_settings
 from dialer.backends.factory import Telephony
 from dialer.cli.common import console, err, make_env, option_date, progress_bar
 from dialer.cli.render import render_text
+from dialer.presence import NurseSource
 
 # a longer run is a typing mistake more often than a wish (and would run for hours)
 MAX_SIMULATED_DAYS = 366
@@ -67,15 +68,25 @@ def serve_cmd(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="its port: open http://HOST:PORT (each process its own)")
     ] = 8000,
+    nurses: Annotated[
+        NurseSource,
+        typer.Option(
+            help="who drives the nurses: their consoles for those with an account and simulated for the "
+            "others (mixed), all simulated, or all by their consoles"
+        ),
+    ] = NurseSource.mixed,
 ) -> None:
     """Run a dialer process and the web application; the scheduler too while it holds the leadership.
 
     The web application (--host, --port) serves the nurse console and the
     supervisor board (accounts: `carecall users add`), and Twilio's webhooks
     with --telephony twilio. The lines are simulated by default, or an
-    Asterisk switch or Twilio with --telephony.
+    Asterisk switch or Twilio with --telephony. Nurses with a
+    nurse account are driven by their consoles, the others are simulated
+    (they go ready on their shifts, talk and record an outcome): see --nurses.
     """
     from dialer.backends.factory import telephony_setup
+    from dialer.nurse_sources import presence_source
     from dialer.serve import Share, make_clock, serve
 
     try:
@@ -102,6 +113,7 @@ def serve_cmd(
         telephony=setup,
         host=host,
         port=port,
+        presence=presence_source(nurses, seed),
     )
 
 
