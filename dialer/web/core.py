@@ -15,17 +15,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaign.services import Context
 from dialer.accounts import session_key
+from dialer.staff.bus import Bus, make_bus
+from dialer.staff.commands import NurseCommands
 from dialer.web import login
 from dialer.web.auth import Forbidden, LoginRequired, security_clock
 from dialer.web.pages import CSRF_REFUSED, error_page, web_templates
@@ -41,29 +43,20 @@ from dialer.web.security import (
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-class _PendingStaff:
-    """Placeholder until the `staff` part (dialer/staff/bus.py make_bus, dialer/staff/commands.py
-    NurseCommands) is merged: using it says so instead of failing somewhere deeper."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __getattr__(self, name: str) -> Any:
-        raise NotImplementedError(
-            f"{self.what}.{name}: the staff part (bus, nurse commands) is not wired yet"
-        )
-
-
-def _staff_parts(ctx: Context) -> tuple[Any, Any]:
-    """(bus, commands) for this process. TODO(staff merge): make_bus(engine), NurseCommands(ctx, bus)."""
-    return _PendingStaff("bus"), _PendingStaff("commands")
+def _staff_parts(ctx: Context) -> tuple[Bus, NurseCommands]:
+    """(bus, commands) of a web application that runs without a dialer beside it (tests, tools)."""
+    with ctx.sessions() as s:
+        engine = s.get_bind()
+    assert isinstance(engine, Engine)
+    bus = make_bus(engine)
+    return bus, NurseCommands(ctx, bus)
 
 
 @dataclass(frozen=True)
 class Web:
     ctx: Context
-    bus: Any  # dialer.staff.bus.Bus once the staff part is merged
-    commands: Any  # dialer.staff.commands.NurseCommands once the staff part is merged
+    bus: Bus  # presence and commands between the processes
+    commands: NurseCommands  # what a person asks of a nurse's dialer process
     templates: Environment
     worker: str
     # the session cookies' key; None: CARECALL_SECRET_KEY, else the one stored in app_secret
@@ -71,14 +64,21 @@ class Web:
 
 
 def make_web(
-    ctx: Context, *, worker: str = "web", bus: Any = None, commands: Any = None, secret_key: str | None = None
+    ctx: Context,
+    *,
+    worker: str = "web",
+    bus: Bus | None = None,
+    commands: NurseCommands | None = None,
+    secret_key: str | None = None,
 ) -> Web:
-    """A `Web` with the pages' templates; the bus and commands this process uses unless given."""
-    default_bus, default_commands = _staff_parts(ctx)
+    """A `Web` with the pages' templates; the bus and commands this process uses unless given
+    (`carecall serve` shares its dialer's bus, which on SQLite is the only way to reach it)."""
+    if bus is None or commands is None:
+        bus, commands = _staff_parts(ctx)
     return Web(
         ctx,
-        bus if bus is not None else default_bus,
-        commands if commands is not None else default_commands,
+        bus,
+        commands,
         web_templates(),
         worker,
         secret_key,
