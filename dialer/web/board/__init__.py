@@ -23,6 +23,8 @@ from dialer.web.pages import page
 
 Supervisor = Annotated[User, Depends(require(Role.supervisor))]
 PING_SECONDS = 15  # a comment on a quiet stream, so proxies keep it open
+# a nurse's change often means a call placed or ended: the waves' figures follow, once a second
+WAVES_FOLLOW_PRESENCE = 1.0
 
 
 def make_feed(web: Any) -> BoardFeed:

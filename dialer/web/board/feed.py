@@ -5,8 +5,10 @@ the bus, marks which parts of the board changed, recomputes and renders those pa
 thread: the queries are blocking), and hands the fragments that changed to every connected board.
 
 Bursts are coalesced: the first change after a quiet spell is pushed at once, the changes that
-follow within `min_interval` go out together at its end (at most one push per interval). With
-nothing on the bus, the whole board is refreshed every `refresh` seconds (times in state move on).
+follow within `min_interval` go out together at its end (at most one push per interval). A part
+may also follow another channel at a slower pace (the waves' figures move with every call, whose
+nurse's presence changes, but once a second is enough for them). With nothing on the bus, the
+whole board is refreshed every `refresh` seconds (times in state move on).
 A slow client never holds the others up: it keeps only the newest version of each fragment.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -51,13 +53,15 @@ class _Client:
 
 
 class BoardFeed:
-    """Listens to `channels` on `bus`; each channel marks `parts[channel]` as changed."""
+    """Listens to the channels of `routes` on `bus`: a message on a channel makes each of its parts
+    due again, no sooner than `spacing` seconds after that part was last computed (a part another
+    channel keeps up to date can follow this one at a slower pace)."""
 
     def __init__(
         self,
         bus: _Bus,
         compute: Compute,
-        parts: Mapping[str, str],
+        routes: Mapping[str, Sequence[tuple[str, float]]],
         *,
         all_parts: Collection[str],
         min_interval: float = 0.1,
@@ -65,7 +69,7 @@ class BoardFeed:
     ) -> None:
         self._bus = bus
         self._compute = compute
-        self._parts = dict(parts)
+        self._routes = {channel: tuple(parts) for channel, parts in routes.items()}
         self._all = frozenset(all_parts)
         self.min_interval = min_interval
         self.refresh = refresh
@@ -102,33 +106,38 @@ class BoardFeed:
             self._task = loop.create_task(self._run(), name="carecall-board-feed")
 
     async def _run(self) -> None:
-        subscription = self._bus.subscribe(*self._parts)
+        subscription = self._bus.subscribe(*self._routes)
         loop = asyncio.get_running_loop()
-        dirty: set[str] = set(self._all)
+        due: dict[str, float] = dict.fromkeys(self._all, loop.time())  # part -> when to compute it
+        computed: dict[str, float] = {}
         last_push = -float("inf")
         next_refresh = loop.time() + self.refresh
         try:
             while self._clients:
                 now = loop.time()
-                if dirty and now >= last_push + self.min_interval:
+                if now >= next_refresh:
+                    due.update(dict.fromkeys(self._all, now))
+                    next_refresh = now + self.refresh
+                at = max(min(due.values(), default=next_refresh), last_push + self.min_interval)
+                if due and now >= at:
+                    parts = frozenset(p for p, t in due.items() if t <= now)
                     try:
-                        await self._push(frozenset(dirty))
+                        await self._push(parts)
                     except Exception:
                         # a lost connection or a busy database: the next change or refresh tries again
                         log.exception("board feed: the board could not be read")
-                    dirty.clear()
                     last_push = loop.time()
+                    for part in parts:
+                        computed[part] = last_push
+                        del due[part]
                     continue
-                if now >= next_refresh:
-                    dirty |= self._all
-                    next_refresh = now + self.refresh
+                message = await subscription.next(timeout=max(0.0, min(at, next_refresh) - now))
+                if message is None:
                     continue
-                deadline = last_push + self.min_interval if dirty else next_refresh
-                message = await subscription.next(timeout=max(0.0, deadline - now))
-                if message is not None:
-                    part = self._parts.get(message[0])
-                    if part is not None:
-                        dirty.add(part)
+                now = loop.time()
+                for part, spacing in self._routes.get(message[0], ()):
+                    when = max(now, computed.get(part, -float("inf")) + spacing)
+                    due[part] = min(due.get(part, when), when)
         finally:
             # no await from the loop's last check to here: a board that connects now starts a new task
             self._latest = {}
