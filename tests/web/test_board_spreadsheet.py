@@ -16,7 +16,7 @@ from dialer.web.board.spreadsheet import FORMULA_STARTS, cell, to_csv
 @pytest.mark.parametrize(
     "value",
     [
-        "=HYPERLINK(\"http://example.invalid\",\"clic\")",
+        '=HYPERLINK("http://example.invalid","clic")',
         "+33199001234",
         "-2+3",
         "@SUM(A1:A2)",
@@ -61,5 +61,7 @@ def test_the_file_read_back_has_the_same_rows_none_a_formula(rows: list[list[str
     assert back[0] == ["'=Nom", "Détail"]
     assert len(back) == len(rows) + 1
     for got, sent in zip(back[1:], rows, strict=True):
-        assert [c.removeprefix("'") if s.startswith(FORMULA_STARTS) else c for c, s in zip(got, sent)] == sent
+        assert [
+            c.removeprefix("'") if s.startswith(FORMULA_STARTS) else c for c, s in zip(got, sent, strict=True)
+        ] == sent
         assert not any(c.startswith(FORMULA_STARTS) for c in got)

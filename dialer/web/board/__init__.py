@@ -32,9 +32,11 @@ def make_feed(web: Any) -> BoardFeed:
     from dialer.staff.bus import PRESENCE, WAVES
 
     board = live.LiveBoard(web.ctx, web.templates)
-    return BoardFeed(
-        web.bus, board.compute, {PRESENCE: live.PRESENCE, WAVES: live.WAVES}, all_parts=live.PARTS
-    )
+    routes = {
+        PRESENCE: [(live.PRESENCE, 0.0), (live.WAVES, WAVES_FOLLOW_PRESENCE)],
+        WAVES: [(live.WAVES, 0.0)],
+    }
+    return BoardFeed(web.bus, board.compute, routes, all_parts=live.PARTS)
 
 
 def router(web: Any) -> APIRouter:

@@ -39,11 +39,12 @@ class _Bus(Protocol):
 
 
 class _Client:
-    __slots__ = ("pending", "wake")
+    __slots__ = ("ended", "pending", "wake")
 
     def __init__(self, initial: Mapping[str, str]) -> None:
         self.pending: Fragments = dict(initial)
         self.wake = asyncio.Event()
+        self.ended = False
         if self.pending:
             self.wake.set()
 
@@ -89,7 +90,7 @@ class BoardFeed:
         self._clients.add(client)
         self._ensure_running()
         try:
-            while True:
+            while not client.ended:
                 await client.wake.wait()
                 client.wake.clear()
                 batch, client.pending = client.pending, {}
@@ -138,6 +139,12 @@ class BoardFeed:
                 for part, spacing in self._routes.get(message[0], ()):
                     when = max(now, computed.get(part, -float("inf")) + spacing)
                     due[part] = min(due.get(part, when), when)
+        except Exception:
+            # the boards' streams end: their browsers reconnect at once, and start a new feed
+            log.exception("board feed stopped")
+            for client in self._clients:
+                client.ended = True
+                client.wake.set()
         finally:
             # no await from the loop's last check to here: a board that connects now starts a new task
             self._latest = {}
