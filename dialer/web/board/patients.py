@@ -145,7 +145,7 @@ def router(web: Any) -> APIRouter:
 
     @api.get("/board/patients/{member_id}/why")
     def why(request: Request, member_id: str, user: Supervisor, on: str = "") -> HTMLResponse:
-        values = {"member_id": member_id, "on": on, "exp": None}
+        values: dict[str, Any] = {"member_id": member_id, "on": on, "exp": None}
         try:
             day = parse_date(on.strip()) if on.strip() else None
         except ValueError:
