@@ -24,7 +24,7 @@ from dialer.backends.simulated import LineProfile, SimulatedBackend
 from dialer.loop import Dialer
 from dialer.nurse_sources import PresenceSource, SimulatedNurses
 from dialer.scheduler_loop import EventLoop
-from dialer.staff.bus import Bus
+from dialer.staff.bus import WAVES, Bus
 from dialer.step import step
 
 log = structlog.get_logger("carecall.simulation")
@@ -97,6 +97,9 @@ class Runtime:
         self.collect_garbage = collect_garbage
         self._tick_due = False
         self._sweeping = False
+        self._regular_sweep = False  # the sweep under way is the periodic one: it schedules the next
+        self._sweep_asked = False  # a wave was launched or resumed (any thread): sweep at the next step
+        self._bus = bus
         self.backend: TelephonyBackend = backend or SimulatedBackend(
             loop, ctx.policy.simulation, line_directory(ctx), seed=seed
         )
@@ -128,6 +131,15 @@ class Runtime:
                 self.at(first, self._fire, spec)
         self.at(now, self._tick)
         self.at(now, self._refresh)
+        if self._bus is not None:
+            self._bus.subscribe(WAVES, callback=lambda _channel, _payload: self.sweep_soon())
+
+    def sweep_soon(self) -> None:
+        """From any thread: a wave was launched or resumed (the bus's `WAVES`). Its due tasks are older
+        than the queue's reading position, so only a sweep finds them: one starts at the next step,
+        instead of at the next periodic one (ten minutes on)."""
+        self._sweep_asked = True
+        self.dialer.commands_due()  # wakes the loop
 
     def at(self, at: datetime, fn: Callable[..., object], *args: object) -> None:
         """Run `fn` at `at` on the loop, unless that is past the end of the run."""
@@ -158,7 +170,7 @@ class Runtime:
     def _refresh(self) -> None:
         """Every `refresh_every` while a nurse is on shift, a sweep of the due tasks: a page per step."""
         if any(self.dialer.presence.on_shift(n.id) for n in self.my_nurses):
-            self._sweeping = True
+            self._sweeping = self._regular_sweep = True
         else:
             self.at(self.ctx.clock.now() + self.refresh_every, self._refresh)
 
@@ -169,13 +181,17 @@ class Runtime:
     def _step(self) -> None:
         """After the events of an instant (virtual time) or a pass (real time): the dialer's step."""
         tick, self._tick_due = self._tick_due, False
+        if self._sweep_asked:
+            self._sweep_asked, self._sweeping = False, True
         done = step(self.dialer, tick=tick, sweep=self._sweeping, collect_garbage=self.collect_garbage)
         if done.sweep_over is None:
             return
         now = self.ctx.clock.now()
         if done.sweep_over:
             self._sweeping = False
-            self.at(now + self.refresh_every, self._refresh)
+            if self._regular_sweep:
+                self._regular_sweep = False
+                self.at(now + self.refresh_every, self._refresh)
         else:
             self.at(now, _next_page)  # the loop makes one more pass, and its step reads the page
 

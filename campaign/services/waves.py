@@ -122,7 +122,13 @@ MAX_DAYS_LATE = 90
 
 
 def record_mailing(
-    ctx: Context, theme_code: str, segment: str | None, sent_on: date, *, late: bool = False
+    ctx: Context,
+    theme_code: str,
+    segment: str | None,
+    sent_on: date,
+    *,
+    late: bool = False,
+    actor: str = "supervisor",
 ) -> MailingRecorded:
     """The mailing and its wave: the letters arrive after the delivery time, the wave calls from then.
 
@@ -169,9 +175,7 @@ def record_mailing(
         recipients = mailing.recipients = store.add_recipients(s, mailing.id, clauses)
         wave = store.add_wave(s, mailing.id, plan_after, start, end, deadline)
         assert wave.id is not None
-        store.audit(
-            s, now, "supervisor", "mailing.record", detail=f"mailing={mailing.id} recipients={recipients}"
-        )
+        store.audit(s, now, actor, "mailing.record", detail=f"mailing={mailing.id} recipients={recipients}")
         s.commit()
         log.info(
             "mailing recorded", mailing=mailing.id, wave=wave.id, theme=theme_code, recipients=recipients
@@ -186,7 +190,9 @@ def get_wave(s: Session, wave_id: int) -> Wave:
     return wave
 
 
-def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.WavePlan:
+def plan_wave(
+    ctx: Context, wave_id: int, *, replan: bool = False, actor: str = "scheduler"
+) -> planning.WavePlan:
     """Place each recipient's first call on a day of the wave, within nurse capacity.
 
     Sized for a national wave (a million recipients) within a few times what
@@ -264,16 +270,16 @@ def plan_wave(ctx: Context, wave_id: int, *, replan: bool = False) -> planning.W
 
         inserted = store.insert_tasks(s, task_rows())
         notes = {
-            pid: _SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids
+            pid: SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids
         }
-        notes.update({pid: "no nurse capacity left in the wave's window" for pid in plan.unplaced})
+        notes.update({pid: UNPLACED_NOTE for pid in plan.unplaced})
         store.set_plan_notes(s, mailing.id, notes)
         summary = plan.as_dict()
         summary["nurses"] = len(nurses)
         wave.plan = summary
         wave.status = WaveStatus.planned
         wave.planned_at = now
-        store.audit(s, now, "scheduler", "wave.plan", detail=f"wave={wave_id} tasks={inserted}")
+        store.audit(s, now, actor, "wave.plan", detail=f"wave={wave_id} tasks={inserted}")
         s.commit()
     log.info(
         "wave planned",
@@ -305,7 +311,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-_SKIP_NOTES = {
+# why planning left a recipient out (MailingRecipient.plan_note), per reason of the plan's "skipped"
+SKIP_NOTES = {
     "withdrawn": "withdrawn from the programme",
     "deceased": "deceased",
     "suspended": "suspended for the whole wave",
@@ -315,6 +322,8 @@ _SKIP_NOTES = {
     "contact_cap": "contact cap reached for the period",
     planning.NO_NURSE_IN_WINDOW: "no nurse allowed to take the call works in the patient's calling window",
 }
+# the note of a recipient who fitted nowhere in the nurses' capacity (the plan's "unplaced")
+UNPLACED_NOTE = "no nurse capacity left in the wave's window"
 
 
 _TRANSITIONS = {

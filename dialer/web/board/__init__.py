@@ -1,27 +1,69 @@
-"""The supervisor board (placeholder until the `board` part lands): `router(web) -> APIRouter`."""
+"""The supervisor board: `router(web) -> APIRouter`, every page for the supervisor role only.
+
+/board                       live: nurses by state, calls, queue, abandoned patients, waves
+/board/stream                the live parts, pushed as server-sent events (see live.py)
+/board/import                import patients from a CSV (patients.py)
+/board/mailings/new          record a mailing; /board/waves/{id}: its wave (waves.py)
+/board/patients/{id}/why     `patient why` as a page; /board/audit: the audit trail
+/board/waves/{id}/report     a wave's report (reports.py); CSV exports (exports.py)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
+from sse_starlette import EventSourceResponse
 
 from dialer.web.auth import Role, User, require
+from dialer.web.board import exports, live, patients, reports, waves
+from dialer.web.board.feed import BoardFeed
 from dialer.web.pages import page
+
+Supervisor = Annotated[User, Depends(require(Role.supervisor))]
+PING_SECONDS = 15  # a comment on a quiet stream, so proxies keep it open
+# a nurse's change often means a call placed or ended: the waves' figures follow, once a second
+WAVES_FOLLOW_PRESENCE = 1.0
+
+
+def make_feed(web: Any) -> BoardFeed:
+    """The process's one feed of the live parts, fed by the bus's presence and wave channels."""
+    from dialer.staff.bus import PRESENCE, WAVES
+
+    board = live.LiveBoard(web.ctx, web.templates)
+    routes = {
+        PRESENCE: [(live.PRESENCE, 0.0), (live.WAVES, WAVES_FOLLOW_PRESENCE)],
+        WAVES: [(live.WAVES, 0.0)],
+    }
+    return BoardFeed(web.bus, board.compute, routes, all_parts=live.PARTS)
 
 
 def router(web: Any) -> APIRouter:
     api = APIRouter()
+    feed = make_feed(web)
 
     @api.get("/board")
-    def board(request: Request, user: User = Depends(require(Role.supervisor))) -> HTMLResponse:
+    def board(request: Request, user: Supervisor) -> HTMLResponse:
+        current = live.read_live(web.ctx)
+        themes = {c: t.label for c, t in web.ctx.policy.themes.items()}
         return page(
             request,
-            "placeholder.html.j2",
-            title="Tableau de bord",
-            coming="Ici viendront : l'import des patients, les courriers et leurs vagues d'appels, "
-            "les infirmiers en direct, les rapports et les exports.",
+            "board.html.j2",
+            live=current,
+            themes=themes,
+            pause_reasons=web.ctx.policy.web.pause_reasons,
         )
 
+    @api.get("/board/stream")
+    async def stream(request: Request, user: Supervisor) -> EventSourceResponse:
+        async def events() -> Any:
+            async for event, html in feed.stream():
+                yield {"event": event, "data": html}
+
+        return EventSourceResponse(events(), ping=PING_SECONDS, headers={"cache-control": "no-store"})
+
+    for part in (waves, patients, reports, exports):
+        api.include_router(part.router(web))
+    api.feed = feed  # type: ignore[attr-defined]  # for tests and operators: clients, pushes
     return api

@@ -1,0 +1,219 @@
+"""The board's live figures, as the supervisor reads them, and the fragments the stream pushes.
+
+Two parts change independently: `presence` (the nurses, the calls they are on, the queue of due
+tasks: what moves with every call) and `waves` (progress and reach per wave, abandoned patients:
+what moves with attempts and outcomes). `LiveBoard.compute` reads only the parts that changed and
+renders the fragments from prompts/web/board_live.html.j2, the macros the full page uses too.
+
+Events of the stream (`/board/stream`): `nurses`, `calls`, `waves`, and `wave-<id>` for each
+wave followed (the wave's own page). A nurse's row carries `data-nurse` and `data-version` (her
+presence's version), so a client can tell which change it is showing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from jinja2 import Environment
+
+from campaign import calendar as cal
+from campaign import services
+from campaign.policy import Policy
+from campaign.states import TaskStatus
+from campaign.store import progress
+
+PRESENCE, WAVES = "presence", "waves"
+PARTS = frozenset({PRESENCE, WAVES})
+TEMPLATE = "board_live.html.j2"
+# a closed wave stays on the board this long, so the supervisor sees it finish
+CLOSED_SHOWN = timedelta(days=1)
+CALL_STATES = ("dialing", "ringing", "connected")
+TIERS = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class NurseLine:
+    nurse_id: int
+    code: str
+    name: str
+    level: str
+    status: str
+    reason: str | None
+    since: str  # Paris wall clock, HH:MM
+    minutes: int  # in this state
+    call_state: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class TierReach:
+    tier: str
+    patients: int
+    reached: int
+
+    @property
+    def share(self) -> float | None:
+        return self.reached / self.patients if self.patients else None
+
+
+@dataclass(frozen=True)
+class WaveLive:
+    id: int
+    theme: str
+    status: str
+    window_start: Any
+    window_end: Any
+    tasks: dict[str, int]  # by status, every tier
+    attempts: int
+    tiers: list[TierReach]
+
+    @property
+    def total(self) -> int:
+        return sum(self.tasks.values())
+
+    @property
+    def open(self) -> int:
+        return self.tasks.get(TaskStatus.pending, 0) + self.tasks.get(TaskStatus.in_progress, 0)
+
+    @property
+    def closed(self) -> int:
+        return self.total - self.open
+
+    @property
+    def reached(self) -> int:
+        return sum(t.reached for t in self.tiers)
+
+    @property
+    def patients(self) -> int:
+        return sum(t.patients for t in self.tiers)
+
+    def tier(self, tier: str) -> TierReach | None:
+        return next((t for t in self.tiers if t.tier == tier), None)
+
+
+@dataclass
+class Live:
+    now: datetime
+    nurses: list[NurseLine] = field(default_factory=list)
+    queue: int = 0
+    waves: list[WaveLive] = field(default_factory=list)
+    abandoned_attempts: int = 0
+    abandoned_patients: int = 0
+
+    @property
+    def clock_text(self) -> str:
+        """When the figures were read, on the Paris wall clock."""
+        return cal.local_time_of(self.now, services.PARIS).strftime("%H:%M:%S")
+
+    def count(self, status: str) -> int:
+        return sum(1 for n in self.nurses if n.status == status)
+
+    def calls(self, state: str) -> int:
+        return sum(1 for n in self.nurses if n.call_state == state)
+
+
+def _nurse_lines(views: Sequence[Any], now: datetime) -> list[NurseLine]:
+    lines = []
+    for v in views:
+        minutes = max(0, int((now - v.since).total_seconds() // 60)) if v.since else 0
+        since = cal.local_time_of(v.since, services.PARIS).strftime("%H:%M") if v.since else ""
+        lines.append(
+            NurseLine(
+                v.nurse_id,
+                v.code,
+                v.display_name,
+                v.level,
+                str(v.status),
+                v.reason,
+                since,
+                minutes,
+                v.call_state,
+                v.version,
+            )
+        )
+    return sorted(lines, key=lambda n: n.code)
+
+
+def _waves(s: Any, now: datetime) -> list[WaveLive]:
+    rows = progress.board_waves(s, now - CLOSED_SHOWN)
+    ids = [w.id for w in rows]
+    tallies = progress.task_tallies(s, ids)
+    patients = progress.wave_patients_by_tier(s, ids)
+    reached = progress.reached_by_tier(s, ids)
+    attempts = progress.attempts_by_wave(s, ids)
+    out = []
+    for w in rows:
+        by_status: dict[str, int] = {}
+        for (_tier, status), n in tallies[w.id].items():
+            by_status[status] = by_status.get(status, 0) + n
+        tiers = [
+            TierReach(t, patients[w.id].get(t, 0), reached[w.id].get(t, 0))
+            for t in TIERS
+            if patients[w.id].get(t)
+        ]
+        out.append(
+            WaveLive(
+                w.id, w.theme_code, w.status, w.window_start, w.window_end, by_status, attempts[w.id], tiers
+            )
+        )
+    return out
+
+
+def read_waves(ctx: services.Context) -> list[WaveLive]:
+    """The waves part alone (a wave's own page)."""
+    with ctx.sessions() as s:
+        return _waves(s, ctx.clock.now())
+
+
+def read_live(ctx: services.Context, parts: frozenset[str] = PARTS, previous: Live | None = None) -> Live:
+    """The board's figures now; the parts not asked for are taken from `previous`."""
+    from dialer.staff.store import presence_board
+
+    now = ctx.clock.now()
+    live = Live(now)
+    if previous is not None:
+        live.nurses, live.queue, live.waves = previous.nurses, previous.queue, previous.waves
+        live.abandoned_attempts, live.abandoned_patients = (
+            previous.abandoned_attempts,
+            previous.abandoned_patients,
+        )
+    with ctx.sessions() as s:
+        if PRESENCE in parts:
+            live.nurses = _nurse_lines(presence_board(s), now)
+            live.queue = progress.queue_depth(s, now)
+        if WAVES in parts:
+            live.waves = _waves(s, now)
+            today = cal.local_time_of(now, services.PARIS).date()
+            live.abandoned_attempts, live.abandoned_patients = progress.abandoned_since(
+                s, cal.at_local(today, time(0), services.PARIS)
+            )
+    return live
+
+
+class LiveBoard:
+    """What the feed computes: the parts that changed, read again, and every fragment rendered."""
+
+    def __init__(self, ctx: services.Context, templates: Environment) -> None:
+        self.ctx = ctx
+        self.templates = templates
+        self._live: Live | None = None
+
+    def compute(self, parts: frozenset[str]) -> dict[str, str]:
+        self._live = read_live(self.ctx, parts if self._live else PARTS, self._live)
+        return fragments(self.templates, self._live, self.ctx.policy)
+
+
+def fragments(templates: Environment, live: Live, policy: Policy) -> dict[str, str]:
+    ui = templates.get_template(TEMPLATE).module
+    themes = {c: t.label for c, t in policy.themes.items()}
+    out = {
+        "nurses": str(ui.nurses(live, policy.web.pause_reasons)),  # type: ignore[attr-defined]
+        "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
+        "waves": str(ui.waves(live, themes)),  # type: ignore[attr-defined]
+    }
+    for w in live.waves:
+        out[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
+    return out
