@@ -96,7 +96,7 @@ class Console:
         notice: str | None = None,
     ) -> dict[str, Any]:
         now = self.web.ctx.clock.now()
-        deadline = p.since + timedelta(seconds=self.policy.dialer.wrap_up_seconds)
+        deadline = (p.since or now) + timedelta(seconds=self.policy.dialer.wrap_up_seconds)
         left = max(0, int((deadline - now).total_seconds()))
         snap = view.Snapshot.of(p)
         return {
@@ -165,7 +165,7 @@ def router(web: Web) -> APIRouter:
                     got = await subscription.next(STREAM_SAFETY_SECONDS)
                     if await request.is_disconnected():
                         return
-                    if got is not None and got[1] != nurse:
+                    if got is not None and got[1] not in (nurse, ""):  # "": the bus reconnected, look again
                         p = None
                         continue
                     p = await run_in_threadpool(console.presence, user)

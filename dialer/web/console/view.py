@@ -65,7 +65,7 @@ class Snapshot:
 
     status: str
     reason: str | None
-    since: datetime
+    since: datetime | None
     attempt_id: int | None
     call_state: str | None
     phase: Phase
