@@ -52,7 +52,7 @@ def _local(value: datetime, zone: str | None = None) -> datetime:
 def _clock(value: datetime, zone: str | None = None) -> str:
     """'9 h 05', the French way, in the nurse's zone or the one given (the patient's)."""
     t = _local(value, zone)
-    return f"{t.hour} h {t.minute:02d}"
+    return f"{t.hour}\u00a0h\u00a0{t.minute:02d}"
 
 
 def _is_htmx(request: Request) -> bool:
@@ -124,7 +124,7 @@ class Console:
 
     def command(self, command_id: int) -> str | None:
         """Her dialer process's answer: "ok", why it refused, or None if it did not answer in time."""
-        return self.web.commands.wait(command_id, COMMAND_WAIT_SECONDS)  # type: ignore[no-any-return]
+        return self.web.commands.wait(command_id, COMMAND_WAIT_SECONDS)
 
 
 def _refused(result: str | None) -> str | None:

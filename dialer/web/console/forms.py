@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,7 +42,7 @@ _TIME = re.compile(r"^(\d{1,2})[:hH](\d{2})$")
 class FieldError:
     field: str
     code: str  # what is wrong; the template says it in French
-    params: Mapping[str, object] = field(default_factory=dict)
+    params: Mapping[str, object] = dataclass_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
