@@ -19,19 +19,19 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from campaign.store.files import audit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaign.logs import get_logger
-from campaign.store.files import audit
-from dialer.staff.bus import PRESENCE
 from dialer.staff.commands import OutcomeRequest
 from dialer.staff.store import PresenceView, presence_of
 from dialer.web.auth import Forbidden, Role, User, require
 from dialer.web.console import view
 from dialer.web.console.forms import FieldError, OutcomeChoice, OutcomeForm, parse_outcome
+from dialer.web.console.hub import PresenceHub
 from dialer.web.core import Web
 from dialer.web.pages import error_page, page
 
@@ -139,6 +139,7 @@ def _refused(result: str | None) -> str | None:
 def router(web: Web) -> APIRouter:
     api = APIRouter()
     console = Console(web)
+    hub = PresenceHub(web.bus)
 
     @api.get("/console", response_class=HTMLResponse)
     def home(request: Request, user: Nurse) -> HTMLResponse:
@@ -147,13 +148,20 @@ def router(web: Web) -> APIRouter:
 
     @api.get("/console/stream")
     async def stream(request: Request, user: Nurse, v: int = -1, call: str = "") -> EventSourceResponse:
-        p0 = await run_in_threadpool(console.presence, user)
-        subscription = web.bus.subscribe(PRESENCE)
-        nurse = str(p0.nurse_id)
+        """Her console's live parts. `v` and `call`: the version and call panel of the page that opens
+        it, so a change between the page and its stream is sent at once, and nothing else is."""
+        if user.nurse_id is None:
+            raise Forbidden("no nurse record")
+        listener = hub.listen(user.nurse_id)  # before the first read: no change can fall in between
+        try:
+            p0 = await run_in_threadpool(console.presence, user)
+        except BaseException:
+            listener.close()
+            raise
 
         async def events() -> AsyncIterator[dict[str, str]]:
             try:
-                p = p0 if p0.version != v else None
+                p: PresenceView | None = p0 if p0.version != v else None
                 before = view.Snapshot.of(p0) if p is None else None
                 while True:
                     if p is not None:
@@ -162,15 +170,11 @@ def router(web: Web) -> APIRouter:
                             html = await run_in_threadpool(console.part, request, name, p)
                             yield {"event": name, "data": html}
                         before = snap
-                    got = await subscription.next(STREAM_SAFETY_SECONDS)
-                    if await request.is_disconnected():
-                        return
-                    if got is not None and got[1] not in (nurse, ""):  # "": the bus reconnected, look again
-                        p = None
-                        continue
+                    # None after the safety delay: a lost notification costs a delay, never a state
+                    await listener.next(STREAM_SAFETY_SECONDS)
                     p = await run_in_threadpool(console.presence, user)
             finally:
-                subscription.close()
+                listener.close()
 
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
 
