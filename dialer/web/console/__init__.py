@@ -128,12 +128,11 @@ class Console:
 
 
 def _refused(result: str | None) -> str | None:
-    """What to tell her when a command was not carried out (French; the reason itself is logged)."""
+    """The notice to show when a command was not carried out (its French text is the template's; the
+    reason itself is logged): None, "timeout" or "refused"."""
     if result == "ok":
         return None
-    if result is None:
-        return "Le composeur n'a pas répondu à temps. Réessayez dans un instant."
-    return "Ce changement n'est pas possible maintenant (votre état a peut-être changé entre-temps)."
+    return "timeout" if result is None else "refused"
 
 
 def router(web: Web) -> APIRouter:
@@ -199,7 +198,7 @@ def router(web: Web) -> APIRouter:
         def run() -> Response:
             p = console.presence(user)
             if reason not in web.ctx.policy.web.pause_reasons:
-                notice = "Choisissez le motif de la pause dans la liste."
+                notice = "pause_reason"
                 if not _is_htmx(request):
                     return page(
                         request, "console.html.j2", 422, **console.context(p, console.call(p), notice=notice)
