@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dialer.staff.store import PresenceRow, write_presence
 from factories import add_nurse, add_patient, add_task, dispose
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
@@ -24,7 +25,6 @@ from campaign.model import AuditEvent
 from campaign.states import TaskKind
 from dialer.presence import NurseStatus
 from dialer.staff.model import NurseCommand
-from dialer.staff.store import PresenceRow, write_presence
 
 HTMX = {"HX-Request": "true"}
 

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from campaign.store.files import audit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaign.logs import get_logger
+from campaign.store.files import audit
 from dialer.staff.commands import OutcomeRequest
 from dialer.staff.store import PresenceView, presence_of
 from dialer.web.auth import Forbidden, Role, User, require
@@ -115,10 +115,16 @@ class Console:
     def fragment(self, request: Request, template: str, **context: Any) -> str:
         return bytes(page(request, template, **context).body).decode()
 
-    def part(self, request: Request, name: str, p: PresenceView) -> str:
-        if name == "call":
-            return self.fragment(request, "console_call.html.j2", **self.context(p, self.call(p)))
-        return self.fragment(request, PARTS[name], **self.context(p))
+    def parts(self, request: Request, names: list[str], p: PresenceView) -> list[tuple[str, str]]:
+        """The stream's events for these parts, the call panel first (it is what she waits for)."""
+        out = []
+        if "call" in names:
+            out.append(
+                ("call", self.fragment(request, "console_call.html.j2", **self.context(p, self.call(p))))
+            )
+        context = self.context(p)
+        out += [(name, self.fragment(request, PARTS[name], **context)) for name in names if name != "call"]
+        return out
 
     # ------------------------------------------------------------ commands
 
@@ -165,8 +171,8 @@ def router(web: Web) -> APIRouter:
                 while True:
                     if p is not None:
                         snap = view.Snapshot.of(p)
-                        for name in snap.parts_changed(before, call if before is None else None):
-                            html = await run_in_threadpool(console.part, request, name, p)
+                        names = snap.parts_changed(before, call if before is None else None)
+                        for name, html in await run_in_threadpool(console.parts, request, names, p):
                             yield {"event": name, "data": html}
                         before = snap
                     # None after the safety delay: a lost notification costs a delay, never a state

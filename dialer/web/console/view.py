@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy.exc import NoResultFound
+from sqlmodel import Session
+
+from campaign import calendar as cal
+from campaign import store
+from campaign.policy import Policy
 from campaign.store.files import (
     NurseChoice,
     PatientSummary,
@@ -19,12 +25,6 @@ from campaign.store.files import (
     patient_summary,
     qualified_nurses,
 )
-from sqlalchemy.exc import NoResultFound
-from sqlmodel import Session
-
-from campaign import calendar as cal
-from campaign import store
-from campaign.policy import Policy
 from dialer.presence import NurseStatus
 from dialer.staff.store import PresenceView
 from dialer.web.console.script import CallScript, call_script
