@@ -113,13 +113,21 @@ def test_a_nurse_takes_a_call_and_promises_a_callback_for_tomorrow_ten(
     _until_text(chrome, "#console-line", "Temps de clôture restant")
     chrome.find_element(By.ID, "code-callback_requested").send_keys(Keys.SPACE)
     tomorrow = (server.clock.now() + timedelta(days=1)).astimezone(UTC).date()
-    for field, value in (("f-callback_date", tomorrow.isoformat()), ("f-callback_time", "10:00")):
-        element = chrome.find_element(By.ID, field)
-        assert element.is_displayed(), f"{field} shows once a callback is chosen"
-        chrome.execute_script("arguments[0].value = arguments[1]", element, value)
-    chrome.find_element(By.ID, "f-note").send_keys("Rappeler demain matin, après sa prise de sang.")
-    chrome.find_element(By.XPATH, '//button[normalize-space()="Enregistrer l\'issue"]').send_keys(Keys.ENTER)
-    _until_text(chrome, "#console-call", "Issue enregistrée : Rappel demandé")
+    date_field = chrome.find_element(By.ID, "f-callback_date")
+    assert date_field.is_displayed(), "a callback's fields show once it is chosen"
+    chrome.execute_script("arguments[0].value = arguments[1]", date_field, tomorrow.isoformat())
+    note = "Rappeler demain matin, après sa prise de sang."
+    chrome.find_element(By.ID, "f-note").send_keys(note)
+    save = '//button[normalize-space()="Enregistrer l\'issue"]'
+    chrome.find_element(By.XPATH, save).send_keys(Keys.ENTER)  # no time given: refused, nothing lost
+    _until_text(chrome, "#console-call", "Indiquez l'heure du rappel.")
+    assert chrome.find_element(By.ID, "f-note").get_attribute("value") == note
+    assert chrome.find_element(By.ID, "f-callback_date").get_attribute("value") == tomorrow.isoformat()
+    time_field = chrome.find_element(By.ID, "f-callback_time")
+    assert time_field.get_attribute("aria-invalid") == "true"
+    chrome.execute_script("arguments[0].value = '10:00'", time_field)
+    chrome.find_element(By.XPATH, save).send_keys(Keys.ENTER)
+    _until_text(chrome, "#console-notice", "Issue enregistrée : Rappel demandé")
     _until_text(chrome, "#console-state", "Disponible")  # ready again
 
     at = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 9, 0, tzinfo=UTC)  # 10:00 in Paris

@@ -366,7 +366,7 @@ def test_the_stream_pushes_her_call_when_her_presence_changes(world: WebWorld) -
             bus.notify_in(s, PRESENCE, str(n + 1000))  # another nurse's change: nothing for her
             bus.notify_in(s, PRESENCE, str(n))
             s.commit()
-        pushed = events_of(lines, "call")
+        pushed = events_of(lines, "alert")  # the call panel comes first, the alert last
         assert "En communication" in pushed["state"]
         assert "Vérifiez l'identité" in pushed["call"] and "Durand" in pushed["call"]
         assert "Insuffisance cardiaque" not in pushed["call"]

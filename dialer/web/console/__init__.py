@@ -277,11 +277,13 @@ def router(web: Web) -> APIRouter:
             qualified={n.id: n.name for n in facts.qualified},
         )
         if form.choice is None:
-            return call_panel(request, p, form)
+            return _into_call_panel(call_panel(request, p, form))
         result = console.command(web.commands.outcome(p.nurse_id, _request(attempt_id, form.choice)))
         if result not in ("ok", None):
             log.info("console.outcome_refused", nurse=p.nurse_id, attempt=attempt_id, result=result)
-            return call_panel(request, p, OutcomeForm(form.values, (FieldError("form", "refused"),)))
+            return _into_call_panel(
+                call_panel(request, p, OutcomeForm(form.values, (FieldError("form", "refused"),)))
+            )
         context = console.context(p) | {
             "choice": form.choice,
             "zone": facts.place.timezone,
@@ -314,6 +316,13 @@ def router(web: Web) -> APIRouter:
         return page(request, "console_patient.html.j2", **console.context(p, console.call(p)))
 
     return api
+
+
+def _into_call_panel(response: Response) -> Response:
+    """The outcome form posts to the notice beside the call panel (the stream empties the panel once
+    she is ready again, maybe before the answer arrives); the form shown again goes to the panel."""
+    response.headers.update({"HX-Retarget": "#console-call", "HX-Reswap": "innerHTML"})
+    return response
 
 
 def _request(attempt_id: int, c: OutcomeChoice) -> OutcomeRequest:
