@@ -118,7 +118,8 @@ def actor_of(p: PresenceView) -> str:
 def identity_check(s: Session, actor: str, patient_id: int, attempt_id: int) -> Check:
     """What she answered for this call, from the audit trail (so a reload or another tab agrees)."""
     detail = f"attempt={attempt_id}"
-    for row in audit_trail(s, patient_id=patient_id, actor=actor, limit=50):
+    # newest first; every showing of the file since adds a row, hence the generous limit
+    for row in audit_trail(s, patient_id=patient_id, actor=actor, limit=500):
         if row.detail == detail and row.action in (CONFIRMED, NOT_CONFIRMED):
             return Check.confirmed if row.action == CONFIRMED else Check.not_confirmed
     return Check.pending
