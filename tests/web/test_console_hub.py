@@ -6,7 +6,6 @@ import asyncio
 import threading
 
 from dialer.staff.bus import PRESENCE, WAVES, LocalBus
-
 from dialer.web.console.hub import PresenceHub
 
 

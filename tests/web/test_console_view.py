@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from dialer.staff.store import PresenceView
-
 from dialer.presence import NurseStatus
+from dialer.staff.store import PresenceView
 from dialer.web.console.view import Phase, Snapshot, phase_of
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
