@@ -100,11 +100,12 @@ def test_a_nurse_takes_a_call_and_promises_a_callback_for_tomorrow_ten(
     _until_text(chrome, "#console-call", "Dossier de Jeanne Durand")
     assert "courrier « Alimentation équilibrée »" in _text(chrome, ".call-script")
     assert axe_violations(chrome) == []
-    screenshot(chrome, "nurse-console")
-    # readable at 200 % zoom: half the width, the same CSS pixels per character, nothing cut off
     size = chrome.get_window_size()
-    chrome.set_window_size(size["width"] // 2, size["height"])
     try:
+        chrome.set_window_size(size["width"], 1700)  # the file, the script and the form in one picture
+        screenshot(chrome, "nurse-console")
+        # readable at 200 % zoom: half the width, the same CSS pixels per character, nothing cut off
+        chrome.set_window_size(size["width"] // 2, size["height"])
         assert chrome.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         chrome.set_window_size(size["width"], size["height"])

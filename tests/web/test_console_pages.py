@@ -23,22 +23,16 @@ from campaign import services
 from campaign.model import AuditEvent
 from campaign.states import TaskKind
 from dialer.presence import NurseStatus
-from dialer.staff.bus import LocalBus
-from dialer.staff.commands import NurseCommands
 from dialer.staff.model import NurseCommand
 from dialer.staff.store import PresenceRow, write_presence
-from dialer.web.core import create_web_app, make_web
 
 HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[WebWorld]:
-    """The application with the bus and nurse commands `carecall serve` gives it (in process: SQLite)."""
     w = web_world(tmp_path)
-    bus = LocalBus()
-    app = create_web_app(make_web(w.ctx, bus=bus, commands=NurseCommands(w.ctx, bus)))
-    yield WebWorld(w.ctx, w.clock, app)
+    yield w
     dispose(w.ctx)
 
 
