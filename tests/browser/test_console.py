@@ -130,6 +130,9 @@ def test_a_nurse_takes_a_call_and_promises_a_callback_for_tomorrow_ten(
     chrome.find_element(By.XPATH, save).send_keys(Keys.ENTER)
     _until_text(chrome, "#console-notice", "Issue enregistrée : Rappel demandé")
     _until_text(chrome, "#console-state", "Disponible")  # ready again
+    wait_for(
+        chrome, lambda d: d.switch_to.active_element.text == "Mon état", message="focus kept, on her state"
+    )
 
     at = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 9, 0, tzinfo=UTC)  # 10:00 in Paris
     assert MONDAY_10_PARIS.date() + timedelta(days=1) == tomorrow

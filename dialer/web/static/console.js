@@ -40,6 +40,12 @@
     var target = root.querySelector("[data-focus]");
     if (target) {
       target.focus();
+    } else if (!document.activeElement || document.activeElement === document.body) {
+      // what had the focus went with the old panel (her call is over): back to her state, not lost
+      var state = document.getElementById("state-title");
+      if (state) {
+        state.focus();
+      }
     }
   }
 
