@@ -43,13 +43,12 @@ from dialer.web.security import (
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def _staff_parts(ctx: Context) -> tuple[Bus, NurseCommands]:
-    """(bus, commands) of a web application that runs without a dialer beside it (tests, tools)."""
+def _bus_of(ctx: Context) -> Bus:
+    """The bus of a web application that runs without a dialer beside it (tests, tools)."""
     with ctx.sessions() as s:
         engine = s.get_bind()
     assert isinstance(engine, Engine)
-    bus = make_bus(engine)
-    return bus, NurseCommands(ctx, bus)
+    return make_bus(engine)
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,10 @@ def make_web(
 ) -> Web:
     """A `Web` with the pages' templates; the bus and commands this process uses unless given
     (`carecall serve` shares its dialer's bus, which on SQLite is the only way to reach it)."""
-    if bus is None or commands is None:
-        bus, commands = _staff_parts(ctx)
+    if bus is None:
+        bus = _bus_of(ctx)
+    if commands is None:
+        commands = NurseCommands(ctx, bus)
     return Web(
         ctx,
         bus,
