@@ -43,13 +43,14 @@ from dialer.web.security import (
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def _staff_parts(ctx: Context) -> tuple[Bus, NurseCommands]:
-    """(bus, commands) of a web application that runs without a dialer beside it (tests, tools)."""
-    with ctx.sessions() as s:
-        engine = s.get_bind()
-    assert isinstance(engine, Engine)
-    bus = make_bus(engine)
-    return bus, NurseCommands(ctx, bus)
+def _staff_parts(ctx: Context, bus: Bus | None, commands: NurseCommands | None) -> tuple[Bus, NurseCommands]:
+    """(bus, commands) of a web application: those given, else its own (no dialer beside it: tests, tools)."""
+    if bus is None:
+        with ctx.sessions() as s:
+            engine = s.get_bind()
+        assert isinstance(engine, Engine)
+        bus = make_bus(engine)
+    return bus, commands if commands is not None else NurseCommands(ctx, bus)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ def make_web(
 ) -> Web:
     """A `Web` with the pages' templates; the bus and commands this process uses unless given
     (`carecall serve` shares its dialer's bus, which on SQLite is the only way to reach it)."""
-    if bus is None or commands is None:
-        bus, commands = _staff_parts(ctx)
+    bus, commands = _staff_parts(ctx, bus, commands)
     return Web(
         ctx,
         bus,
