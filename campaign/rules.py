@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from campaign import calendar as cal
-from campaign.policy import NurseLevel, Policy, Tier
+from campaign.policy import Policy, Tier
 from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 NOON = time(13, 0)  # local time splitting "morning" from "afternoon" attempts
@@ -399,22 +399,3 @@ def _hospitalised(
         suspended_until=until,
         notes=[f"hospitalised until {until.isoformat()}: the task's window ends first"],
     )
-
-
-# ---------------------------------------------------------------- who may take a call
-
-
-def required_skills(pathologies: list[str], theme_code: str | None, policy: Policy) -> frozenset[str]:
-    """Skills a nurse needs for this call: those of the pathologies the theme is about."""
-    theme = policy.themes.get(theme_code or "")
-    relevant = pathologies
-    if theme and theme.pathologies:
-        relevant = [p for p in pathologies if p in theme.pathologies] or pathologies
-    return frozenset(s for p in relevant if (s := policy.skill_for(p)))
-
-
-def may_take(
-    level: NurseLevel, nurse_skills: frozenset[str], tier: Tier, skills: frozenset[str], policy: Policy
-) -> bool:
-    """A nurse of this level and these skills may take a call of this tier that needs these skills."""
-    return level in policy.tiers[tier].nurse_levels and skills <= nurse_skills

@@ -14,9 +14,12 @@ a busy process pays a few statements per step instead of several per call.
 Dialing never waits for the network: a backend places calls from its own
 threads and reports what their lines do, failures included, as events.
 
-This module hands calls out (claims, dials, presence changes); what happens
-to a call once dialed (its line's events, its end, the nurse's outcome) is
-dialer/loop_calls.py's; which tasks the queue holds is dialer/feed.py's.
+This module hands calls out (claims, dials); the other parts of `Dialer`:
+what happens to a call once dialed (its line's events, its end, the nurse's
+outcome) is dialer/loop_calls.py's; a nurse's status changes and stored row
+dialer/loop_nurses.py's; her console's commands dialer/staff/desk.py's; the
+inbound callers given to her or holding her dialer/staff/inbound_desk.py's.
+Which tasks the queue holds is dialer/feed.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import threading
 import time as wall
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlmodel import Session
@@ -32,8 +35,6 @@ from sqlmodel import Session
 from campaign import calendar as cal
 from campaign import services, store
 from campaign.errors import BackendError
-from campaign.policy import Tier
-from campaign.states import OutcomeCode
 from dialer import lines
 from dialer.backends.base import DialRequest, TelephonyBackend
 from dialer.calls import LiveCall
@@ -43,11 +44,13 @@ from dialer.inbox import Inbox
 from dialer.legs import NurseLegs
 from dialer.lines.tracker import LineTracker
 from dialer.loop_calls import CallEnds
-from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
-from dialer.routing import NurseProfile, QueuedTask, TaskQueue, may_take
+from dialer.loop_nurses import NurseStates
+from dialer.presence import NurseStatus, PresenceBoard
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue
 from dialer.staff import store as staff_store
 from dialer.staff.bus import Bus, LocalBus
 from dialer.staff.desk import NurseDesk, new_desk_state
+from dialer.staff.inbound_desk import InboundDesk
 from dialer.staff.store import PresenceRow
 from dialer.staff.writer import PresenceWriter
 
@@ -61,7 +64,7 @@ ClaimWaitHook = Callable[[int, float], None]
 FLUSH_ROUNDS = 10  # a flush stops after this many rounds; the rest waits for the next one
 
 
-class Dialer(CallEnds, NurseDesk):
+class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
     def __init__(
         self,
         ctx: services.Context,
@@ -195,120 +198,6 @@ class Dialer(CallEnds, NurseDesk):
     def refresh(self) -> int:
         """A whole sweep of the due tasks in one go (start-up, tools, tests); how many were added."""
         return self.feed.refresh()
-
-    # ------------------------------------------------------------ nurses
-
-    def _may_take(self, nurse_id: int, tier: Tier, skills: frozenset[str]) -> bool:
-        """An active nurse (of any process) whose level and skills allow this call."""
-        info = self.nurse_info.get(nurse_id)
-        return info is not None and may_take(info.level, info.skills, tier, skills, self.policy)
-
-    def _available_until(self, nurse_id: int, until: datetime) -> bool:
-        """On shift now, or her shift starts before `until` (back from a break, say)."""
-        if self.presence.on_shift(nurse_id):
-            return True
-        info = self.nurse_info.get(nurse_id)
-        now = self.ctx.clock.now()
-        return info is not None and shift_starts_between(info.shifts, info.timezone, now, until)
-
-    def _presence_row(self, nurse_id: int) -> PresenceRow:
-        """Her row as this dialer knows her now (dialer/staff/writer.py stores it)."""
-        board = self.presence
-        call = self.calls.get(self.call_of_nurse.get(nurse_id, -1))
-        return PresenceRow(
-            nurse_id,
-            board.get(nurse_id),
-            board.reason.get(nurse_id),
-            board.since.get(nurse_id) or self.ctx.clock.now(),
-            call.attempt_id if call else None,
-            call.task.patient_id if call else None,
-            call.call_state() if call else None,
-        )
-
-    def nurse_ready(self, nurse_id: int) -> None:
-        self.presence.set(nurse_id, NurseStatus.ready)
-        self.presence.leaving.discard(nurse_id)
-        self.presence.pausing.pop(nurse_id, None)
-        self.legs.bring(nurse_id)
-        self._free(nurse_id)
-
-    def nurse_offline(self, nurse_id: int) -> None:
-        """End of shift: at once if idle, after the current call and its outcome otherwise.
-
-        A nurse in wrap-up still owes the outcome of her call: she leaves once it
-        is recorded, so a new shift can never hand her a second call meanwhile.
-        """
-        status = self.presence.get(nurse_id)
-        self.presence.pausing.pop(nurse_id, None)
-        if status in (NurseStatus.ready, NurseStatus.paused):
-            self.presence.set(nurse_id, NurseStatus.offline)
-            self._free_since.pop(nurse_id, None)
-            self.legs.release(nurse_id)
-        elif status != NurseStatus.offline:
-            self.presence.leaving.add(nurse_id)
-
-    def nurse_pause(self, nurse_id: int, reason: str) -> None:
-        """A break (reason: a key of config [web.pause_reasons]): at once if idle, after her call otherwise.
-
-        Her phone stays in her conference: a pause is short, and she comes back ready at once.
-        """
-        status = self.presence.get(nurse_id)
-        if status == NurseStatus.paused:
-            self.presence.repause(nurse_id, reason)
-        elif status in (NurseStatus.offline, NurseStatus.ready):
-            self.presence.set(nurse_id, NurseStatus.paused, reason=reason)
-            self._free_since.pop(nurse_id, None)
-        else:
-            self.presence.leaving.discard(nurse_id)
-            self.presence.pausing[nurse_id] = reason
-
-    def nurse_wrapped_up(self, nurse_id: int) -> None:
-        if nurse_id in self.presence.leaving:
-            self.presence.leaving.discard(nurse_id)
-            self.presence.set(nurse_id, NurseStatus.offline)
-            self.legs.release(nurse_id)
-        elif nurse_id in self.presence.pausing:
-            self.presence.set(nurse_id, NurseStatus.paused, reason=self.presence.pausing.pop(nurse_id))
-        else:
-            self.nurse_ready(nurse_id)
-
-    def _after_call(self, nurse_id: int, now: datetime) -> PresenceRow:
-        """The row she will have once her call is done with (`nurse_wrapped_up`), for its transaction."""
-        board = self.presence
-        if nurse_id in board.leaving:
-            return PresenceRow(nurse_id, NurseStatus.offline, None, now, None, None, None)
-        if nurse_id in board.pausing:
-            return PresenceRow(nurse_id, NurseStatus.paused, board.pausing[nurse_id], now, None, None, None)
-        return PresenceRow(nurse_id, NurseStatus.ready, None, now, None, None, None)
-
-    def _free(self, nurse_id: int) -> None:
-        """Ready for a call: one is looked for at the next flush."""
-        self._free_since.setdefault(nurse_id, wall.perf_counter())
-        self._dispatch_due = True
-        self._kick()
-
-    def submit_outcome(
-        self,
-        nurse_id: int,
-        code: OutcomeCode,
-        *,
-        callback_at: datetime | None = None,
-        note: str = "",
-        message_body: str | None = None,
-        callback_nurse_id: int | None = None,
-        until: date | None = None,
-    ) -> None:
-        """The nurse's outcome for her last answered call; she moves on once it is stored.
-
-        `callback_nurse_id`: a callback promised for another qualified nurse; `until`: the last day
-        of a hospital stay (OutcomeCode.hospitalised).
-        """
-        call = self.calls[self.call_of_nurse[nurse_id]]
-        entry = services.OutcomeEntry(
-            call.attempt_id, code, nurse_id, callback_at, note, message_body, callback_nurse_id, until
-        )
-        self._outcomes.append((nurse_id, entry))
-        self._kick()
 
     # ------------------------------------------------------------ batching
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from campaign import rules
+from campaign import qualification
 from campaign.calendar import Place
 from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Policy, Tier
 
@@ -70,7 +70,7 @@ class QueuedTask:
 
 
 # one rule for the dialer and the programme (a callback promised for another nurse is checked by it)
-may_take = rules.may_take
+may_take = qualification.may_take
 
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:

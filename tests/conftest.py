@@ -17,6 +17,7 @@ too (pyproject.toml puts scripts/ on pytest's sys.path).
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from _pgcluster import PG_BIN, PgCluster
 
 DB_BACKENDS = ["sqlite", "postgresql"]
@@ -87,6 +89,25 @@ def env(db_url: str) -> Iterator[tuple[Any, Any]]:
     ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
     yield ctx, clock
     dispose(ctx)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """An in-process `carecall` command (CliRunner) points the log handler at its own stream and
+    sets the libraries' levels: the next tests get theirs back. Modules that run the CLI in process
+    use it (`pytestmark = pytest.mark.usefixtures("restore_logging")`)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    chatty = ("alembic", "sqlalchemy", "apscheduler", "faker")
+    libraries = {name: logging.getLogger(name).level for name in chatty}
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    for name, lib_level in libraries.items():
+        logging.getLogger(name).setLevel(lib_level)
+    structlog.reset_defaults()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from campaign import calendar as cal
-from campaign import rules, store
+from campaign import qualification, rules, store
 from campaign.clock import Clock
 from campaign.db import SessionFactory
 from campaign.policy import Policy
@@ -32,7 +32,7 @@ class Context:
 Also = Callable[[Session], None]
 
 
-required_skills = rules.required_skills  # the pure rule, where the services have always offered it
+required_skills = qualification.required_skills  # the pure rule, where the services have always offered it
 
 
 def keep_cadence(s: Session, patient_ids: Iterable[int], now: datetime, policy: Policy) -> None:

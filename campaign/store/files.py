@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from campaign import rules
+from campaign import qualification
 from campaign.errors import NotFound
 from campaign.model import (
     ATTEMPT,
@@ -272,7 +272,9 @@ def _needs(
     ).one_or_none()
     if row is None:
         raise NotFound(f"patient {patient_id} does not exist")
-    return Tier(row.tier), rules.required_skills(pathologies_from_text(row.pathologies), theme_code, policy)
+    return Tier(row.tier), qualification.required_skills(
+        pathologies_from_text(row.pathologies), theme_code, policy
+    )
 
 
 def qualified_nurses(
@@ -289,7 +291,7 @@ def qualified_nurses(
     return [
         NurseChoice(r.id, r.code, r.display_name)
         for r in rows
-        if rules.may_take(NurseLevel(r.level), frozenset(r.skills or ()), tier, needed, policy)
+        if qualification.may_take(NurseLevel(r.level), frozenset(r.skills or ()), tier, needed, policy)
     ]
 
 

@@ -132,7 +132,7 @@ class Bus:
 
     def notify_in(self, session: Session, channel: str, payload: str) -> None:
         """Notify when `session`'s transaction commits; nothing if it rolls back."""
-        if not self._worth_saying():
+        if not self._worth_saying(channel):
             return
         key = (_PENDING, id(self))
         pending: list[Message] | None = session.info.get(key)
@@ -166,7 +166,7 @@ class Bus:
     def _started(self) -> None:
         """A subscription exists: start listening if that takes anything."""
 
-    def _worth_saying(self) -> bool:
+    def _worth_saying(self, channel: str) -> bool:
         return True
 
     def _hook(self, h: TxHooks, key: tuple[str, int]) -> None:
@@ -179,8 +179,10 @@ class LocalBus(Bus):
     def publish(self, channel: str, payload: str) -> None:
         self._fan_out(channel, payload)
 
-    def _worth_saying(self) -> bool:
-        return bool(self._subs)  # nobody in this process listens: nobody anywhere does
+    def _worth_saying(self, channel: str) -> bool:
+        # nobody in this process listens on the channel: nobody anywhere does (a dialer alone
+        # listens for commands only, so its presence changes cost no bookkeeping)
+        return any(channel in sub.channels for sub in self._subs)
 
     def _hook(self, h: TxHooks, key: tuple[str, int]) -> None:
         def committed(s: Session) -> None:

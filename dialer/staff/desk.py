@@ -8,12 +8,12 @@ command is marked taken in the transaction that stores what it did (the
 outcome's own transaction for an outcome): a process that dies before that
 leaves it pending, and its restart takes it again.
 
-`NurseDesk` is a part of `Dialer` (dialer/loop.py), split off by seam.
+`NurseDesk` is a part of `Dialer` (dialer/loop.py), split off by seam; an
+inbound command is carried out by `InboundDesk` (dialer/staff/inbound_desk.py).
 """
 
 from __future__ import annotations
 
-import time as wall
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,27 +21,20 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlmodel import Session
 
-from campaign import calendar as cal
 from campaign import services
 from campaign import store as cstore
-from campaign.errors import NotFound, PatientInCall
-from campaign.model import pathologies_from_text
-from campaign.policy import Tier
-from campaign.services import incoming
-from campaign.states import OutcomeCode, TaskKind
+from campaign.states import OutcomeCode
 from dialer.calls import CallState, LiveCall
-from dialer.events import CallEvent, CallEventKind, Event, NurseCommandsDue
+from dialer.events import Event, NurseCommandsDue
 from dialer.inbox import Inbox
 from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard
-from dialer.routing import NurseProfile, QueuedTask, may_take
+from dialer.routing import NurseProfile, may_take
 from dialer.staff import store
 from dialer.staff.bus import COMMAND, PRESENCE, Bus, Subscription
 from dialer.staff.txhooks import hooks
 
 log = structlog.get_logger("carecall.dialer")
-
-CALLERS_REAL_SECONDS = 0.5  # how often a dialer reads which inbound callers wait (or when told)
 
 
 class Refused(Exception):
@@ -71,9 +64,6 @@ class NurseDesk:
     _taking: set[int]  # applied, not yet marked (an outcome waiting for its transaction)
     _command_nurse: dict[int, int]  # command -> nurse, until marked
     _commands_due: bool
-    _callers: list[store.WaitingCaller]
-    _callers_read: float
-    _holding: bool  # nurses were held for a caller: look again at the next tick
     _dispatch_due: bool
     _subscription: Subscription | None
 
@@ -97,6 +87,7 @@ class NurseDesk:
         def _ride_along(self, session: Session) -> None: ...
         def _kick(self) -> None: ...
         def _take_inbox(self) -> None: ...
+        def _inbound_command(self, c: store.PendingCommand) -> str: ...
 
     # ------------------------------------------------------------ waking up
 
@@ -113,12 +104,6 @@ class NurseDesk:
     def commands_due(self) -> None:
         """From any thread: look for commands at the next flush (the slow poll, a test)."""
         self.inbox.put(NurseCommandsDue())
-
-    def callers_changed(self) -> None:
-        """From the owner's thread: an inbound caller started or stopped waiting; read them again."""
-        self._callers_read = 0.0
-        self._dispatch_due = True
-        self._kick()
 
     # ------------------------------------------------------------ taking commands
 
@@ -284,91 +269,6 @@ class NurseDesk:
         self._command_results.append((command_id, f"refused: could not be stored ({why})"))
         return True
 
-    # ------------------------------------------------------------ inbound calls
-
-    def _inbound_command(self, c: store.PendingCommand) -> str:
-        nurse_id = c.nurse_id
-        try:
-            patient_id = int(c.payload["patient_id"])
-        except (KeyError, ValueError, TypeError):
-            raise Refused("malformed inbound call") from None
-        if self.presence.get(nurse_id) != NurseStatus.ready or nurse_id in self.call_of_nurse:
-            raise Refused("not ready")
-        if nurse_id in self.presence.leaving or nurse_id in self.presence.pausing:
-            raise Refused("leaving")
-        try:
-            task_id, attempt_id = incoming.start_incoming(self.ctx, patient_id, nurse_id, self.worker)
-        except PatientInCall:
-            raise Refused("the patient is on another call") from None
-        except NotFound:
-            raise Refused("no such patient") from None
-        with self.ctx.sessions() as s:
-            row = store.task_routing(s, task_id)
-        place = cal.Place(row.departement, row.timezone, row.preferred_start, row.preferred_end)
-        tier = Tier(row.task_tier)
-        task = QueuedTask(
-            task_id=task_id,
-            patient_id=patient_id,
-            tier=tier,
-            priority=row.priority,
-            not_before=row.not_before,
-            place=place,
-            skills=services.required_skills(
-                pathologies_from_text(row.pathologies), row.theme_code, self.ctx.policy
-            ),
-            referent_id=row.referent_nurse_id,
-        )
-        now = self.ctx.clock.now()
-        call = LiveCall(attempt_id, task, nurse_id, TaskKind(row.kind), "", inbound=True)
-        call.line.accept(CallEvent(attempt_id, CallEventKind.connected, now))
-        call.move(CallState.connected)
-        self.calls[attempt_id] = call
-        self.call_of_nurse[nurse_id] = attempt_id
-        self.patients_in_call.add(patient_id)
-        self.presence.set(nurse_id, NurseStatus.reserved, at=now)
-        self.presence.set(nurse_id, NurseStatus.on_call, at=now)
-        with self.ctx.sessions() as s:
-            self.lines.opened(s, [(attempt_id, nurse_id)], now)  # its end, heard by any process, finds us
-            self._command_results.append((c.id, f"ok:{attempt_id}"))
-            self._ride_along(s)
-            s.commit()
-        if self.on_connected is not None:
-            self.on_connected(nurse_id, call)
-        return f"ok:{attempt_id}"
-
-    def _hang_up_inbound(self, call: LiveCall) -> None:
-        """The nurse ends an inbound call: through the inbound line's hook, or at once (simulated)."""
-        if self.on_inbound_hangup is not None:
-            self.on_inbound_hangup(call.attempt_id)
-        else:
-            self.inbox.put(CallEvent(call.attempt_id, CallEventKind.ended, self.ctx.clock.now(), 16))
-
-    # ------------------------------------------------------------ inbound precedence
-
-    def held_for_callers(self, ready: list[int]) -> set[int]:
-        """Of these ready nurses, those qualified for a caller waiting on the inbound line."""
-        if wall.perf_counter() - self._callers_read >= CALLERS_REAL_SECONDS:
-            with self.ctx.sessions() as s:
-                self._callers = store.waiting_callers(s)
-            self._callers_read = wall.perf_counter()
-        self._holding = False
-        if not self._callers:
-            return set()
-        policy = self.ctx.policy
-        held: set[int] = set()
-        for caller in self._callers:
-            if caller.tier is None:
-                self._holding = bool(ready)
-                return set(ready)  # not identified yet: any nurse may take them
-            tier = Tier(caller.tier)
-            skills = services.required_skills(list(caller.pathologies), None, policy)
-            for n in ready:
-                profile = self.nurses.get(n)
-                if profile is not None and may_take(profile.level, profile.skills, tier, skills, policy):
-                    held.add(n)
-        self._holding = bool(held)
-        return held
-
 
 def _datetime(value: Any) -> datetime | None:
     if value in (None, ""):
@@ -384,7 +284,7 @@ def _date(value: Any) -> date | None:
 
 
 def new_desk_state() -> dict[str, Any]:
-    """The desk's fields, for the dialer's constructor."""
+    """The desk's fields (and the inbound desk's), for the dialer's constructor."""
     return {
         "_outcome_commands": {},
         "_command_results": [],

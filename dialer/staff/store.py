@@ -155,8 +155,9 @@ def write_presence(s: Session, rows: Sequence[PresenceRow], worker: str, now: da
     """Her row, inserted or updated with its version bumped, for each nurse: one statement."""
     if not rows:
         return
-    s.execute(
-        _UPSERT[s.get_bind().dialect.name],
+    conn = s.connection()  # a Core statement: the session's own execute adds nothing but its overhead
+    conn.execute(
+        _UPSERT[conn.dialect.name],
         [
             {
                 "nurse_id": r.nurse_id,

@@ -55,7 +55,17 @@ class PresenceWriter:
         return len(changed)
 
     def due(self) -> bool:
-        """A change has waited `delay` real seconds for a transaction: it gets one of its own."""
+        """A change has waited `delay` real seconds for a transaction: it gets one of its own.
+
+        Asked after every flush: while the first change waits its delay, nothing is looked at again
+        (a busy dialer's next transaction takes it first).
+        """
+        if not self.board.changed:
+            self._waiting_since = None
+            return False
+        waiting = self._waiting_since
+        if waiting is not None and wall.perf_counter() - waiting < self.delay:
+            return False
         return self.settle() > 0 and (
             self._waiting_since is not None and wall.perf_counter() - self._waiting_since >= self.delay
         )

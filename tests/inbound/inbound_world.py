@@ -9,9 +9,7 @@ owner at the far end of the commands (`Desk`).
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from factories import add_nurse, dispose, make_ctx
 from fastapi import FastAPI
+from served import served
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -84,27 +82,6 @@ class WebStub:
     ctx: services.Context
     commands: Desk
     worker: str = "web-1"
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn on a real local port, in a thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    end = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > end or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass

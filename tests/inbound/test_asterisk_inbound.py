@@ -10,7 +10,8 @@ import httpx
 import pytest
 from factories import add_patient, dispose, make_ctx, paris
 from fastapi import FastAPI
-from inbound_world import OPEN, Desk, WebStub, World, inbound_world, served
+from inbound_world import OPEN, Desk, WebStub, World, inbound_world
+from served import served
 
 from dialer.inbound.decision import CallState
 from dialer.inbound.web import router

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from factories import add_nurse, add_patient, add_task, dispose, make_ctx, paris
 from fastapi import FastAPI
-from inbound_world import ACCOUNT_SID, AUTH_TOKEN, OPEN, Desk, World, inbound_world, new_sid, served
+from inbound_world import ACCOUNT_SID, AUTH_TOKEN, OPEN, Desk, World, inbound_world, new_sid
+from served import served
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 from twilio.request_validator import RequestValidator

@@ -11,17 +11,14 @@ so it runs on SQLite only.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-import structlog
 from factories import add_nurse, add_patient, dispose, fiction_phone, make_ctx, paris, running_wave
 from sqlalchemy import text as sql
 from typer.testing import CliRunner, Result
@@ -37,21 +34,7 @@ BROKEN = "tests/data/patients-broken.csv"
 CARECALL = Path(sys.executable).with_name("carecall")
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the log handler at CliRunner's stream; give the next tests theirs back."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    chatty = ("alembic", "sqlalchemy", "apscheduler", "faker")
-    libraries = {name: logging.getLogger(name).level for name in chatty}
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-    for name, lib_level in libraries.items():
-        logging.getLogger(name).setLevel(lib_level)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def _runner(db_url: str, level: str = "info"):  # type: ignore[no-untyped-def]

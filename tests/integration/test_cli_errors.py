@@ -8,14 +8,12 @@ would: the entry point is what once let these errors through as tracebacks.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import structlog
 from console_script import carecall, one_error_line
 from typer.testing import CliRunner
 
@@ -26,17 +24,7 @@ SAMPLE = ROOT / "config" / "samples" / "patients.sample.csv"
 PASSWORD = "s3cret-pw"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """An in-process command points the log handler at CliRunner's stream: give it back."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 # ---------------------------------------------------------------- configuration

@@ -20,8 +20,9 @@ from ami_lines import SPEED as AMI_SPEED
 from ami_lines import settings_for as ami_settings
 from conformance import WORKER, Line, Record, Run, every_event_twice, run_scenario
 from factories import fiction_phone, policy
+from served import bound_socket, uvicorn_server
 from structlog.testing import capture_logs
-from twilio_world import ACCOUNT_SID, AUTH_TOKEN, bound_socket, uvicorn_server
+from twilio_world import ACCOUNT_SID, AUTH_TOKEN
 from twilio_world import settings as twilio_settings
 
 from campaign.clock import SystemClock

@@ -10,7 +10,6 @@ port, the backend on the real SDK, and a real database holding the calls' attemp
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from factories import add_nurse, add_patient, add_task, dispose, fiction_phone, make_ctx
-from fastapi import FastAPI
+from served import bound_socket, uvicorn_server
 from sqlalchemy import insert, select
 
 from campaign import services
@@ -88,31 +86,6 @@ class Inbox:
                 if left <= 0:
                     raise TimeoutError(f"not seen in {timeout} s; events: {self.events}")
                 self._cond.wait(left)
-
-
-@contextmanager
-def uvicorn_server(app: FastAPI, sock: socket.socket) -> Iterator[None]:
-    """The app served by uvicorn on an already bound local socket, in a thread."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    end = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > end or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @dataclass

@@ -31,7 +31,8 @@ from test_rules_properties import (
 
 from campaign.incoming import OpenTask, after_incoming, incoming_contact
 from campaign.policy import NurseLevel, Tier
-from campaign.rules import DialHistory, PatientState, may_dial, may_take, next_contact
+from campaign.qualification import may_take
+from campaign.rules import DialHistory, PatientState, may_dial, next_contact
 from campaign.states import EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
 HospitalCase = tuple[PatientState, datetime, date, datetime | None]

@@ -3,15 +3,12 @@ password asked twice without echo or read from standard input."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import structlog
 from console_script import CARECALL, one_error_line
 from factories import dispose, make_ctx
 from sqlalchemy import select
@@ -26,17 +23,7 @@ from dialer.cli import app
 SECRET = "un mot de passe assez long"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the log handler at CliRunner's stream; give the next tests theirs back."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture
