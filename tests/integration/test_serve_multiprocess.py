@@ -59,7 +59,7 @@ BUSY = "mon-fri 08:30-19:00, sat 09:00-12:00"
 SENT_ON = date(2026, 12, 7)
 CARECALL = str(Path(sys.executable).parent / "carecall")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def _config(tmp: Path) -> Path:
