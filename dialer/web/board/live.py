@@ -6,8 +6,9 @@ what moves with attempts and outcomes). `LiveBoard.compute` reads only the parts
 renders the fragments from prompts/web/board_live.html.j2, the macros the full page uses too.
 
 Events of the stream (`/board/stream`): `nurses`, `calls`, `waves`, and `wave-<id>` for each
-wave followed (the wave's own page). A nurse's row carries `data-nurse` and `data-version` (her
-presence's version), so a client can tell which change it is showing.
+wave followed (the wave's own page). A nurse's row carries `data-nurse`, `data-version` (her
+presence's version) and `data-since` (when she entered her state, ISO), so a client can tell which
+change it is showing and how long ago it happened (scripts/bench_consoles.py measures the board's delay).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class NurseLine:
     minutes: int  # in this state
     call_state: str | None
     version: int
+    since_at: datetime | None = None  # the instant behind `since`
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def _nurse_lines(views: Sequence[Any], now: datetime) -> list[NurseLine]:
                 minutes,
                 v.call_state,
                 v.version,
+                v.since,
             )
         )
     return sorted(lines, key=lambda n: n.code)
