@@ -489,7 +489,8 @@ async def run_clients_async(job: ClientJob) -> Record:
     rec = Record()
     clock = ScaledClock.parse(job.clock)
     jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # per browser
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    # idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a request
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=2.0)
     async with httpx.AsyncClient(
         limits=limits, timeout=httpx.Timeout(60.0, read=None), cookies=jar
     ) as client:
@@ -504,12 +505,13 @@ async def run_clients_async(job: ClientJob) -> Record:
         started = time.perf_counter()
         await asyncio.gather(*(log_in(b) for b in boards + nurses))
         rec.login_s = time.perf_counter() - started
+        log(f"{len(boards) + len(nurses)} browsers logged in in {rec.login_s:.0f} s")
         if job.barrier is not None:  # every client process starts its people at once
             await asyncio.to_thread(job.barrier.wait)
         go = time.time()
-        w = rec.window = Window(
-            go + job.warmup, go + job.warmup + job.seconds, go + job.warmup + job.seconds + 2
-        )
+        start, end = go + job.warmup, go + job.warmup + job.seconds
+        w = rec.window = Window(start, end, end + 2)
+        log(f"pages and streams opening, nurses going ready; measured from {time.ctime(start)[11:19]}")
 
         async def person(coro: Any, b: Browser) -> None:
             try:
