@@ -19,10 +19,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 
 from campaign import calendar as cal
 from campaign import services
-from campaign.policy import Policy
 from campaign.states import TaskStatus
 from campaign.store import progress
 
@@ -203,20 +203,31 @@ class LiveBoard:
         self.ctx = ctx
         self.templates = templates
         self._live: Live | None = None
+        self._rows: dict[int, tuple[NurseLine, Markup]] = {}  # each nurse's row as last rendered
+        self._waves: dict[str, str] = {}  # the waves' fragments as last rendered
 
     def compute(self, parts: frozenset[str]) -> dict[str, str]:
-        self._live = read_live(self.ctx, parts if self._live else PARTS, self._live)
-        return fragments(self.templates, self._live, self.ctx.policy)
-
-
-def fragments(templates: Environment, live: Live, policy: Policy) -> dict[str, str]:
-    ui = templates.get_template(TEMPLATE).module
-    themes = {c: t.label for c, t in policy.themes.items()}
-    out = {
-        "nurses": str(ui.nurses(live, policy.web.pause_reasons)),  # type: ignore[attr-defined]
-        "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
-        "waves": str(ui.waves(live, themes)),  # type: ignore[attr-defined]
-    }
-    for w in live.waves:
-        out[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
-    return out
+        """Ten times a second with nurses on calls: only what changed is rendered again (a nurse's row
+        when her line changed, the waves' fragments when they were read again)."""
+        parts = parts if self._live else PARTS
+        live = self._live = read_live(self.ctx, parts, self._live)
+        ui = self.templates.get_template(TEMPLATE).module
+        reasons = self.ctx.policy.web.pause_reasons
+        rows = {}
+        for n in live.nurses:
+            cached = self._rows.get(n.nurse_id)
+            rows[n.nurse_id] = (
+                cached if cached is not None and cached[0] == n else (n, ui.nurse_row(n, reasons))  # type: ignore[attr-defined]
+            )
+        self._rows = rows
+        if WAVES in parts or not self._waves:
+            themes = {c: t.label for c, t in self.ctx.policy.themes.items()}
+            self._waves = {"waves": str(ui.waves(live, themes))}  # type: ignore[attr-defined]
+            for w in live.waves:
+                self._waves[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
+        table = Markup("").join(html for _, html in rows.values())
+        return {
+            "nurses": str(ui.nurses(live, reasons, table)),  # type: ignore[attr-defined]
+            "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
+            **self._waves,
+        }
