@@ -336,6 +336,9 @@ class Record:
     login_s: float = 0.0
     cpu_s: float = 0.0  # inside the window
     wall_s: float = 0.0
+    serve_cpu_s: list[float] = field(default_factory=list)  # each serve process, inside the window
+    machine_busy: float | None = None  # share of the machine's CPU time busy inside the window
+    nurses_fragment_kib: list[float] = field(default_factory=list)
 
 
 class Browser:
@@ -401,6 +404,19 @@ class Browser:
                     return
 
 
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far: what everybody else ran shows too."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def wall_of(clock: ScaledClock, text: bytes) -> float:
     """An instant the serve wrote on its scaled clock, as wall-clock seconds."""
     return clock.real_at(datetime.fromisoformat(text.decode())).timestamp()
@@ -462,6 +478,8 @@ async def board(browser: Browser, clock: ScaledClock, w: Window) -> None:
     async for t, name, block in browser.events(stream, w.stop_at):
         if name != "nurses":
             continue
+        if len(rec.nurses_fragment_kib) < 1000:
+            rec.nurses_fragment_kib.append(len(block) / 1024)
         first = not last  # the whole board as it stands: no change to time
         for nurse_id, since in ROW.findall(block):
             n = int(nurse_id)
@@ -523,8 +541,12 @@ async def run_clients_async(job: ClientJob) -> Record:
         async def window_cpu() -> None:
             await asyncio.sleep(max(0.0, w.measure_from - time.time()))
             cpu, wall = time.process_time(), time.time()
+            serve0, machine0 = [process_cpu_s(p) for p in job.serve_pids], machine_ticks()
             await asyncio.sleep(max(0.0, w.measure_until - time.time()))
             rec.cpu_s, rec.wall_s = time.process_time() - cpu, time.time() - wall
+            rec.serve_cpu_s = [process_cpu_s(p) - c for p, c in zip(job.serve_pids, serve0, strict=True)]
+            busy, total = (b - a for a, b in zip(machine0, machine_ticks(), strict=True))
+            rec.machine_busy = busy / total if total else None
 
         tasks = [probe_loop(rec, w), window_cpu()]
         tasks += [person(board(b, clock, w), b) for b in boards]
@@ -545,6 +567,7 @@ class ClientJob:
     seconds: float
     talk: tuple[float, float]
     seed: int
+    serve_pids: list[int] = field(default_factory=list)  # whose CPU the first client process reports
     barrier: Any = None  # a multiprocessing Barrier when there are several client processes
 
 
@@ -619,6 +642,7 @@ def main() -> int:
                     args.seconds,
                     (args.talk_seconds[0], args.talk_seconds[1]),
                     args.seed * 100 + i,
+                    [s.p.pid for s in serves if s.p is not None] if i == 0 else [],
                 )
                 for i in range(c)
             ]
@@ -679,10 +703,15 @@ def main() -> int:
         "log_in_s": [round(r.login_s, 1) for r in records],
         "cpu_per_wall_second": [round(r.cpu_s / r.wall_s, 2) if r.wall_s else None for r in records],
         "stream_mib": round(sum(r.stream_bytes for r in records) / 2**20, 1),
+        "board_nurses_fragment_kib_p50": round(
+            percentile([x for r in records for x in r.nurses_fragment_kib], 50) or 0, 1
+        ),
         "loop_lag_ms": summary_ms(lag),
     }
     out["machine"] = {
         "cpus": os.cpu_count(),
+        "busy_share_in_window": round(records[0].machine_busy or 0, 2),
+        "serve_cpu_per_wall_second": [round(x / records[0].wall_s, 2) for x in records[0].serve_cpu_s],
         "load_average_before_after": [load_before, load_after],
         "python": sys.version.split()[0],
     }
