@@ -503,17 +503,28 @@ async def probe_loop(rec: Record, w: Window) -> None:
             rec.loop_lag.append(time.perf_counter() - t - LOOP_TICK)
 
 
+def new_client() -> httpx.AsyncClient:
+    """One browser's HTTP client; its cookie goes by hand (a cookie jar keeps a Secure cookie from
+    http://127.0.0.1, which a browser sends)."""
+    jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    # idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a request
+    limits = httpx.Limits(max_connections=10, keepalive_expiry=2.0)
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, read=None), cookies=jar)
+
+
 async def run_clients_async(job: ClientJob) -> Record:
     rec = Record()
     clock = ScaledClock.parse(job.clock)
-    jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # per browser
-    # idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a request
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(
-        limits=limits, timeout=httpx.Timeout(60.0, read=None), cookies=jar
-    ) as client:
-        nurses = [Browser(client, base, u, rec) for base, u in job.nurses]
-        boards = [Browser(client, base, u, rec) for base, u in job.boards]
+    # each browser its own connections, as a browser has: one pool of 500 connections costs httpcore
+    # a scan of them all at every request and every response (most of the client's time)
+    clients = [new_client() for _ in range(len(job.nurses) + len(job.boards))]
+    async with contextlib.AsyncExitStack() as stack:
+        for c in clients:
+            await stack.enter_async_context(c)
+        people = [
+            Browser(c, base, u, rec) for c, (base, u) in zip(clients, job.nurses + job.boards, strict=True)
+        ]
+        nurses, boards = people[: len(job.nurses)], people[len(job.nurses) :]
         gate = asyncio.Semaphore(4)  # Argon2 at the server: a crowd of log-ins would only queue there
 
         async def log_in(b: Browser) -> None:
