@@ -6,8 +6,10 @@ nurses and its own `--port`; simulated telephony; `--nurses console`) run on a
 throwaway PostgreSQL cluster, on a scaled clock at factor 1 that reads a
 Tuesday 10:00 in Paris when they start, so the patients are callable whatever
 the real hour. Seeded: the nurses and their nurse accounts, the supervisors'
-accounts (through dialer.accounts.create_account, production Argon2
-parameters), fictional patients and a running wave whose tasks are all due.
+accounts (through dialer.accounts' store, one Argon2 hash at the production
+parameters made once and given to all: hashing 270 takes a minute; every
+log-in still verifies at the production cost), fictional patients and a
+running wave whose tasks are all due.
 
 The clients do what a browser does (httpx, asyncio, `--client-processes`
 processes): GET /login for the session cookie and the CSRF token, POST the
