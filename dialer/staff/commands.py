@@ -81,15 +81,22 @@ class NurseCommands:
         try:
             while True:
                 with self.ctx.sessions() as s:
-                    exists, result = store.command_result(s, command_id)
-                if not exists:
+                    found = store.command_result(s, command_id)
+                if found is None:
                     raise NotFound(f"nurse command {command_id} does not exist")
+                nurse, result = found
                 if result is not None:
                     return result
-                left = deadline - wall.monotonic()
-                if left <= 0:
+                if wall.monotonic() >= deadline:
                     return None
-                sub.get(min(left, WAIT_POLL_SECONDS))
+                # the row is read again when her presence changes (the answer comes with it), after a
+                # reconnection (""), or at the poll; other nurses' changes (hundreds a second with
+                # hundreds of consoles) do not cost every waiting request a query
+                poll = min(deadline, wall.monotonic() + WAIT_POLL_SECONDS)
+                while (left := poll - wall.monotonic()) > 0:
+                    message = sub.get(left)
+                    if message is None or message[1] in ("", str(nurse)):
+                        break
         finally:
             sub.close()
 

@@ -197,10 +197,10 @@ def add_command(s: Session, nurse_id: int, kind: str, payload: dict[str, Any], n
     return int(row)
 
 
-def command_result(s: Session, command_id: int) -> tuple[bool, str | None]:
-    """(exists, result): None while no owner has taken it."""
-    row = s.execute(select(COMMAND.c.result).where(COMMAND.c.id == command_id)).first()
-    return (False, None) if row is None else (True, row.result)
+def command_result(s: Session, command_id: int) -> tuple[int, str | None] | None:
+    """(its nurse, its result: None while no owner has taken it); None if there is no such command."""
+    row = s.execute(select(COMMAND.c.nurse_id, COMMAND.c.result).where(COMMAND.c.id == command_id)).first()
+    return None if row is None else (row.nurse_id, row.result)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ outbound call.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from factories import add_nurse, add_patient, add_task, dispose, engine_of, make_ctx, paris
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from campaign import services, store
 from campaign.clock import VirtualClock
@@ -260,6 +261,44 @@ def test_the_owner_is_woken_by_the_notification_not_the_poll(pg_url: str) -> Non
         other.close()
         bus.close()
         dispose(ctx)
+
+
+def test_a_waiting_request_reads_its_command_for_its_nurses_changes_not_everyones(env) -> None:  # type: ignore[no-untyped-def]
+    """With hundreds of consoles, other nurses' presence changes (dozens a second) must not cost
+    every request waiting for an answer a query each: it reads its command once, then at each
+    change of its own nurse or at the poll."""
+    ctx, _clock, bus = env
+    mine, other = add_nurse(ctx, code="MINE1"), add_nurse(ctx, code="OTHER1")
+    commands = NurseCommands(ctx, bus)
+    command_id = commands.ready(mine)  # no dialer owns her here: nobody answers
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "nurse_command" in statement:
+            reads.append(statement)
+
+    engine = engine_of(ctx)
+    event.listen(engine, "before_cursor_execute", count)
+    done = threading.Event()
+    published = [0]
+
+    def chatter() -> None:
+        while not done.is_set():
+            bus.publish(PRESENCE, str(other))
+            published[0] += 1
+            time.sleep(0.002)
+
+    talker = threading.Thread(target=chatter)
+    talker.start()
+    try:
+        assert commands.wait(command_id, 0.6) is None
+    finally:
+        done.set()
+        talker.join()
+        event.remove(engine, "before_cursor_execute", count)
+    assert published[0] > 50, "the other nurse's changes went on during the wait"
+    # a read at once, then one per poll (0.25 s) until the timeout: not one per other change
+    assert 1 <= len(reads) <= 5, len(reads)
 
 
 def test_commands_left_by_a_crashed_owner_are_taken_by_its_restart(env) -> None:  # type: ignore[no-untyped-def]

@@ -111,7 +111,9 @@ def test_the_stream_pushes_a_nurses_change_and_a_new_wave(board: Board) -> None:
 
         _set_presence(board, nurse, NurseStatus.ready)
         html = _until(events, "nurses", "status-ready")
-        assert f'data-nurse="{nurse}" data-version="1"' in html
+        # the change's version and instant: a client can tell which change it shows, and since when
+        since = board.clock.now().isoformat()
+        assert f'data-nurse="{nurse}" data-version="1" data-since="{since}"' in html
 
         wave = services.record_mailing(board.ctx, "diet", None, date(2026, 12, 7))
         services.plan_wave(board.ctx, wave.wave_id)

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from dialer.web.auth import Role, User, require
 from dialer.web.board import exports, live, patients, reports, waves
@@ -39,6 +40,13 @@ def make_feed(web: Any) -> BoardFeed:
     return BoardFeed(web.bus, board.compute, routes, all_parts=live.PARTS)
 
 
+@functools.lru_cache(maxsize=64)
+def _encoded(event: str, html: str) -> bytes:
+    """A pushed fragment as the stream sends it, encoded once for every board: the feed hands the
+    same string to each (twenty boards would otherwise encode the 250 nurses' rows twenty times)."""
+    return ServerSentEvent(data=html, event=event).encode()
+
+
 def router(web: Any) -> APIRouter:
     api = APIRouter()
     feed = make_feed(web)
@@ -59,7 +67,7 @@ def router(web: Any) -> APIRouter:
     async def stream(request: Request, user: Supervisor) -> EventSourceResponse:
         async def events() -> Any:
             async for event, html in feed.stream():
-                yield {"event": event, "data": html}
+                yield _encoded(event, html)
 
         return EventSourceResponse(events(), ping=PING_SECONDS, headers={"cache-control": "no-store"})
 

@@ -6,8 +6,9 @@ what moves with attempts and outcomes). `LiveBoard.compute` reads only the parts
 renders the fragments from prompts/web/board_live.html.j2, the macros the full page uses too.
 
 Events of the stream (`/board/stream`): `nurses`, `calls`, `waves`, and `wave-<id>` for each
-wave followed (the wave's own page). A nurse's row carries `data-nurse` and `data-version` (her
-presence's version), so a client can tell which change it is showing.
+wave followed (the wave's own page). A nurse's row carries `data-nurse`, `data-version` (her
+presence's version) and `data-since` (when she entered her state, ISO), so a client can tell which
+change it is showing and how long ago it happened (scripts/bench_consoles.py measures the board's delay).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 
 from campaign import calendar as cal
 from campaign import services
-from campaign.policy import Policy
 from campaign.states import TaskStatus
 from campaign.store import progress
 
@@ -46,6 +47,7 @@ class NurseLine:
     minutes: int  # in this state
     call_state: str | None
     version: int
+    since_at: datetime | None = None  # the instant behind `since`
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def _nurse_lines(views: Sequence[Any], now: datetime) -> list[NurseLine]:
                 minutes,
                 v.call_state,
                 v.version,
+                v.since,
             )
         )
     return sorted(lines, key=lambda n: n.code)
@@ -200,20 +203,31 @@ class LiveBoard:
         self.ctx = ctx
         self.templates = templates
         self._live: Live | None = None
+        self._rows: dict[int, tuple[NurseLine, Markup]] = {}  # each nurse's row as last rendered
+        self._waves: dict[str, str] = {}  # the waves' fragments as last rendered
 
     def compute(self, parts: frozenset[str]) -> dict[str, str]:
-        self._live = read_live(self.ctx, parts if self._live else PARTS, self._live)
-        return fragments(self.templates, self._live, self.ctx.policy)
-
-
-def fragments(templates: Environment, live: Live, policy: Policy) -> dict[str, str]:
-    ui = templates.get_template(TEMPLATE).module
-    themes = {c: t.label for c, t in policy.themes.items()}
-    out = {
-        "nurses": str(ui.nurses(live, policy.web.pause_reasons)),  # type: ignore[attr-defined]
-        "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
-        "waves": str(ui.waves(live, themes)),  # type: ignore[attr-defined]
-    }
-    for w in live.waves:
-        out[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
-    return out
+        """Ten times a second with nurses on calls: only what changed is rendered again (a nurse's row
+        when her line changed, the waves' fragments when they were read again)."""
+        parts = parts if self._live else PARTS
+        live = self._live = read_live(self.ctx, parts, self._live)
+        ui = self.templates.get_template(TEMPLATE).module
+        reasons = self.ctx.policy.web.pause_reasons
+        rows = {}
+        for n in live.nurses:
+            cached = self._rows.get(n.nurse_id)
+            rows[n.nurse_id] = (
+                cached if cached is not None and cached[0] == n else (n, ui.nurse_row(n, reasons))  # type: ignore[attr-defined]
+            )
+        self._rows = rows
+        if WAVES in parts or not self._waves:
+            themes = {c: t.label for c, t in self.ctx.policy.themes.items()}
+            self._waves = {"waves": str(ui.waves(live, themes))}  # type: ignore[attr-defined]
+            for w in live.waves:
+                self._waves[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
+        table = Markup("").join(html for _, html in rows.values())
+        return {
+            "nurses": str(ui.nurses(live, reasons, table)),  # type: ignore[attr-defined]
+            "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
+            **self._waves,
+        }
