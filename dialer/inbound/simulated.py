@@ -9,12 +9,17 @@ to a nurse, talk a while and hang up (the nurse's attempt then gets its
 The nurses' owner (the dialer) runs on the same event loop, so an offer
 cannot be waited for in place: the call is offered to one nurse at a time,
 her owner's answer is looked at a moment later on the loop's clock, and the
-next nurse is tried on a refusal.
+next nurse is tried on a refusal. The owner is told of the offer directly
+(`owner_due`: its `commands_due`), so it takes it at the step of that very
+instant: a virtual clock races through the answer's polls in a few wall
+milliseconds, before PostgreSQL's notification may have crossed the bus's
+listener thread.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -55,14 +60,26 @@ class InboundRecord:
 
 
 class SimulatedInbound:
-    """Places simulated inbound calls on `loop`, through `line` (built with resolve_offers=False)."""
+    """Places simulated inbound calls on `loop`, through `line` (built with resolve_offers=False).
 
-    def __init__(self, loop: EventLoop, line: InboundLine, commands: Commands) -> None:
+    `owner_due`: the nurses' owner on this loop told that a command waits (`Dialer.commands_due`);
+    None: it hears of them by the bus alone.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        line: InboundLine,
+        commands: Commands,
+        *,
+        owner_due: Callable[[], None] | None = None,
+    ) -> None:
         if line.resolve_offers:
             raise ValueError("the simulated line offers calls itself: build it with resolve_offers=False")
         self.loop = loop
         self.line = line
         self.commands = commands
+        self.owner_due = owner_due
         self.calls: dict[str, InboundRecord] = {}
         self._ids = itertools.count(1)
 
@@ -121,6 +138,8 @@ class SimulatedInbound:
             return
         assert offer.inbound_id is not None and offer.patient_id is not None
         command = self.commands.inbound(offer.nurses[index], offer.inbound_id, offer.patient_id)
+        if self.owner_due is not None:
+            self.owner_due()  # taken at this instant's step, whatever the bus's latency
         self.loop.call_at(
             self._in(ANSWER_POLL_SECONDS), self._answer, call_id, offer, index, command, ANSWER_POLLS
         )

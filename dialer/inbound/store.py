@@ -9,19 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, extract, or_, select, update
+from sqlalchemy import extract, or_, select, update
 from sqlmodel import Session
 
-from campaign.model import ATTEMPT, NURSE, PATIENT
+from campaign.model import ATTEMPT, PATIENT
 from campaign.policy import NurseLevel
 from campaign.states import EnrolmentStatus
 from dialer.inbound.decision import CallState, ReadyNurse
 from dialer.inbound.model import InboundCall
 from dialer.lines import lines_of
-from dialer.staff.model import NursePresence
+from dialer.staff.store import ready_board
 
 CALL = InboundCall.__table__  # type: ignore[attr-defined]
-PRESENCE = NursePresence.__table__  # type: ignore[attr-defined]
 # a patient the line recognises: one the programme still follows (a withdrawn or deceased
 # patient is never called back, so the line does not pretend to know them)
 _FOLLOWED = (EnrolmentStatus.enrolled.value, EnrolmentStatus.suspended.value)
@@ -92,13 +91,12 @@ def patient_row(session: Session, patient_id: int) -> Any | None:
 
 
 def ready_nurses(session: Session) -> list[ReadyNurse]:
-    """Active nurses ready with no call, as their owners stored them (nurse_presence)."""
-    rows = session.execute(
-        select(PRESENCE.c.nurse_id, PRESENCE.c.since, NURSE.c.level, NURSE.c.skills)
-        .join(NURSE, NURSE.c.id == PRESENCE.c.nurse_id)
-        .where(and_(PRESENCE.c.status == "ready", PRESENCE.c.attempt_id.is_(None), NURSE.c.active.is_(True)))
-    ).all()
-    return [ReadyNurse(r.nurse_id, NurseLevel(r.level), frozenset(r.skills or ()), r.since) for r in rows]
+    """Active nurses ready with no call, as their owners stored them (the staff's presence board)."""
+    return [
+        ReadyNurse(v.nurse_id, NurseLevel(v.level), frozenset(v.skills), v.since)
+        for v in ready_board(session)
+        if v.since is not None  # a stored row always has one
+    ]
 
 
 def call_of_attempt(session: Session, attempt_id: int) -> tuple[str, str] | None:

@@ -106,6 +106,21 @@ def presence_board(s: Session) -> list[PresenceView]:
     return [_view(r) for r in s.execute(q).all()]
 
 
+def ready_board(s: Session) -> list[PresenceView]:
+    """Active nurses their owners stored ready with no call: whom the inbound line may offer a call."""
+    q = (
+        select(*_VIEW_COLUMNS)
+        .join(PRESENCE, PRESENCE.c.nurse_id == NURSE.c.id)
+        .where(
+            NURSE.c.active.is_(True),
+            PRESENCE.c.status == NurseStatus.ready.value,
+            PRESENCE.c.attempt_id.is_(None),
+        )
+        .order_by(NURSE.c.code)
+    )
+    return [_view(r) for r in s.execute(q).all()]
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceRow:
     """What the owning dialer stores of a nurse now."""
