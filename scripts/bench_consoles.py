@@ -28,7 +28,7 @@ converted to wall time with ScaledClock.real_at):
   patient (the `call` event);
 - board: from a nurse's state change (her presence's `since`, carried by the
   board's row as `data-since`) to the instant each board's stream delivered the
-  `nurses` fragment showing it. A change overtaken by the next one before the
+  `nurses` table or `nurse-<id>` row showing it. A change overtaken by the next one before the
   board was pushed (pushes are coalesced, 100 ms apart) is not counted; the
   next one is.
 
@@ -478,8 +478,8 @@ async def board(browser: Browser, clock: ScaledClock, w: Window) -> None:
     last: dict[int, bytes] = {}
     rec = browser.rec
     async for t, name, block in browser.events(stream, w.stop_at):
-        if name != "nurses":
-            continue
+        if name != "nurses" and not (name.startswith("nurse-") and name != "nurse-counts"):
+            continue  # the whole table (nurses come or go) or one nurse's row (`nurse-<id>`)
         if len(rec.nurses_fragment_kib) < 1000:
             rec.nurses_fragment_kib.append(len(block) / 1024)
         first = not last  # the whole board as it stands: no change to time

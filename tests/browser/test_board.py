@@ -77,6 +77,23 @@ def test_a_supervisor_records_previews_launches_a_wave_and_watches_it_move(
     chrome.find_element(By.LINK_TEXT, "En direct").click()
     wait_for(chrome, lambda d: d.find_elements(By.CSS_SELECTOR, f'#waves-table tr[data-wave="{wave_id}"]'))
     assert len(chrome.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")) == 6
+    # the nurses' rows move on their own (each row swaps itself in, `nurse-<id>`), the page stays
+    chrome.execute_script("window.carecallNotReloaded = true;")
+    versions = {
+        r.get_attribute("data-nurse"): r.get_attribute("data-version")
+        for r in chrome.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")
+    }
+    wait_for(
+        chrome,
+        lambda d: any(
+            versions.get(r.get_attribute("data-nurse")) != r.get_attribute("data-version")
+            for r in d.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")
+        ),
+        timeout=PROGRESS_WAIT,
+        message="no nurse's row moved on the live board",
+    )
+    assert chrome.execute_script("return window.carecallNotReloaded === true;"), "the page was not reloaded"
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")) == 6, "rows replaced, once"
     assert _text(chrome, "#abandoned") == "0"
     assert axe_violations(chrome) == []
     screenshot(chrome, "supervisor-board")

@@ -59,7 +59,7 @@ def test_the_page_shows_every_live_figure(tmp_path: Path) -> None:
         assert '<dd id="queue-depth">1</dd>' in page
         assert '<dd id="abandoned">0</dd>' in page
         assert 'sse-connect="/board/stream"' in page
-        for event in ("calls", "waves", "nurses"):
+        for event in ("calls", "waves", "nurses", "nurse-counts", f"nurse-{_nurse_id(board)}"):
             assert f'sse-swap="{event}"' in page
 
 
@@ -105,15 +105,24 @@ def test_the_stream_pushes_a_nurses_change_and_a_new_wave(board: Board) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = _events(response)
-        first = dict(next(events) for _ in range(3))
-        assert first.keys() == {"nurses", "calls", "waves"}
+        first = dict(next(events) for _ in range(5))
+        assert first.keys() == {"nurses", "nurse-counts", f"nurse-{nurse}", "calls", "waves"}
         assert "Hors ligne" in first["nurses"]
 
         _set_presence(board, nurse, NurseStatus.ready)
-        html = _until(events, "nurses", "status-ready")
+        # her row alone, not the whole table: twenty boards of 250 nurses would get every row each time
+        seen: list[tuple[str, str]] = []
+        for name, html in events:
+            seen.append((name, html))
+            if "status-ready" in html or name == "nurses":
+                break
+        assert name == f"nurse-{nurse}", "a nurse's change travels as her row"
+        assert html.lstrip().startswith("<tr") and html.count("<tr") == 1
         # the change's version and instant: a client can tell which change it shows, and since when
         since = board.clock.now().isoformat()
         assert f'data-nurse="{nurse}" data-version="1" data-since="{since}"' in html
+        counts = [h for n, h in seen if n == "nurse-counts"]
+        assert counts and '<span class="count">1</span> Disponible' in counts[-1], "the counts follow"
 
         wave = services.record_mailing(board.ctx, "diet", None, date(2026, 12, 7))
         services.plan_wave(board.ctx, wave.wave_id)

@@ -5,10 +5,12 @@ tasks: what moves with every call) and `waves` (progress and reach per wave, aba
 what moves with attempts and outcomes). `LiveBoard.compute` reads only the parts that changed and
 renders the fragments from prompts/web/board_live.html.j2, the macros the full page uses too.
 
-Events of the stream (`/board/stream`): `nurses`, `calls`, `waves`, and `wave-<id>` for each
-wave followed (the wave's own page). A nurse's row carries `data-nurse`, `data-version` (her
-presence's version) and `data-since` (when she entered her state, ISO), so a client can tell which
-change it is showing and how long ago it happened (scripts/bench_consoles.py measures the board's delay).
+Events of the stream (`/board/stream`): `nurses` (the whole table, when nurses come or go),
+`nurse-<id>` (her row, when it changes), `nurse-counts` (nurses per state), `calls`, `waves`,
+and `wave-<id>` for each wave followed (the wave's own page). A nurse's row carries `data-nurse`,
+`data-version` (her presence's version) and `data-since` (when she entered her state, ISO), so a
+client can tell which change it is showing and how long ago it happened (scripts/bench_consoles.py
+measures the board's delay).
 """
 
 from __future__ import annotations
@@ -205,6 +207,7 @@ class LiveBoard:
         self._live: Live | None = None
         self._rows: dict[int, tuple[NurseLine, Markup]] = {}  # each nurse's row as last rendered
         self._waves: dict[str, str] = {}  # the waves' fragments as last rendered
+        self._table: str | None = None  # the nurses' table as last rendered whole
 
     def compute(self, parts: frozenset[str]) -> dict[str, str]:
         """Ten times a second with nurses on calls: only what changed is rendered again (a nurse's row
@@ -219,15 +222,21 @@ class LiveBoard:
             rows[n.nurse_id] = (
                 cached if cached is not None and cached[0] == n else (n, ui.nurse_row(n, reasons))  # type: ignore[attr-defined]
             )
-        self._rows = rows
         if WAVES in parts or not self._waves:
             themes = {c: t.label for c, t in self.ctx.policy.themes.items()}
             self._waves = {"waves": str(ui.waves(live, themes))}  # type: ignore[attr-defined]
             for w in live.waves:
                 self._waves[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
-        table = Markup("").join(html for _, html in rows.values())
+        # the whole table only when nurses come or go; a changed row travels alone as `nurse-<id>`
+        # (twenty boards would otherwise get every row of 250 nurses at each change of one)
+        if self._table is None or rows.keys() != self._rows.keys():
+            table = Markup("").join(html for _, html in rows.values())
+            self._table = str(ui.nurses(live, reasons, table))  # type: ignore[attr-defined]
+        self._rows = rows
         return {
-            "nurses": str(ui.nurses(live, reasons, table)),  # type: ignore[attr-defined]
+            "nurses": self._table,
+            "nurse-counts": str(ui.nurse_counts(live)),  # type: ignore[attr-defined]
+            **{f"nurse-{nurse_id}": str(html) for nurse_id, (_, html) in rows.items()},
             "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
             **self._waves,
         }
