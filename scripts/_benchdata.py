@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from _pgcluster import libpq_conninfo
 
 from campaign import calendar as cal
 from campaign.imports import parse_window
-from campaign.model import Nurse, pathologies_to_text
+from campaign.model import Mailing, Nurse, Wave, pathologies_to_text
 from campaign.policy import Policy, Tier
+from campaign.states import WaveStatus
 from campaign.synthetic import (
     _METROPOLE,
     _OVERSEAS,
@@ -285,3 +286,32 @@ def emit(out: dict[str, Any], json_path: Path | None) -> None:
     print(text_out)
     if json_path is not None:
         json_path.write_text(text_out + "\n")
+
+
+def running_wave(s: Any, day: date, now: datetime, recipients: int) -> int:
+    """A mailing whose letters arrived on `day` and its wave, running for four weeks (in `s`, flushed)."""
+    mailing = Mailing(
+        theme_code="adherence",
+        segment="all",
+        sent_on=day - timedelta(days=7),
+        arrives_on=day,
+        recipients=recipients,
+        created_at=now,
+    )
+    s.add(mailing)
+    s.flush()
+    assert mailing.id is not None
+    wave = Wave(
+        mailing_id=mailing.id,
+        status=WaveStatus.running,
+        plan_after=now,
+        window_start=day,
+        window_end=day + timedelta(days=28),
+        deadline=now + timedelta(days=30),
+        launched_at=now,
+        planned_at=now,
+    )
+    s.add(wave)
+    s.flush()
+    assert wave.id is not None
+    return wave.id

@@ -66,7 +66,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from _benchdata import emit, load_average, peak_rss_mib
+from _benchdata import emit, load_average, peak_rss_mib, running_wave
 from asterisk.ami import Action, AMIClient
 from sqlalchemy import func, insert, select
 
@@ -75,9 +75,9 @@ from campaign import migrate, services
 from campaign.clock import VirtualClock
 from campaign.db import session_factory
 from campaign.logs import configure_logging
-from campaign.model import ATTEMPT, OUTCOME, PATIENT, TASK, Mailing, Nurse, Wave
+from campaign.model import ATTEMPT, OUTCOME, PATIENT, TASK, Nurse
 from campaign.policy import Tier, load_policy
-from campaign.states import AttemptResult, OutcomeCode, WaveStatus
+from campaign.states import AttemptResult, OutcomeCode
 from campaign.synthetic import FICTION_NUMBERS, fiction_number
 from dialer import lines
 from dialer.backends.asterisk import AsteriskBackend, AsteriskSettings, load_asterisk_settings
@@ -167,35 +167,13 @@ def prepare(ctx: services.Context, calls: int) -> dict[str, str]:
                 for i, number in enumerate(numbers)
             ],
         ).all()
-        mailing = Mailing(
-            theme_code="adherence",
-            segment="all",
-            sent_on=DAY - timedelta(days=7),
-            arrives_on=DAY,
-            recipients=calls,
-            created_at=now,
-        )
-        s.add(mailing)
-        s.flush()
-        assert mailing.id is not None
-        wave = Wave(
-            mailing_id=mailing.id,
-            status=WaveStatus.running,
-            plan_after=now,
-            window_start=DAY,
-            window_end=DAY + timedelta(days=28),
-            deadline=now + timedelta(days=30),
-            launched_at=now,
-            planned_at=now,
-        )
-        s.add(wave)
-        s.flush()
+        wave_id = running_wave(s, DAY, now, calls)
         priority = ctx.policy.tiers[Tier.medium].priority
         s.execute(
             insert(TASK),
             [
                 {
-                    "wave_id": wave.id,
+                    "wave_id": wave_id,
                     "patient_id": patient_id,
                     "kind": "wave",
                     "status": "pending",

@@ -71,7 +71,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from _benchdata import bulk_load_patients, emit, load_average
+from _benchdata import bulk_load_patients, emit, load_average, running_wave
 from _pgcluster import add_database_arguments, bench_database, libpq_conninfo
 
 from campaign import calendar as cal
@@ -79,9 +79,7 @@ from campaign import migrate, services
 from campaign.clock import ScaledClock, VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
-from campaign.model import Mailing, Wave
 from campaign.policy import Tier, load_policy
-from campaign.states import WaveStatus
 from campaign.synthetic import generate_nurses
 from dialer.accounts import Role
 from dialer.accounts import store as account_store
@@ -148,30 +146,8 @@ def prepare(url: str, consoles: int, boards: int, tasks: int, seed: int) -> dict
     )
     services.sync_themes(ctx)
     with ctx.sessions() as s:
-        mailing = Mailing(
-            theme_code="adherence",
-            segment="all",
-            sent_on=DAY - timedelta(days=7),
-            arrives_on=DAY,
-            recipients=tasks,
-            created_at=now,
-        )
-        s.add(mailing)
-        s.flush()
-        assert mailing.id is not None
-        wave = Wave(
-            mailing_id=mailing.id,
-            status=WaveStatus.running,
-            plan_after=now,
-            window_start=DAY,
-            window_end=DAY + timedelta(days=28),
-            deadline=now + timedelta(days=30),
-            launched_at=now,
-            planned_at=now,
-        )
-        s.add(wave)
+        wave_id = running_wave(s, DAY, now, tasks)
         s.commit()
-        wave_id = wave.id
     with psycopg.connect(libpq_conninfo(url)) as conn:
         conn.execute(
             "INSERT INTO call_task (wave_id, patient_id, kind, status, tier, priority, planned_day, "

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _benchdata import bulk_load_patients, emit, load_average, peak_rss_mib
+from _benchdata import bulk_load_patients, emit, load_average, peak_rss_mib, running_wave
 from _pgcluster import add_database_arguments, bench_database, libpq_conninfo
 
 from campaign import calendar as cal
@@ -66,9 +66,8 @@ from campaign import migrate, services
 from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.logs import configure_logging
-from campaign.model import Mailing, Wave
 from campaign.policy import Policy, Tier, load_policy
-from campaign.states import OutcomeCode, WaveStatus
+from campaign.states import OutcomeCode
 from campaign.synthetic import generate_nurses
 from dialer.backends.scripted import ScriptedLines, every_other_answered
 from dialer.calls import LiveCall
@@ -133,30 +132,8 @@ def prepare(url: str, tasks: int, nurses: int, seed: int) -> dict[str, Any]:
     )
     services.sync_themes(ctx)
     with ctx.sessions() as s:
-        mailing = Mailing(
-            theme_code="adherence",
-            segment="all",
-            sent_on=DAY - timedelta(days=7),
-            arrives_on=DAY,
-            recipients=tasks,
-            created_at=now,
-        )
-        s.add(mailing)
-        s.flush()
-        assert mailing.id is not None
-        wave = Wave(
-            mailing_id=mailing.id,
-            status=WaveStatus.running,
-            plan_after=now,
-            window_start=DAY,
-            window_end=DAY + timedelta(days=28),
-            deadline=now + timedelta(days=30),
-            launched_at=now,
-            planned_at=now,
-        )
-        s.add(wave)
+        wave_id = running_wave(s, DAY, now, tasks)
         s.commit()
-        wave_id = wave.id
     started = time.perf_counter()
     with psycopg.connect(libpq_conninfo(url)) as conn:
         conn.execute(
