@@ -74,17 +74,26 @@ class NurseCommands:
         """Give her this inbound call if she is ready and free; answered "ok:<attempt id>" or refused."""
         return self._add(nurse_id, "inbound", {"inbound_call_id": inbound_call_id, "patient_id": patient_id})
 
+    def result(self, command_id: int) -> str | None:
+        """Its result if its owner has taken it ("ok", "ok:<attempt id>" or "refused: why"), else None."""
+        return self._result(command_id)[1]
+
+    def _result(self, command_id: int) -> tuple[int, str | None]:
+        with self.ctx.sessions() as s:
+            found = store.command_result(s, command_id)
+        if found is None:
+            raise NotFound(f"nurse command {command_id} does not exist")
+        return found
+
     def wait(self, command_id: int, timeout_seconds: float) -> str | None:
-        """Its result ("ok", "ok:<attempt id>" or "refused: why"); None if not taken within the timeout."""
+        """Its result ("ok", "ok:<attempt id>" or "refused: why"); None if not taken within the timeout.
+
+        It holds the calling thread: the web pages await the answer instead (dialer.web.console)."""
         deadline = wall.monotonic() + timeout_seconds
         sub = self.bus.subscribe(PRESENCE)
         try:
             while True:
-                with self.ctx.sessions() as s:
-                    found = store.command_result(s, command_id)
-                if found is None:
-                    raise NotFound(f"nurse command {command_id} does not exist")
-                nurse, result = found
+                nurse, result = self._result(command_id)
                 if result is not None:
                     return result
                 if wall.monotonic() >= deadline:

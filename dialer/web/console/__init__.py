@@ -14,11 +14,16 @@ or promised call (`PresenceView.patient_id`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import time as wall
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sse_starlette.sse import EventSourceResponse
@@ -39,10 +44,13 @@ log = get_logger("dialer.web.console")
 
 NURSE_ZONE = "Europe/Paris"  # nurses work to metropolitan time
 COMMAND_WAIT_SECONDS = 5.0  # how long a click waits for her dialer process to answer
+ANSWER_POLL_SECONDS = 1.0  # a waiting click reads its command's row this often even if no notification came
+STREAM_THREADS = 16  # threads for the streams' reads and renders, apart from the requests' pool
 STREAM_SAFETY_SECONDS = 15.0  # with no event, the stream reads her presence anyway (a lost notification)
 PARTS = {"state": "console_state.html.j2", "line": "console_line.html.j2", "alert": "console_alert.html.j2"}
 
 Nurse = Annotated[User, Depends(require(Role.nurse))]
+T = TypeVar("T")
 
 
 def _local(value: datetime, zone: str | None = None) -> datetime:
@@ -65,6 +73,19 @@ class Console:
     def __init__(self, web: Web) -> None:
         self.web = web
         self.policy = web.ctx.policy
+        self.hub = PresenceHub(web.bus)
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def in_stream_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn` in a thread of the streams' own pool: what a nurse waits to see never queues behind
+        the requests' work (starlette's pool, which page requests and clicks share)."""
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(STREAM_THREADS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
     # ------------------------------------------------------------ reading
 
@@ -128,9 +149,28 @@ class Console:
 
     # ------------------------------------------------------------ commands
 
-    def command(self, command_id: int) -> str | None:
-        """Her dialer process's answer: "ok", why it refused, or None if it did not answer in time."""
-        return self.web.commands.wait(command_id, COMMAND_WAIT_SECONDS)
+    async def command(self, user: User, issue: Callable[[int], int]) -> str | None:
+        """Store her command (`issue(nurse_id)`) and await her dialer process's answer: "ok", why it
+        refused, or None if it did not answer in time.
+
+        The wait holds no thread: it is woken by her presence's notification (the owner answers in
+        the transaction that changes it), with a slow poll besides; a thread per waiting click would
+        let 250 consoles' clicks starve the pool the pages and streams need."""
+        if user.nurse_id is None:
+            raise Forbidden("no nurse record")
+        nurse = user.nurse_id
+        listener = self.hub.listen(nurse)  # before the command exists: its answer cannot slip by
+        try:
+            command_id = await run_in_threadpool(issue, nurse)
+            deadline = wall.monotonic() + COMMAND_WAIT_SECONDS
+            while (result := await run_in_threadpool(self.web.commands.result, command_id)) is None:
+                left = deadline - wall.monotonic()
+                if left <= 0:
+                    return None
+                await listener.next(min(left, ANSWER_POLL_SECONDS))
+            return result
+        finally:
+            listener.close()
 
 
 def _refused(result: str | None) -> str | None:
@@ -144,7 +184,6 @@ def _refused(result: str | None) -> str | None:
 def router(web: Web) -> APIRouter:
     api = APIRouter()
     console = Console(web)
-    hub = PresenceHub(web.bus)
 
     @api.get("/console", response_class=HTMLResponse)
     def home(request: Request, user: Nurse) -> HTMLResponse:
@@ -157,9 +196,9 @@ def router(web: Web) -> APIRouter:
         it, so a change between the page and its stream is sent at once, and nothing else is."""
         if user.nurse_id is None:
             raise Forbidden("no nurse record")
-        listener = hub.listen(user.nurse_id)  # before the first read: no change can fall in between
+        listener = console.hub.listen(user.nurse_id)  # before the first read: no change can fall in between
         try:
-            p0 = await run_in_threadpool(console.presence, user)
+            p0 = await console.in_stream_thread(console.presence, user)
         except BaseException:
             listener.close()
             raise
@@ -172,12 +211,12 @@ def router(web: Web) -> APIRouter:
                     if p is not None:
                         snap = view.Snapshot.of(p)
                         names = snap.parts_changed(before, call if before is None else None)
-                        for name, html in await run_in_threadpool(console.parts, request, names, p):
+                        for name, html in await console.in_stream_thread(console.parts, request, names, p):
                             yield {"event": name, "data": html}
                         before = snap
                     # None after the safety delay: a lost notification costs a delay, never a state
                     await listener.next(STREAM_SAFETY_SECONDS)
-                    p = await run_in_threadpool(console.presence, user)
+                    p = await console.in_stream_thread(console.presence, user)
             finally:
                 listener.close()
 
@@ -193,41 +232,39 @@ def router(web: Web) -> APIRouter:
         return page(request, "console_state.html.j2", **console.context(p, notice=notice))
 
     @api.post("/console/ready")
-    def ready(request: Request, user: Nurse) -> Response:
-        p = console.presence(user)
-        return after_command(request, user, console.command(web.commands.ready(p.nurse_id)), "ready")
+    async def ready(request: Request, user: Nurse) -> Response:
+        result = await console.command(user, web.commands.ready)
+        return await run_in_threadpool(after_command, request, user, result, "ready")
 
     @api.post("/console/pause")
     async def pause(request: Request, user: Nurse) -> Response:
         reason = str((await request.form()).get("reason", ""))
+        if reason in web.ctx.policy.web.pause_reasons:
+            result = await console.command(user, lambda nurse: web.commands.pause(nurse, reason))
+            return await run_in_threadpool(after_command, request, user, result, "pause")
 
-        def run() -> Response:
+        def unknown_reason() -> Response:
             p = console.presence(user)
-            if reason not in web.ctx.policy.web.pause_reasons:
-                notice = "pause_reason"
-                if not _is_htmx(request):
-                    return page(
-                        request, "console.html.j2", 422, **console.context(p, console.call(p), notice=notice)
-                    )
-                return page(request, "console_state.html.j2", **console.context(p, notice=notice))
-            return after_command(
-                request, user, console.command(web.commands.pause(p.nurse_id, reason)), "pause"
-            )
+            notice = "pause_reason"
+            if not _is_htmx(request):
+                return page(
+                    request, "console.html.j2", 422, **console.context(p, console.call(p), notice=notice)
+                )
+            return page(request, "console_state.html.j2", **console.context(p, notice=notice))
 
-        return await run_in_threadpool(run)
+        return await run_in_threadpool(unknown_reason)
 
     @api.post("/console/offline")
-    def offline(request: Request, user: Nurse) -> Response:
-        p = console.presence(user)
-        return after_command(request, user, console.command(web.commands.offline(p.nurse_id)), "offline")
+    async def offline(request: Request, user: Nurse) -> Response:
+        result = await console.command(user, web.commands.offline)
+        return await run_in_threadpool(after_command, request, user, result, "offline")
 
     @api.post("/console/hangup")
-    def hangup(request: Request, user: Nurse) -> Response:
-        p = console.presence(user)
-        result = console.command(web.commands.hangup(p.nurse_id))
+    async def hangup(request: Request, user: Nurse) -> Response:
+        result = await console.command(user, web.commands.hangup)
         if _is_htmx(request):
             return Response(status_code=204)
-        return after_command(request, user, result, "hangup")
+        return await run_in_threadpool(after_command, request, user, result, "hangup")
 
     def her_call(user: User, attempt_id: int) -> PresenceView:
         p = console.presence(user)
@@ -262,9 +299,19 @@ def router(web: Web) -> APIRouter:
     @api.post("/console/calls/{attempt_id}/outcome")
     async def outcome(request: Request, user: Nurse, attempt_id: int) -> Response:
         data = {k: str(v) for k, v in (await request.form()).items()}
-        return await run_in_threadpool(record, request, user, attempt_id, data)
+        checked = await run_in_threadpool(check, request, user, attempt_id, data)
+        if isinstance(checked, Response):
+            return checked
+        p, form, facts = checked
+        assert form.choice is not None
+        asked = _request(attempt_id, form.choice)
+        result = await console.command(user, lambda nurse: web.commands.outcome(nurse, asked))
+        return await run_in_threadpool(recorded, request, p, form, facts, result)
 
-    def record(request: Request, user: User, attempt_id: int, data: Mapping[str, str]) -> Response:
+    def check(
+        request: Request, user: User, attempt_id: int, data: Mapping[str, str]
+    ) -> Response | tuple[PresenceView, OutcomeForm, view.CallFacts]:
+        """Her call and her form read: the form again with its errors, or what to record."""
         p = her_call(user, attempt_id)
         assert p.patient_id is not None
         with web.ctx.sessions() as s:
@@ -278,7 +325,13 @@ def router(web: Web) -> APIRouter:
         )
         if form.choice is None:
             return _into_call_panel(call_panel(request, p, form))
-        result = console.command(web.commands.outcome(p.nurse_id, _request(attempt_id, form.choice)))
+        return p, form, facts
+
+    def recorded(
+        request: Request, p: PresenceView, form: OutcomeForm, facts: view.CallFacts, result: str | None
+    ) -> Response:
+        attempt_id = p.attempt_id
+        assert form.choice is not None
         if result not in ("ok", None):
             log.info("console.outcome_refused", nurse=p.nurse_id, attempt=attempt_id, result=result)
             return _into_call_panel(
