@@ -11,7 +11,7 @@ import tomllib
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -179,6 +179,18 @@ class WebPolicy(_Strict):
     )
 
 
+class OutreachPolicy(_Strict):
+    """How outreach chooses: carecall's own choices, or the plain FIFO dialer it is measured against.
+
+    `fifo` exists for comparison only (scripts/bench_outreach.py): tasks in mailing order, no tier
+    priority, no référent preference, one fixed retry spacing, no time-of-day variation, with the
+    same calling windows and caps. `best_time` lets the same comparison be made without the
+    learned answer probabilities."""
+
+    strategy: Literal["carecall", "fifo"] = "carecall"
+    best_time: bool = True
+
+
 class Theme(_Strict):
     code: str
     label: str
@@ -224,6 +236,7 @@ class Policy(_Strict):
     simulation: SimulationPolicy
     inbound: InboundPolicy = InboundPolicy()
     web: WebPolicy = WebPolicy()
+    outreach: OutreachPolicy = OutreachPolicy()
 
     @field_validator("tiers")
     @classmethod
