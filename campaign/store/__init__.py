@@ -65,9 +65,11 @@ from campaign.store.files import (
     NurseChoice,
     OpenTaskView,
     PatientSummary,
+    active_roster,
     audit_trail,
     patient_summary,
     qualified_nurses,
+    theme_of_attempt,
     why_not_qualified,
 )
 from campaign.store.incoming import (
@@ -163,6 +165,7 @@ __all__ = [
     "OpenTaskView",
     "PatientSummary",
     "Release",
+    "active_roster",
     "add_mailing",
     "add_new_nurses",
     "add_physician_message",
@@ -244,6 +247,7 @@ __all__ = [
     "task_statuses",
     "tasks_with_patients",
     "theme_label",
+    "theme_of_attempt",
     "update_patients_after_outcome",
     "wave_backlog",
     "wave_patients",
