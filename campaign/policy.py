@@ -189,6 +189,7 @@ class OutreachPolicy(_Strict):
 
     strategy: Literal["carecall", "fifo"] = "carecall"
     best_time: bool = True
+    fifo_retry_hours: Annotated[float, Field(ge=2, le=72)] = 4  # fifo: every retry this long after the last
 
 
 class Theme(_Strict):

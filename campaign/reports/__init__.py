@@ -19,12 +19,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaign import templates
-from campaign.reports.charts import Charts, svg_columns, svg_rows
+from campaign.reports.charts import Charts, svg_columns, svg_lines, svg_rows
 from campaign.reports.figures import wave_report, write_json
 
 HTML_TEMPLATE = "reports/wave_report.fr.html.j2"
 
-__all__ = ["HTML_TEMPLATE", "render_html", "svg_columns", "svg_rows", "wave_report", "write_json"]
+__all__ = [
+    "HTML_TEMPLATE",
+    "render_html",
+    "svg_columns",
+    "svg_lines",
+    "svg_rows",
+    "wave_report",
+    "write_json",
+]
 
 
 def render_html(report: Mapping[str, Any]) -> str:
