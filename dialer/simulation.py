@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 
@@ -50,13 +50,14 @@ class SimulationResult:
 
 
 def load_population(ctx: services.Context, seed: int = 0) -> Population:
-    """The simulated patients of this database, seeded: ages are counted on the clock's today."""
+    """The simulated patients of this database, seeded. Ages are counted on 1 January of the clock's
+    year, so populations built a few days apart (a runtime, a benchmark's ground truth) agree."""
     with ctx.sessions() as s:
         rows = store.patient_lines(s)
     return Population.from_policy(
         ctx.policy.simulation,
         seed,
-        as_of=ctx.clock.now().date(),
+        as_of=date(ctx.clock.now().year, 1, 1),
         calling_hours=ctx.policy.calling_hours,
         patients=(
             PatientFacts(
