@@ -26,8 +26,9 @@ from campaign.reports import wave_report
 from campaign.reports.charts import svg_lines
 from campaign.reports.outreach import outreach_figures
 from campaign.synthetic import generate_nurses, generate_patients_csv
-from dialer.backends.simulated import is_wrong_number
 from dialer.demo import run_demo
+from dialer.population import Population
+from dialer.simulation import load_population
 
 ARMS: dict[str, dict[str, Any]] = {
     "carecall": {"strategy": "carecall", "best_time": True},
@@ -123,23 +124,14 @@ def size_roster(
 
 def reachable_patients(
     rows: Iterable[tuple[int, str, str, str | None]],
-    policy: Policy,
-    seed: int,
+    population: Population,
     start: datetime,
     end: datetime,
 ) -> set[int]:
-    """The simulator's ground truth: patients who can be reached at all in [start, end).
-
-    Today's simulated population answers every patient with their tier's probability at any
-    calling hour, so a patient is reachable when one of their numbers is not a stranger's
-    (the backend's stable wrong numbers).
-    """
-    rate = policy.simulation.wrong_number
-    return {
-        pid
-        for pid, _member, phone, alt in rows
-        if any(n and not is_wrong_number(seed, n, rate) for n in (phone, alt))
-    }
+    """The simulator's ground truth: the patients who can be reached at all in [start, end) (a working
+    number, and some calling hour when they are present and would answer: `Population.reachable`).
+    Only the benchmark reads it; nothing in carecall does."""
+    return {pid for pid, member, _phone, _alt in rows if population.reachable(member, start, end)}
 
 
 def run_arm(
@@ -165,8 +157,7 @@ def run_arm(
         assert wave is not None
         truth = reachable_patients(
             store.recipient_numbers(s, wave.mailing_id),
-            run.ctx.policy,
-            seed,
+            load_population(run.ctx, seed),  # the one the arm's simulated lines played
             cal.at_local(wave.window_start, time(0), "Europe/Paris"),
             wave.deadline,
         )

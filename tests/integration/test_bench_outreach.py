@@ -64,7 +64,8 @@ def test_every_figure_agrees_with_the_others(result: dict[str, Any], name: str) 
         assert curve == sorted(curve)
         assert t["reached_in_window_of_reachable"] == share(curve[-1], t["reachable"])
         assert 0 <= (t["referent_share"] or 0) <= 1
-    assert arm["reached"] > 0 and arm["reachable"] > 0.9 * arm["patients"]
+    # the population: most patients can be reached in three weeks, not all (away, dead numbers)
+    assert arm["reached"] > 0 and 0.7 * arm["patients"] < arm["reachable"] < arm["patients"]
     target = load_policy().dialer.target_occupancy
     assert arm["occupancy_spread"] == round(max(abs(v - target) for v in arm["nurse_occupancy"].values()), 4)
     planned = [d for d in arm["load_by_day"] if d["planned_min"] > 0]
