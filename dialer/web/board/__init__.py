@@ -37,7 +37,7 @@ def make_feed(web: Any) -> BoardFeed:
         PRESENCE: [(live.PRESENCE, 0.0), (live.WAVES, WAVES_FOLLOW_PRESENCE)],
         WAVES: [(live.WAVES, 0.0)],
     }
-    return BoardFeed(web.bus, board.compute, routes, all_parts=live.PARTS)
+    return BoardFeed(web.bus, board.compute, routes, all_parts=(live.PRESENCE, live.WAVES))
 
 
 @functools.lru_cache(maxsize=64)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -68,7 +68,7 @@ class BoardFeed:
         compute: Compute,
         routes: Mapping[str, Sequence[tuple[str, float]]],
         *,
-        all_parts: Collection[str],
+        all_parts: Sequence[str],  # in the order they are computed when due together
         min_interval: float = 0.1,
         refresh: float = 5.0,
     ) -> None:
@@ -76,6 +76,7 @@ class BoardFeed:
         self._compute = compute
         self._routes = {channel: tuple(parts) for channel, parts in routes.items()}
         self._all = frozenset(all_parts)
+        self._rank = {part: k for k, part in enumerate(all_parts)}.__getitem__
         self.min_interval = min_interval
         self.refresh = refresh
         self._clients: set[_Client] = set()
@@ -134,7 +135,10 @@ class BoardFeed:
                     for p in parts & keys.keys():
                         heard[p] = {channel: frozenset(v) for channel, v in keys.pop(p).items()}
                     try:
-                        await self._push(parts, heard)
+                        # one part at a time, in the order given: a slow part (the waves' figures)
+                        # never holds up a quick one that was due with it (a nurse's row)
+                        for part in sorted(parts, key=self._rank):
+                            await self._push(frozenset({part}), {part: heard[part]})
                     except Exception:
                         # a lost connection or a busy database: what it would have shown is read whole
                         # at the next refresh, brought forward

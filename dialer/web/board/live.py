@@ -1,9 +1,10 @@
 """The board's live figures, as the supervisor reads them, and the fragments the stream pushes.
 
-Two parts change independently: `presence` (the nurses, the calls they are on, the queue of due
-tasks: what moves with every call) and `waves` (progress and reach per wave, abandoned patients:
-what moves with attempts and outcomes). `LiveBoard.compute` reads only the parts that changed and
-renders the fragments from prompts/web/board_live.html.j2, the macros the full page uses too.
+Two parts change independently: `presence` (the nurses, the calls they are on: what moves with
+every call) and `waves` (progress and reach per wave, the queue of due tasks, abandoned patients:
+what moves with attempts and outcomes, read at most once a second). `LiveBoard.compute` reads only
+the parts that changed and renders the fragments from prompts/web/board_live.html.j2, the macros
+the full page uses too.
 
 Events of the stream (`/board/stream`): `nurses` (the whole table, when nurses come or go),
 `nurse-<id>` (her row, when it changes), `nurse-counts` (nurses per state), `calls`, `waves`,
@@ -200,8 +201,8 @@ def read_live(
                 fresh = presence_of_many(s, nurses)  # an inactive nurse is not in it: she leaves the board
                 kept = [n for n in previous.nurses if n.nurse_id not in nurses]
                 live.nurses = sorted(kept + _nurse_lines(fresh, now), key=lambda n: n.code)
+        if WAVES in parts:  # with the waves, once a second: a count of due tasks, not a nurse's change
             live.queue = progress.queue_depth(s, now)
-        if WAVES in parts:
             live.waves = _waves(s, now)
             today = cal.local_time_of(now, services.PARIS).date()
             live.abandoned_attempts, live.abandoned_patients = progress.abandoned_since(
