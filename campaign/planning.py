@@ -5,7 +5,8 @@ wave's working days, decide which day each patient's first call is placed on.
 A day is never planned beyond the nurse time it has: each task costs its
 tier's expected handle time plus the time of the expected unanswered attempts,
 and is charged to the nurse pools (senior, junior, and the skill it needs) that
-may take it. Highest tier first, then the most overdue patients.
+may take it, each attempt's share on the day it is expected to happen
+(`retry_spread`). Highest tier first, then the most overdue patients.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import date, datetime, time
 
 from campaign import calendar as cal
 from campaign.policy import NurseLevel, Policy, Tier
+from campaign.retry_spread import spread_table, task_cost
 from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
 
@@ -55,8 +57,8 @@ class NurseShifts:
 
 @dataclass(slots=True)
 class DayLoad:
-    tasks: Counter[str] = field(default_factory=Counter)  # tier -> tasks
-    minutes: float = 0.0
+    tasks: Counter[str] = field(default_factory=Counter)  # tier -> first calls planned that day
+    minutes: float = 0.0  # expected nurse minutes that day: first calls and the retries falling on it
     capacity: float = 0.0
 
 
@@ -85,12 +87,7 @@ class WavePlan:
 
 
 NO_NURSE_IN_WINDOW = "no_nurse_in_window"
-
-
-def task_cost(tier: Tier, policy: Policy) -> float:
-    """Expected nurse minutes of one task: one reached call plus the unanswered attempts."""
-    expected = policy.dialer.expected_attempts_per_reach[tier]
-    return policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1)
+__all__ = ["Candidate", "DayLoad", "NurseShifts", "WavePlan", "plan_wave", "skip_reason", "task_cost"]
 
 
 def skip_reason(c: Candidate, window_end: date, policy: Policy) -> str | None:
@@ -219,34 +216,38 @@ def plan_wave(
     # first day index a tier may start on
     offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
-    costs = {t: task_cost(t, policy) for t in Tier}
+    spreads = spread_table(days, policy) if eligible else {}
     pools_of = {t: _pools_for(t, policy) for t in Tier}
     has_hours: dict[tuple[date, cal.Place], bool] = {}
     for c in eligible:
         tier = c.state.tier
-        cost = costs[tier]
         pools = pools_of[tier]
         placed = False
         for i in range(first_free[tier], len(days)):
             d = days[i]
             if not _usable(d, c, policy, has_hours):
                 continue
-            if all(level_left[d][lv] < cost for lv in pools):
+            shares = spreads[tier][i]
+            first = next(m for j, m in shares if j == i)
+            if all(level_left[d][lv] < first for lv in pools):
                 if i == first_free[tier]:
-                    first_free[tier] = i + 1
+                    first_free[tier] = i + 1  # the first-call share only grows harder to fit
                 continue
             _working, levels = reachable(d, c)
-            if any(skill_left[d][sk] < cost for sk in c.skills):
+            if any(skill_left[days[j]][sk] < m for j, m in shares for sk in c.skills):
                 continue
-            pool = next((lv for lv in pools if lv in levels and level_left[d][lv] >= cost), None)
+            pool = next(
+                (lv for lv in pools if lv in levels and all(level_left[days[j]][lv] >= m for j, m in shares)),
+                None,
+            )
             if pool is None:
                 continue
-            level_left[d][pool] -= cost
-            for sk in c.skills:
-                skill_left[d][sk] -= cost
-            load = plan.days[d]
-            load.tasks[tier.value] += 1
-            load.minutes += cost
+            for j, m in shares:
+                level_left[days[j]][pool] -= m
+                for sk in c.skills:
+                    skill_left[days[j]][sk] -= m
+                plan.days[days[j]].minutes += m
+            plan.days[d].tasks[tier.value] += 1
             plan.assignments[c.patient_id] = d
             placed = True
             break

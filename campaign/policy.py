@@ -189,6 +189,10 @@ class OutreachPolicy(_Strict):
 
     strategy: Literal["carecall", "fifo"] = "carecall"
     best_time: bool = True
+    # planning charges each expected retry to the day it will happen on (false: all to the first-call day)
+    spread_retries: bool = True
+    # a nurse takes the due work only her level and skills allow before work others could take
+    fair_routing: bool = True
 
 
 class Theme(_Strict):
