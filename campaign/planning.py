@@ -18,7 +18,7 @@ from datetime import date, datetime, time
 
 from campaign import calendar as cal
 from campaign.policy import NurseLevel, Policy, Tier
-from campaign.retry_spread import spread_table, task_cost
+from campaign.retry_spread import REFERENCE_PLACE, Shares, spread_table, task_cost
 from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
 
@@ -148,6 +148,40 @@ def _usable(d: date, c: Candidate, policy: Policy, has_hours: dict[tuple[date, c
     return hours
 
 
+def _fit(
+    shares: Shares,
+    i: int,
+    pool: NurseLevel,
+    skills: frozenset[str],
+    days: Sequence[date],
+    level_left: dict[date, dict[NurseLevel, float]],
+    skill_left: dict[date, dict[str, float]],
+    callable_day: Sequence[bool],
+) -> dict[int, float] | None:
+    """Where a task's minutes go in this pool if its first call is on days[i], or None if they do not fit.
+
+    The first-call day's share must fit that day. A retry's share goes on its day as far as the
+    pool has room, the rest on the next callable days: a retry due on a full day (a Saturday
+    with one nurse, say) waits for a nurse, it is not dropped.
+    """
+    alloc: dict[int, float] = defaultdict(float)
+    for j, m in shares:
+        rest = m
+        for k in range(j, j + 1) if j == i else range(j, len(days)):
+            if k != i and not callable_day[k]:
+                continue
+            room = min([level_left[days[k]][pool], *(skill_left[days[k]][sk] for sk in skills)]) - alloc[k]
+            take = min(rest, room) if k != i else rest if room >= rest else 0.0
+            if take > 0:
+                alloc[k] += take
+                rest -= take
+            if rest <= 1e-9:
+                break
+        if rest > 1e-9:
+            return None
+    return alloc
+
+
 def plan_wave(
     candidates: Iterable[Candidate],
     nurses: Sequence[NurseShifts],
@@ -217,6 +251,7 @@ def plan_wave(
     offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
     spreads = spread_table(days, policy) if eligible else {}
+    callable_day = [bool(cal.local_windows(d, REFERENCE_PLACE, policy.calling_hours)) for d in days]
     pools_of = {t: _pools_for(t, policy) for t in Tier}
     has_hours: dict[tuple[date, cal.Place], bool] = {}
     for c in eligible:
@@ -234,15 +269,14 @@ def plan_wave(
                     first_free[tier] = i + 1  # the first-call share only grows harder to fit
                 continue
             _working, levels = reachable(d, c)
-            if any(skill_left[days[j]][sk] < m for j, m in shares for sk in c.skills):
-                continue
-            pool = next(
-                (lv for lv in pools if lv in levels and all(level_left[days[j]][lv] >= m for j, m in shares)),
-                None,
+            fits = (_fit(shares, i, lv, c.skills, days, level_left, skill_left, callable_day) for lv in pools)
+            found = next(
+                ((lv, alloc) for lv, alloc in zip(pools, fits, strict=True) if lv in levels and alloc), None
             )
-            if pool is None:
+            if found is None:
                 continue
-            for j, m in shares:
+            pool, alloc = found
+            for j, m in alloc.items():
                 level_left[days[j]][pool] -= m
                 for sk in c.skills:
                     skill_left[days[j]][sk] -= m

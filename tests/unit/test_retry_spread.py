@@ -148,3 +148,21 @@ def test_retries_are_charged_to_the_next_day_not_the_first() -> None:
     off = policy.model_copy(update={"outreach": policy.outreach.model_copy(update={"spread_retries": False})})
     plan = plan_wave(cands, team, [monday, tuesday], off)
     assert (plan.days[monday].minutes, plan.days[tuesday].minutes) == (pytest.approx(259), 0)
+
+
+def test_a_retry_due_on_a_day_without_room_waits_for_the_next_day_with_some() -> None:
+    """Friday 13 March 2026 (calling hours until 18:00), then Saturday (09:00-12:00) and Monday. The
+    only senior works weekdays: an afternoon first call on Friday is retried by the rule on Saturday
+    morning, when no senior works, so that share waits for Monday. Friday's patients are still
+    planned on Friday (a planner that required every share to fit on its own day would push them
+    all to Monday), Saturday carries nothing, and every minute is kept."""
+    friday, saturday, monday = date(2026, 3, 13), date(2026, 3, 14), date(2026, 3, 16)
+    shares = dict(spread_table([friday, saturday, monday], policy)[Tier.high][0])
+    assert shares[1] > 0  # the rule does put some retries on Saturday
+    plan = plan_wave(
+        [high_patient(p) for p in range(1, 6)], [senior(1, 0, 4)], [friday, saturday, monday], policy
+    )
+    assert set(plan.assignments.values()) == {friday}
+    assert plan.days[saturday].minutes == 0
+    assert plan.days[friday].minutes + plan.days[monday].minutes == pytest.approx(5 * cost(Tier.high, policy))
+    assert plan.days[monday].minutes >= 5 * shares[1] - 1e-6
