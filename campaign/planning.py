@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from campaign import calendar as cal
+from campaign.day_pacing import PoolTimeline
 from campaign.policy import NurseLevel, Policy, Tier
 from campaign.retry_spread import REFERENCE_PLACE, Shares, spread_table, task_cost
 from campaign.rules import PatientState
@@ -69,6 +70,8 @@ class WavePlan:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> patients
     skipped_ids: dict[str, list[int]] = field(default_factory=dict)
     unplaced: list[int] = field(default_factory=list)  # no capacity left
+    # outreach.pace_first_calls: when in its day each first call falls due (UTC); see day_pacing
+    due_at: dict[int, datetime] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -195,6 +198,7 @@ def plan_wave(
     # remaining minutes per day, per level pool and per skill pool
     level_left: dict[date, dict[NurseLevel, float]] = {}
     skill_left: dict[date, dict[str, float]] = {}
+    level_cap: dict[date, dict[NurseLevel, float]] = {}
     for d in days:
         level_left[d] = defaultdict(float)
         skill_left[d] = defaultdict(float)
@@ -206,6 +210,7 @@ def plan_wave(
                 skill_left[d][sk] += m
             cap += m
         plan.days[d] = DayLoad(capacity=cap)
+        level_cap[d] = dict(level_left[d])
     # when nurses of each (level, skills) group are at work, per day: a patient is only
     # placed on a day when a nurse allowed to take the call works during their window
     groups: dict[date, dict[tuple[NurseLevel, frozenset[str]], list[Interval]]] = {}
@@ -252,6 +257,16 @@ def plan_wave(
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
     spreads = spread_table(days, policy) if eligible else {}
     callable_day = [bool(cal.local_windows(d, REFERENCE_PLACE, policy.calling_hours)) for d in days]
+    pace = policy.outreach.pace_first_calls
+    timelines: dict[tuple[date, NurseLevel], PoolTimeline] = {}
+
+    def timeline(d: date, level: NurseLevel) -> PoolTimeline:
+        hit = timelines.get((d, level))
+        if hit is None:
+            shifts = [s for n in nurses if n.level == level for s in n.utc_shifts_on(d)]
+            hit = timelines[(d, level)] = PoolTimeline.of(shifts, occupancy)
+        return hit
+
     pools_of = {t: _pools_for(t, policy) for t in Tier}
     has_hours: dict[tuple[date, cal.Place], bool] = {}
     for c in eligible:
@@ -276,6 +291,10 @@ def plan_wave(
             if found is None:
                 continue
             pool, alloc = found
+            if pace:
+                due = timeline(d, pool).reached(level_cap[d][pool] - level_left[d][pool])
+                if due is not None:
+                    plan.due_at[c.patient_id] = due
             for j, m in alloc.items():
                 level_left[days[j]][pool] -= m
                 for sk in c.skills:

@@ -193,6 +193,8 @@ class OutreachPolicy(_Strict):
     spread_retries: bool = True
     # a nurse takes the due work only her level and skills allow before work others could take
     fair_routing: bool = True
+    # a planned first call falls due when its nurses get to it in the day, not all at the first calling hour
+    pace_first_calls: bool = False
 
 
 class Theme(_Strict):
