@@ -189,6 +189,7 @@ class OutreachPolicy(_Strict):
 
     strategy: Literal["carecall", "fifo"] = "carecall"
     best_time: bool = True
+    fifo_retry_hours: Annotated[float, Field(ge=2, le=72)] = 4  # fifo: every retry this long after the last
     # planning charges each expected retry to the day it will happen on (false: all to the first-call day)
     spread_retries: bool = True
     # a nurse takes the due work only her level and skills allow before work others could take
@@ -204,9 +205,45 @@ class Theme(_Strict):
     script: str
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class PopulationPolicy(_Strict):
+    """Who the simulated patients are (dialer/population.py): the ground truth of a simulation,
+    which carecall itself never reads. config/simulation.toml's [population] explains each key."""
+
+    propensity_by_tier: dict[Tier, Annotated[float, Field(gt=0, lt=1)]]
+    propensity_concentration: Annotated[float, Field(gt=0, le=1000)]
+    never_answers: Share
+    retired_from_age: Annotated[int, Field(ge=18, le=120)]
+    irregular: Share
+    out_of_service: Share
+    handover: Share
+    hospital_stays_per_year: dict[Tier, Annotated[float, Field(ge=0, le=12)]]
+    hospital_days: tuple[int, int]
+    holidays_per_year: Annotated[float, Field(ge=0, le=12)]
+    holiday_days: tuple[int, int]
+    reachable_min_probability: Annotated[float, Field(gt=0, lt=1)]
+    max_probability: Annotated[float, Field(gt=0, le=1)]
+
+    @field_validator("propensity_by_tier", "hospital_stays_per_year")
+    @classmethod
+    def _all_tiers(cls, by_tier: dict[Tier, float]) -> dict[Tier, float]:
+        missing = set(Tier) - set(by_tier)
+        if missing:
+            raise ValueError(f"missing tiers {sorted(t.value for t in missing)}")
+        return by_tier
+
+    @field_validator("hospital_days", "holiday_days")
+    @classmethod
+    def _days(cls, days: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= days[0] <= days[1] <= 366:
+            raise ValueError(f"expected [shortest, longest] in days, 1 to 366, got {list(days)}")
+        return days
+
+
 class SimulationPolicy(_Strict):
-    answer_by_tier: dict[Tier, Annotated[float, Field(ge=0, le=1)]]
-    answer_by_hour: dict[int, Annotated[float, Field(ge=0, le=3)]]
+    population: PopulationPolicy
     busy: Annotated[float, Field(ge=0, le=1)]
     machine: Annotated[float, Field(ge=0, le=1)]
     failed: Annotated[float, Field(ge=0, le=1)]
@@ -274,9 +311,9 @@ class Policy(_Strict):
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
-# simulation.toml's sections; their keys are flattened into SimulationPolicy
-_SIM_SECTIONS = ("answer", "results", "timing", "nurse_outcomes")
-_SIM_ANSWER = {"by_tier": "answer_by_tier", "by_hour": "answer_by_hour"}
+# simulation.toml's sections; their keys are flattened into SimulationPolicy, but for [population],
+# which is SimulationPolicy.population as it stands
+_SIM_SECTIONS = ("population", "results", "timing", "nurse_outcomes")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -307,16 +344,20 @@ def _flat_simulation(data: dict[str, Any], file: Path) -> tuple[dict[str, Any], 
             raise ConfigError(str(file), section, f"unknown section; expected {', '.join(_SIM_SECTIONS)}")
         if not isinstance(body, dict):
             raise ConfigError(str(file), section, "expected a table of keys")
+        if section == "population":
+            unknown = sorted(set(body) - set(PopulationPolicy.model_fields))
+            if unknown:
+                expected = ", ".join(PopulationPolicy.model_fields)
+                raise ConfigError(str(file), f"population.{unknown[0]}", f"unknown key; expected {expected}")
+            flat["population"] = body
+            where["population"] = "population"
+            continue
         for key, value in body.items():
-            if section == "answer" and key not in _SIM_ANSWER:
-                raise ConfigError(str(file), f"answer.{key}", "unknown key; expected by_tier, by_hour")
-            field = _SIM_ANSWER[key] if section == "answer" else key
-            if field in where:
-                raise ConfigError(str(file), f"{section}.{key}", f"also given as {where[field]}")
-            flat[field] = value
-            where[field] = f"{section}.{key}"
-    flat.setdefault("answer_by_hour", {})
-    where.setdefault("answer_by_tier", "answer.by_tier")
+            if key in where:
+                raise ConfigError(str(file), f"{section}.{key}", f"also given as {where[key]}")
+            flat[key] = value
+            where[key] = f"{section}.{key}"
+    where.setdefault("population", "population")
     return flat, where
 
 

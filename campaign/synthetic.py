@@ -171,6 +171,9 @@ _PHONE_FORMATS = (
 )
 _PHONE_FORMAT_WEIGHTS = (40, 20, 10, 10, 3, 5, 5, 7)
 FICTION_NUMBERS = 50_000
+# share of patients enrolled with the one before them in the file, on the same landline at the same
+# address (a couple both followed): the simulated lines let either answer (dialer/population.py)
+SHARED_LANDLINE_SHARE = 0.02
 REFERENCE_DATE = date(2025, 1, 6)
 
 
@@ -210,11 +213,13 @@ def generate_patients_csv(
 ) -> Path:
     """Write `n` fictional patients in the import format (';', UTF-8, French style).
 
-    Phone numbers are unique while the 50,000 fiction numbers last, then reused;
-    member ids are always unique. `physicians` defaults to about one per 150
-    patients. Ages (30–90) are counted at `reference_date` so the file does not
-    depend on the day it is generated. High-tier patients get their référent
-    among `senior_codes` when given, as a programme would assign them.
+    Phone numbers are unique while the 50,000 fiction numbers last, then reused,
+    but for the landlines a couple shares (`SHARED_LANDLINE_SHARE`: a patient with
+    the phone and address of the one before); member ids are always unique.
+    `physicians` defaults to about one per 150 patients. Ages (30–90) are counted
+    at `reference_date` so the file does not depend on the day it is generated.
+    High-tier patients get their référent among `senior_codes` when given, as a
+    programme would assign them.
     """
     rng = random.Random(seed)
     fake = Faker("fr_FR")
@@ -225,6 +230,8 @@ def generate_patients_csv(
     member_numbers = rng.sample(range(10**9), n)
     phone_order = rng.sample(range(FICTION_NUMBERS), min(n, FICTION_NUMBERS))
     metro_weights = [w for _, _, w in _METROPOLE]
+    couples = random.Random(f"{seed}:couples")  # its own draws: the rest of the file stays as it was
+    previous: tuple[str, str, str] | None = None  # (phone, postal code, city) a next patient may share
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,6 +256,11 @@ def generate_patients_csv(
 
             index = phone_order[i] if i < len(phone_order) else rng.randrange(FICTION_NUMBERS)
             phone = _typed(rng, fiction_number(index))
+            if previous is not None and couples.random() < SHARED_LANDLINE_SHARE:
+                phone, postal, city = previous
+                previous = None  # two on a line, never three
+            else:
+                previous = (phone, postal, city)
             phone_alt = ""
             if rng.random() < 0.1:
                 phone_alt = _typed(rng, fiction_number(rng.randrange(FICTION_NUMBERS)))

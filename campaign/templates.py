@@ -76,6 +76,7 @@ def environment(root: Path | None = None) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # a template is read once per process: no stat of its file at every render
     )
     env.filters["fr_number"] = fr_number
     env.filters["fr_percent"] = fr_percent

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from campaign import baseline, services, store
 from campaign import calendar as cal
-from campaign import services, store
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
 from campaign.states import TaskKind
@@ -164,12 +164,16 @@ class TaskFeed:
                 # heart-failure call without the skill) neither holds it nor draws it to her process
                 referent = None
             assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
+            # fifo (the comparison baseline): no tier priority, no référent preference
+            priority, referent = baseline.queue_choices(
+                r.kind == TaskKind.callback, r.priority, referent, self.policy
+            )
             ours = self.ours(r.task_id, assigned or referent)
             task = QueuedTask(
                 task_id=r.task_id,
                 patient_id=r.id,
                 tier=tier,
-                priority=r.priority,
+                priority=priority,
                 # another process's task: not before it has waited here a while, and after ours
                 not_before=r.not_before if ours else max(r.not_before, now) + self.other_share_delay,
                 place=cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end),

@@ -335,6 +335,7 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
             nurse_endpoint=info.phone_endpoint if info else None,
             ring_timeout_seconds=self.policy.retry.ring_timeout_seconds,
             voicemail_text=self.voicemail_text,
+            patient_id=task.patient_id,
         )
         # known before it is dialed: a backend may report on it from within `dial`
         call = LiveCall(claimed.attempt_id, task, nurse_id, claimed.kind, claimed.number)

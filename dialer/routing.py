@@ -89,12 +89,17 @@ def scarce(tier: Tier, skills: frozenset[str], policy: Policy) -> bool:
     return not may_take(NurseLevel.junior, _NO_SKILLS, tier, skills, policy)
 
 
+def fair(policy: Policy) -> bool:
+    """Fair routing is carecall's: the fifo baseline keeps its mailing order."""
+    return policy.outreach.fair_routing and policy.outreach.strategy == "carecall"
+
+
 def dispatch_order(
     ready: list[int], profiles: dict[int, NurseProfile], free_since: dict[int, float], policy: Policy
 ) -> list[int]:
     """In which order ready nurses choose their next task: least qualified first (juniors before
     seniors, fewer skills first), then the longest free. Unchanged without fair routing."""
-    if not policy.outreach.fair_routing:
+    if not fair(policy):
         return ready
 
     def rank(nurse_id: int) -> tuple[bool, int, float]:
@@ -264,11 +269,7 @@ class TaskQueue:
         )
 
     def _scarce_owned(self, task: QueuedTask) -> bool:
-        return (
-            self.policy.outreach.fair_routing
-            and task.assigned_id is None
-            and scarce(task.tier, task.skills, self.policy)
-        )
+        return fair(self.policy) and task.assigned_id is None and scarce(task.tier, task.skills, self.policy)
 
     def pop_for(self, nurse: NurseProfile) -> QueuedTask | None:
         """Best task for this nurse now (call `advance` first), removed from the queue."""
@@ -278,7 +279,7 @@ class TaskQueue:
             assert own is not None
             heapq.heappop(own)  # a callback she promised comes before anything
             return self._take(top)
-        if self.policy.outreach.fair_routing:
+        if fair(self.policy):
             task = self._pop_own(self.scarce_by_owner.get(nurse.id), nurse) or self._pop_bucket(
                 nurse, scarce_only=True
             )

@@ -60,6 +60,7 @@ PACE_REAL_SECONDS = 10.0  # how often a process logs how well it keeps up with t
 IDLE_SLEEP = 0.005  # longest real nap of an idle process between two looks at its events
 FORWARDED_REAL_SECONDS = 0.25  # how often a process looks for events other processes received for it
 COMMANDS_REAL_SECONDS = 2.0  # how often a process looks for commands whose notification it missed
+WEB_POOL_SIZE = 16  # the pages' connections kept open (as many again may be opened in a burst)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ def dialer_engine(database_url: str) -> Engine:
     """
     if "postgresql" in database_url:
         return make_engine(database_url, pool_size=5, max_overflow=5, pool_pre_ping=False)
+    return make_engine(database_url)
+
+
+def web_engine_for(database_url: str) -> Engine:
+    """The engine of the pages beside a dialer: on PostgreSQL a pool as large as the threads that use
+    it at once (the streams' and the requests'), so a burst never opens and closes connections."""
+    if "postgresql" in database_url:
+        return make_engine(database_url, pool_size=WEB_POOL_SIZE, max_overflow=WEB_POOL_SIZE)
     return make_engine(database_url)
 
 
@@ -200,7 +209,7 @@ def serve(
             hooks = telephony.webhooks(ctx, worker, runtime.dialer.inbox.put, runtime.dialer.voicemail_text)
         # the consoles' pages beside the dialer, on an engine of their own: page requests never wait
         # for a connection of the dialer's pool
-        web_engine = make_engine(database_url)
+        web_engine = web_engine_for(database_url)
         web.callback(web_engine.dispose)
         web_ctx = services.Context(session_factory(web_engine), policy, clock, lease=lease)
         # one bus for the dialer and the pages: on SQLite the notifications never leave the process

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 
@@ -20,9 +20,10 @@ from campaign.clock import VirtualClock
 from campaign.policy import Tier
 from campaign.templates import render
 from dialer.backends.base import TelephonyBackend
-from dialer.backends.simulated import LineProfile, SimulatedBackend
+from dialer.backends.simulated import SimulatedBackend
 from dialer.loop import Dialer
 from dialer.nurse_sources import PresenceSource, SimulatedNurses
+from dialer.population import PatientFacts, Population
 from dialer.scheduler_loop import EventLoop
 from dialer.staff.bus import WAVES, Bus
 from dialer.step import step
@@ -48,15 +49,31 @@ class SimulationResult:
     outcomes: dict[str, int]
 
 
-def line_directory(ctx: services.Context) -> dict[str, LineProfile]:
-    out: dict[str, LineProfile] = {}
+def load_population(ctx: services.Context, seed: int = 0) -> Population:
+    """The simulated patients of this database, seeded. Ages are counted on 1 January of the clock's
+    year, so populations built a few days apart (a runtime, a benchmark's ground truth) agree."""
     with ctx.sessions() as s:
-        for phone, alt, tier, tz in store.patient_lines(s):
-            profile = LineProfile(Tier(tier), tz)
-            out[phone] = profile
-            if alt:
-                out[alt] = profile
-    return out
+        rows = store.patient_lines(s)
+    return Population.from_policy(
+        ctx.policy.simulation,
+        seed,
+        as_of=date(ctx.clock.now().year, 1, 1),
+        calling_hours=ctx.policy.calling_hours,
+        patients=(
+            PatientFacts(
+                key=r.member_id,
+                birth_date=r.birth_date,
+                tier=Tier(r.tier),
+                departement=r.departement,
+                timezone=r.timezone,
+                phones=tuple(n for n in (r.phone, r.phone_alt) if n),
+                preferred_start=r.preferred_start,
+                preferred_end=r.preferred_end,
+                patient_id=r.id,
+            )
+            for r in rows
+        ),
+    )
 
 
 class Runtime:
@@ -101,7 +118,7 @@ class Runtime:
         self._sweep_asked = False  # a wave was launched or resumed (any thread): sweep at the next step
         self._bus = bus
         self.backend: TelephonyBackend = backend or SimulatedBackend(
-            loop, ctx.policy.simulation, line_directory(ctx), seed=seed
+            loop, ctx.policy.simulation, load_population(ctx, seed), seed=seed
         )
         self.dialer = Dialer(
             ctx,

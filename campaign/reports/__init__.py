@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaign import templates
-from campaign.reports.charts import Charts, svg_columns, svg_rows
+from campaign.reports.charts import Charts, svg_columns, svg_lines, svg_rows
 from campaign.reports.figures import wave_report, write_json
 from campaign.reports.load import (
     DayLoad,
@@ -40,6 +40,7 @@ __all__ = [
     "occupancy_spread",
     "render_html",
     "svg_columns",
+    "svg_lines",
     "svg_rows",
     "wave_report",
     "write_json",

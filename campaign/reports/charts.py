@@ -133,6 +133,51 @@ def svg_rows(
     return Markup("".join(parts))
 
 
+def svg_lines(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float]]],
+    *,
+    title: str,
+    percent: bool = False,
+    height: int = 260,
+) -> Markup:
+    """Lines over shared categories (days), one per (label, colour, values): reach curves."""
+    width, left, right, top, bottom = 720, 44, 10, 28, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((v for _, _, vals in series for v in vals), default=0.0)
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0] if percent else _ticks(peak)
+    full = ticks[-1] or 1.0
+    step = plot_w / max(1, len(categories) - 1)
+    parts = [_svg_open(width, height, title)]
+    for value in ticks:
+        y = top + plot_h - plot_h * value / full
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#4b5563">'
+            f"{_value(value, percent)}</text>"
+        )
+    every = max(1, math.ceil(len(categories) / 16))
+    for ci, cat in enumerate(categories):
+        if ci % every == 0:
+            parts.append(
+                f'<text x="{left + ci * step:.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+                f'fill="#374151">{escape(cat)}</text>'
+            )
+    for label, colour, values in series:
+        points = " ".join(
+            f"{left + i * step:.1f},{top + plot_h - plot_h * min(v, full) / full:.1f}"
+            for i, v in enumerate(values)
+        )
+        last = _value(values[-1], percent) if values else ""
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{escape(label)} : {last}</title></polyline>"
+        )
+    parts.append(_legend([(label, colour) for label, colour, _ in series], left, height - 10))
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
 def _svg_open(width: int, height: int, title: str) -> str:
     return (
         f'<svg viewBox="0 0 {width} {height}" width="100%" style="max-width:{width}px" '

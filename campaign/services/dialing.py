@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from campaign import rules, store
+from campaign import baseline, rules, store
 from campaign.errors import ClaimLost
 from campaign.policy import Policy, Tier
 from campaign.services.base import Also, Context, keep_cadence
@@ -194,6 +194,7 @@ def _retry_many(
     releases: list[store.Release] = []
     closed_patients: list[int] = []
     out: list[rules.RetryDecision] = []
+    retry_policy = baseline.retry_policy(policy)  # policy itself, or fifo's one fixed spacing
     for task_id, patient_id, result in ended:
         task = rows[task_id]
         if task.kind == TaskKind.incoming:
@@ -211,7 +212,7 @@ def _retry_many(
         task_state = rules.TaskState(
             task.attempts, task.deadline, tuple(starts[task_id]), tuple(patient_starts[patient_id])
         )
-        decision = rules.after_attempt(result, now, task_state, state, policy)
+        decision = rules.after_attempt(result, now, task_state, state, retry_policy)
         if decision.close is not None:
             releases.append(store.Release(task_id, decision.close, reason=decision.reason))
             closed_patients.append(patient_id)

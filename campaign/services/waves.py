@@ -14,8 +14,8 @@ from typing import Any
 import structlog
 from sqlmodel import Session
 
+from campaign import baseline, planning, store
 from campaign import calendar as cal
-from campaign import planning, store
 from campaign.errors import InvalidArgument, InvalidTransition, NotFound
 from campaign.model import Wave, pathologies_from_text, pathologies_to_text
 from campaign.policy import Policy, Theme, Tier
@@ -235,7 +235,7 @@ def plan_wave(
             planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
         ]
         days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
-        plan = planning.plan_wave(cands, nurses, days, policy)
+        plan = baseline.plan_wave(cands, nurses, days, policy)  # carecall's planner, or the fifo list
         state_of = {c.patient_id: c.state for c in cands}
         del cands
 

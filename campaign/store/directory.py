@@ -1,5 +1,5 @@
 """What the supervisor's command line lists and adds by hand (nurses by code, waves with
-their mailings), and the directory of lines the simulated telephony plays."""
+their mailings), and what the simulated population may see of the patients."""
 
 from __future__ import annotations
 
@@ -47,9 +47,21 @@ def waves_with_mailings(session: Session) -> list[Any]:
 
 
 def patient_lines(session: Session) -> list[Any]:
-    """(phone, second phone, tier, zone) of every patient: how the simulated lines behave."""
+    """What the simulated population may see of every patient (dialer/population.py): id, member id,
+    birth date, tier, département, zone, numbers, stated window; never the programme's state."""
     return list(
         session.execute(
-            select(PATIENT.c.phone, PATIENT.c.phone_alt, PATIENT.c.tier, PATIENT.c.timezone)
+            select(
+                PATIENT.c.id,
+                PATIENT.c.member_id,
+                PATIENT.c.birth_date,
+                PATIENT.c.tier,
+                PATIENT.c.departement,
+                PATIENT.c.timezone,
+                PATIENT.c.phone,
+                PATIENT.c.phone_alt,
+                PATIENT.c.preferred_start,
+                PATIENT.c.preferred_end,
+            ).order_by(PATIENT.c.id)
         ).all()
     )

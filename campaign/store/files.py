@@ -7,6 +7,7 @@ transaction as the read it shows (invariant 5), naming who read and why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -254,6 +255,24 @@ def audit_trail(
     return [AuditRow(*r) for r in rows]
 
 
+def latest_audit_action(
+    s: Session, *, patient_id: int, actor: str, detail: str, actions: Sequence[str]
+) -> str | None:
+    """The newest of these actions this actor recorded on this file with this detail, if any."""
+    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    return s.execute(
+        select(table.c.action)
+        .where(
+            table.c.patient_id == patient_id,
+            table.c.actor == actor,
+            table.c.detail == detail,
+            table.c.action.in_(list(actions)),
+        )
+        .order_by(table.c.at.desc(), table.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 # ------------------------------------------------------------------ who may call the patient back
 
 
@@ -277,22 +296,51 @@ def _needs(
     )
 
 
-def qualified_nurses(
-    s: Session, patient_id: int, policy: Policy, theme_code: str | None = None
-) -> list[NurseChoice]:
-    """The active nurses allowed to take a call to this patient (tier by level, the skills the
-    pathologies of `theme_code` need), by code: those a callback may be promised for."""
-    tier, needed = _needs(s, patient_id, theme_code, policy)
+@dataclass(frozen=True, slots=True)
+class RosterNurse:
+    choice: NurseChoice
+    level: NurseLevel
+    skills: frozenset[str]
+
+
+def active_roster(s: Session) -> list[RosterNurse]:
+    """The active nurses, by code, with what qualifies them (a page may keep it a few seconds)."""
     rows = s.execute(
         select(NURSE.c.id, NURSE.c.code, NURSE.c.display_name, NURSE.c.level, NURSE.c.skills)
         .where(NURSE.c.active.is_(True))
         .order_by(NURSE.c.code)
     ).all()
     return [
-        NurseChoice(r.id, r.code, r.display_name)
+        RosterNurse(NurseChoice(r.id, r.code, r.display_name), NurseLevel(r.level), frozenset(r.skills or ()))
         for r in rows
-        if qualification.may_take(NurseLevel(r.level), frozenset(r.skills or ()), tier, needed, policy)
     ]
+
+
+def qualified_nurses(
+    s: Session,
+    patient_id: int,
+    policy: Policy,
+    theme_code: str | None = None,
+    roster: Sequence[RosterNurse] | None = None,
+) -> list[NurseChoice]:
+    """The active nurses allowed to take a call to this patient (tier by level, the skills the
+    pathologies of `theme_code` need), by code: those a callback may be promised for. `roster`:
+    `active_roster` as the caller last read it (else it is read now)."""
+    tier, needed = _needs(s, patient_id, theme_code, policy)
+    return [
+        n.choice
+        for n in (active_roster(s) if roster is None else roster)
+        if qualification.may_take(n.level, n.skills, tier, needed, policy)
+    ]
+
+
+def theme_of_attempt(s: Session, attempt_id: int) -> str | None:
+    """The theme of an attempt's task (None: a task of no theme, or no such attempt)."""
+    return s.execute(
+        select(TASK.c.theme_code)
+        .join(ATTEMPT, ATTEMPT.c.task_id == TASK.c.id)
+        .where(ATTEMPT.c.id == attempt_id)
+    ).scalar_one_or_none()
 
 
 def why_not_qualified(

@@ -213,3 +213,26 @@ def recipient_count(session: Session, mailing_id: int) -> int:
 
 def theme_label(session: Session, code: str) -> str | None:
     return session.execute(select(THEME.c.label).where(THEME.c.code == code)).scalar_one_or_none()
+
+
+def recipient_outcomes(session: Session, mailing_id: int) -> Iterator[Any]:
+    """(patient, tier, why planning left them out or None) of the mailing's recipients."""
+    return _streamed(
+        session,
+        select(PATIENT.c.id, PATIENT.c.tier, RECIPIENT.c.plan_note)
+        .join(RECIPIENT, RECIPIENT.c.patient_id == PATIENT.c.id)
+        .where(RECIPIENT.c.mailing_id == mailing_id)
+        .order_by(PATIENT.c.id),
+    )
+
+
+def recipient_numbers(session: Session, mailing_id: int) -> Iterator[Any]:
+    """(patient, member id, phone, other phone) of the mailing's recipients: for a simulator's
+    ground truth, which knows patients by these; never for a log or a report."""
+    return _streamed(
+        session,
+        select(PATIENT.c.id, PATIENT.c.member_id, PATIENT.c.phone, PATIENT.c.phone_alt)
+        .join(RECIPIENT, RECIPIENT.c.patient_id == PATIENT.c.id)
+        .where(RECIPIENT.c.mailing_id == mailing_id)
+        .order_by(PATIENT.c.id),
+    )

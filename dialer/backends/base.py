@@ -28,6 +28,9 @@ class DialRequest:
     nurse_endpoint: str | None  # her phone (PJSIP endpoint, Twilio client identity or number)
     ring_timeout_seconds: int
     voicemail_text: str | None  # neutral message to leave on a machine, or None
+    # whom it is for (the database's id, no personal data): only the simulated lines use it, to tell
+    # which of the two patients sharing a landline is asked for
+    patient_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

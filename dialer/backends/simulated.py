@@ -1,48 +1,51 @@
 """Simulated telephony: patients who answer with realistic probabilities and durations.
 
-Runs on the event loop's virtual clock. Who answers depends on the patient's
-tier and local hour (config/simulation.toml); some numbers are wrong (a
-stranger answers), some reach a machine. The backend never sees names or
-medical data, only numbers and a directory of how each number behaves.
+Runs on the event loop's virtual clock. Who answers is the simulated population's
+(dialer/population.py): each patient's own propensity and hours of the week,
+their stays away, numbers out of service (the network refuses the call) or
+belonging to a stranger now (a stranger answers; simulated nurses find out), and
+landlines two patients share (the other one may answer and fetch the patient, or
+say they are out: a person who hangs up). A number already in a call is busy.
+Whoever does not pick up leaves the line busy, failing, on a machine or ringing
+out ([results] of config/simulation.toml). The backend never sees names or
+medical data, only numbers, the patient's key and the population.
 
 It reports what a real line would, keyed by the attempt: a person is bridged
 to the nurse at once (`connected`; the detector's few seconds are left out of
 a simulation), an answering machine is `answered`, `machine`, then `ended`,
-and every other end carries its Q.850 cause (busy 17, network failure 41, no
-answer 19). A number given a `Scenario` (tests, the conformance suite) plays
-it the way the AMI and Twilio peers do.
+and every other end carries its Q.850 cause (busy 17, unallocated number 1,
+network failure 41, no answer 19). A number given a `Scenario` (tests, the
+conformance suite) plays it the way the AMI and Twilio peers do.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from campaign.calendar import local_time_of
-from campaign.policy import SimulationPolicy, Tier
+from campaign.policy import SimulationPolicy
 from dialer.backends.base import DialRequest, EventSink, NurseLine
 from dialer.events import CallEvent, CallEventKind, NurseLegEvent
+from dialer.population import STRANGER, LineState, Population, is_wrong_number
 from dialer.scenarios import EVENTS, Scenario
 from dialer.scheduler_loop import EventLoop
 
 K = CallEventKind
 
-
-@dataclass(frozen=True, slots=True)
-class LineProfile:
-    """How the person behind a number behaves."""
-
-    tier: Tier
-    timezone: str
+__all__ = ["Pickup", "SimulatedBackend", "is_wrong_number"]
 
 
-def is_wrong_number(seed: int, number: str, rate: float) -> bool:
-    """Stable per number: the same stranger answers every time (simulated nurses find out)."""
-    return zlib.crc32(f"{seed}:{number}".encode()) / 2**32 < rate
+class Pickup(StrEnum):
+    """Who picks up a simulated call."""
+
+    patient = "patient"  # the patient, or the other one of a shared line who fetches them
+    stranger = "stranger"  # a wrong number's new owner
+    out = "out"  # the other one of a shared line: the patient is not there
+    nobody = "nobody"  # busy, failing, a machine or ringing out
+    unallocated = "unallocated"  # the number is out of service
 
 
 class SimulatedBackend:
@@ -54,19 +57,20 @@ class SimulatedBackend:
         self,
         loop: EventLoop,
         sim: SimulationPolicy,
-        directory: dict[str, LineProfile],
+        population: Population | None = None,
         seed: int = 0,
         scripted: Mapping[str, Scenario] | None = None,
     ) -> None:
         self.loop = loop
         self.sim = sim
-        self.directory = directory
+        self.population = population or Population.from_policy(sim, seed)
         self.scripted = dict(scripted or {})
         self.rng = random.Random(seed)
         self.seed = seed
         self._ids = itertools.count(1)
         self._sink: EventSink | None = None
         self._live: dict[int, str] = {}  # attempt -> the call's id on the simulated switch
+        self._numbers: dict[int, str] = {}  # attempt -> the number it rings
         self.dials = 0
 
     def connect(self, sink: EventSink) -> None:
@@ -87,10 +91,27 @@ class SimulatedBackend:
     def is_wrong_number(self, number: str) -> bool:
         return is_wrong_number(self.seed, number, self.sim.wrong_number)
 
-    def answer_probability(self, profile: LineProfile) -> float:
-        hour = local_time_of(self.loop.clock.now(), profile.timezone).hour
-        p = self.sim.answer_by_tier[profile.tier] * self.sim.answer_by_hour.get(hour, 1.0)
-        return min(max(p, 0.0), 0.97)
+    def pickup(self, request: DialRequest, now: datetime) -> Pickup:
+        """Who picks up this call now: the population's odds, one draw per person who might."""
+        rng, population = self.rng, self.population
+        state = population.line_state(request.number)
+        if state == LineState.out_of_service:
+            return Pickup.unallocated
+        if state == LineState.wrong:
+            return Pickup.stranger if rng.random() < STRANGER else Pickup.nobody
+        household = population.household(request.number)
+        key = population.keys_by_id.get(request.patient_id or 0)
+        if key is None or key not in household:
+            if not household:  # a number the population does not know: someone picks up now and then
+                return Pickup.stranger if rng.random() < STRANGER else Pickup.nobody
+            key = household[0]
+        if rng.random() < population.own_probability(key, now):
+            return Pickup.patient
+        others = [k for k in household if k != key]
+        if any(rng.random() < population.own_probability(k, now) for k in others):
+            fetched = population.present_at(key, now) and rng.random() < population.policy.handover
+            return Pickup.patient if fetched else Pickup.out
+        return Pickup.nobody
 
     def dial(self, request: DialRequest) -> None:
         assert self._sink is not None, "connect() first"
@@ -108,12 +129,24 @@ class SimulatedBackend:
         if scenario is not None:
             self._play(request, call_id, scenario, now, 2.0)  # a scripted line answers on the second ring
             return
-        profile = self.directory.get(request.number, LineProfile(Tier.low, "Europe/Paris"))
-        if rng.random() < self.answer_probability(profile):
+        if request.number in self._numbers.values():
+            self._end_at(request, call_id, now + timedelta(seconds=rng.uniform(2, 5)), 17)
+            return
+        self._numbers[attempt] = request.number
+        who = self.pickup(request, now)
+        if who in (Pickup.patient, Pickup.stranger):
             answered = now + timedelta(seconds=ring)
             self.loop.call_at(
                 answered, self._emit, CallEvent(attempt, K.connected, answered, call_id=call_id)
             )
+            return
+        if who == Pickup.unallocated:
+            self._end_at(request, call_id, now + timedelta(seconds=rng.uniform(1, 4)), 1)
+            return
+        if who == Pickup.out:  # "she is not here": a person answered and hung up
+            answered = now + timedelta(seconds=ring)
+            self.loop.call_at(answered, self._emit, CallEvent(attempt, K.answered, answered, call_id=call_id))
+            self._end_at(request, call_id, answered + timedelta(seconds=rng.uniform(8, 20)), 16)
             return
         u = rng.random()
         if u < sim.busy:
@@ -167,6 +200,7 @@ class SimulatedBackend:
             self._end(attempt_id, CallEvent(attempt_id, K.ended, now, 16))
 
     def _end(self, attempt_id: int, event: CallEvent) -> None:
+        self._numbers.pop(attempt_id, None)
         if self._live.pop(attempt_id, None) is not None:
             self._emit(event)
 

@@ -7,7 +7,7 @@ board and writes commands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,6 +102,18 @@ def presence_board(s: Session) -> list[PresenceView]:
         .outerjoin(PRESENCE, PRESENCE.c.nurse_id == NURSE.c.id)
         .where(NURSE.c.active.is_(True))
         .order_by(NURSE.c.code)
+    )
+    return [_view(r) for r in s.execute(q).all()]
+
+
+def presence_of_many(s: Session, nurse_ids: Collection[int]) -> list[PresenceView]:
+    """These nurses' presence, the active ones only (what the board reads again after their changes)."""
+    if not nurse_ids:
+        return []
+    q = (
+        select(*_VIEW_COLUMNS)
+        .outerjoin(PRESENCE, PRESENCE.c.nurse_id == NURSE.c.id)
+        .where(NURSE.c.id.in_(sorted(nurse_ids)), NURSE.c.active.is_(True))
     )
     return [_view(r) for r in s.execute(q).all()]
 

@@ -44,7 +44,7 @@ def _seed(ctx: services.Context) -> None:
 
 
 def _lines(loop: Any, ctx: services.Context, worker: str) -> SimulatedBackend:
-    return SimulatedBackend(loop, ctx.policy.simulation, {}, scripted={ANSWERS: Scenario.human})
+    return SimulatedBackend(loop, ctx.policy.simulation, scripted={ANSWERS: Scenario.human})
 
 
 @pytest.fixture(scope="module")

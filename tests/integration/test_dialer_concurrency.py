@@ -51,7 +51,7 @@ from dialer.backends.simulated import SimulatedBackend
 from dialer.loop import Dialer
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
-from dialer.simulation import line_directory, run_simulation, voicemail_text
+from dialer.simulation import load_population, run_simulation, voicemail_text
 from dialer.step import step
 
 SENT_ON = date(2026, 12, 7)
@@ -299,7 +299,7 @@ class Harness:
     def __post_init__(self) -> None:
         self.loop = EventLoop(self.clock)
         self.backend = SimulatedBackend(
-            self.loop, self.ctx.policy.simulation, line_directory(self.ctx), seed=self.seed
+            self.loop, self.ctx.policy.simulation, load_population(self.ctx, self.seed), seed=self.seed
         )
         self.dialer = Dialer(self.ctx, self.backend, self.worker, voicemail_text(), share=self.share)
 

@@ -56,7 +56,7 @@ class ThreadedSimulated:
 
     def __init__(self, scenarios: dict[str, Scenario]) -> None:
         self.loop = EventLoop(SystemClock())
-        self.lines = SimulatedBackend(self.loop, policy().simulation, {}, scripted=scenarios)
+        self.lines = SimulatedBackend(self.loop, policy().simulation, scripted=scenarios)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

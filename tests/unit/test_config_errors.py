@@ -29,8 +29,12 @@ def _broken(tmp_path: Path, name: str, old: str, new: str) -> Path:
         # simulation.toml is flattened for validation; the key named is the file's own
         ("simulation.toml", "ring_seconds_mean = 14", "ring_seconds_mean = -14",
          "simulation.toml", "timing.ring_seconds_mean", "greater than 0"),
-        ("simulation.toml", "by_tier = {", "by_tiers = {",
-         "simulation.toml", "answer.by_tiers", "unknown key"),
+        ("simulation.toml", "propensity_by_tier = {", "propensity_by_tiers = {",
+         "simulation.toml", "population.propensity_by_tiers", "unknown key"),
+        ("simulation.toml", "hospital_days = [2, 14]", "hospital_days = [14, 2]",
+         "simulation.toml", "population.hospital_days", "expected [shortest, longest] in days"),
+        ("simulation.toml", ", low = 0.25 }", " }",
+         "simulation.toml", "population.hospital_stays_per_year", "missing tiers ['low']"),
         ("simulation.toml", "escalation = 0.02", "escalation = 0.95",
          "simulation.toml", "nurse_outcomes", "callback_requested + opted_out + escalation exceed 1"),
         # a window's problem names its weekday, on one line

@@ -442,3 +442,16 @@ def test_own_items_due_within_the_lookahead_are_counted_right_whatever_happens(
         horizon = now + LOOKAHEAD
         expected = sum(1 for t in q.items.values() if not t.foreign and t.not_before <= horizon)
         assert q.own_due == expected
+
+
+def test_fair_routing_is_carecall_s_the_fifo_baseline_keeps_its_order() -> None:
+    fifo = fair_policy.model_copy(
+        update={"outreach": fair_policy.outreach.model_copy(update={"strategy": "fifo"})}
+    )
+    tasks = [
+        task(1, tier=Tier.high, age_minutes=5),
+        task(2, tier=Tier.low, age_minutes=60, referent=SENIOR.id),
+    ]
+    assert pops(queue_of(tasks, on_shift={SENIOR.id}, pol=fifo), SENIOR) == [2, 1]
+    profiles = {1: SENIOR, 2: JUNIOR}
+    assert dispatch_order([1, 2], profiles, {}, fifo) == [1, 2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from dialer.staff.bus import PRESENCE, WAVES, LocalBus
@@ -24,12 +24,16 @@ class Board:
 
     def __init__(self) -> None:
         self.asked: list[frozenset[str]] = []
+        self.changed: list[dict[str, Mapping[str, frozenset[str]] | None]] = []
         self.reads = {"presence": 0, "waves": 0}
         self.lock = threading.Lock()
 
-    def compute(self, parts: frozenset[str]) -> dict[str, str]:
+    def compute(
+        self, parts: frozenset[str], changed: Mapping[str, Mapping[str, frozenset[str]] | None]
+    ) -> dict[str, str]:
         with self.lock:
             self.asked.append(parts)
+            self.changed.append(dict(changed))
             for p in parts:
                 self.reads[p] += 1
             return {"nurses": f"nurses {self.reads['presence']}", "waves": f"waves {self.reads['waves']}"}
@@ -55,12 +59,24 @@ def test_a_burst_of_changes_is_read_once_and_each_board_gets_what_changed() -> N
             bus.publish(PRESENCE, str(nurse))
         assert await take(first, 1) == [("nurses", "nurses 2")]  # the waves' figures did not change
         assert board.asked == [frozenset({"presence", "waves"}), frozenset({"presence"})]
+        # the first read is whole; the next one is told which nurses changed, so it reads only them
+        assert board.changed == [
+            {"presence": None, "waves": None},
+            {"presence": {PRESENCE: frozenset(str(n) for n in range(50))}},
+        ]
         # a board opened now gets the whole board at once, read by nobody again
         second = feed.stream()
         assert sorted(await take(second, 2)) == [("nurses", "nurses 2"), ("waves", "waves 1")]
         bus.publish(WAVES, "1")
         assert await take(first, 1) == await take(second, 1) == [("waves", "waves 2")]
         assert len(board.asked) == 3
+        # the waves' part heard of the nurses too (it follows them, slowly): each channel apart
+        assert board.changed[2] == {"waves": {PRESENCE: frozenset(str(n) for n in range(50)), WAVES: {"1"}}}
+        # the bus reconnected (an empty payload): anything may have been missed, so all is read
+        bus.publish(PRESENCE, "7")
+        bus.publish(PRESENCE, "")
+        await take(first, 1)
+        assert board.changed[3] == {"presence": None}
         await first.aclose()
         await second.aclose()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from board_world import Board, board_world, login_client
-from factories import add_patient, add_task
+from factories import add_nurse, add_patient, add_task
 from fastapi.testclient import TestClient
 
 from campaign import services
@@ -137,3 +137,37 @@ def test_the_stream_needs_a_supervisors_session(board: Board) -> None:
     assert r.status_code == 401
     nurse = login_client(board.client.app, "ide01")
     assert nurse.get("/board/stream", headers={"accept": "text/event-stream"}).status_code == 403
+
+
+def test_a_push_reads_the_nurses_named_and_a_refresh_reads_every_nurse(board: Board) -> None:
+    """The feed names the nurses whose notifications it heard; the board shows their new lines, keeps
+    the others', drops a nurse who left, and reads everyone again when nothing is named."""
+    from sqlalchemy import update
+
+    from campaign.model import Nurse
+    from dialer.web.board.live import PRESENCE as PART
+    from dialer.web.board.live import LiveBoard
+    from dialer.web.pages import web_templates
+
+    first = _nurse_id(board)
+    second = add_nurse(board.ctx, code="IDE02", level="junior")
+    live = LiveBoard(board.ctx, web_templates())
+    everything = live.compute(frozenset({PART, "waves"}), {PART: None, "waves": None})
+    assert {f"nurse-{first}", f"nurse-{second}"} <= everything.keys()
+
+    _set_presence(board, first, NurseStatus.ready)
+    _set_presence(board, second, NurseStatus.ready)
+    named = live.compute(frozenset({PART}), {PART: {PRESENCE: frozenset({str(first)})}})
+    assert "status-ready" in named[f"nurse-{first}"]
+    assert "status-ready" not in named[f"nurse-{second}"], "only the nurse named was read again"
+    assert named["nurses"] == everything["nurses"], "the same nurses: the table is not sent again"
+
+    with board.ctx.sessions() as s:  # the second nurse leaves the programme
+        s.execute(update(Nurse).where(Nurse.id == second).values(active=False))  # type: ignore[arg-type]
+        s.commit()
+    left = live.compute(frozenset({PART}), {PART: {PRESENCE: frozenset({str(second)})}})
+    assert f"nurse-{second}" not in left and "IDE02" not in left["nurses"]
+
+    _set_presence(board, first, NurseStatus.offline)
+    refreshed = live.compute(frozenset({PART}), {PART: None})
+    assert "status-ready" not in refreshed[f"nurse-{first}"]

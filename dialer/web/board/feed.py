@@ -24,8 +24,12 @@ import structlog
 log = structlog.get_logger("carecall.web.board")
 
 Fragments = dict[str, str]
+FAILED_REFRESH_SECONDS = 1.0
+# per part, the payloads heard on each channel (e.g. nurse ids) since it was last computed; None:
+# anything may have changed (a first read, a refresh, a reconnection)
+Changed = Mapping[str, Mapping[str, frozenset[str]] | None]
 # what the feed recomputes for a set of changed parts: the fragments by event name
-Compute = Callable[[frozenset[str]], Fragments]
+Compute = Callable[[frozenset[str], Changed], Fragments]
 
 
 class _Subscription(Protocol):
@@ -110,6 +114,9 @@ class BoardFeed:
         subscription = self._bus.subscribe(*self._routes)
         loop = asyncio.get_running_loop()
         due: dict[str, float] = dict.fromkeys(self._all, loop.time())  # part -> when to compute it
+        # part -> channel -> the payloads heard since it was last computed; absent: everything (a first
+        # read, a refresh, a reconnection), so the computation may read only what a notification named
+        keys: dict[str, dict[str, set[str]]] = {}
         computed: dict[str, float] = {}
         last_push = -float("inf")
         next_refresh = loop.time() + self.refresh
@@ -118,15 +125,21 @@ class BoardFeed:
                 now = loop.time()
                 if now >= next_refresh:
                     due.update(dict.fromkeys(self._all, now))
+                    keys.clear()
                     next_refresh = now + self.refresh
                 at = max(min(due.values(), default=next_refresh), last_push + self.min_interval)
                 if due and now >= at:
                     parts = frozenset(p for p, t in due.items() if t <= now)
+                    heard: dict[str, Mapping[str, frozenset[str]] | None] = {p: None for p in parts}
+                    for p in parts & keys.keys():
+                        heard[p] = {channel: frozenset(v) for channel, v in keys.pop(p).items()}
                     try:
-                        await self._push(parts)
+                        await self._push(parts, heard)
                     except Exception:
-                        # a lost connection or a busy database: the next change or refresh tries again
+                        # a lost connection or a busy database: what it would have shown is read whole
+                        # at the next refresh, brought forward
                         log.exception("board feed: the board could not be read")
+                        next_refresh = min(next_refresh, loop.time() + FAILED_REFRESH_SECONDS)
                     last_push = loop.time()
                     for part in parts:
                         computed[part] = last_push
@@ -138,6 +151,12 @@ class BoardFeed:
                 now = loop.time()
                 for part, spacing in self._routes.get(message[0], ()):
                     when = max(now, computed.get(part, -float("inf")) + spacing)
+                    if part not in due:  # computed since: only this payload is new
+                        keys[part] = {}
+                    if message[1] == "":  # the bus reconnected: anything may have changed
+                        keys.pop(part, None)
+                    elif part in keys:
+                        keys[part].setdefault(message[0], set()).add(message[1])
                     due[part] = min(due.get(part, when), when)
         except Exception:
             # the boards' streams end: their browsers reconnect at once, and start a new feed
@@ -151,8 +170,8 @@ class BoardFeed:
             with contextlib.suppress(Exception):
                 subscription.close()
 
-    async def _push(self, parts: frozenset[str]) -> None:
-        fragments = await asyncio.to_thread(self._compute, parts)
+    async def _push(self, parts: frozenset[str], heard: Changed) -> None:
+        fragments = await asyncio.to_thread(self._compute, parts, heard)
         changed = {k: v for k, v in fragments.items() if self._latest.get(k) != v}
         if not changed:
             return

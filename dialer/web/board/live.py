@@ -15,7 +15,7 @@ measures the board's delay).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from campaign import calendar as cal
 from campaign import services
 from campaign.states import TaskStatus
 from campaign.store import progress
+from dialer.staff.bus import PRESENCE as PRESENCE_CHANNEL
 
 PRESENCE, WAVES = "presence", "waves"
 PARTS = frozenset({PRESENCE, WAVES})
@@ -173,9 +174,15 @@ def read_waves(ctx: services.Context) -> list[WaveLive]:
         return _waves(s, ctx.clock.now())
 
 
-def read_live(ctx: services.Context, parts: frozenset[str] = PARTS, previous: Live | None = None) -> Live:
-    """The board's figures now; the parts not asked for are taken from `previous`."""
-    from dialer.staff.store import presence_board
+def read_live(
+    ctx: services.Context,
+    parts: frozenset[str] = PARTS,
+    previous: Live | None = None,
+    nurses: frozenset[int] | None = None,
+) -> Live:
+    """The board's figures now; the parts not asked for are taken from `previous`, and with `nurses`
+    only those nurses' presence is read again (the others' lines are `previous`'s)."""
+    from dialer.staff.store import presence_board, presence_of_many
 
     now = ctx.clock.now()
     live = Live(now)
@@ -187,7 +194,12 @@ def read_live(ctx: services.Context, parts: frozenset[str] = PARTS, previous: Li
         )
     with ctx.sessions() as s:
         if PRESENCE in parts:
-            live.nurses = _nurse_lines(presence_board(s), now)
+            if nurses is None or previous is None:
+                live.nurses = _nurse_lines(presence_board(s), now)
+            else:
+                fresh = presence_of_many(s, nurses)  # an inactive nurse is not in it: she leaves the board
+                kept = [n for n in previous.nurses if n.nurse_id not in nurses]
+                live.nurses = sorted(kept + _nurse_lines(fresh, now), key=lambda n: n.code)
             live.queue = progress.queue_depth(s, now)
         if WAVES in parts:
             live.waves = _waves(s, now)
@@ -209,11 +221,18 @@ class LiveBoard:
         self._waves: dict[str, str] = {}  # the waves' fragments as last rendered
         self._table: str | None = None  # the nurses' table as last rendered whole
 
-    def compute(self, parts: frozenset[str]) -> dict[str, str]:
-        """Ten times a second with nurses on calls: only what changed is rendered again (a nurse's row
-        when her line changed, the waves' fragments when they were read again)."""
+    def compute(
+        self, parts: frozenset[str], heard: Mapping[str, Mapping[str, frozenset[str]] | None]
+    ) -> dict[str, str]:
+        """Ten times a second with nurses on calls: only what changed is read and rendered again (the
+        nurses the notifications named, a nurse's row when her line changed, the waves' fragments
+        when they were read again); everything at the feed's refresh."""
         parts = parts if self._live else PARTS
-        live = self._live = read_live(self.ctx, parts, self._live)
+        presence_heard = heard.get(PRESENCE)
+        nurses = None
+        if presence_heard is not None:
+            nurses = frozenset(int(k) for k in presence_heard.get(PRESENCE_CHANNEL, ()) if k.isdigit())
+        live = self._live = read_live(self.ctx, parts, self._live, nurses)
         ui = self.templates.get_template(TEMPLATE).module
         reasons = self.ctx.policy.web.pause_reasons
         rows = {}

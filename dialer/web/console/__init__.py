@@ -26,11 +26,12 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaign.logs import get_logger
-from campaign.store.files import audit
+from campaign.store.files import RosterNurse, active_roster, audit
 from dialer.staff.commands import OutcomeRequest
 from dialer.staff.store import PresenceView, presence_of
 from dialer.web.auth import Forbidden, Role, User, require
@@ -45,6 +46,7 @@ log = get_logger("dialer.web.console")
 NURSE_ZONE = "Europe/Paris"  # nurses work to metropolitan time
 COMMAND_WAIT_SECONDS = 5.0  # how long a click waits for her dialer process to answer
 ANSWER_POLL_SECONDS = 1.0  # a waiting click reads its command's row this often even if no notification came
+ROSTER_SECONDS = 30.0  # how long the nurses a callback may be promised for are kept before being read again
 STREAM_THREADS = 16  # threads for the streams' reads and renders, apart from the requests' pool
 STREAM_SAFETY_SECONDS = 15.0  # with no event, the stream reads her presence anyway (a lost notification)
 PARTS = {"state": "console_state.html.j2", "line": "console_line.html.j2", "alert": "console_alert.html.j2"}
@@ -74,6 +76,7 @@ class Console:
         self.web = web
         self.policy = web.ctx.policy
         self.hub = PresenceHub(web.bus)
+        self._roster: tuple[float, list[RosterNurse]] | None = None  # (read at, on the monotonic clock)
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
             weakref.WeakKeyDictionary()
         )
@@ -103,9 +106,20 @@ class Console:
         if view.phase_of(p) != view.Phase.connected:
             return view.panel_without_file(p)
         with self.web.ctx.sessions() as s:
-            panel = view.load_call(s, self.policy, p, self.web.ctx.clock.now())
+            panel = view.load_call(s, self.policy, p, self.web.ctx.clock.now(), self.roster(s))
             s.commit()
         return panel
+
+    def roster(self, s: Session) -> list[RosterNurse]:
+        """The active nurses and their qualifications, read at most every ROSTER_SECONDS: every call
+        panel offers the qualified ones for a callback, and 250 nurses read for each would cost more
+        than the rest of the panel. A nurse who left meanwhile is still refused when the callback is
+        recorded (campaign.services checks the nurse chosen)."""
+        now = wall.monotonic()
+        cached = self._roster
+        if cached is None or now - cached[0] >= ROSTER_SECONDS:
+            cached = self._roster = (now, active_roster(s))
+        return cached[1]
 
     # ------------------------------------------------------------ rendering
 
@@ -163,12 +177,11 @@ class Console:
         try:
             command_id = await run_in_threadpool(issue, nurse)
             deadline = wall.monotonic() + COMMAND_WAIT_SECONDS
-            while (result := await run_in_threadpool(self.web.commands.result, command_id)) is None:
-                left = deadline - wall.monotonic()
-                if left <= 0:
-                    return None
-                await listener.next(min(left, ANSWER_POLL_SECONDS))
-            return result
+            while True:  # no look before the first notification: her owner cannot have answered yet
+                await listener.next(max(0.0, min(deadline - wall.monotonic(), ANSWER_POLL_SECONDS)))
+                result = await run_in_threadpool(self.web.commands.result, command_id)
+                if result is not None or wall.monotonic() >= deadline:
+                    return result
         finally:
             listener.close()
 
@@ -315,7 +328,7 @@ def router(web: Web) -> APIRouter:
         p = her_call(user, attempt_id)
         assert p.patient_id is not None
         with web.ctx.sessions() as s:
-            facts = view.call_facts(s, web.ctx.policy, p)
+            facts = view.call_facts(s, web.ctx.policy, p, console.roster(s))
         form = parse_outcome(
             data,
             now=web.ctx.clock.now(),

@@ -7,6 +7,7 @@ file for the call and writes, in the same transaction, the audit entry of what i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,10 +21,12 @@ from campaign.policy import Policy
 from campaign.store.files import (
     NurseChoice,
     PatientSummary,
+    RosterNurse,
     audit,
-    audit_trail,
+    latest_audit_action,
     patient_summary,
     qualified_nurses,
+    theme_of_attempt,
 )
 from dialer.presence import NurseStatus
 from dialer.staff.store import PresenceView
@@ -117,12 +120,16 @@ def actor_of(p: PresenceView) -> str:
 
 def identity_check(s: Session, actor: str, patient_id: int, attempt_id: int) -> Check:
     """What she answered for this call, from the audit trail (so a reload or another tab agrees)."""
-    detail = f"attempt={attempt_id}"
-    # newest first; every showing of the file since adds a row, hence the generous limit
-    for row in audit_trail(s, patient_id=patient_id, actor=actor, limit=500):
-        if row.detail == detail and row.action in (CONFIRMED, NOT_CONFIRMED):
-            return Check.confirmed if row.action == CONFIRMED else Check.not_confirmed
-    return Check.pending
+    action = latest_audit_action(
+        s,
+        patient_id=patient_id,
+        actor=actor,
+        detail=f"attempt={attempt_id}",
+        actions=(CONFIRMED, NOT_CONFIRMED),
+    )
+    if action is None:
+        return Check.pending
+    return Check.confirmed if action == CONFIRMED else Check.not_confirmed
 
 
 def _theme_of_call(summary: PatientSummary, attempt_id: int) -> str | None:
@@ -138,7 +145,9 @@ def panel_without_file(p: PresenceView) -> CallPanel | None:
     return CallPanel(p.attempt_id, p.patient_id, phase_of(p))
 
 
-def load_call(s: Session, policy: Policy, p: PresenceView, now: datetime) -> CallPanel | None:
+def load_call(
+    s: Session, policy: Policy, p: PresenceView, now: datetime, roster: Sequence[RosterNurse] | None = None
+) -> CallPanel | None:
     """Her call as the console shows it; once connected, its showing is audited (the caller commits)."""
     if phase_of(p) != Phase.connected:
         return panel_without_file(p)
@@ -156,7 +165,7 @@ def load_call(s: Session, policy: Policy, p: PresenceView, now: datetime) -> Cal
         tier=summary.tier,
         pathologies=[label for _, label in summary.pathologies],
     )
-    qualified = _others_qualified(s, policy, p, theme) if check != Check.pending else ()
+    qualified = _others_qualified(s, policy, p, theme, roster) if check != Check.pending else ()
     audit(
         s,
         actor,
@@ -169,10 +178,10 @@ def load_call(s: Session, policy: Policy, p: PresenceView, now: datetime) -> Cal
 
 
 def _others_qualified(
-    s: Session, policy: Policy, p: PresenceView, theme: str | None
+    s: Session, policy: Policy, p: PresenceView, theme: str | None, roster: Sequence[RosterNurse] | None
 ) -> tuple[NurseChoice, ...]:
     assert p.patient_id is not None
-    return tuple(n for n in qualified_nurses(s, p.patient_id, policy, theme) if n.id != p.nurse_id)
+    return tuple(n for n in qualified_nurses(s, p.patient_id, policy, theme, roster) if n.id != p.nurse_id)
 
 
 @dataclass(frozen=True)
@@ -183,11 +192,13 @@ class CallFacts:
     qualified: tuple[NurseChoice, ...]
 
 
-def call_facts(s: Session, policy: Policy, p: PresenceView) -> CallFacts:
+def call_facts(
+    s: Session, policy: Policy, p: PresenceView, roster: Sequence[RosterNurse] | None = None
+) -> CallFacts:
     assert p.attempt_id is not None and p.patient_id is not None
-    theme = _theme_of_call(patient_summary(s, p.patient_id, policy), p.attempt_id)
+    theme = theme_of_attempt(s, p.attempt_id)
     place = store.place_of(store.patient_rule_row(s, p.patient_id))
-    return CallFacts(place, _others_qualified(s, policy, p, theme))
+    return CallFacts(place, _others_qualified(s, policy, p, theme, roster))
 
 
 def patient_exists(s: Session, patient_id: int) -> bool:

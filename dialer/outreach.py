@@ -1,0 +1,250 @@
+"""Issue 13's comparison of outreach strategies: one population, one roster, three arms.
+
+Each arm runs the production loop (`dialer.demo.run_demo`: import, mailing, planning,
+simulation on a virtual clock) on its own SQLite database with the same seed, hence the
+same patients, nurses and simulated answers; only `policy.outreach` differs. Every figure
+comes from the arm's database through `campaign.reports.outreach`; who was reachable at
+all is the simulator's ground truth, which carecall never reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time as wall
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from campaign import calendar as cal
+from campaign import planning, store, templates
+from campaign.imports.values import parse_tier
+from campaign.policy import NurseLevel, Policy, Tier
+from campaign.reports import wave_report
+from campaign.reports.charts import svg_lines
+from campaign.reports.outreach import outreach_figures
+from campaign.synthetic import generate_nurses, generate_patients_csv
+from dialer.demo import run_demo
+from dialer.population import Population
+from dialer.simulation import load_population
+
+ARMS: dict[str, dict[str, Any]] = {
+    "carecall": {"strategy": "carecall", "best_time": True},
+    "carecall_without_best_time": {"strategy": "carecall", "best_time": False},
+    "fifo": {"strategy": "fifo", "best_time": False},
+}
+HTML_TEMPLATE = "reports/outreach_bench.fr.html.j2"
+SENT_ON = date(2026, 12, 7)
+THEME = "adherence"  # a theme about every pathology: the whole population is in the mailing
+ROSTER_SHARE = 0.7  # the roster's usable hours against what the whole wave needs
+
+Progress = Callable[[str], None]
+
+
+def arm_policy(policy: Policy, arm: str) -> Policy:
+    return policy.model_copy(update={"outreach": policy.outreach.model_copy(update=ARMS[arm])})
+
+
+def wave_days(policy: Policy, sent_on: date = SENT_ON) -> list[date]:
+    """The working days of the wave a mailing sent that day gets (as `record_mailing` sets it)."""
+    hours = policy.calling_hours
+    start = cal.add_working_days(
+        cal.add_working_days(sent_on, policy.mailing.delivery_working_days, hours), 0, hours
+    )
+    end = cal.add_working_days(start, policy.mailing.wave_working_days - 1, hours)
+    return cal.working_days(start, end, hours)
+
+
+def tiers_in(csv_path: Path) -> Counter[Tier]:
+    """Patients per tier in a generated file, read as the import reads the column."""
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        return Counter(parse_tier(row["niveau_risque"]) for row in csv.DictReader(f, delimiter=";"))
+
+
+def needed_minutes(tiers: Counter[Tier], policy: Policy) -> float:
+    """Nurse minutes the whole wave needs: each patient's expected handle time (planning's cost)."""
+    return sum(n * planning.task_cost(t, policy) for t, n in tiers.items())
+
+
+def usable_minutes(nurses: int, seed: int, days: list[date], policy: Policy) -> float:
+    """The roster's shift minutes on the wave's days that planning may fill (target occupancy)."""
+    total = 0.0
+    for n in generate_nurses(nurses, seed=seed):
+        shifts = planning.NurseShifts(
+            0,
+            NurseLevel(n.level),
+            frozenset(n.skills),
+            tuple(
+                (s["weekday"], time.fromisoformat(s["start"]), time.fromisoformat(s["end"])) for s in n.shifts
+            ),
+        )
+        total += sum(shifts.minutes_on(d) for d in days)
+    return total * policy.dialer.target_occupancy
+
+
+def size_roster(
+    policy: Policy, patients: int, seed: int, work: Path, share: float = ROSTER_SHARE
+) -> dict[str, Any]:
+    """The smallest roster whose usable hours reach `share` of what the whole wave needs."""
+    days = wave_days(policy)
+    nurses = 2
+    for _ in range(4):  # the patients' référents depend on the roster: settle on a fixed point
+        roster = generate_nurses(nurses, seed=seed)
+        path = work / "patients.csv"
+        generate_patients_csv(
+            path,
+            patients,
+            seed=seed,
+            nurse_codes=[n.code for n in roster],
+            senior_codes=[n.code for n in roster if n.level == "senior"],
+            reference_date=SENT_ON,
+        )
+        need = needed_minutes(tiers_in(path), policy)
+        per_nurse = usable_minutes(50, seed, days, policy) / 50
+        guess = max(2, math.ceil(share * need / per_nurse))
+        while guess > 2 and usable_minutes(guess - 1, seed, days, policy) >= share * need:
+            guess -= 1
+        while usable_minutes(guess, seed, days, policy) < share * need:
+            guess += 1
+        if guess == nurses:
+            break
+        nurses = guess
+    usable = usable_minutes(nurses, seed, days, policy)
+    return {
+        "nurses": nurses,
+        "seniors": sum(n.level == "senior" for n in generate_nurses(nurses, seed=seed)),
+        "wave_working_days": len(days),
+        "hours_needed": round(need / 60, 1),
+        "usable_hours": round(usable / 60, 1),
+        "share_of_needed": round(usable / need, 4) if need else None,
+    }
+
+
+def reachable_patients(
+    rows: Iterable[tuple[int, str, str, str | None]],
+    population: Population,
+    start: datetime,
+    end: datetime,
+) -> set[int]:
+    """The simulator's ground truth: the patients who can be reached at all in [start, end) (a working
+    number, and some calling hour when they are present and would answer: `Population.reachable`).
+    Only the benchmark reads it; nothing in carecall does."""
+    return {pid for pid, member, _phone, _alt in rows if population.reachable(member, start, end)}
+
+
+def run_arm(
+    policy: Policy, arm: str, database: Path, *, patients: int, nurses: int, seed: int, progress: Progress
+) -> dict[str, Any]:
+    """One arm on its own database: the whole wave, then its figures from that database."""
+    t0 = wall.perf_counter()
+    run = run_demo(
+        arm_policy(policy, arm),
+        database,
+        patients=patients,
+        nurses=nurses,
+        seed=seed,
+        theme=THEME,
+        segment="all",
+        sent_on=SENT_ON,
+        stage=lambda s: progress(f"{arm}: {s}"),
+    )
+    simulated = wall.perf_counter() - t0
+    progress(f"{arm}: reporting")
+    with run.ctx.sessions() as s:
+        wave = store.wave_row(s, run.wave_id)
+        assert wave is not None
+        truth = reachable_patients(
+            store.recipient_numbers(s, wave.mailing_id),
+            load_population(run.ctx, seed),  # the one the arm's simulated lines played
+            cal.at_local(wave.window_start, time(0), "Europe/Paris"),
+            wave.deadline,
+        )
+        figures = outreach_figures(s, run.ctx.policy, run.wave_id, truth)
+        report = wave_report(s, run.ctx.policy, run.wave_id)
+    figures["invariants_ok"] = report["invariants"]["ok"]
+    figures["invariants"] = {
+        k: report[k] for k in ("calls_outside_window", "double_dials", "over_daily_cap", "open_tasks")
+    }
+    figures["wall_seconds"] = {
+        "run": round(simulated, 1),
+        "report": round(wall.perf_counter() - t0 - simulated, 1),
+    }
+    return figures
+
+
+def compare(
+    policy: Policy,
+    work: Path,
+    *,
+    patients: int,
+    seed: int,
+    arms: Iterable[str] = tuple(ARMS),
+    progress: Progress = lambda _s: None,
+) -> dict[str, Any]:
+    """The benchmark's JSON: the roster, then each arm's figures, then the gains between arms."""
+    work.mkdir(parents=True, exist_ok=True)
+    progress(f"sizing the roster for {patients} patients")
+    roster = size_roster(policy, patients, seed, work)
+    out: dict[str, Any] = {"patients": patients, "seed": seed, "roster": roster, "arms": {}}
+    for arm in arms:
+        out["arms"][arm] = run_arm(
+            policy,
+            arm,
+            work / f"{arm}.db",
+            patients=patients,
+            nurses=roster["nurses"],
+            seed=seed,
+            progress=progress,
+        )
+    out["gains"] = gains(out["arms"])
+    return out
+
+
+def gains(arms: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """What carecall's choices buy: high-tier reach over fifo's, attempts per reach saved."""
+
+    def high(arm: str) -> float | None:
+        return (
+            arms[arm]["by_tier"][Tier.high.value]["reached_in_window_of_reachable"] if arm in arms else None
+        )
+
+    def apr(arm: str) -> float | None:
+        return arms[arm]["attempts_per_reach"] if arm in arms else None
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 4) if a is not None and b else None
+
+    def saved(a: float | None, b: float | None) -> float | None:
+        return round(1 - a / b, 4) if a is not None and b else None
+
+    return {
+        "high_reach_vs_fifo": ratio(high("carecall"), high("fifo")),
+        "attempts_per_reach_saved_vs_fifo": saved(apr("carecall"), apr("fifo")),
+        "attempts_per_reach_saved_by_best_time": saved(apr("carecall"), apr("carecall_without_best_time")),
+    }
+
+
+_COLOURS = {"carecall": "#15803d", "carecall_without_best_time": "#2563eb", "fifo": "#b91c1c"}
+
+
+def render_html(result: dict[str, Any]) -> str:
+    """The French page: figures per arm and tier, and the reach curves of the arms."""
+    arms = result["arms"]
+    days = list(next(iter(arms.values()))["reach_curve"]) if arms else []
+    labels = [f"{d[8:10]}/{d[5:7]}" for d in days]
+
+    def curve(key: str | None, title: str) -> Any:
+        series = []
+        for arm, figs in arms.items():
+            src = figs if key is None else figs["by_tier"][key]
+            den = src["reachable"] or 1
+            series.append((arm, _COLOURS.get(arm, "#6b7280"), [src["reach_curve"][d] / den for d in days]))
+        return svg_lines(labels, series, title=title, percent=True)
+
+    charts = {
+        "all": curve(None, "Patients joignables joints, cumulés par jour"),
+        "high": curve(Tier.high.value, "Patients à risque élevé joignables joints, cumulés par jour"),
+    }
+    return templates.render(HTML_TEMPLATE, r=result, charts=charts)

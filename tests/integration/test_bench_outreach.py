@@ -1,0 +1,95 @@
+"""scripts/bench_outreach.py's code path on a tiny population: the JSON has the issue's shape,
+and its figures agree with one another (per tier against the whole, curves against counts,
+spreads against the per-nurse figures), for every arm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from campaign.policy import load_policy
+from dialer.outreach import ARMS, compare, render_html
+
+TIER_KEYS = {
+    "patients",
+    "reachable",
+    "reached_in_window",
+    "reached_in_window_of_reachable",
+    "attempts_per_reach",
+}
+ARM_KEYS = {
+    "by_tier",
+    "attempts_per_reach",
+    "referent_share",
+    "occupancy",
+    "occupancy_spread",
+    "max_daily_load_deviation",
+}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return compare(load_policy(), tmp_path_factory.mktemp("outreach"), patients=150, seed=3)
+
+
+def share(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def test_the_json_has_the_issues_shape(result: dict[str, Any]) -> None:
+    assert result["patients"] == 150
+    assert set(result["arms"]) == set(ARMS) == {"carecall", "carecall_without_best_time", "fifo"}
+    for arm in result["arms"].values():
+        assert set(arm) >= ARM_KEYS
+        assert set(arm["by_tier"]) == {"high", "medium", "low"}
+        for tier in arm["by_tier"].values():
+            assert set(tier) >= TIER_KEYS
+
+
+@pytest.mark.parametrize("name", list(ARMS))
+def test_every_figure_agrees_with_the_others(result: dict[str, Any], name: str) -> None:
+    arm = result["arms"][name]
+    tiers = arm["by_tier"].values()
+    assert arm["invariants_ok"]
+    # the mailing's recipients: every generated patient the import accepted
+    assert sum(t["patients"] for t in tiers) == arm["patients"] <= result["patients"]
+    for key in ("reachable", "reached", "reached_in_window", "attempts"):
+        assert sum(t[key] for t in tiers) == arm[key]
+    for t in [arm, *tiers]:
+        assert t["reachable"] <= t["patients"] and t["reached_in_window"] <= t["reached"] <= t["patients"]
+        assert t["attempts_per_reach"] == share(t["attempts"], t["reached"])
+        curve = list(t["reach_curve"].values())
+        assert curve == sorted(curve)
+        assert t["reached_in_window_of_reachable"] == share(curve[-1], t["reachable"])
+        assert 0 <= (t["referent_share"] or 0) <= 1
+    # the population: most patients can be reached in three weeks, not all (away, dead numbers)
+    assert arm["reached"] > 0 and 0.7 * arm["patients"] < arm["reachable"] < arm["patients"]
+    target = load_policy().dialer.target_occupancy
+    assert arm["occupancy_spread"] == round(max(abs(v - target) for v in arm["nurse_occupancy"].values()), 4)
+    planned = [d for d in arm["load_by_day"] if d["planned_min"] > 0]
+    assert arm["max_daily_load_deviation"] == round(
+        max(abs(d["actual_min"] - d["planned_min"]) / d["planned_min"] for d in planned), 4
+    )
+
+
+def test_the_same_population_and_roster_in_every_arm(result: dict[str, Any]) -> None:
+    arms = result["arms"].values()
+    assert len({(a["patients"], a["reachable"]) for a in arms}) == 1
+    assert len({tuple(a["nurse_occupancy"]) for a in arms}) == 1
+    assert result["roster"]["share_of_needed"] >= 0.7
+
+
+def test_fifo_plans_the_whole_list_for_the_first_day(result: dict[str, Any]) -> None:
+    """The fifo arm's plan comes from the production planning service with the switch on."""
+    fifo = [d for d in result["arms"]["fifo"]["load_by_day"] if d["planned_min"] > 0]
+    carecall = [d for d in result["arms"]["carecall"]["load_by_day"] if d["planned_min"] > 0]
+    assert [d["day"] for d in fifo] == [result["arms"]["fifo"]["load_by_day"][0]["day"]]
+    assert len(carecall) > 1
+
+
+def test_the_page_is_french_and_draws_the_curves(result: dict[str, Any], tmp_path: Path) -> None:
+    page = render_html(result)
+    assert '<html lang="fr">' in page and page.count("<polyline") == 2 * len(ARMS)
+    assert "carecall sans meilleure heure" in page and "<script" not in page
