@@ -74,7 +74,9 @@ def plan_wave(
         return planning.plan_wave(candidates, nurses, days, policy)
     tiers = {t: policy.tiers[t].model_copy(update={"priority": 0, "start_offset_days": 0}) for t in Tier}
     dialer = policy.dialer.model_copy(update={"target_occupancy": _UNBOUNDED_OCCUPANCY})
-    flat = policy.model_copy(update={"tiers": tiers, "dialer": dialer})
+    # the plain planner charges every retry to the first-call day (no spread over the retries' days)
+    outreach = policy.outreach.model_copy(update={"spread_retries": False})
+    flat = policy.model_copy(update={"tiers": tiers, "dialer": dialer, "outreach": outreach})
     plan = planning.plan_wave(candidates, nurses, days, flat)
     plan.assignments = dict(sorted(plan.assignments.items()))
     scale = policy.dialer.target_occupancy / _UNBOUNDED_OCCUPANCY

@@ -5,7 +5,8 @@ wave's working days, decide which day each patient's first call is placed on.
 A day is never planned beyond the nurse time it has: each task costs its
 tier's expected handle time plus the time of the expected unanswered attempts,
 and is charged to the nurse pools (senior, junior, and the skill it needs) that
-may take it. Highest tier first, then the most overdue patients.
+may take it, each attempt's share on the day it is expected to happen
+(`retry_spread`). Highest tier first, then the most overdue patients.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from campaign import calendar as cal
+from campaign.day_pacing import PoolTimeline
 from campaign.policy import NurseLevel, Policy, Tier
+from campaign.retry_spread import REFERENCE_PLACE, Shares, spread_table, task_cost
 from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
 
@@ -55,8 +58,8 @@ class NurseShifts:
 
 @dataclass(slots=True)
 class DayLoad:
-    tasks: Counter[str] = field(default_factory=Counter)  # tier -> tasks
-    minutes: float = 0.0
+    tasks: Counter[str] = field(default_factory=Counter)  # tier -> first calls planned that day
+    minutes: float = 0.0  # expected nurse minutes that day: first calls and the retries falling on it
     capacity: float = 0.0
 
 
@@ -67,6 +70,8 @@ class WavePlan:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> patients
     skipped_ids: dict[str, list[int]] = field(default_factory=dict)
     unplaced: list[int] = field(default_factory=list)  # no capacity left
+    # outreach.pace_first_calls: when in its day each first call falls due (UTC); see day_pacing
+    due_at: dict[int, datetime] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -85,12 +90,7 @@ class WavePlan:
 
 
 NO_NURSE_IN_WINDOW = "no_nurse_in_window"
-
-
-def task_cost(tier: Tier, policy: Policy) -> float:
-    """Expected nurse minutes of one task: one reached call plus the unanswered attempts."""
-    expected = policy.dialer.expected_attempts_per_reach[tier]
-    return policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1)
+__all__ = ["Candidate", "DayLoad", "NurseShifts", "WavePlan", "plan_wave", "skip_reason", "task_cost"]
 
 
 def skip_reason(c: Candidate, window_end: date, policy: Policy) -> str | None:
@@ -151,6 +151,40 @@ def _usable(d: date, c: Candidate, policy: Policy, has_hours: dict[tuple[date, c
     return hours
 
 
+def _fit(
+    shares: Shares,
+    i: int,
+    pool: NurseLevel,
+    skills: frozenset[str],
+    days: Sequence[date],
+    level_left: dict[date, dict[NurseLevel, float]],
+    skill_left: dict[date, dict[str, float]],
+    callable_day: Sequence[bool],
+) -> dict[int, float] | None:
+    """Where a task's minutes go in this pool if its first call is on days[i], or None if they do not fit.
+
+    The first-call day's share must fit that day. A retry's share goes on its day as far as the
+    pool has room, the rest on the next callable days: a retry due on a full day (a Saturday
+    with one nurse, say) waits for a nurse, it is not dropped.
+    """
+    alloc: dict[int, float] = defaultdict(float)
+    for j, m in shares:
+        rest = m
+        for k in range(j, j + 1) if j == i else range(j, len(days)):
+            if k != i and not callable_day[k]:
+                continue
+            room = min([level_left[days[k]][pool], *(skill_left[days[k]][sk] for sk in skills)]) - alloc[k]
+            take = min(rest, room) if k != i else rest if room >= rest else 0.0
+            if take > 0:
+                alloc[k] += take
+                rest -= take
+            if rest <= 1e-9:
+                break
+        if rest > 1e-9:
+            return None
+    return alloc
+
+
 def plan_wave(
     candidates: Iterable[Candidate],
     nurses: Sequence[NurseShifts],
@@ -164,6 +198,7 @@ def plan_wave(
     # remaining minutes per day, per level pool and per skill pool
     level_left: dict[date, dict[NurseLevel, float]] = {}
     skill_left: dict[date, dict[str, float]] = {}
+    level_cap: dict[date, dict[NurseLevel, float]] = {}
     for d in days:
         level_left[d] = defaultdict(float)
         skill_left[d] = defaultdict(float)
@@ -175,6 +210,7 @@ def plan_wave(
                 skill_left[d][sk] += m
             cap += m
         plan.days[d] = DayLoad(capacity=cap)
+        level_cap[d] = dict(level_left[d])
     # when nurses of each (level, skills) group are at work, per day: a patient is only
     # placed on a day when a nurse allowed to take the call works during their window
     groups: dict[date, dict[tuple[NurseLevel, frozenset[str]], list[Interval]]] = {}
@@ -219,34 +255,52 @@ def plan_wave(
     # first day index a tier may start on
     offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
-    costs = {t: task_cost(t, policy) for t in Tier}
+    spreads = spread_table(days, policy) if eligible else {}
+    callable_day = [bool(cal.local_windows(d, REFERENCE_PLACE, policy.calling_hours)) for d in days]
+    pace = policy.outreach.pace_first_calls
+    timelines: dict[tuple[date, NurseLevel], PoolTimeline] = {}
+
+    def timeline(d: date, level: NurseLevel) -> PoolTimeline:
+        hit = timelines.get((d, level))
+        if hit is None:
+            shifts = [s for n in nurses if n.level == level for s in n.utc_shifts_on(d)]
+            hit = timelines[(d, level)] = PoolTimeline.of(shifts, occupancy)
+        return hit
+
     pools_of = {t: _pools_for(t, policy) for t in Tier}
     has_hours: dict[tuple[date, cal.Place], bool] = {}
     for c in eligible:
         tier = c.state.tier
-        cost = costs[tier]
         pools = pools_of[tier]
         placed = False
         for i in range(first_free[tier], len(days)):
             d = days[i]
             if not _usable(d, c, policy, has_hours):
                 continue
-            if all(level_left[d][lv] < cost for lv in pools):
+            shares = spreads[tier][i]
+            first = next(m for j, m in shares if j == i)
+            if all(level_left[d][lv] < first for lv in pools):
                 if i == first_free[tier]:
-                    first_free[tier] = i + 1
+                    first_free[tier] = i + 1  # the first-call share only grows harder to fit
                 continue
             _working, levels = reachable(d, c)
-            if any(skill_left[d][sk] < cost for sk in c.skills):
+            fits = (_fit(shares, i, lv, c.skills, days, level_left, skill_left, callable_day) for lv in pools)
+            found = next(
+                ((lv, alloc) for lv, alloc in zip(pools, fits, strict=True) if lv in levels and alloc), None
+            )
+            if found is None:
                 continue
-            pool = next((lv for lv in pools if lv in levels and level_left[d][lv] >= cost), None)
-            if pool is None:
-                continue
-            level_left[d][pool] -= cost
-            for sk in c.skills:
-                skill_left[d][sk] -= cost
-            load = plan.days[d]
-            load.tasks[tier.value] += 1
-            load.minutes += cost
+            pool, alloc = found
+            if pace:
+                due = timeline(d, pool).reached(level_cap[d][pool] - level_left[d][pool])
+                if due is not None:
+                    plan.due_at[c.patient_id] = due
+            for j, m in alloc.items():
+                level_left[days[j]][pool] -= m
+                for sk in c.skills:
+                    skill_left[days[j]][sk] -= m
+                plan.days[days[j]].minutes += m
+            plan.days[d].tasks[tier.value] += 1
             plan.assignments[c.patient_id] = d
             placed = True
             break

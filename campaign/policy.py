@@ -190,6 +190,12 @@ class OutreachPolicy(_Strict):
     strategy: Literal["carecall", "fifo"] = "carecall"
     best_time: bool = True
     fifo_retry_hours: Annotated[float, Field(ge=2, le=72)] = 4  # fifo: every retry this long after the last
+    # planning charges each expected retry to the day it will happen on (false: all to the first-call day)
+    spread_retries: bool = True
+    # a nurse takes the due work only her level and skills allow before work others could take
+    fair_routing: bool = True
+    # a planned first call falls due when its nurses get to it in the day, not all at the first calling hour
+    pace_first_calls: bool = False
 
 
 class Theme(_Strict):

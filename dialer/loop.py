@@ -46,7 +46,7 @@ from dialer.lines.tracker import LineTracker
 from dialer.loop_calls import CallEnds
 from dialer.loop_nurses import NurseStates
 from dialer.presence import NurseStatus, PresenceBoard
-from dialer.routing import NurseProfile, QueuedTask, TaskQueue
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue, dispatch_order
 from dialer.staff import store as staff_store
 from dialer.staff.bus import Bus, LocalBus
 from dialer.staff.desk import NurseDesk, new_desk_state
@@ -269,7 +269,7 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
         offered_patients: set[int] = set()
         ready = self.presence.ready()
         held = self.held_for_callers(ready)  # an inbound caller waits: they come first
-        for nurse_id in ready:
+        for nurse_id in dispatch_order(ready, self.nurses, self._free_since, self.policy):
             profile = self.nurses.get(nurse_id)
             if profile is None or nurse_id in self.call_of_nurse or nurse_id in held:
                 continue

@@ -6,6 +6,15 @@ level, the skills the call needs), highest priority first, oldest first. A
 task whose référent is on shift waits for her for a bounded time; a callback
 waits for its nurse for a grace period; after that any qualified nurse may
 take it.
+
+Fair routing (`outreach.fair_routing`): a senior or a trained nurse keeps her
+hours for the work only nurses like her may take. When such "scarce" work is
+due (a tier only her level may take, a call needing a skill), she takes it,
+her référent patients' first, before her other référent patients and any work
+a junior without skills could take; référent continuity is kept where it
+costs nothing. And when fewer tasks are due than nurses are ready, the least
+qualified nurses choose first, the longest free first among equals
+(`dispatch_order`), so the ordinary work goes to those who can do nothing else.
 """
 
 from __future__ import annotations
@@ -72,6 +81,34 @@ class QueuedTask:
 # one rule for the dialer and the programme (a callback promised for another nurse is checked by it)
 may_take = qualification.may_take
 
+_NO_SKILLS: frozenset[str] = frozenset()
+
+
+def scarce(tier: Tier, skills: frozenset[str], policy: Policy) -> bool:
+    """Work a junior nurse without skills may not take: only seniors' or trained nurses' hours can do it."""
+    return not may_take(NurseLevel.junior, _NO_SKILLS, tier, skills, policy)
+
+
+def fair(policy: Policy) -> bool:
+    """Fair routing is carecall's: the fifo baseline keeps its mailing order."""
+    return policy.outreach.fair_routing and policy.outreach.strategy == "carecall"
+
+
+def dispatch_order(
+    ready: list[int], profiles: dict[int, NurseProfile], free_since: dict[int, float], policy: Policy
+) -> list[int]:
+    """In which order ready nurses choose their next task: least qualified first (juniors before
+    seniors, fewer skills first), then the longest free. Unchanged without fair routing."""
+    if not fair(policy):
+        return ready
+
+    def rank(nurse_id: int) -> tuple[bool, int, float]:
+        p = profiles.get(nurse_id)
+        qualified = (p.level == NurseLevel.senior, len(p.skills)) if p is not None else (False, 0)
+        return (*qualified, free_since.get(nurse_id, float("inf")))
+
+    return sorted(ready, key=rank)
+
 
 def qualified(nurse: NurseProfile, task: QueuedTask, policy: Policy) -> bool:
     return may_take(nurse.level, nurse.skills, task.tier, task.skills, policy)
@@ -123,6 +160,8 @@ class TaskQueue:
     lookahead: timedelta = timedelta(minutes=30)
     waiting: list[tuple[datetime, int, QueuedTask, int, str]] = field(default_factory=list)
     by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
+    # fair routing: an owner's scarce tasks (not callbacks), apart, so she finds them before the others
+    scarce_by_owner: dict[int, list[_Entry]] = field(default_factory=dict)
     buckets: dict[tuple[Tier, frozenset[str]], list[_Entry]] = field(default_factory=dict)
     items: dict[int, QueuedTask] = field(default_factory=dict)
     version: int = 0
@@ -200,7 +239,8 @@ class TaskQueue:
             owner = owner_of(task)
             if stage == "owner":
                 assert owner is not None
-                heapq.heappush(self.by_owner.setdefault(owner, []), (task.owner_key(), seq, task, gen))
+                heaps = self.scarce_by_owner if self._scarce_owned(task) else self.by_owner
+                heapq.heappush(heaps.setdefault(owner, []), (task.owner_key(), seq, task, gen))
             elif stage == "due" and owner is not None:
                 # due now: open to all at once, or after a bounded wait if the owner is on shift
                 longest = open_to_all_at(task, self.policy, True)
@@ -222,13 +262,32 @@ class TaskQueue:
 
     def has_due(self) -> bool:
         """A task is due for someone (call `advance` first); False: `pop_for` gives every nurse None."""
-        return any(self._top(heap) is not None for heap in self.buckets.values()) or any(
-            self._top(heap) is not None for heap in self.by_owner.values()
+        return (
+            any(self._top(heap) is not None for heap in self.buckets.values())
+            or any(self._top(heap) is not None for heap in self.by_owner.values())
+            or any(self._top(heap) is not None for heap in self.scarce_by_owner.values())
         )
+
+    def _scarce_owned(self, task: QueuedTask) -> bool:
+        return fair(self.policy) and task.assigned_id is None and scarce(task.tier, task.skills, self.policy)
 
     def pop_for(self, nurse: NurseProfile) -> QueuedTask | None:
         """Best task for this nurse now (call `advance` first), removed from the queue."""
         own = self.by_owner.get(nurse.id)
+        top = self._top(own) if own else None
+        if top is not None and top.assigned_id == nurse.id:
+            assert own is not None
+            heapq.heappop(own)  # a callback she promised comes before anything
+            return self._take(top)
+        if fair(self.policy):
+            task = self._pop_own(self.scarce_by_owner.get(nurse.id), nurse) or self._pop_bucket(
+                nurse, scarce_only=True
+            )
+            if task is not None:
+                return task
+        return self._pop_own(own, nurse) or self._pop_bucket(nurse, scarce_only=False)
+
+    def _pop_own(self, own: list[_Entry] | None, nurse: NurseProfile) -> QueuedTask | None:
         while own:
             t = self._top(own)
             if t is None:
@@ -237,10 +296,15 @@ class TaskQueue:
                 heapq.heappop(own)
                 return self._take(t)
             heapq.heappop(own)  # not hers to take after all: it will reach the general heaps
+        return None
+
+    def _pop_bucket(self, nurse: NurseProfile, scarce_only: bool) -> QueuedTask | None:
         best: QueuedTask | None = None
         best_heap: list[_Entry] | None = None
         for (tier, skills), heap in self.buckets.items():
             if nurse.level not in self.policy.tiers[tier].nurse_levels or not skills <= nurse.skills:
+                continue
+            if scarce_only and not scarce(tier, skills, self.policy):
                 continue
             t = self._top(heap)
             if t is not None and (best is None or t.key() < best.key()):

@@ -21,11 +21,23 @@ from typing import Any
 from campaign import templates
 from campaign.reports.charts import Charts, svg_columns, svg_lines, svg_rows
 from campaign.reports.figures import wave_report, write_json
+from campaign.reports.load import (
+    DayLoad,
+    load_by_day,
+    max_daily_load_deviation,
+    occupancy_by_nurse,
+    occupancy_spread,
+)
 
 HTML_TEMPLATE = "reports/wave_report.fr.html.j2"
 
 __all__ = [
     "HTML_TEMPLATE",
+    "DayLoad",
+    "load_by_day",
+    "max_daily_load_deviation",
+    "occupancy_by_nurse",
+    "occupancy_spread",
     "render_html",
     "svg_columns",
     "svg_lines",

@@ -14,7 +14,7 @@ import json
 import os
 import statistics
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,7 +29,8 @@ from campaign.errors import NotFound
 from campaign.invariants import check_invariants
 from campaign.model import Mailing, Wave
 from campaign.policy import Policy
-from campaign.reports.nurses import NurseLoad, occupancy
+from campaign.reports.load import days_of, max_daily_load_deviation, occupancy_spread
+from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
 from campaign.states import AttemptResult, OutcomeCode, TaskKind, TaskStatus
 
 # a patient is reached when a nurse had the conversation the wave is for
@@ -68,7 +69,10 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     - tasks_done and the other task_* figures count tasks (a patient reached
       through a callback has two done tasks), and are labelled as such;
     - patients_to_fix: recipients whose every number is flagged wrong;
-    - nurse occupancy: see `reports.nurses`;
+    - nurse occupancy: see `reports.nurses`; occupancy_spread: the largest distance of a
+      nurse's occupancy from the target, as a fraction;
+    - load_by_day: planned against actual nurse minutes per day, and
+      max_daily_load_deviation over the wave's working days: see `reports.load`;
     - daily and days to reach use the patient's local date;
     - an incoming call (the patient called and a nurse answered) that stood in
       for a wave task belongs to the wave: it is one of `attempts` (a call a
@@ -100,6 +104,7 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     outcomes: Counter[str] = Counter()
     attempts_by_tier: Counter[str] = Counter()
     attempts_by_day: Counter[date] = Counter()
+    busy_by_day: dict[date, float] = defaultdict(float)  # nurse minutes, as occupancy counts them
     spoke: set[int] = set()
     opted_out: set[int] = set()
     nurses: dict[int, NurseLoad] = {}
@@ -117,9 +122,11 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
         day = started.astimezone(zone).date()
         attempts_by_day[day] += 1
+        answered = result == AttemptResult.answered.value
+        busy_by_day[day] += busy_seconds(started, ended, answered, wrap_up) / 60
         if nurse_id is not None:
             load = nurses.get(nurse_id) or nurses.setdefault(nurse_id, NurseLoad())
-            load.add(started, answered_at, ended, result == AttemptResult.answered.value, wrap_up)
+            load.add(started, answered_at, ended, answered, wrap_up)
         if code:
             outcomes[code] += 1
             spoke.add(task_patient[task_id])
@@ -132,6 +139,8 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     reached = [p for p in patients.values() if p.reach is not None]
     days = [(p.reach[1] - wave.window_start).days for p in reached if p.reach is not None]
     inv = invariants.counts()
+    nurse_occupancy = occupancy(session, nurses, wave, policy)
+    day_loads = days_of(wave.plan or {}, busy_by_day)
     return {
         "wave": _wave_info(session, policy, wave, mailing),
         "patients": store.recipient_count(session, wave.mailing_id),
@@ -159,7 +168,12 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         "over_daily_cap": inv["over_daily_cap"],
         "open_tasks": inv["open_tasks"],
         "by_tier": _by_tier(patients.values(), tier_tasks, attempts_by_tier, wave, policy),
-        "nurse_occupancy": occupancy(session, nurses, wave, policy),
+        "nurse_occupancy": nurse_occupancy,
+        "occupancy_spread": occupancy_spread(
+            {code: n["occupancy"] for code, n in nurse_occupancy.items()}, policy.dialer.target_occupancy
+        ),
+        "load_by_day": [d.as_dict() for d in day_loads],
+        "max_daily_load_deviation": max_daily_load_deviation(day_loads),
         "next_contact": _next_contact(session, wave.mailing_id),
         "outcomes": dict(sorted(outcomes.items())),
         "attempt_results": dict(sorted(results.items())),

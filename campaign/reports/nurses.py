@@ -39,13 +39,18 @@ class NurseLoad:
         wrap_up_seconds: float,
     ) -> None:
         self.attempts += 1
-        if ended is not None:
-            self.busy_seconds += (ended - started).total_seconds()
+        self.busy_seconds += busy_seconds(started, ended, answered, wrap_up_seconds)
         if answered:
             self.handled += 1
-            self.busy_seconds += wrap_up_seconds
             if answered_at is not None and ended is not None:
                 self.talk_seconds += (ended - answered_at).total_seconds()
+
+
+def busy_seconds(started: datetime, ended: datetime | None, answered: bool, wrap_up_seconds: float) -> float:
+    """A nurse's time on one attempt: ringing and talking, and the wrap-up of an answered call."""
+    return ((ended - started).total_seconds() if ended is not None else 0.0) + (
+        wrap_up_seconds if answered else 0.0
+    )
 
 
 def occupancy(

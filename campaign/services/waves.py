@@ -240,8 +240,19 @@ def plan_wave(
         del cands
 
         @functools.cache
-        def first_call(day: date, place: cal.Place) -> datetime:
-            return cal.utc_intervals(day, place, policy.calling_hours)[0][0]
+        def windows(day: date, place: cal.Place) -> list[tuple[datetime, datetime]]:
+            return cal.utc_intervals(day, place, policy.calling_hours)
+
+        def first_call(day: date, place: cal.Place, due: datetime | None) -> datetime:
+            """The day's first calling hour, or the plan's due time when inside the patient's hours
+            (in the lunch break: the afternoon's start; after the last window: its start)."""
+            spans = windows(day, place)
+            if due is not None:
+                for start, end in spans:
+                    if due < end:
+                        return max(start, due)
+                return spans[-1][0]
+            return spans[0][0]
 
         @functools.cache
         def deadline_in(zone: str) -> datetime:
@@ -261,7 +272,7 @@ def plan_wave(
                     "tier": state.tier.value,
                     "priority": priority[state.tier],
                     "planned_day": day,
-                    "not_before": first_call(day, state.place),
+                    "not_before": first_call(day, state.place, plan.due_at.get(pid)),
                     "deadline": deadline_in(state.place.timezone),
                     "theme_code": theme_code,
                     "attempts": 0,

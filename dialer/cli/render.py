@@ -98,6 +98,25 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
             Text(_fmt(occ, pct=True), style=style),
         )
     console.print(nurses)
+    console.print(
+        f"Occupancy spread: {_fmt(report.get('occupancy_spread'), pct=True)} from the target at most · "
+        f"daily load: {_fmt(report.get('max_daily_load_deviation'), pct=True)} from the plan at most "
+        "(working days)"
+    )
+    if report.get("load_by_day"):
+        days = Table(title="Per day: nurse minutes, planned and actual", title_justify="left")
+        for head in ("day", "planned", "actual", "deviation"):
+            days.add_column(head, justify="left" if head == "day" else "right")
+        for d in report["load_by_day"]:
+            dev = d["deviation"]
+            style = "red" if d["working"] and dev is not None and abs(dev) > 0.1 else ""
+            days.add_row(
+                d["day"] + ("" if d["working"] else " (outside the plan)"),
+                _fmt(d["planned_min"], digits=0),
+                _fmt(d["actual_min"], digits=0),
+                Text(_fmt(dev, pct=True), style=style),
+            )
+        console.print(days)
 
     checks = Table(title="Invariants", title_justify="left")
     checks.add_column("check")

@@ -37,7 +37,16 @@ from campaign.model import (
     Wave,
 )
 from campaign.policy import Policy, load_policy
-from campaign.reports import render_html, wave_report, write_json
+from campaign.reports import (
+    DayLoad,
+    load_by_day,
+    max_daily_load_deviation,
+    occupancy_by_nurse,
+    occupancy_spread,
+    render_html,
+    wave_report,
+    write_json,
+)
 from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
 from dialer.cli.render import render_text
 
@@ -521,6 +530,60 @@ def test_report_figures_match_the_hand_computed_ones(session: Session, policy: P
     assert daily["2025-03-10"] == {"attempts": 1, "reached": 1}
     assert sum(d["attempts"] for d in daily.values()) == 12
     assert sum(d["reached"] for d in daily.values()) == 4
+
+
+def test_planned_against_actual_load_per_day_and_occupancy_spread(
+    session: Session, policy: Policy, clean: Clean
+) -> None:
+    """Actual minutes per patient-local day, counted as occupancy counts them (ring + talk, 2 min
+    wrap-up per answered call), against the minutes the plan stored:
+    Mon 3: k1 30 s, k2 20 s + 20 min + 2, k2c the same, k3 30 s and busy 5 s      = 45.75
+    Tue 4: k1 20 s + 25 min + 2, k4 (Réunion 10:00) 30 s, k7 20 s + 3 min + 2    = 33.1667
+    Wed 5: k3 20 s + 18 min + 2 = 20.3333; Thu 6 and Fri 7: k4 30 s each; Mon 10 (after the
+    window, not a plan day): k5 20 s + 12 min + 2 = 14.3333. All days: IDE-A's 64.5 + IDE-B's 50.0833.
+    Deviations: Mon -0.085, Tue +0.1056, Wed +0.0167, Thu 0, Fri -0.95: the largest is Friday's."""
+    wave = session.get(Wave, clean.wave_id)
+    assert wave is not None
+    planned = {
+        "2025-03-03": 50.0,
+        "2025-03-04": 30.0,
+        "2025-03-05": 20.0,
+        "2025-03-06": 0.5,
+        "2025-03-07": 10.0,
+    }
+    wave.plan = {"days": {d: {"minutes": m, "capacity": 400.0, "tasks": {}} for d, m in planned.items()}}
+    session.commit()
+
+    days = load_by_day(session, policy, clean.wave_id)
+    actual = {"2025-03-03": 45.75, "2025-03-04": 33.1667, "2025-03-05": 20.3333, "2025-03-06": 0.5,
+              "2025-03-07": 0.5, "2025-03-10": 14.3333}  # fmt: skip
+    assert [d.day.isoformat() for d in days] == sorted(actual)
+    for d in days:
+        assert d.actual_min == pytest.approx(actual[d.day.isoformat()], abs=1e-3)
+        assert d.planned_min == planned.get(d.day.isoformat(), 0.0)
+        assert d.working == (d.day.isoformat() in planned)
+    assert sum(d.actual_min for d in days) == pytest.approx(64.5 + 50 + 5 / 60, abs=1e-3)
+    assert max_daily_load_deviation(days) == pytest.approx(0.95)
+    # a working day with load but nothing planned is all unplanned: counted as 100 %
+    assert max_daily_load_deviation([DayLoad(date(2025, 3, 6), 0.0, 3.0, True), *days]) == 1.0
+    assert max_daily_load_deviation([DayLoad(date(2025, 3, 10), 0.0, 3.0, False)]) is None
+
+    occ = occupancy_by_nurse(session, policy, clean.wave_id)
+    assert occ == pytest.approx({"IDE-A": 64.5 / 2400, "IDE-B": (50 + 5 / 60) / 480}, abs=1e-4)
+    assert occupancy_spread(occ, 0.85) == pytest.approx(0.85 - 64.5 / 2400, abs=1e-4)
+
+    r = wave_report(session, policy, clean.wave_id)
+    assert r["max_daily_load_deviation"] == pytest.approx(0.95)
+    assert r["occupancy_spread"] == occupancy_spread(occ, 0.85)
+    assert [d["day"] for d in r["load_by_day"]] == sorted(actual)
+    assert r["load_by_day"][1] == {
+        "day": "2025-03-04", "planned_min": 30.0, "actual_min": 33.2, "working": True, "deviation": 0.1056,
+    }  # fmt: skip
+    console = Console(record=True, width=160, color_system=None)
+    render_text(r, console)
+    text = console.export_text()
+    assert "Per day: nurse minutes, planned and actual" in text
+    assert "2025-03-10 (outside the plan)" in text and "Occupancy spread: 82%" in text
 
 
 def test_json_round_trip_and_terminal_report(

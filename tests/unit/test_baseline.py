@@ -73,8 +73,11 @@ def test_fifo_hands_tasks_in_due_then_mailing_order_whatever_tier_or_referent() 
 
 
 def test_carecall_keeps_its_referent_and_tier_order_on_the_same_tasks() -> None:
-    # her référent patient first, then highest tier, oldest first
-    assert handed(policy, SPECS) == [4, 5, 3, 2, 1]
+    # fair routing: the high-tier calls only a senior may take first, then her référent patient,
+    # then highest tier, oldest first; without fair routing her référent patient comes first
+    assert handed(policy, SPECS) == [5, 3, 4, 2, 1]
+    plain = policy.model_copy(update={"outreach": policy.outreach.model_copy(update={"fair_routing": False})})
+    assert handed(plain, SPECS) == [4, 5, 3, 2, 1]
 
 
 def test_a_callback_keeps_its_nurse_and_priority_under_fifo() -> None:

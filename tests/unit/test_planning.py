@@ -22,7 +22,12 @@ from campaign.policy import NurseLevel, Policy, Tier, load_policy
 from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
 
-policy = load_policy()
+# these properties and tables pin the whole-cost mode (every retry charged to the first-call day);
+# the spread of retries over their days is tested in test_retry_spread.py
+_loaded = load_policy()
+policy = _loaded.model_copy(
+    update={"outreach": _loaded.outreach.model_copy(update={"spread_retries": False})}
+)
 HOURS = policy.calling_hours
 EPS = 1e-6
 

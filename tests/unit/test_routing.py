@@ -6,6 +6,13 @@ référent of, then the highest-priority, oldest due task she is qualified for
 (or a callback for its nurse) a bounded time, and only while she is on shift.
 Another dialer process's tasks come after this process's own.
 
+With fair routing (`outreach.fair_routing`, on by default), the work only
+nurses like her may take (a tier juniors may not take, a call needing a skill)
+comes before the rest when it is due: her référent patients' scarce work, then
+anyone's, then her other référent patients, then the rest. The examples below
+are written for the plain order (fair routing off), and the property checks
+both orders.
+
 The property test checks the queue against an oracle written here from those
 sentences and the policy's numbers, not from the queue's code.
 """
@@ -20,10 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaign.calendar import Place
-from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Tier, load_policy
-from dialer.routing import NurseProfile, QueuedTask, TaskQueue
+from campaign.policy import CALLBACK_PRIORITY, NurseLevel, Policy, Tier, load_policy
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue, dispatch_order
 
-policy = load_policy()
+fair_policy = load_policy()
+policy = fair_policy.model_copy(
+    update={"outreach": fair_policy.outreach.model_copy(update={"fair_routing": False})}
+)
 NOW = datetime(2027, 1, 12, 9, 30, tzinfo=UTC)  # a Tuesday morning in Paris
 PLACE = Place("75", "Europe/Paris")
 WAIT = timedelta(minutes=policy.dialer.referent_wait_minutes)
@@ -65,8 +75,10 @@ def task(
     )
 
 
-def queue_of(tasks: list[QueuedTask], on_shift: Collection[int] = (), at: datetime = NOW) -> TaskQueue:
-    q = TaskQueue(policy, on_shift=lambda nurse_id, _until: nurse_id in on_shift)
+def queue_of(
+    tasks: list[QueuedTask], on_shift: Collection[int] = (), at: datetime = NOW, pol: Policy = policy
+) -> TaskQueue:
+    q = TaskQueue(pol, on_shift=lambda nurse_id, _until: nurse_id in on_shift)
     for t in tasks:
         q.add(t)
     q.advance(at)
@@ -198,6 +210,65 @@ def test_a_requeued_task_waits_for_its_new_time_and_is_handed_out_once() -> None
     assert len(q) == 0
 
 
+# ---------------------------------------------------------------- fair routing
+
+
+def test_fair_a_senior_takes_the_high_tier_call_before_her_referent_low_tier_patient() -> None:
+    """The demo's complaint: seniors spent their hours on their référent patients' medium and low
+    calls, which juniors could take, while high-tier calls waited for them."""
+
+    def tasks() -> list[QueuedTask]:
+        return [task(1, tier=Tier.high, age_minutes=5), task(2, tier=Tier.low, age_minutes=60, referent=1)]
+
+    assert pops(queue_of(tasks(), on_shift={SENIOR.id}, pol=fair_policy), SENIOR) == [1, 2]
+    assert pops(queue_of(tasks(), on_shift={SENIOR.id}), SENIOR) == [2, 1]  # the plain order
+
+
+def test_fair_her_referent_patient_comes_first_when_that_costs_nothing() -> None:
+    """No scarce work due: her référent patient before an older task of the same tier; and among scarce
+    work, her référent high-tier patient before another high-tier patient waiting longer."""
+    plain = [
+        task(1, tier=Tier.low, age_minutes=90),
+        task(2, tier=Tier.low, age_minutes=5, referent=SENIOR.id),
+    ]
+    assert pops(queue_of(plain, on_shift={SENIOR.id}, pol=fair_policy), SENIOR) == [2, 1]
+    high = [
+        task(1, tier=Tier.high, age_minutes=90),
+        task(2, tier=Tier.high, age_minutes=5, referent=SENIOR.id),
+    ]
+    assert pops(queue_of(high, on_shift={SENIOR.id}, pol=fair_policy), SENIOR) == [2, 1]
+
+
+def test_fair_a_trained_junior_takes_the_call_needing_her_skill_first() -> None:
+    trained = NurseProfile(4, NurseLevel.junior, frozenset({"copd"}))
+
+    def tasks() -> list[QueuedTask]:
+        return [task(1, tier=Tier.medium, age_minutes=90), task(2, tier=Tier.low, skills=("copd",))]
+
+    assert pops(queue_of(tasks(), pol=fair_policy), trained) == [2, 1]
+    assert pops(queue_of(tasks()), trained) == [1, 2]
+
+
+def test_fair_a_callback_she_promised_still_comes_before_everything() -> None:
+    tasks = [task(1, tier=Tier.high, age_minutes=90), task(2, tier=Tier.low, callback_of=SENIOR.id)]
+    assert pops(queue_of(tasks, on_shift={SENIOR.id}, pol=fair_policy), SENIOR) == [2, 1]
+
+
+def test_fair_the_least_qualified_ready_nurse_chooses_first_then_the_longest_free() -> None:
+    """When fewer tasks are due than nurses are ready, the ordinary work goes to juniors: a senior
+    who chose first would take it and leave the junior idle."""
+    profiles = {
+        1: NurseProfile(1, NurseLevel.senior, frozenset()),
+        2: NurseProfile(2, NurseLevel.junior, frozenset({"copd"})),
+        3: NurseProfile(3, NurseLevel.junior, frozenset()),
+        4: NurseProfile(4, NurseLevel.junior, frozenset()),
+        5: NurseProfile(5, NurseLevel.senior, frozenset(SKILLS)),
+    }
+    free_since = {1: 1.0, 2: 2.0, 3: 30.0, 4: 20.0, 5: 0.0}
+    assert dispatch_order([1, 2, 3, 4, 5], profiles, free_since, fair_policy) == [4, 3, 2, 1, 5]
+    assert dispatch_order([1, 2, 3, 4, 5], profiles, free_since, policy) == [1, 2, 3, 4, 5]
+
+
 # ---------------------------------------------------------------- the property
 
 
@@ -212,8 +283,12 @@ class Spec:
     priority: int
 
 
-def _expected(specs: list[Spec], nurse: NurseProfile, colleague_on_shift: bool) -> list[int]:
+def _expected(specs: list[Spec], nurse: NurseProfile, colleague_on_shift: bool, fair: bool) -> list[int]:
     """The oracle: the order in which `nurse` is handed the tasks, from the rules in words."""
+
+    def scarce(s: Spec) -> bool:
+        """Only seniors may take the tier, or the call needs a skill."""
+        return NurseLevel.junior not in policy.tiers[s.tier].nurse_levels or bool(s.skills)
 
     def may_take(s: Spec) -> bool:
         return nurse.level in policy.tiers[s.tier].nurse_levels and set(s.skills) <= nurse.skills
@@ -239,8 +314,17 @@ def _expected(specs: list[Spec], nurse: NurseProfile, colleague_on_shift: bool) 
         (s, i) for i, s in indexed if s.owner == "referent" and s.owner_is_her and due(s) and may_take(s)
     ]
     others = [(s, i) for i, s in indexed if not s.owner_is_her and due(s) and open_to_her(s) and may_take(s)]
+    groups = [callbacks, referent, others]
+    if fair:
+        groups = [
+            callbacks,
+            [si for si in referent if scarce(si[0])],
+            [si for si in others if scarce(si[0])],
+            [si for si in referent if not scarce(si[0])],
+            [si for si in others if not scarce(si[0])],
+        ]
     out: list[int] = []
-    for group in (callbacks, referent, others):
+    for group in groups:
         out += [i for s, i in sorted(group, key=lambda si: order(*si))]
     return out
 
@@ -271,9 +355,10 @@ def specs(draw: st.DrawFn) -> Spec:
     st.sampled_from(list(NurseLevel)),
     st.sets(st.sampled_from(SKILLS)),
     st.booleans(),
+    st.booleans(),
 )
 def test_a_nurse_is_handed_tasks_in_the_order_the_rules_say(
-    items: list[Spec], level: NurseLevel, skills: set[str], colleague_on_shift: bool
+    items: list[Spec], level: NurseLevel, skills: set[str], colleague_on_shift: bool, fair: bool
 ) -> None:
     nurse = NurseProfile(1, level, frozenset(skills))
     tasks = [
@@ -290,8 +375,8 @@ def test_a_nurse_is_handed_tasks_in_the_order_the_rules_say(
         for i, s in enumerate(items)
     ]
     on_shift = {nurse.id} | ({COLLEAGUE} if colleague_on_shift else set())
-    q = queue_of(tasks, on_shift=on_shift)
-    assert pops(q, nurse) == _expected(items, nurse, colleague_on_shift)
+    q = queue_of(tasks, on_shift=on_shift, pol=fair_policy if fair else policy)
+    assert pops(q, nurse) == _expected(items, nurse, colleague_on_shift, fair)
 
 
 # ---------------------------------------------------------------- what fills the queue
@@ -357,3 +442,16 @@ def test_own_items_due_within_the_lookahead_are_counted_right_whatever_happens(
         horizon = now + LOOKAHEAD
         expected = sum(1 for t in q.items.values() if not t.foreign and t.not_before <= horizon)
         assert q.own_due == expected
+
+
+def test_fair_routing_is_carecall_s_the_fifo_baseline_keeps_its_order() -> None:
+    fifo = fair_policy.model_copy(
+        update={"outreach": fair_policy.outreach.model_copy(update={"strategy": "fifo"})}
+    )
+    tasks = [
+        task(1, tier=Tier.high, age_minutes=5),
+        task(2, tier=Tier.low, age_minutes=60, referent=SENIOR.id),
+    ]
+    assert pops(queue_of(tasks, on_shift={SENIOR.id}, pol=fifo), SENIOR) == [2, 1]
+    profiles = {1: SENIOR, 2: JUNIOR}
+    assert dispatch_order([1, 2], profiles, {}, fifo) == [1, 2]

@@ -201,3 +201,16 @@ def test_csv_exports_cannot_run_as_formulas(board: Board) -> None:
     )
     assert report[0][0].removeprefix("\ufeff") == "Niveau de risque"
     assert [r[0] for r in report[1:]] == ["Risque élevé", "Risque modéré", "Risque faible", "Toute la vague"]
+
+
+def test_the_report_page_shows_planned_against_actual_load_per_day(board: Board) -> None:
+    add_patient(board.ctx)
+    wave_id = services.record_mailing(board.ctx, "diet", None, date(2026, 12, 7)).wave_id
+    services.plan_wave(board.ctx, wave_id)
+    page = board.client.get(f"/board/waves/{wave_id}/report").text
+    assert "Charge prévue et réalisée par jour" in page
+    with board.ctx.sessions() as s:
+        wave = s.get(Wave, wave_id)
+        assert wave is not None
+        first_day = min(wave.plan["days"])
+    assert f'<th scope="row">{first_day}</th>' in page

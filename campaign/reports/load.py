@@ -1,0 +1,122 @@
+"""Planned against actual nurse load per day, and how evenly the wave kept its nurses busy.
+
+Planned minutes per day are the plan's own (`wave.plan["days"][day]["minutes"]`: first
+calls and, since retries are spread, the expected retries falling on that day). Actual
+minutes are what the wave's attempts took of nurses that day, counted as occupancy counts
+them (`reports.nurses`: ringing and talking, plus the wrap-up of an answered call), on
+the patient's local day, as the plan places calls. Everything is read from the database.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from campaign import store
+from campaign.errors import NotFound
+from campaign.model import Wave
+from campaign.policy import Policy
+from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
+from campaign.states import AttemptResult
+
+
+@dataclass(frozen=True, slots=True)
+class DayLoad:
+    """Nurse minutes of one day: what the plan expected, what the wave's attempts took."""
+
+    day: date
+    planned_min: float
+    actual_min: float
+    working: bool  # a day of the wave's plan (a working day of its window)
+
+    @property
+    def deviation(self) -> float | None:
+        """(actual - planned) / planned; None when nothing was planned that day."""
+        return (self.actual_min - self.planned_min) / self.planned_min if self.planned_min else None
+
+    def as_dict(self) -> dict[str, Any]:
+        dev = self.deviation
+        return {
+            "day": self.day.isoformat(),
+            "planned_min": round(self.planned_min, 1),
+            "actual_min": round(self.actual_min, 1),
+            "working": self.working,
+            "deviation": None if dev is None else round(dev, 4),
+        }
+
+
+def days_of(plan: Mapping[str, Any], actual: Mapping[date, float]) -> list[DayLoad]:
+    """The plan's days and every day with actual load (callbacks may run past the window), in order."""
+    planned = {date.fromisoformat(d): float(v.get("minutes", 0.0)) for d, v in plan.get("days", {}).items()}
+    return [
+        DayLoad(d, planned.get(d, 0.0), actual.get(d, 0.0), d in planned)
+        for d in sorted(set(planned) | set(actual))
+    ]
+
+
+def max_daily_load_deviation(days: Iterable[DayLoad]) -> float | None:
+    """The largest |actual - planned| / planned over the wave's working days, as a fraction.
+
+    A working day with load but nothing planned counts as 1.0 (all of it unplanned); days
+    outside the plan (callbacks after the window) are not counted. None: no working day.
+    """
+    worst: float | None = None
+    for d in days:
+        if not d.working or (d.planned_min == 0 and d.actual_min == 0):
+            continue
+        dev = abs(d.deviation) if d.deviation is not None else 1.0
+        worst = dev if worst is None else max(worst, dev)
+    return None if worst is None else round(worst, 4)
+
+
+def occupancy_spread(occupancies: Mapping[str, float | None], target: float) -> float | None:
+    """The largest distance of a nurse's occupancy from the target, as a fraction (0.1: 10 points)."""
+    values = [abs(o - target) for o in occupancies.values() if o is not None]
+    return round(max(values), 4) if values else None
+
+
+@dataclass(slots=True)
+class _Pass:
+    actual: dict[date, float]
+    nurses: dict[int, NurseLoad]
+    wave: Wave
+
+
+def _read(session: Session, policy: Policy, wave_id: int) -> _Pass:
+    wave = store.wave_row(session, wave_id)
+    if wave is None:
+        raise NotFound(f"wave {wave_id} does not exist")
+    wrap_up = float(policy.dialer.wrap_up_seconds)
+    actual: dict[date, float] = defaultdict(float)
+    nurses: dict[int, NurseLoad] = {}
+    zones: dict[str, ZoneInfo] = {}
+    for _task, nurse_id, result, started, answered_at, ended, timezone, *_ in store.report_attempts(
+        session, wave_id
+    ):
+        answered = result == AttemptResult.answered.value
+        zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
+        actual[started.astimezone(zone).date()] += busy_seconds(started, ended, answered, wrap_up) / 60
+        if nurse_id is not None:
+            load = nurses.get(nurse_id) or nurses.setdefault(nurse_id, NurseLoad())
+            load.add(started, answered_at, ended, answered, wrap_up)
+    return _Pass(actual, nurses, wave)
+
+
+def load_by_day(session: Session, policy: Policy, wave_id: int) -> list[DayLoad]:
+    """Planned against actual nurse minutes per day of one wave."""
+    seen = _read(session, policy, wave_id)
+    return days_of(seen.wave.plan or {}, seen.actual)
+
+
+def occupancy_by_nurse(session: Session, policy: Policy, wave_id: int) -> dict[str, float | None]:
+    """Each nurse's occupancy over the wave (nurse code -> fraction of her shift minutes), for the
+    nurses who took at least one of its calls."""
+    seen = _read(session, policy, wave_id)
+    rows = occupancy(session, seen.nurses, seen.wave, policy)
+    return {code: r["occupancy"] for code, r in rows.items()}

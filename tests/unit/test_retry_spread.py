@@ -1,0 +1,168 @@
+"""Expected retries are planned on the days they happen (campaign/retry_spread.py, planning).
+
+Properties over random waves and retry policies: a task's minutes add up to its
+cost, land only on days of the wave that have calling hours, never before its
+first-call day; a whole plan keeps every planned minute and stays within each
+day's capacity. A table computed by hand from the retry rule's text pins where
+the second attempt goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, time, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from campaign import calendar as cal
+from campaign.planning import Candidate, NurseShifts, plan_wave
+from campaign.policy import NurseLevel, Policy, Tier, load_policy
+from campaign.retry_spread import attempt_costs, spread_table
+from campaign.rules import PatientState
+from campaign.states import EnrolmentStatus
+
+policy = load_policy()
+HOURS = policy.calling_hours
+SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+PARIS = cal.Place("75", "Europe/Paris")
+
+
+def cost(tier: Tier, pol: Policy) -> float:
+    """A task's expected minutes, from the policy: the reached call and E - 1 unanswered attempts."""
+    e = pol.dialer.expected_attempts_per_reach[tier]
+    return pol.tiers[tier].call_minutes + pol.dialer.noanswer_handle_minutes * (e - 1)
+
+
+def with_retry(pol: Policy, **retry: object) -> Policy:
+    return pol.model_copy(update={"retry": pol.retry.model_copy(update=retry)})
+
+
+@st.composite
+def retry_policies(draw: st.DrawFn) -> Policy:
+    pol = with_retry(
+        policy,
+        max_attempts=draw(st.integers(1, 8)),
+        unanswered_minutes=draw(st.sampled_from([60, 120, 240, 600, 1440])),
+        vary_time_of_day=draw(st.booleans()),
+    )
+    e = {t: draw(st.floats(1.0, 6.0)) for t in Tier}
+    return pol.model_copy(update={"dialer": pol.dialer.model_copy(update={"expected_attempts_per_reach": e})})
+
+
+@st.composite
+def wave_days(draw: st.DrawFn) -> list[date]:
+    start = draw(st.dates(date(2026, 1, 1), date(2028, 12, 1)))
+    length = draw(st.integers(1, 12))
+    if draw(st.booleans()):
+        return cal.working_days(start, start + timedelta(days=3 * length), HOURS)[:length] or [start]
+    return [start + timedelta(days=k) for k in range(length)]  # Sundays and holidays among them
+
+
+@SETTINGS
+@given(retry_policies(), wave_days())
+def test_a_task_minutes_add_up_to_its_cost_on_callable_days_of_the_wave(
+    pol: Policy, days: Sequence[date]
+) -> None:
+    """Catches a spread that drops the attempts the wave's end cuts off (the total shrinks), or puts
+    a retry on a Sunday, a holiday, a day after the window or before the first call."""
+    table = spread_table(days, pol)
+    for tier in Tier:
+        assert sum(attempt_costs(tier, pol)) == pytest.approx(cost(tier, pol))
+        for i, shares in enumerate(table[tier]):
+            assert sum(m for _, m in shares) == pytest.approx(cost(tier, pol))
+            assert all(m > 0 for _, m in shares)
+            for j, _ in shares:
+                assert i <= j < len(days)
+                if j != i:  # a retry's day: one the patient may be called on
+                    assert HOURS.by_weekday[days[j].weekday()]
+                    assert cal.local_windows(days[j], PARIS, HOURS), days[j]
+
+
+def test_the_second_attempt_lands_where_the_retry_rule_puts_it() -> None:
+    """Monday 9 March 2026, windows 09:00-12:30 and 13:30-19:00: first calls sampled every 15 minutes
+    at the quarter's middle, 14 in the morning and 22 in the afternoon (36). Two attempts at most,
+    retry 4 h after no answer, varied time of day. A morning first call (09:07:30 … 12:22:30) is
+    retried that afternoon (13:08 … 16:23); an afternoon one must be retried on a morning: Tuesday.
+    E = 2 (p = 1/2): attempt 1 is the reach with weight 1/2, attempt 2 with 1/4, scaled to 2/3 and
+    1/3 of 12 min (low tier); the one unanswered attempt (1.5 min) splits the same way. So attempt 2
+    costs 12/3 + 1.5/3 = 4.5 min, and Tuesday gets 4.5 x 22/36 = 2.75 min of the 13.5."""
+    monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
+    pol = with_retry(policy, max_attempts=2, unanswered_minutes=240, vary_time_of_day=True)
+    pol = pol.model_copy(
+        update={
+            "dialer": pol.dialer.model_copy(
+                update={"expected_attempts_per_reach": {t: 2.0 for t in Tier}, "noanswer_handle_minutes": 1.5}
+            )
+        }
+    )
+    assert attempt_costs(Tier.low, pol) == pytest.approx([9.0, 4.5])
+    shares = dict(spread_table([monday, tuesday], pol)[Tier.low][0])
+    assert shares[1] == pytest.approx(4.5 * 22 / 36)
+    assert shares[0] == pytest.approx(13.5 - 4.5 * 22 / 36)
+    # planned on the wave's last day, the retry has no day left: the whole cost stays on it
+    assert spread_table([monday, tuesday], pol)[Tier.low][1] == ((1, pytest.approx(13.5)),)
+    off = pol.model_copy(update={"outreach": pol.outreach.model_copy(update={"spread_retries": False})})
+    assert spread_table([monday, tuesday], off)[Tier.low][0] == ((0, pytest.approx(13.5)),)
+
+
+def senior(nid: int, *weekdays: int) -> NurseShifts:
+    return NurseShifts(nid, NurseLevel.senior, frozenset(), tuple((wd, time(9), time(17)) for wd in weekdays))
+
+
+def high_patient(pid: int) -> Candidate:
+    return Candidate(pid, PatientState(EnrolmentStatus.enrolled, Tier.high, PARIS))
+
+
+@SETTINGS
+@given(retry_policies(), wave_days(), st.integers(0, 60), st.integers(1, 3))
+def test_a_plan_keeps_every_minute_within_each_day_capacity(
+    pol: Policy, days: Sequence[date], patients: int, nurses: int
+) -> None:
+    """The plan's minutes are the planned tasks' costs, no more, no less; no day holds more than its
+    capacity, even when earlier first calls' retries filled it. A planner that checked only the
+    first-call day would overfill the next day here (8 h of senior time, 60 high patients)."""
+    team = [senior(n, 0, 1, 2, 3, 4, 5) for n in range(1, nurses + 1)]
+    plan = plan_wave([high_patient(p) for p in range(1, patients + 1)], team, days, pol)
+    planned = len(plan.assignments)
+    assert sum(load.minutes for load in plan.days.values()) == pytest.approx(planned * cost(Tier.high, pol))
+    for d, load in plan.days.items():
+        assert d in days
+        assert load.minutes <= load.capacity + 1e-6
+        if load.minutes:
+            assert cal.local_windows(d, PARIS, HOURS)
+
+
+def test_retries_are_charged_to_the_next_day_not_the_first() -> None:
+    """One senior, Monday and Tuesday 09:00-17:00 (408 min at 85 %), ten high patients. Whole-cost
+    planning puts 10 x 25.9 = 259 min on Monday and nothing on Tuesday; spread, Monday carries less
+    and Tuesday the retries of Monday's first calls, the same 259 min in all."""
+    monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
+    team = [senior(1, 0, 1)]
+    cands = [high_patient(p) for p in range(1, 11)]
+    plan = plan_wave(cands, team, [monday, tuesday], policy)
+    assert plan.days[monday].tasks["high"] == 10
+    assert 0 < plan.days[tuesday].minutes < plan.days[monday].minutes < 259
+    assert plan.days[monday].minutes + plan.days[tuesday].minutes == pytest.approx(259)
+    off = policy.model_copy(update={"outreach": policy.outreach.model_copy(update={"spread_retries": False})})
+    plan = plan_wave(cands, team, [monday, tuesday], off)
+    assert (plan.days[monday].minutes, plan.days[tuesday].minutes) == (pytest.approx(259), 0)
+
+
+def test_a_retry_due_on_a_day_without_room_waits_for_the_next_day_with_some() -> None:
+    """Friday 13 March 2026 (calling hours until 18:00), then Saturday (09:00-12:00) and Monday. The
+    only senior works weekdays: an afternoon first call on Friday is retried by the rule on Saturday
+    morning, when no senior works, so that share waits for Monday. Friday's patients are still
+    planned on Friday (a planner that required every share to fit on its own day would push them
+    all to Monday), Saturday carries nothing, and every minute is kept."""
+    friday, saturday, monday = date(2026, 3, 13), date(2026, 3, 14), date(2026, 3, 16)
+    shares = dict(spread_table([friday, saturday, monday], policy)[Tier.high][0])
+    assert shares[1] > 0  # the rule does put some retries on Saturday
+    plan = plan_wave(
+        [high_patient(p) for p in range(1, 6)], [senior(1, 0, 4)], [friday, saturday, monday], policy
+    )
+    assert set(plan.assignments.values()) == {friday}
+    assert plan.days[saturday].minutes == 0
+    assert plan.days[friday].minutes + plan.days[monday].minutes == pytest.approx(5 * cost(Tier.high, policy))
+    assert plan.days[monday].minutes >= 5 * shares[1] - 1e-6
