@@ -313,7 +313,9 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
         """In the claim's transaction: a line record per call about to be dialed; her presence, reserved."""
         now = self.ctx.clock.now()
         self.lines.opened(session, opened, now)
-        at = self._offered_at
+        # reserved from the moment her task is claimed (the claim above, in this transaction), not
+        # from when the round began: a claim lost leaves her ready, she was never reserved
+        at = self._offered_at = now
         reserved = {
             n: PresenceRow(n, NurseStatus.reserved, None, at, a, self._offered[n], "dialing")
             for a, n in opened

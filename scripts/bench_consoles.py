@@ -283,7 +283,7 @@ SSE_CONNECT = re.compile(rb'sse-connect="([^"]+)"')
 CALL_CONNECTED = re.compile(rb"/console/calls/(\d+)/identity")
 STATE = re.compile(rb'class="state state-([a-z_]+)"')
 SINCE = re.compile(rb'data-since="([^"]+)"')
-ROW = re.compile(rb'<tr data-nurse="(\d+)" data-version="\d+" data-since="([^"]*)"')
+ROW = re.compile(rb'<tr data-nurse="(\d+)" data-version="\d+" data-since="([^"]*)" class="status-(\w+)"')
 EVENT = re.compile(rb"^event: ?(.*)$", re.M)
 NUMBER = re.compile(r"/\d+/")
 
@@ -305,6 +305,7 @@ class Record:
     console: list[float] = field(default_factory=list)  # seconds, one per connected call
     board: list[float] = field(default_factory=list)  # seconds, one per (change, board)
     board_seen: dict[tuple[int, str], list[float]] = field(default_factory=dict)  # change -> delays
+    board_by_state: dict[str, list[float]] = field(default_factory=dict)  # the state the row shows -> delays
     connected: int = 0  # calls connected in the window whose console showed them
     unmatched: int = 0  # call panels whose connection instant never came
     posts: dict[str, int] = field(default_factory=dict)  # "path status" -> count
@@ -459,7 +460,7 @@ async def board(browser: Browser, clock: ScaledClock, w: Window) -> None:
         if len(rec.nurses_fragment_kib) < 1000:
             rec.nurses_fragment_kib.append(len(block) / 1024)
         first = not last  # the whole board as it stands: no change to time
-        for nurse_id, since in ROW.findall(block):
+        for nurse_id, since, state in ROW.findall(block):
             n = int(nurse_id)
             if last.get(n) == since:
                 continue
@@ -469,6 +470,7 @@ async def board(browser: Browser, clock: ScaledClock, w: Window) -> None:
             at = wall_of(clock, since)
             if w.measure_from <= at < w.measure_until:
                 rec.board.append(t - at)
+                rec.board_by_state.setdefault(state.decode(), []).append(t - at)
                 rec.board_seen.setdefault((n, since.decode()), []).append(t - at)
 
 
@@ -673,6 +675,12 @@ def main() -> int:
             "board_changes": len(seen),
             "board_changes_seen_by_every_board": len(every_board),
             "board_latency_until_every_board_ms": summary_ms(every_board),
+            # by the state the row shows: a change the dialer makes on a timer (ready after wrap-up)
+            # and one it makes on an event (on a call) travel differently
+            "board_latency_by_state_ms": {
+                state: summary_ms([x for r in records for x in r.board_by_state.get(state, [])])
+                for state in sorted({k for r in records for k in r.board_by_state})
+            },
         }
     )
     out["targets"] = {
