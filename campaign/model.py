@@ -169,6 +169,9 @@ class CallTask(SQLModel, table=True):
     created_at: datetime
     closed_at: datetime | None = None
     close_reason: str | None = None
+    # best time to call: the hour band this task was placed in and its estimated answer probability
+    best_band: int | None = None
+    answer_p: float | None = None
 
 
 class CallAttempt(SQLModel, table=True):
@@ -235,6 +238,26 @@ class AuditEvent(SQLModel, table=True):
     detail: str = ""
 
 
+class AnswerBand(SQLModel, table=True):
+    """A patient's attempts and answers per hour band (campaign.besttime), counted as results are stored."""
+
+    __tablename__ = "answer_band"
+    patient_id: int = Field(foreign_key="patient.id", primary_key=True)
+    band: int = Field(primary_key=True)
+    attempts: int = 0
+    answers: int = 0
+
+
+class AnswerCohort(SQLModel, table=True):
+    """The same counts per cohort of patients alike (age band, département, tier): the prior."""
+
+    __tablename__ = "answer_cohort"
+    cohort: str = Field(primary_key=True, max_length=64)
+    band: int = Field(primary_key=True)
+    attempts: int = 0
+    answers: int = 0
+
+
 # Core tables, for hot paths: Core statements skip the ORM's per-statement overhead.
 TASK = CallTask.__table__  # type: ignore[attr-defined]
 ATTEMPT = CallAttempt.__table__  # type: ignore[attr-defined]
@@ -245,8 +268,12 @@ NURSE = Nurse.__table__  # type: ignore[attr-defined]
 OUTCOME = Outcome.__table__  # type: ignore[attr-defined]
 MAILING = Mailing.__table__  # type: ignore[attr-defined]
 THEME = ThemeRow.__table__  # type: ignore[attr-defined]
+ANSWER_BAND = AnswerBand.__table__  # type: ignore[attr-defined]
+ANSWER_COHORT = AnswerCohort.__table__  # type: ignore[attr-defined]
 
 __all__ = [
+    "AnswerBand",
+    "AnswerCohort",
     "AttemptResult",
     "AuditEvent",
     "CallAttempt",

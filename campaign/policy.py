@@ -196,6 +196,12 @@ class OutreachPolicy(_Strict):
     fair_routing: bool = True
     # a planned first call falls due when its nurses get to it in the day, not all at the first calling hour
     pace_first_calls: bool = False
+    # best time: how many attempts' worth of weight the cohort prior has against a patient's own history
+    best_time_prior_weight: Annotated[float, Field(gt=0, le=100)] = 4.0
+    # best time: the answer probability assumed where nothing is known yet
+    best_time_base_rate: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    # best time: among due tasks of equal priority, one of estimate p is taken as if due p × this earlier
+    best_time_lead_minutes: Annotated[int, Field(ge=0, le=1440)] = 60
 
 
 class Theme(_Strict):

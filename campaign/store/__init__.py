@@ -17,6 +17,7 @@ need, so a 100,000-patient wave does not load 100,000 ORM objects.
     reporting  what the invariant check and the wave report read
     directory  what the command line lists and adds (nurses, waves), the simulated lines
     registry, registry_pg   the patient registry's batched upserts (imported by name, not re-exported)
+    answers    answer counts per hour band, for best time to call (imported by name, not re-exported)
 
 Callers use the package: `from campaign import store; store.claim_tasks(...)`.
 """

@@ -165,6 +165,8 @@ _TASK_COPY_TYPES = {
     "created_at": "timestamptz",
     "closed_at": "timestamptz",
     "close_reason": "text",
+    "best_band": "int4",
+    "answer_p": "float8",
 }
 assert set(_TASK_COPY_TYPES) == {c.name for c in TASK.columns} - {"id"}
 _TASK_DEFAULTS = {
