@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
+from campaign import besttime
 from campaign import calendar as cal
+from campaign.besttime import band_label
 from campaign.policy import Policy, Tier
 from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
 
@@ -181,6 +183,7 @@ class RetryDecision:
     close: TaskStatus | None
     next_at: datetime | None
     reason: str
+    estimate: besttime.Estimate | None = None  # best time: the estimate that placed the retry
 
 
 def _spacing(result: AttemptResult, policy: Policy) -> timedelta:
@@ -207,16 +210,23 @@ def after_attempt(
     task: TaskState,
     patient: PatientState,
     policy: Policy,
+    model: besttime.AnswerModel | None = None,
 ) -> RetryDecision:
-    """Retry spacing, attempt cap, varied time of day, inside the wave's window."""
+    """Retry spacing, attempt cap, varied time of day, inside the wave's window.
+
+    With `model` (best time to call), the retry goes to the slot of highest
+    estimated answer probability among those the same spacing, caps and windows
+    allow; where no slot beats the varied time of day, that one is kept.
+    """
     if task.attempts >= policy.retry.max_attempts:
         return RetryDecision(
             TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {policy.retry.max_attempts})"
         )
+    zone = patient.place.timezone
     earliest = ended_at + _spacing(result, policy)
     prefer_morning: bool | None = None
     if policy.retry.vary_time_of_day and task.attempt_starts:
-        mornings = sum(_is_morning(s, patient.place.timezone) for s in task.attempt_starts)
+        mornings = sum(_is_morning(s, zone) for s in task.attempt_starts)
         afternoons = len(task.attempt_starts) - mornings
         if mornings != afternoons:
             prefer_morning = mornings < afternoons
@@ -225,6 +235,8 @@ def after_attempt(
         d = cal.local_date(s, patient.place)
         per_day[d] = per_day.get(d, 0) + 1
     first_fit: datetime | None = None
+    varied: RetryDecision | None = None
+    allowed: list[tuple[datetime, datetime]] = []  # the windows a retry may go to (best time only)
     for start, end in cal.next_windows(earliest, patient.place, policy.calling_hours, horizon_days=90):
         if start >= task.deadline:
             break
@@ -233,25 +245,54 @@ def after_attempt(
             continue
         if end - start < timedelta(minutes=5):
             continue
+        allowed.append((start, end))
         if first_fit is None:
             first_fit = start
-        if prefer_morning is None:
-            return RetryDecision(None, start, f"retry after {result.value}")
-        if prefer_morning:
-            if _is_morning(start, patient.place.timezone):
-                return RetryDecision(None, start, f"retry after {result.value} (a morning this time)")
-            continue
-        noon = cal.at_local(day, NOON, patient.place.timezone)
-        candidate = max(start, noon)
-        if candidate < end - timedelta(minutes=5) and candidate < task.deadline:
-            return RetryDecision(None, candidate, f"retry after {result.value} (an afternoon this time)")
-    if first_fit is not None:
-        return RetryDecision(None, first_fit, f"retry after {result.value}")
+        if varied is None:
+            varied = _varied(result, start, end, day, prefer_morning, task, zone)
+        if varied is not None and (model is None or not model.informative()):
+            return varied
+    if varied is None and first_fit is not None:
+        varied = RetryDecision(None, first_fit, f"retry after {result.value}")
+    if varied is None:
+        return RetryDecision(
+            TaskStatus.unreachable,
+            None,
+            f"no calling window left before the wave ends ({task.attempts} attempts made)",
+        )
+    if model is None or not model.informative():
+        return varied
+    chosen = besttime.best_slot(allowed, zone, model, deadline=task.deadline, default=varied.next_at)
+    if chosen is None:
+        return varied
+    at, estimate = chosen
+    if at == varied.next_at:
+        return RetryDecision(None, at, varied.reason, estimate)
     return RetryDecision(
-        TaskStatus.unreachable,
-        None,
-        f"no calling window left before the wave ends ({task.attempts} attempts made)",
+        None, at, f"retry after {result.value} (best time: {band_label(estimate.band)})", estimate
     )
+
+
+def _varied(
+    result: AttemptResult,
+    start: datetime,
+    end: datetime,
+    day: date,
+    prefer_morning: bool | None,
+    task: TaskState,
+    zone: str,
+) -> RetryDecision | None:
+    """The retry in this window by the varied-time-of-day rule, or None if the window does not fit it."""
+    if prefer_morning is None:
+        return RetryDecision(None, start, f"retry after {result.value}")
+    if prefer_morning:
+        if _is_morning(start, zone):
+            return RetryDecision(None, start, f"retry after {result.value} (a morning this time)")
+        return None
+    candidate = max(start, cal.at_local(day, NOON, zone))
+    if candidate < end - timedelta(minutes=5) and candidate < task.deadline:
+        return RetryDecision(None, candidate, f"retry after {result.value} (an afternoon this time)")
+    return None
 
 
 # ---------------------------------------------------------------- after an outcome
