@@ -3,6 +3,7 @@ after a call ends; leases and reconciliation after a crash."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,11 +13,13 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from campaign import baseline, rules, store
+from campaign import baseline, besttime, rules, store
+from campaign import calendar as cal
 from campaign.errors import ClaimLost
 from campaign.policy import Policy, Tier
 from campaign.services.base import Also, Context, keep_cadence
 from campaign.states import AttemptResult, TaskKind, TaskStatus, WaveStatus
+from campaign.store import answers
 
 log = structlog.get_logger("carecall.campaign")
 
@@ -171,10 +174,10 @@ def finish_unanswered_many(
     for attempt_id, result, voicemail in ends:
         groups.setdefault((result, voicemail), []).append(attempt_id)
     with ctx.sessions() as s:
-        done: dict[int, tuple[int, int, AttemptResult]] = {}
+        done: dict[int, Ended] = {}
         for (result, voicemail), ids in groups.items():
             for r in store.complete_attempts(s, ids, result, voicemail, now):
-                done[r.id] = (r.task_id, r.patient_id, result)
+                done[r.id] = (r.task_id, r.patient_id, result, r.started_at)
         decisions = dict(zip(done, _retry_many(s, list(done.values()), now, policy), strict=True))
         if also is not None:
             also(s)
@@ -182,20 +185,29 @@ def finish_unanswered_many(
     return [decisions.get(attempt_id) for attempt_id, _, _ in ends]
 
 
+# an attempt that ended unanswered: (task, patient, result, started at)
+Ended = tuple[int, int, AttemptResult, datetime]
+
+
 def _retry_many(
-    s: Session, ended: Sequence[tuple[int, int, AttemptResult]], now: datetime, policy: Policy
+    s: Session, ended: Sequence[Ended], now: datetime, policy: Policy
 ) -> list[rules.RetryDecision]:
-    """After unanswered attempts (task, patient, result): retry each task later, or close it."""
-    task_ids = [task_id for task_id, _, _ in ended]
+    """After unanswered attempts: retry each task later, or close it.
+
+    With best time to call, the attempts are counted for their patients' answer
+    models (at the end of the transaction) and the retries go where those say.
+    """
+    task_ids = [task_id for task_id, _, _, _ in ended]
     rows = store.tasks_with_patients(s, task_ids)
     starts, patient_starts = store.attempt_starts(
-        s, task_ids, {patient_id for _, patient_id, _ in ended}, now - store.HISTORY_LOOKBACK
+        s, task_ids, {patient_id for _, patient_id, _, _ in ended}, now - store.HISTORY_LOOKBACK
     )
+    retry_policy = baseline.retry_policy(policy)  # policy itself, or fifo's one fixed spacing
+    models, events = learned(s, [(rows[t], r, at) for t, _, r, at in ended], retry_policy)
     releases: list[store.Release] = []
     closed_patients: list[int] = []
     out: list[rules.RetryDecision] = []
-    retry_policy = baseline.retry_policy(policy)  # policy itself, or fifo's one fixed spacing
-    for task_id, patient_id, result in ended:
+    for task_id, patient_id, result, _ in ended:
         task = rows[task_id]
         if task.kind == TaskKind.incoming:
             # the patient called us: never dialed, so never retried; the nurse may still record
@@ -212,14 +224,17 @@ def _retry_many(
         task_state = rules.TaskState(
             task.attempts, task.deadline, tuple(starts[task_id]), tuple(patient_starts[patient_id])
         )
-        decision = rules.after_attempt(result, now, task_state, state, retry_policy)
+        decision = rules.after_attempt(result, now, task_state, state, retry_policy, models.get(patient_id))
         if decision.close is not None:
             releases.append(store.Release(task_id, decision.close, reason=decision.reason))
             closed_patients.append(patient_id)
         else:
-            releases.append(store.Release(task_id, not_before=decision.next_at))
+            e = decision.estimate
+            band, p = (e.band, e.p) if e else (None, None)
+            releases.append(store.Release(task_id, not_before=decision.next_at, best_band=band, answer_p=p))
         out.append(decision)
     store.release_tasks(s, releases, now)
+    answers.add_answers(s, events)
     if closed_patients:
         keep_cadence(s, closed_patients, now, policy)
     return out
@@ -250,7 +265,7 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leas
             store.complete_attempts(s, [a.id for a in attempts], AttemptResult.interrupted, False, now)
         statuses = store.task_statuses(s, [a.task_id for a in attempts])
         claimed = [
-            (a.task_id, a.patient_id, AttemptResult.interrupted)
+            (a.task_id, a.patient_id, AttemptResult.interrupted, a.started_at)
             for a in attempts
             if statuses.get(a.task_id) == TaskStatus.in_progress
         ]
@@ -261,3 +276,33 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leas
     if n:
         log.warning("in-flight attempts reconciled", attempts=n)
     return n
+
+
+def learned(
+    s: Session, attempts: Sequence[tuple[Any, AttemptResult, datetime]], policy: Policy
+) -> tuple[dict[int, besttime.AnswerModel], list[besttime.AnswerEvent]]:
+    """Best time to call: the answer models of these attempts' patients (rows of patient rule
+    data with birth_date), this batch's attempts included, and the events that count them.
+    Nothing when best time is off, and no incoming call counts (the patient called us)."""
+    if not policy.outreach.best_time:
+        return {}, []
+    cohorts_of: dict[int, tuple[str, ...]] = {}
+    events: list[besttime.AnswerEvent] = []
+    for row, result, started_at in attempts:
+        if row.kind == TaskKind.incoming:
+            continue
+        place = store.place_of(row)
+        cohorts_of[row.id] = besttime.cohort_keys(
+            row.birth_date, cal.local_date(started_at, place), row.departement, row.tier
+        )
+        event = besttime.event_for(row.id, started_at, result, row.birth_date, place, row.tier)
+        if event is not None:
+            events.append(event)
+    outreach = policy.outreach
+    models = answers.models_for(s, cohorts_of, outreach.best_time_base_rate, outreach.best_time_prior_weight)
+    for e in events:  # read before this batch is counted (counts are written last): add it here
+        m = models[e.patient_id]
+        own = dict(m.own)
+        own[e.band] = own.get(e.band, besttime.NONE).plus(e.answered)
+        models[e.patient_id] = dataclasses.replace(m, own=own)
+    return models, events

@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlmodel import Session
 
+from campaign import besttime, incoming, rules, store
 from campaign import calendar as cal
-from campaign import incoming, rules, store
 from campaign.errors import InvalidArgument, NotFound
 from campaign.policy import Policy
 from campaign.services.base import Also, Context
-from campaign.states import EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
+from campaign.states import AttemptResult, EnrolmentStatus, OutcomeCode, TaskKind, TaskStatus
+from campaign.store import answers
 from campaign.templates import render
 
 
@@ -80,6 +81,7 @@ def record_outcomes(
     """
     policy, now = ctx.policy, ctx.clock.now()
     applied: dict[int, OutcomeApplied] = {}
+    answered: list[besttime.AnswerEvent] = []
     with ctx.sessions() as s:
         pending = list(entries)
         while pending:
@@ -98,11 +100,27 @@ def record_outcomes(
                     seen.add(row.id)
                     this_round.append((e, row))
             applied.update(_apply_outcomes(s, this_round, now, policy))
+            answered.extend(_answered(this_round, policy))
             pending = later
+        answers.add_answers(s, answered)
         if also is not None:
             also(s)
         s.commit()
     return [applied[e.attempt_id] for e in entries]
+
+
+def _answered(entries: Sequence[tuple[OutcomeEntry, Any]], policy: Policy) -> list[besttime.AnswerEvent]:
+    """Best time to call: the patient picked up at that hour (not on a wrong number, not calling us)."""
+    if not policy.outreach.best_time:
+        return []
+    events = [
+        besttime.event_for(
+            row.id, row.started_at, AttemptResult.answered, row.birth_date, store.place_of(row), row.tier
+        )
+        for e, row in entries
+        if row.task_kind != TaskKind.incoming and e.code != OutcomeCode.wrong_number
+    ]
+    return [e for e in events if e is not None]
 
 
 _CONTACT_CODES = (OutcomeCode.reached, OutcomeCode.escalation, OutcomeCode.callback_requested)

@@ -58,6 +58,7 @@ def tasks_with_patients(session: Session, task_ids: Sequence[int]) -> dict[int, 
             TASK.c.wave_id,
             WAVE.c.status.label("wave_status"),
             *PATIENT_RULE_COLUMNS,
+            PATIENT.c.birth_date,  # the cohort of best time to call (an age band), never shown
         )
         .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
         .outerjoin(WAVE, WAVE.c.id == TASK.c.wave_id)
@@ -75,6 +76,9 @@ class Release:
     not_before: datetime | None = None  # None: unchanged
     reason: str | None = None  # why it closed
     undo_attempt: bool = False  # the claim counted an attempt that was never dialed
+    # best time to call: the band the task is placed in and its estimate (None: cleared)
+    best_band: int | None = None
+    answer_p: float | None = None
 
 
 _RELEASE = (
@@ -86,6 +90,8 @@ _RELEASE = (
         closed_at=bindparam("r_closed_at", type_=TASK.c.closed_at.type),
         close_reason=bindparam("r_reason"),
         attempts=TASK.c.attempts - bindparam("r_undo"),
+        best_band=bindparam("r_band", type_=TASK.c.best_band.type),
+        answer_p=bindparam("r_p", type_=TASK.c.answer_p.type),
         claimed_by=None,
         lease_until=None,
     )
@@ -106,6 +112,8 @@ def release_tasks(session: Session, releases: Sequence[Release], now: datetime |
                 "r_closed_at": now if r.status in TERMINAL_TASK_STATUSES else None,
                 "r_reason": r.reason if r.status in TERMINAL_TASK_STATUSES else None,
                 "r_undo": 1 if r.undo_attempt else 0,
+                "r_band": r.best_band,
+                "r_p": r.answer_p,
             }
             for r in releases
         ],
@@ -167,7 +175,8 @@ def mark_attempts_answered(session: Session, attempt_ids: Sequence[int], now: da
 def complete_attempts(
     session: Session, attempt_ids: Sequence[int], result: AttemptResult, voicemail_left: bool, now: datetime
 ) -> list[Any]:
-    """Ended with `result`, of these attempts, those still in flight; returns their (id, task_id, patient_id).
+    """Ended with `result`, of these attempts, those still in flight; returns their
+    (id, task_id, patient_id, started_at).
 
     An attempt no longer in flight was reconciled meanwhile: its result is not
     overwritten.
@@ -177,7 +186,7 @@ def complete_attempts(
             update(ATTEMPT)
             .where(one_of(session, ATTEMPT.c.id, attempt_ids), ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left)
-            .returning(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id)
+            .returning(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at)
         ).all()
     )
 

@@ -25,6 +25,7 @@ def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]
             ATTEMPT.c.id.label("attempt_id"),
             ATTEMPT.c.task_id,
             ATTEMPT.c.number,
+            ATTEMPT.c.started_at,
             TASK.c.deadline,
             TASK.c.attempts.label("task_attempts"),
             TASK.c.kind.label("task_kind"),
@@ -32,6 +33,7 @@ def outcome_rows(session: Session, attempt_ids: Sequence[int]) -> dict[int, Any]
             TASK.c.tier.label("task_tier"),
             TASK.c.theme_code,
             PATIENT.c.last_contact_at,
+            PATIENT.c.birth_date,  # the cohort of best time to call (an age band), never shown
             *PATIENT_RULE_COLUMNS,
         )
         .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
