@@ -24,7 +24,7 @@ from campaign import calendar as cal
 from campaign.model import pathologies_from_text
 from campaign.policy import Tier
 from campaign.states import TaskKind
-from dialer.routing import QueuedTask, TaskQueue
+from dialer.routing import QueuedTask, TaskQueue, lead_for
 
 
 @dataclass(slots=True)
@@ -182,6 +182,7 @@ class TaskFeed:
                 assigned_id=assigned,
                 foreign=not ours,
                 due=r.not_before,
+                lead=lead_for(r.answer_p, self.policy),
             )
             self.queue.add(task)
 

@@ -32,7 +32,7 @@ from dialer.inbox import Inbox
 from dialer.legs import NurseLegs
 from dialer.lines.tracker import LineTracker
 from dialer.presence import NurseStatus, PresenceBoard
-from dialer.routing import QueuedTask, TaskQueue
+from dialer.routing import QueuedTask, TaskQueue, lead_for
 from dialer.staff.store import PresenceRow
 
 log = structlog.get_logger("carecall.dialer")
@@ -171,6 +171,8 @@ class CallEnds:
                     cause=call.line.cause,
                     closed=decision.close.value if decision.close else None,
                 )
+                e = decision.estimate
+                call.task.lead = lead_for(e.p if e else None, self.ctx.policy)
                 self._retry(call.task, decision.next_at)
             self._nurse_free(call.nurse_id)
 

@@ -54,6 +54,8 @@ class QueuedTask:
     foreign: bool = False
     # not_before as stored in the database when loaded (a foreign task's not_before is pushed back)
     due: datetime | None = None
+    # best time to call: among tasks of equal priority, taken as if due this much earlier (`lead_for`)
+    lead: timedelta = timedelta(0)
 
     def callback(self, task_id: int, at: datetime, nurse_id: int) -> QueuedTask:
         """The callback a nurse promised this task's patient, due `at`, waiting for her first."""
@@ -69,13 +71,23 @@ class QueuedTask:
         )
 
     def key(self) -> tuple[bool, int, datetime, int]:
-        """Among the tasks open to a nurse: her process's own first, then highest priority, longest due."""
-        return (self.foreign, -self.priority, self.not_before, self.task_id)
+        """Among the tasks open to a nurse: her process's own first, then highest priority, longest due
+        (the patients likelier to answer now a little before, with best time to call)."""
+        return (self.foreign, -self.priority, self.not_before - self.lead, self.task_id)
 
     def owner_key(self) -> tuple[bool, bool, int, datetime, int]:
         """Among a nurse's own tasks: the callbacks she promised before her référent patients,
         whatever priority the config gives their tiers."""
         return (self.assigned_id is None, *self.key())
+
+
+def lead_for(answer_p: float | None, policy: Policy) -> timedelta:
+    """Best time to call: a task placed where its patient answers with probability p goes before
+    the due tasks of its priority that fell due up to p × `best_time_lead_minutes` before it.
+    A bounded head start, not a sort by p, so a patient unlikely to answer is never starved."""
+    if answer_p is None or not policy.outreach.best_time:
+        return timedelta(0)
+    return timedelta(minutes=policy.outreach.best_time_lead_minutes * answer_p)
 
 
 # one rule for the dialer and the programme (a callback promised for another nurse is checked by it)
@@ -208,6 +220,7 @@ class TaskQueue:
             generation=task.generation + 1,
             foreign=task.foreign,
             due=not_before,
+            lead=task.lead,
         )
         task.taken = True
         self.add(fresh)

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from sqlmodel import Session
 
-from campaign import baseline, planning, store
+from campaign import baseline, besttime, planning, store
 from campaign import calendar as cal
 from campaign.errors import InvalidArgument, InvalidTransition, NotFound
 from campaign.model import Wave, pathologies_from_text, pathologies_to_text
@@ -22,6 +22,7 @@ from campaign.policy import Policy, Theme, Tier
 from campaign.services.base import Context, keep_cadence, required_skills
 from campaign.services.dialing import reconcile_in_flight
 from campaign.states import TaskKind, TaskStatus, WaveStatus
+from campaign.store import answers
 
 log = structlog.get_logger("carecall.campaign")
 
@@ -254,6 +255,8 @@ def plan_wave(
                 return spans[-1][0]
             return spans[0][0]
 
+        models = _answer_models(s, mailing.id, state_of, wave.window_start, policy)
+
         @functools.cache
         def deadline_in(zone: str) -> datetime:
             return cal.at_local(wave.window_end + timedelta(days=1), time(0), zone)
@@ -264,6 +267,14 @@ def plan_wave(
         def task_rows() -> Iterator[dict[str, Any]]:
             for pid, day in plan.assignments.items():
                 state = state_of[pid]
+                model, due = models.get(pid), plan.due_at.get(pid)
+                # paced first calls keep the plan's time; else best time to call: the day's best band
+                # (its first window while nothing is known)
+                at, e = (
+                    besttime.first_call(day, state.place, windows(day, state.place), model)
+                    if model and due is None
+                    else (first_call(day, state.place, due), None)
+                )
                 yield {
                     "wave_id": wave_id,
                     "patient_id": pid,
@@ -272,11 +283,13 @@ def plan_wave(
                     "tier": state.tier.value,
                     "priority": priority[state.tier],
                     "planned_day": day,
-                    "not_before": first_call(day, state.place, plan.due_at.get(pid)),
+                    "not_before": at,
                     "deadline": deadline_in(state.place.timezone),
                     "theme_code": theme_code,
                     "attempts": 0,
                     "created_at": now,
+                    "best_band": e.band if e else None,
+                    "answer_p": e.p if e else None,
                 }
 
         inserted = store.insert_tasks(s, task_rows())
@@ -300,6 +313,19 @@ def plan_wave(
         skipped=sum(plan.skipped.values()),
     )
     return plan
+
+
+def _answer_models(
+    s: Session, mailing_id: int, states: dict[int, Any], on: date, policy: Policy
+) -> dict[int, Any]:
+    """Best time to call: the recipients' answer models; none while nothing has been learnt
+    (every band would have the base rate: the first window is kept) or when best time is off."""
+    if not policy.outreach.best_time or baseline.is_fifo(policy) or not answers.has_answer_counts(s):
+        return {}
+    o = policy.outreach
+    return answers.recipient_models(
+        s, mailing_id, states, on, o.best_time_base_rate, o.best_time_prior_weight
+    )
 
 
 @contextmanager

@@ -67,6 +67,7 @@ DIALABLE_COLUMNS = (
     TASK.c.not_before,
     TASK.c.assigned_nurse_id,
     TASK.c.theme_code,
+    TASK.c.answer_p,
     PATIENT.c.id,
     PATIENT.c.departement,
     PATIENT.c.timezone,
