@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from campaign import besttime, rules, services, store
 from campaign import calendar as cal
-from campaign import rules, services, store
 from campaign.errors import NotFound
 from campaign.policy import Policy
 from campaign.states import AttemptResult, EnrolmentStatus, TaskKind, TaskStatus, WaveStatus
+from campaign.store import answers
 
 # how many refusals `_next_allowed` follows before it gives up (each moves time forward)
 _MAX_STEPS = 50
@@ -163,8 +164,11 @@ def explain_patient(ctx: services.Context, member_id: str, day: date | None, act
 
         due_at: datetime | None = None
         open_tasks = [t for t in store.recent_tasks(s, p.id) if t.status in store.OPEN_TASK_STATUSES]
+        model = _answer_model(s, p, state, today, policy) if open_tasks else None
         for t in open_tasks:
             at = _explain_task(s, exp, t, state, histories, left, from_, day_end, policy)
+            if model is not None and t.best_band is not None and t.answer_p is not None:
+                f.append(_best_time(t, model, zone))
             if at is not None and (due_at is None or at < due_at):
                 due_at = at
         if not open_tasks:
@@ -201,6 +205,28 @@ def explain_patient(ctx: services.Context, member_id: str, day: date | None, act
         if state.dialable_numbers <= 0:
             exp.changes.append("import the patient's file again with a new phone number")
         return exp
+
+
+def _answer_model(
+    s: Any, p: Any, state: rules.PatientState, today: date, policy: Policy
+) -> besttime.AnswerModel | None:
+    """The patient's answer model as it stands (best time to call), None when best time is off."""
+    if not policy.outreach.best_time:
+        return None
+    keys = besttime.cohort_keys(p.birth_date, today, state.place.departement, state.tier.value)
+    o = policy.outreach
+    return answers.models_for(s, {p.id: keys}, o.best_time_base_rate, o.best_time_prior_weight)[p.id]
+
+
+def _best_time(t: Any, model: besttime.AnswerModel, zone: str) -> Finding:
+    """The estimate that placed the task's call, and the same band's estimate now."""
+    return Finding(
+        f"best time (task {t.id})",
+        True,
+        f"placed at {local_text(t.not_before, zone)} in {besttime.band_label(t.best_band)}, "
+        f"estimated answer probability {t.answer_p:.0%} then; now {model.at(t.best_band).describe()}",
+        blocking=False,
+    )
 
 
 def _local_detail(decision: rules.Decision, zone: str) -> str:

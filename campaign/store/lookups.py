@@ -44,6 +44,8 @@ def recent_tasks(session: Session, patient_id: int, limit: int = 10) -> list[Any
                 TASK.c.not_before,
                 TASK.c.deadline,
                 TASK.c.planned_day,
+                TASK.c.best_band,
+                TASK.c.answer_p,
                 WAVE.c.status.label("wave_status"),
                 WAVE.c.plan_after,
             )
