@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from campaign import calendar as cal
 from campaign.states import AttemptResult
@@ -31,6 +32,8 @@ BANDS_PER_DAY = 24 // BAND_HOURS
 DAY_CLASSES = ("weekday", "saturday", "sunday")
 # a slot a day later is worth this much less: a better hour is worth waiting for, not for ever
 DAY_DISCOUNT = 0.85
+# how far a retry looks for a better hour: a week holds every band once
+HORIZON_DAYS = 7
 # two estimates closer than this are a tie: the rule without best time decides
 TIE = 0.005
 MIN_SLOT = timedelta(minutes=5)
@@ -81,17 +84,28 @@ def _band_end(instant: datetime, zone: str) -> datetime:
 
 def slots(
     windows: Iterable[tuple[datetime, datetime]], zone: str
-) -> Iterator[tuple[datetime, datetime, int]]:
-    """Calling windows cut at band boundaries: (start, end, band), each at least MIN_SLOT long."""
+) -> Iterator[tuple[datetime, datetime, int, date]]:
+    """Calling windows cut at band boundaries: (start, end, band, local day), each at least MIN_SLOT long."""
     for start, end in windows:
-        at = start
-        while at < end:
-            cut = min(end, _band_end(at, zone))
-            if cut <= at:  # a daylight-saving fold: never loop
-                break
-            if cut - at >= MIN_SLOT:
-                yield at, cut, band_of(at, zone)
-            at = cut
+        yield from _window_slots(start, end, zone)
+
+
+@lru_cache(maxsize=4096)
+def _window_slots(
+    start: datetime, end: datetime, zone: str
+) -> tuple[tuple[datetime, datetime, int, date], ...]:
+    """One window's slots. Cached: the windows of a day in a zone are the same for every patient
+    there but those with a preferred window, and the retry planner asks for a week of them."""
+    out = []
+    at = start
+    while at < end:
+        cut = min(end, _band_end(at, zone))
+        if cut <= at:  # a daylight-saving fold: never loop
+            break
+        if cut - at >= MIN_SLOT:
+            out.append((at, cut, band_of(at, zone), cal.local_time_of(at, zone).date()))
+        at = cut
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- the model
@@ -183,7 +197,8 @@ def best_slot(
     deadline: datetime,
     default: datetime | None = None,
 ) -> tuple[datetime, Estimate] | None:
-    """The slot to call in: highest estimate, discounted by DAY_DISCOUNT for each day of waiting.
+    """The slot to call in: highest estimate, discounted by DAY_DISCOUNT for each day of waiting,
+    within HORIZON_DAYS of the first slot (a whole week: every band of the week is there).
 
     `windows` are those the rules allow (spacing, caps, hours), in time order.
     `default` is what the rules would choose without best time: kept when no slot
@@ -192,13 +207,18 @@ def best_slot(
     first_day: date | None = None
     best: tuple[float, datetime, Estimate] | None = None
     kept: tuple[float, datetime, Estimate] | None = None
-    for start, end, band in slots(windows, zone):
+    known: dict[int, Estimate] = {}
+    for start, end, band, day in slots(windows, zone):
         if start >= deadline:
             break
-        day = cal.local_time_of(start, zone).date()
         first_day = first_day or day
-        e = model.at(band)
-        score = e.p * DAY_DISCOUNT ** (day - first_day).days
+        waited = (day - first_day).days
+        if waited >= HORIZON_DAYS:
+            break
+        e = known.get(band)
+        if e is None:
+            e = known[band] = model.at(band)
+        score = e.p * DAY_DISCOUNT**waited
         if best is None or score > best[0] + TIE:
             best = (score, start, e)
         if default is not None and kept is None and start <= default < end:

@@ -237,10 +237,13 @@ def after_attempt(
     first_fit: datetime | None = None
     varied: RetryDecision | None = None
     allowed: list[tuple[datetime, datetime]] = []  # the windows a retry may go to (best time only)
+    looks_until: date | None = None  # best time looks no further than its horizon
     for start, end in cal.next_windows(earliest, patient.place, policy.calling_hours, horizon_days=90):
         if start >= task.deadline:
             break
         day = cal.local_date(start, patient.place)
+        if varied is not None and looks_until is not None and day >= looks_until:
+            break
         if per_day.get(day, 0) >= policy.caps.max_attempts_per_day:
             continue
         if end - start < timedelta(minutes=5):
@@ -248,6 +251,7 @@ def after_attempt(
         allowed.append((start, end))
         if first_fit is None:
             first_fit = start
+            looks_until = day + timedelta(days=besttime.HORIZON_DAYS)
         if varied is None:
             varied = _varied(result, start, end, day, prefer_morning, task, zone)
         if varied is not None and (model is None or not model.informative()):

@@ -178,9 +178,11 @@ def finish_unanswered_many(
         for (result, voicemail), ids in groups.items():
             for r in store.complete_attempts(s, ids, result, voicemail, now):
                 done[r.id] = (r.task_id, r.patient_id, result, r.started_at)
-        decisions = dict(zip(done, _retry_many(s, list(done.values()), now, policy), strict=True))
+        retries, counted = _retry_many(s, list(done.values()), now, policy)
+        decisions = dict(zip(done, retries, strict=True))
         if also is not None:
             also(s)
+        answers.add_answers(s, counted)  # last: cohort rows are shared by every dialer process
         s.commit()
     return [decisions.get(attempt_id) for attempt_id, _, _ in ends]
 
@@ -191,11 +193,12 @@ Ended = tuple[int, int, AttemptResult, datetime]
 
 def _retry_many(
     s: Session, ended: Sequence[Ended], now: datetime, policy: Policy
-) -> list[rules.RetryDecision]:
+) -> tuple[list[rules.RetryDecision], list[besttime.AnswerEvent]]:
     """After unanswered attempts: retry each task later, or close it.
 
-    With best time to call, the attempts are counted for their patients' answer
-    models (at the end of the transaction) and the retries go where those say.
+    With best time to call, the retries go where the patients' answer models say,
+    and the attempts' answer events come back for the caller to count last in its
+    transaction (`answers.add_answers`).
     """
     task_ids = [task_id for task_id, _, _, _ in ended]
     rows = store.tasks_with_patients(s, task_ids)
@@ -234,10 +237,9 @@ def _retry_many(
             releases.append(store.Release(task_id, not_before=decision.next_at, best_band=band, answer_p=p))
         out.append(decision)
     store.release_tasks(s, releases, now)
-    answers.add_answers(s, events)
     if closed_patients:
         keep_cadence(s, closed_patients, now, policy)
-    return out
+    return out, events
 
 
 def renew_leases(ctx: Context, worker: str, also: Also | None = None) -> None:
@@ -269,9 +271,11 @@ def reconcile_in_flight(ctx: Context, worker: str | None = None, *, expired_leas
             for a in attempts
             if statuses.get(a.task_id) == TaskStatus.in_progress
         ]
+        counted: list[besttime.AnswerEvent] = []
         if claimed:
-            _retry_many(s, claimed, now, ctx.policy)
+            _, counted = _retry_many(s, claimed, now, ctx.policy)
         store.free_undialed_claims(s, now, worker, expired_leases)
+        answers.add_answers(s, counted)
         s.commit()
     if n:
         log.warning("in-flight attempts reconciled", attempts=n)

@@ -102,9 +102,9 @@ def record_outcomes(
             applied.update(_apply_outcomes(s, this_round, now, policy))
             answered.extend(_answered(this_round, policy))
             pending = later
-        answers.add_answers(s, answered)
         if also is not None:
             also(s)
+        answers.add_answers(s, answered)  # last: cohort rows are shared by every dialer process
         s.commit()
     return [applied[e.attempt_id] for e in entries]
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from campaign.besttime import AnswerEvent, AnswerModel, BandCounts, cohort_keys
@@ -85,7 +86,10 @@ def cohort_counts(session: Session, cohorts: Iterable[str] | None = None) -> dic
         keys = sorted(set(cohorts))
         if not keys:
             return {}
-        q = q.where(ANSWER_COHORT.c.cohort.in_(keys))
+        if session.get_bind().dialect.name == "postgresql":  # one statement text whatever the count
+            q = q.where(ANSWER_COHORT.c.cohort == any_(bindparam(None, keys, type_=ARRAY(String))))
+        else:
+            q = q.where(ANSWER_COHORT.c.cohort.in_(keys))
     out: dict[str, dict[int, BandCounts]] = {}
     for cohort, band, attempts, answers in session.execute(q):
         out.setdefault(cohort, {})[int(band)] = BandCounts(attempts, answers)

@@ -131,7 +131,8 @@ def test_slots_cut_windows_at_band_boundaries() -> None:
     day = date(2026, 12, 8)  # a Tuesday
     at = lambda h, m=0: datetime(2026, 12, 8, h, m, tzinfo=ZoneInfo(zone)).astimezone(UTC)  # noqa: E731
     got = [
-        (s, e, band_label(b)) for s, e, b in besttime.slots([(at(9), at(12, 30)), (at(13, 30), at(19))], zone)
+        (s, e, band_label(b))
+        for s, e, b, _ in besttime.slots([(at(9), at(12, 30)), (at(13, 30), at(19))], zone)
     ]
     assert got[0] == (at(9), at(11), "weekday 09:00-11:00")
     assert got[1] == (at(11), at(12, 30), "weekday 11:00-13:00")

@@ -47,11 +47,22 @@ def first_in_band(
     earliest: datetime, deadline: datetime, task: TaskState, dep: str, place: cal.Place, band: tuple[int, int]
 ) -> datetime | None:
     """The first instant a retry may start in that band: callable for five minutes inside the band,
-    spaced, before the deadline, on a day under the daily cap (facts computed here)."""
+    spaced, before the deadline, on a day under the daily cap, within a week of the first day a
+    retry may happen at all (facts computed here)."""
     per_day = dials_per_day(task, dep)
     kind, hour = band
     day = local(earliest, dep).date()
+    first: date | None = None
     while cal.at_local(day, time(0), place.timezone) < deadline:
+        windows = utc_windows_on(day, place)
+        if (
+            first is None
+            and per_day[day] < DAY_CAP
+            and any(max(s, earliest) < deadline and e - max(s, earliest) >= FIVE for s, e in windows)
+        ):
+            first = day
+        if first is not None and (day - first).days >= besttime.HORIZON_DAYS:
+            return None
         if per_day[day] < DAY_CAP and day_class(day) == kind:
             b0 = cal.at_local(day, time(hour), place.timezone)
             b1 = cal.at_local(day, time(hour + 2), place.timezone)
