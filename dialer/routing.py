@@ -85,7 +85,7 @@ def lead_for(answer_p: float | None, policy: Policy) -> timedelta:
     """Best time to call: a task placed where its patient answers with probability p goes before
     the due tasks of its priority that fell due up to p × `best_time_lead_minutes` before it.
     A bounded head start, not a sort by p, so a patient unlikely to answer is never starved."""
-    if answer_p is None or not policy.outreach.best_time:
+    if answer_p is None or not policy.outreach.best_time or policy.outreach.strategy == "fifo":
         return timedelta(0)
     return timedelta(minutes=policy.outreach.best_time_lead_minutes * answer_p)
 

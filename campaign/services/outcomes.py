@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from campaign import besttime, incoming, rules, store
+from campaign import baseline, besttime, incoming, rules, store
 from campaign import calendar as cal
 from campaign.errors import InvalidArgument, NotFound
 from campaign.policy import Policy
@@ -111,7 +111,7 @@ def record_outcomes(
 
 def _answered(entries: Sequence[tuple[OutcomeEntry, Any]], policy: Policy) -> list[besttime.AnswerEvent]:
     """Best time to call: the patient picked up at that hour (not on a wrong number, not calling us)."""
-    if not policy.outreach.best_time:
+    if not policy.outreach.best_time or baseline.is_fifo(policy):
         return []
     events = [
         besttime.event_for(
