@@ -201,7 +201,9 @@ class TaskFeed:
         Only items the sweep covered: due before its horizon, and before its
         last row when it stopped at the horizon's size.
         """
-        last = None if complete or sweep.after is None else sweep.after[0]
+        # the sweep's pages run in (due, id) order: what it stopped at is a row, not an instant (many
+        # first calls fall due at the same one)
+        last = None if complete or sweep.after is None else sweep.after
         items = self.queue.items
         # parked items are due beyond the sweep's horizon: left out by set arithmetic, not a loop
         unseen = items.keys() - sweep.seen - self.queue.parked.keys()
@@ -209,7 +211,7 @@ class TaskFeed:
             task_id
             for task_id in unseen
             if (due := items[task_id].due or items[task_id].not_before) <= sweep.until
-            and (last is None or due < last)
+            and (last is None or (due, task_id) < last)
         ]
         for task_id in gone:
             self.queue.discard(task_id)

@@ -680,7 +680,11 @@ def test_referent_ready_gets_her_patient_first(env) -> None:  # type: ignore[no-
     h.run(8)
     first = _first_attempt(ctx, patients[0].id)
     assert first is not None and first.nurse_id == referent
-    assert _first_attempt(ctx, patients[1].id) is None, "her second patient waits for her, not for the other"
+    # her first call may end at once (a machine): she then takes the second herself
+    second = _first_attempt(ctx, patients[1].id)
+    assert second is None or second.nurse_id == referent, (
+        "her second patient waits for her, not for the other"
+    )
 
 
 def test_referent_coming_on_shift_after_the_tasks_were_loaded_still_gets_her_patient(env) -> None:  # type: ignore[no-untyped-def]
