@@ -15,7 +15,9 @@ waits on the database costs her `FACTOR` milliseconds of work, so a faster
 clock shows up as tasks expiring undialed. Measured on the 2-core machine of
 December 2026: 6-7 % at 1,800x (the test used to run there, on a faster machine,
 at 1-2 %), 2.5 % at 1,200x; one process on a virtual clock leaves 0.3 %. Since the
-dialers store their nurses' presence (issue 12): 6.9 % at 1,200x, 3.5 % at 1,000x.
+dialers store their nurses' presence (issue 12): 6.9 % at 1,200x, 3.5 % at 1,000x. On the
+simulated population (issue 13) tasks also expire because the nurses run out of hours (see the
+last assertion), so the test checks how late the processes ran events too.
 
 Size and speed: CARECALL_SERVE_TEST_PATIENTS / _NURSES / _WAVE_DAYS / _FACTOR /
 _IDLE_FACTOR; the defaults are the issue's 20,000 patients and 60 nurses over a
@@ -54,6 +56,7 @@ NURSES = int(os.environ.get("CARECALL_SERVE_TEST_NURSES", "60"))
 # 20 working days (Mon-Sat, holidays off) let 60 nurses plan 97 % of 20,000 recipients
 WAVE_DAYS = int(os.environ.get("CARECALL_SERVE_TEST_WAVE_DAYS", "20"))
 FACTOR = float(os.environ.get("CARECALL_SERVE_TEST_FACTOR", "1000"))
+MAX_BEHIND_REAL_SECONDS = 5.0  # how late a process may run an event on the shared clock
 IDLE_FACTOR = float(os.environ.get("CARECALL_SERVE_TEST_IDLE_FACTOR", "200000"))
 # the synthetic nurses' shifts: no call starts outside them (one still going at 19:00 ends fast)
 BUSY = "mon-fri 08:30-19:00, sat 09:00-12:00"
@@ -264,6 +267,13 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
         tasks = dict(
             q("SELECT status, count(*) FROM call_task WHERE wave_id = :w GROUP BY status", w=rec.wave_id)
         )
+        # expired without a single attempt: what a clock too fast for the processes leaves (a task
+        # attempted and expired is a patient who did not pick up in time: the population's doing)
+        expired_undialed = q(
+            "SELECT count(*) FROM call_task t WHERE t.wave_id = :w AND t.status = 'expired' AND NOT EXISTS "
+            "(SELECT 1 FROM call_attempt a WHERE a.task_id = t.id)",
+            w=rec.wave_id,
+        )[0][0]
         expired_by_day = dict(
             q(
                 "SELECT to_char(not_before AT TIME ZONE 'Europe/Paris', 'MM-DD'), count(*) FROM call_task "
@@ -293,6 +303,7 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
         "wave_real_seconds_on_clock": round(wave_real_seconds, 1),
         "attempts": attempts,
         "tasks": tasks,
+        "expired_undialed": expired_undialed,
         "expired_by_planned_day": expired_by_day,
         "interrupted": interrupted,
         "cut_calls": cut_calls,
@@ -314,6 +325,15 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
     assert cut_calls >= 1, "the SIGKILLs did cut calls (the test would prove nothing otherwise)"
     assert interrupted >= cut_calls, "and every call they cut was reconciled"
     assert attempts > PATIENTS
-    # a clock too fast for the processes lets tasks expire undialed (measured: 3.5 % at 1,000x)
-    assert tasks.get("expired", 0) <= 0.05 * sum(tasks.values()), "the processes fell behind the clock"
+    # the processes kept up with the clock: no event ran more than a few real seconds late (1.0-1.4 s
+    # measured at 1,000x)
+    assert max(figures["worst_behind_real_seconds"].values()) <= MAX_BEHIND_REAL_SECONDS, (
+        "fell behind the clock"
+    )
+    # Tasks expired undialed: 3.5 % at 1,000x when the simulated patients all answered alike. On the
+    # population (issue 13) patients need about four attempts a reach where planning still expects
+    # 1.6-2.0 (`expected_attempts_per_reach`), so the nurses run out of hours in the wave's last week
+    # and its first calls expire there (11.8 % measured, nearly all planned from 24 December on):
+    # planning's capacity, not the processes' speed, until that figure is recalibrated.
+    assert expired_undialed <= 0.15 * sum(tasks.values()), "tasks expired undialed"
     dispose(ctx)
