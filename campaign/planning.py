@@ -158,7 +158,7 @@ def _fit(
     skills: frozenset[str],
     days: Sequence[date],
     level_left: dict[date, dict[NurseLevel, float]],
-    skill_left: dict[date, dict[str, float]],
+    skill_left: dict[date, dict[tuple[NurseLevel, str], float]],
     callable_day: Sequence[bool],
 ) -> dict[int, float] | None:
     """Where a task's minutes go in this pool if its first call is on days[i], or None if they do not fit.
@@ -173,7 +173,10 @@ def _fit(
         for k in range(j, j + 1) if j == i else range(j, len(days)):
             if k != i and not callable_day[k]:
                 continue
-            room = min([level_left[days[k]][pool], *(skill_left[days[k]][sk] for sk in skills)]) - alloc[k]
+            room = (
+                min([level_left[days[k]][pool], *(skill_left[days[k]][(pool, sk)] for sk in skills)])
+                - alloc[k]
+            )
             take = min(rest, room) if k != i else rest if room >= rest else 0.0
             if take > 0:
                 alloc[k] += take
@@ -195,9 +198,10 @@ def plan_wave(
     if not days:
         raise ValueError("a wave needs at least one working day")
     occupancy = policy.dialer.target_occupancy
-    # remaining minutes per day, per level pool and per skill pool
+    # remaining minutes per day, per level pool and per skill within a level: a junior trained for heart
+    # failure adds nothing to the minutes a high-tier heart-failure patient (seniors only) may use
     level_left: dict[date, dict[NurseLevel, float]] = {}
-    skill_left: dict[date, dict[str, float]] = {}
+    skill_left: dict[date, dict[tuple[NurseLevel, str], float]] = {}
     level_cap: dict[date, dict[NurseLevel, float]] = {}
     for d in days:
         level_left[d] = defaultdict(float)
@@ -207,7 +211,7 @@ def plan_wave(
             m = n.minutes_on(d) * occupancy
             level_left[d][n.level] += m
             for sk in n.skills:
-                skill_left[d][sk] += m
+                skill_left[d][(n.level, sk)] += m
             cap += m
         plan.days[d] = DayLoad(capacity=cap)
         level_cap[d] = dict(level_left[d])
@@ -298,7 +302,7 @@ def plan_wave(
             for j, m in alloc.items():
                 level_left[days[j]][pool] -= m
                 for sk in c.skills:
-                    skill_left[days[j]][sk] -= m
+                    skill_left[days[j]][(pool, sk)] -= m
                 plan.days[days[j]].minutes += m
             plan.days[d].tasks[tier.value] += 1
             plan.assignments[c.patient_id] = d

@@ -23,10 +23,20 @@ from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
 
 # these properties and tables pin the whole-cost mode (every retry charged to the first-call day);
-# the spread of retries over their days is tested in test_retry_spread.py
+# the spread of retries over their days is tested in test_retry_spread.py. The tables were computed by
+# hand with these costs (every task reaching its patient), whatever config/programme.toml says.
 _loaded = load_policy()
 policy = _loaded.model_copy(
-    update={"outreach": _loaded.outreach.model_copy(update={"spread_retries": False})}
+    update={
+        "outreach": _loaded.outreach.model_copy(update={"spread_retries": False}),
+        "dialer": _loaded.dialer.model_copy(
+            update={
+                "expected_attempts_per_reach": {Tier.high: 1.6, Tier.medium: 1.8, Tier.low: 2.0},
+                "expected_reach": dict.fromkeys(Tier, 1.0),
+                "noanswer_handle_minutes": 1.5,
+            }
+        ),
+    }
 )
 HOURS = policy.calling_hours
 EPS = 1e-6
@@ -548,6 +558,27 @@ def test_skill_pool_limits_heart_failure_patients() -> None:
     assert plan.days[MON].capacity == pytest.approx(8 * 60 * 0.85 + 102)
     assert plan.assignments == {1: MON, 2: MON, 3: MON, 4: TUE, 6: MON}
     assert plan.unplaced == [5]
+
+
+def test_juniors_skills_do_not_make_room_for_patients_only_seniors_may_take() -> None:
+    """The two seniors above (one untrained all day, one trained for heart failure 09-11: three high
+    patients a day) and a junior trained for heart failure all day. High-tier patients go to seniors
+    only, so the junior's hours make no room for them: still three on Monday, three on Tuesday, the
+    7th and 8th nowhere. A plan
+    that pooled the skill's minutes across levels put all eight on Monday, and at 20,000 patients
+    left 566 high-tier heart-failure tasks to expire undialed (two trained seniors among 17)."""
+    nurses = [
+        nurse(1, NurseLevel.senior, (0, "09:00", "17:00"), (1, "09:00", "17:00")),
+        nurse(2, NurseLevel.senior, (0, "09:00", "11:00"), (1, "09:00", "11:00"), skills=("heart_failure",)),
+        nurse(3, NurseLevel.junior, (0, "09:00", "17:00"), (1, "09:00", "17:00"), skills=("heart_failure",)),
+    ]
+    hf = frozenset({"heart_failure"})
+    plan = plan_wave([patient(i, Tier.high, skills=hf) for i in range(1, 9)], nurses, [MON, TUE], policy)
+    assert plan.assignments == {1: MON, 2: MON, 3: MON, 4: TUE, 5: TUE, 6: TUE}
+    assert plan.unplaced == [7, 8]
+    # a medium-tier heart-failure patient may go to the junior: her hours count for them
+    plan = plan_wave([patient(i, Tier.medium, skills=hf) for i in range(1, 9)], nurses, [MON, TUE], policy)
+    assert set(plan.assignments) == set(range(1, 9))
 
 
 def test_start_offsets_per_tier() -> None:
