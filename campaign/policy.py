@@ -150,6 +150,11 @@ class DialerPolicy(_Strict):
     target_occupancy: Annotated[float, Field(gt=0, le=1)]
     noanswer_handle_minutes: Annotated[float, Field(ge=0)]
     expected_attempts_per_reach: dict[Tier, Annotated[float, Field(ge=1)]]
+    # share of a tier's planned tasks that end with the patient reached: the others cost only their
+    # unanswered attempts, so planning charges a task this share of a reached task's minutes
+    expected_reach: dict[Tier, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: dict.fromkeys(Tier, 1.0)
+    )
     wrap_up_seconds: Annotated[int, Field(ge=0)] = 120
     other_share_delay_minutes: Annotated[float, Field(ge=0)] = 5
 
@@ -308,6 +313,9 @@ class Policy(_Strict):
         if missing:
             tiers = sorted(t.value for t in missing)
             raise InvalidKey("dialer.expected_attempts_per_reach", f"missing tiers {tiers}")
+        missing = set(Tier) - set(self.dialer.expected_reach)
+        if missing:
+            raise InvalidKey("dialer.expected_reach", f"missing tiers {sorted(t.value for t in missing)}")
         return self
 
     def skill_for(self, pathology: str) -> str:

@@ -10,7 +10,8 @@ by attempt and each attempt is put on the day the retry rule would give it:
   attempt k (1-based) is the reaching one with probability p(1-p)^(k-1) and an
   unanswered one with probability (1-p)^k. Both series are cut at
   `retry.max_attempts` and scaled back to 1 and E - 1, so the shares add up to
-  exactly `task_cost` (the reached call plus E - 1 unanswered attempts);
+  exactly `task_cost` (the reached call plus E - 1 unanswered attempts, times the share of
+  tasks that reach the patient);
 - the day of each attempt comes from `rules.after_attempt` itself (spacing
   after no answer, daily cap, varied time of day, the wave's end), starting
   from first calls spread evenly over the first day's calling hours, for a
@@ -41,9 +42,12 @@ Shares = tuple[tuple[int, float], ...]  # (index into the wave's days, nurse min
 
 
 def task_cost(tier: Tier, policy: Policy) -> float:
-    """Expected nurse minutes of one task: one reached call plus the unanswered attempts."""
+    """Expected nurse minutes of one task: a reached call plus its unanswered attempts, times the share
+    of tasks that reach the patient (`expected_reach`, r). With E attempts per reach, a task makes r * E
+    attempts on average, r of them reaching: r * (call + noanswer * (E - 1)) minutes."""
     expected = policy.dialer.expected_attempts_per_reach[tier]
-    return policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1)
+    reach = policy.dialer.expected_reach[tier]
+    return reach * (policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1))
 
 
 def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
@@ -54,8 +58,9 @@ def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
     reach = [p * (1 - p) ** k for k in range(k_max)]
     fail = [(1 - p) ** (k + 1) for k in range(k_max)]
     reach_total, fail_total = sum(reach), sum(fail)
-    call = policy.tiers[tier].call_minutes
-    unanswered = policy.dialer.noanswer_handle_minutes * (expected - 1)
+    share = policy.dialer.expected_reach[tier]
+    call = share * policy.tiers[tier].call_minutes
+    unanswered = share * policy.dialer.noanswer_handle_minutes * (expected - 1)
     return [
         call * r / reach_total + (unanswered * f / fail_total if fail_total else 0.0)
         for r, f in zip(reach, fail, strict=True)

@@ -30,9 +30,10 @@ PARIS = cal.Place("75", "Europe/Paris")
 
 
 def cost(tier: Tier, pol: Policy) -> float:
-    """A task's expected minutes, from the policy: the reached call and E - 1 unanswered attempts."""
-    e = pol.dialer.expected_attempts_per_reach[tier]
-    return pol.tiers[tier].call_minutes + pol.dialer.noanswer_handle_minutes * (e - 1)
+    """A task's expected minutes, from the policy: the reached call and E - 1 unanswered attempts, for
+    the share r of tasks that reach the patient."""
+    e, r = pol.dialer.expected_attempts_per_reach[tier], pol.dialer.expected_reach[tier]
+    return r * (pol.tiers[tier].call_minutes + pol.dialer.noanswer_handle_minutes * (e - 1))
 
 
 def with_retry(pol: Policy, **retry: object) -> Policy:
@@ -48,7 +49,9 @@ def retry_policies(draw: st.DrawFn) -> Policy:
         vary_time_of_day=draw(st.booleans()),
     )
     e = {t: draw(st.floats(1.0, 6.0)) for t in Tier}
-    return pol.model_copy(update={"dialer": pol.dialer.model_copy(update={"expected_attempts_per_reach": e})})
+    r = {t: draw(st.floats(0.05, 1.0)) for t in Tier}
+    dialer = pol.dialer.model_copy(update={"expected_attempts_per_reach": e, "expected_reach": r})
+    return pol.model_copy(update={"dialer": dialer})
 
 
 @st.composite
@@ -93,7 +96,11 @@ def test_the_second_attempt_lands_where_the_retry_rule_puts_it() -> None:
     pol = pol.model_copy(
         update={
             "dialer": pol.dialer.model_copy(
-                update={"expected_attempts_per_reach": {t: 2.0 for t in Tier}, "noanswer_handle_minutes": 1.5}
+                update={
+                    "expected_attempts_per_reach": {t: 2.0 for t in Tier},
+                    "expected_reach": {t: 1.0 for t in Tier},
+                    "noanswer_handle_minutes": 1.5,
+                }
             )
         }
     )
@@ -105,6 +112,34 @@ def test_the_second_attempt_lands_where_the_retry_rule_puts_it() -> None:
     assert spread_table([monday, tuesday], pol)[Tier.low][1] == ((1, pytest.approx(13.5)),)
     off = pol.model_copy(update={"outreach": pol.outreach.model_copy(update={"spread_retries": False})})
     assert spread_table([monday, tuesday], off)[Tier.low][0] == ((0, pytest.approx(13.5)),)
+
+
+def test_tasks_that_do_not_reach_the_patient_cost_only_their_attempts() -> None:
+    """Catches a plan that charges every task a reached call: with 60 % of tasks reaching the
+    patient, a low-tier task (12 min call, E = 2, 1.5 min unanswered) costs 0.6 x 13.5 = 8.1 min, and
+    a day of 81 nurse minutes takes ten first calls, not six."""
+    pol = policy.model_copy(
+        update={
+            "dialer": policy.dialer.model_copy(
+                update={
+                    "expected_attempts_per_reach": {t: 2.0 for t in Tier},
+                    "expected_reach": {t: 0.6 for t in Tier},
+                    "noanswer_handle_minutes": 1.5,
+                    "target_occupancy": 1.0,
+                }
+            ),
+            "outreach": policy.outreach.model_copy(update={"spread_retries": False}),
+        }
+    )
+    assert sum(attempt_costs(Tier.low, pol)) == pytest.approx(8.1)
+    monday = date(2026, 3, 9)
+    nurse = NurseShifts(1, NurseLevel.junior, frozenset(), ((0, time(9, 0), time(10, 21)),))
+    low = [
+        Candidate(k, PatientState(EnrolmentStatus.enrolled, Tier.low, PARIS, next_contact_on=monday))
+        for k in range(20)
+    ]
+    plan = plan_wave(low, [nurse], [monday], pol)
+    assert len(plan.assignments) == 10
 
 
 def senior(nid: int, *weekdays: int) -> NurseShifts:
@@ -135,19 +170,22 @@ def test_a_plan_keeps_every_minute_within_each_day_capacity(
 
 
 def test_retries_are_charged_to_the_next_day_not_the_first() -> None:
-    """One senior, Monday and Tuesday 09:00-17:00 (408 min at 85 %), ten high patients. Whole-cost
-    planning puts 10 x 25.9 = 259 min on Monday and nothing on Tuesday; spread, Monday carries less
-    and Tuesday the retries of Monday's first calls, the same 259 min in all."""
+    """One senior, Monday and Tuesday 09:00-17:00 (408 min at 85 %), ten high patients (about 230 min
+    with the default policy). Whole-cost planning puts it all on Monday and nothing on Tuesday;
+    spread, Monday carries less and Tuesday the retries of Monday's first calls, the same in all."""
     monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
     team = [senior(1, 0, 1)]
     cands = [high_patient(p) for p in range(1, 11)]
+    total = 10 * cost(Tier.high, policy)
+    assert total < 408
     plan = plan_wave(cands, team, [monday, tuesday], policy)
     assert plan.days[monday].tasks["high"] == 10
-    assert 0 < plan.days[tuesday].minutes < plan.days[monday].minutes < 259
-    assert plan.days[monday].minutes + plan.days[tuesday].minutes == pytest.approx(259)
+    assert 0 < plan.days[tuesday].minutes < total
+    assert 0 < plan.days[monday].minutes < total
+    assert plan.days[monday].minutes + plan.days[tuesday].minutes == pytest.approx(total)
     off = policy.model_copy(update={"outreach": policy.outreach.model_copy(update={"spread_retries": False})})
     plan = plan_wave(cands, team, [monday, tuesday], off)
-    assert (plan.days[monday].minutes, plan.days[tuesday].minutes) == (pytest.approx(259), 0)
+    assert (plan.days[monday].minutes, plan.days[tuesday].minutes) == (pytest.approx(total), 0)
 
 
 def test_a_retry_due_on_a_day_without_room_waits_for_the_next_day_with_some() -> None:
