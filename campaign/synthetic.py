@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,15 @@ def _pathologies(rng: random.Random) -> list[str]:
     return chosen
 
 
+def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
+    """Skill -> the codes of the nurses trained for it, for `generate_patients_csv(trained=…)`."""
+    out: dict[str, list[str]] = {}
+    for n in nurses:
+        for skill in n.skills:
+            out.setdefault(skill, []).append(n.code)
+    return out
+
+
 def generate_patients_csv(
     path: Path | str,
     n: int,
@@ -210,6 +219,7 @@ def generate_patients_csv(
     physicians: int | None = None,
     reference_date: date = REFERENCE_DATE,
     senior_codes: Sequence[str] = (),
+    trained: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Write `n` fictional patients in the import format (';', UTF-8, French style).
 
@@ -219,7 +229,10 @@ def generate_patients_csv(
     `physicians` defaults to about one per 150 patients. Ages (30–90) are counted
     at `reference_date` so the file does not depend on the day it is generated.
     High-tier patients get their référent among `senior_codes` when given, as a
-    programme would assign them.
+    programme would assign them, and a patient with heart failure or COPD among
+    the nurses `trained` for it (skill -> nurse codes, `trained_codes`) when
+    some of those may take them: a référent who may not take her patient's
+    calls is no référent at all.
     """
     rng = random.Random(seed)
     fake = Faker("fr_FR")
@@ -284,6 +297,10 @@ def generate_patients_csv(
             consent = "non" if rng.random() < 0.01 else rng.choice(("oui", "oui", "", "1"))
             window = rng.choice(_WINDOWS) if rng.random() < 0.15 else ""
             referents = senior_codes if tier == "high" and senior_codes else nurse_codes
+            for skill in ("heart_failure", "copd"):
+                if trained and skill in codes:
+                    able = [c for c in referents if c in set(trained.get(skill, ()))]
+                    referents = able or referents
             nurse = rng.choice(referents) if referents and rng.random() < 0.6 else ""
             rpps, doctor = rng.choice(doctors)
             enrolled = reference_date - timedelta(days=rng.randint(0, 3 * 365))
@@ -333,17 +350,24 @@ def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
     About a third are senior, and whenever n ≥ 2 there is at least one senior,
     one senior trained for heart failure, one for COPD, and one late shift, so
     every tier, skill and calling hour of the default policy has someone.
+    Seniors are trained as a programme would train them for its high-tier
+    patients (a third of whom have heart failure): every other one for heart
+    failure, every third for COPD, whatever the draw; juniors at random.
     """
     rng = random.Random(seed)
     fake = Faker("fr_FR")
     fake.seed_instance(seed + 7919)
     seniors = set(rng.sample(range(n), max(1, round(n / 3)))) if n else set()
+    senior_rank = {i: k for k, i in enumerate(sorted(seniors))}
     patterns = ["day", "late", "mid"]
     nurses: list[Nurse] = []
     for i in range(n):
         skills: list[str] = []
         if rng.random() < 0.5:
             skills = rng.choice((["heart_failure"], ["copd"], ["heart_failure", "copd"]))
+        if i in seniors:
+            rank = senior_rank[i]
+            skills = ["heart_failure"] * (rank % 2 == 0) + ["copd"] * (rank % 3 == 1)
         pattern = patterns[(i + seed) % len(patterns)] if n >= 2 else "day"
         if n >= 2 and i == 1:
             pattern = "late"

@@ -19,7 +19,7 @@ from campaign.db import make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
 from campaign.policy import Policy
 from campaign.states import WaveStatus
-from campaign.synthetic import generate_nurses, generate_patients_csv
+from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
 from dialer.simulation import SimulationResult, run_simulation
 
 log = structlog.get_logger("carecall.demo")
@@ -71,6 +71,7 @@ def run_demo(
             seed=seed,
             nurse_codes=[n.code for n in nurse_rows],
             senior_codes=[n.code for n in nurse_rows if n.level == "senior"],
+            trained=trained_codes(nurse_rows),
             reference_date=sent_on,
         )
         stage("importing patients")

@@ -25,7 +25,7 @@ from campaign.policy import NurseLevel, Policy, Tier
 from campaign.reports import wave_report
 from campaign.reports.charts import svg_lines
 from campaign.reports.outreach import outreach_figures
-from campaign.synthetic import generate_nurses, generate_patients_csv
+from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
 from dialer.demo import run_demo
 from dialer.population import Population
 from dialer.simulation import load_population
@@ -99,6 +99,7 @@ def size_roster(
             seed=seed,
             nurse_codes=[n.code for n in roster],
             senior_codes=[n.code for n in roster if n.level == "senior"],
+            trained=trained_codes(roster),
             reference_date=SENT_ON,
         )
         need = needed_minutes(tiers_in(path), policy)

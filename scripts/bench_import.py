@@ -43,7 +43,7 @@ from campaign.imports import import_patients
 from campaign.logs import configure_logging
 from campaign.model import PATIENT
 from campaign.policy import load_policy
-from campaign.synthetic import generate_nurses, generate_patients_csv
+from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
 
 REFERENCE_DATE = date(2026, 12, 7)
 TARGET_RATIO = 3.0
@@ -65,6 +65,7 @@ def cached_csv(cache_dir: Path, n: int, seed: int, nurses: int) -> tuple[Path, f
         seed=seed,
         nurse_codes=[x.code for x in staff],
         senior_codes=[x.code for x in staff if x.level == "senior"],
+        trained=trained_codes(staff),
         reference_date=REFERENCE_DATE,
     )
     partial.rename(path)

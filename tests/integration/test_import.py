@@ -475,6 +475,38 @@ def test_nurses_cover_every_need(n: int) -> None:
         assert all(s["start"] < s["end"] for s in nurse.shifts)
 
 
+@pytest.mark.parametrize("n", [12, 52])
+def test_seniors_are_trained_for_their_patients_and_referents_may_take_their_calls(tmp_path, n: int) -> None:
+    """A third of high-tier patients have heart failure: every other senior is trained for it, whatever
+    the draw (seed 0 drew 2 of 17 once, and 566 of those patients' tasks expired undialed). A patient
+    with heart failure or COPD gets a référent trained for it, a high-tier one a trained senior."""
+    import csv
+
+    from campaign.imports.values import parse_pathologies, parse_tier
+    from campaign.synthetic import trained_codes
+
+    nurses = generate_nurses(n, seed=0)
+    seniors = [x for x in nurses if x.level == "senior"]
+    assert sum("heart_failure" in x.skills for x in seniors) >= len(seniors) // 2
+    assert sum("copd" in x.skills for x in seniors) >= len(seniors) // 3
+    skills = {x.code: set(x.skills) for x in nurses}
+    path = generate_patients_csv(
+        tmp_path / "p.csv",
+        2_000,
+        seed=0,
+        nurse_codes=[x.code for x in nurses],
+        senior_codes=[x.code for x in seniors],
+        trained=trained_codes(nurses),
+    )
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter=";"))
+    hf = [r for r in rows if r["infirmier_referent"] and "heart_failure" in parse_pathologies(r["pathologies"])]
+    assert len(hf) > 150
+    assert all("heart_failure" in skills[r["infirmier_referent"]] for r in hf)
+    high = [r for r in rows if r["infirmier_referent"] and parse_tier(r["niveau_risque"]).value == "high"]
+    assert {r["infirmier_referent"] for r in high} <= {x.code for x in seniors}
+
+
 def test_nurses_can_be_saved(engine: Engine) -> None:
     with Session(engine) as s:
         s.add_all(generate_nurses(4, seed=2))
