@@ -202,6 +202,10 @@ def _pathologies(rng: random.Random) -> list[str]:
     return chosen
 
 
+# of the patients outside the high tier with a référent, the share whose référent is a senior
+SENIOR_CASELOAD_OUTSIDE_HIGH = 0.1
+
+
 def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
     """Skill -> the codes of the nurses trained for it, for `generate_patients_csv(trained=…)`."""
     out: dict[str, list[str]] = {}
@@ -229,7 +233,9 @@ def generate_patients_csv(
     `physicians` defaults to about one per 150 patients. Ages (30–90) are counted
     at `reference_date` so the file does not depend on the day it is generated.
     High-tier patients get their référent among `senior_codes` when given, as a
-    programme would assign them, and a patient with heart failure or COPD among
+    programme would assign them, and the others mostly among the other nurses
+    (`SENIOR_CASELOAD_OUTSIDE_HIGH`: a senior's caseload is her high-tier
+    patients and a few who left the high tier); a patient with heart failure or COPD among
     the nurses `trained` for it (skill -> nurse codes, `trained_codes`) when
     some of those may take them: a référent who may not take her patient's
     calls is no référent at all.
@@ -245,6 +251,8 @@ def generate_patients_csv(
     metro_weights = [w for _, _, w in _METROPOLE]
     couples = random.Random(f"{seed}:couples")  # its own draws: the rest of the file stays as it was
     previous: tuple[str, str, str] | None = None  # (phone, postal code, city) a next patient may share
+    caseloads = random.Random(f"{seed}:referents")  # its own draws: the rest of the file stays as it was
+    junior_codes = [c for c in nurse_codes if c not in set(senior_codes)]
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +305,9 @@ def generate_patients_csv(
             consent = "non" if rng.random() < 0.01 else rng.choice(("oui", "oui", "", "1"))
             window = rng.choice(_WINDOWS) if rng.random() < 0.15 else ""
             referents = senior_codes if tier == "high" and senior_codes else nurse_codes
+            if tier != "high" and senior_codes and junior_codes:
+                senior_kept = caseloads.random() < SENIOR_CASELOAD_OUTSIDE_HIGH
+                referents = senior_codes if senior_kept else junior_codes
             for skill in ("heart_failure", "copd"):
                 if trained and skill in codes:
                     able = [c for c in referents if c in set(trained.get(skill, ()))]

@@ -479,7 +479,8 @@ def test_nurses_cover_every_need(n: int) -> None:
 def test_seniors_are_trained_for_their_patients_and_referents_may_take_their_calls(tmp_path, n: int) -> None:
     """A third of high-tier patients have heart failure: every other senior is trained for it, whatever
     the draw (seed 0 drew 2 of 17 once, and 566 of those patients' tasks expired undialed). A patient
-    with heart failure or COPD gets a référent trained for it, a high-tier one a trained senior."""
+    with heart failure or COPD gets a référent trained for it, a high-tier one a trained senior, and
+    most patients outside the high tier a junior."""
     import csv
 
     from campaign.imports.values import parse_pathologies, parse_tier
@@ -500,11 +501,17 @@ def test_seniors_are_trained_for_their_patients_and_referents_may_take_their_cal
     )
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter=";"))
-    hf = [r for r in rows if r["infirmier_referent"] and "heart_failure" in parse_pathologies(r["pathologies"])]
+    hf = [
+        r for r in rows if r["infirmier_referent"] and "heart_failure" in parse_pathologies(r["pathologies"])
+    ]
     assert len(hf) > 150
     assert all("heart_failure" in skills[r["infirmier_referent"]] for r in hf)
     high = [r for r in rows if r["infirmier_referent"] and parse_tier(r["niveau_risque"]).value == "high"]
     assert {r["infirmier_referent"] for r in high} <= {x.code for x in seniors}
+    # a senior's caseload is her high-tier patients, and a few others
+    others = [r for r in rows if r["infirmier_referent"] and r not in high]
+    with_senior = sum(r["infirmier_referent"] in {x.code for x in seniors} for r in others)
+    assert 0.05 <= with_senior / len(others) <= 0.15
 
 
 def test_nurses_can_be_saved(engine: Engine) -> None:
