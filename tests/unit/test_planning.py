@@ -348,7 +348,6 @@ def test_skipped_are_exactly_the_ineligible(
         assert reason in expected[pid], (pid, reason, expected[pid])
 
 
-@PLAN_SETTINGS
 def _planned(
     wave: tuple[list[Candidate], list[NurseShifts], list[date], Policy],
 ) -> tuple[WavePlan, dict[int, Candidate], dict[Tier, int], dict[date, list[Candidate]]]:
@@ -362,6 +361,7 @@ def _planned(
     return plan, by_id, {t: pol.tiers[t].priority for t in Tier}, on_day
 
 
+@PLAN_SETTINGS
 @given(waves())
 def test_higher_tiers_go_first(wave: Wave) -> None:
     """A lower-priority task on day d means every higher-priority patient who is later or unplaced
