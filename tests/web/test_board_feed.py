@@ -133,3 +133,41 @@ def test_one_listener_for_every_board_and_none_once_they_are_all_closed() -> Non
         await again.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_slow_part_does_not_hold_another_up() -> None:
+    """While the waves' figures are being read (slowly), a nurse's change is read and pushed all the
+    same; the waves' figures follow when their read ends."""
+
+    class SlowWaves(Board):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waves_may_end = threading.Event()
+            self.waves_started = threading.Event()
+
+        def compute(
+            self, parts: frozenset[str], changed: Mapping[str, Mapping[str, frozenset[str]] | None]
+        ) -> dict[str, str]:
+            if "waves" in parts and self.reads["waves"] >= 1:  # every read after the first is slow
+                self.waves_started.set()
+                assert self.waves_may_end.wait(LONG)
+            return super().compute(parts, changed)
+
+    async def scenario() -> None:
+        bus, board = LocalBus(), SlowWaves()
+        feed = feed_of(bus, board, min_interval=0.0)
+        stream = feed.stream()
+        await take(stream, 2)
+        bus.publish(WAVES, "1")
+        assert await asyncio.to_thread(board.waves_started.wait, 10)
+        for nurse in ("3", "4"):
+            bus.publish(PRESENCE, nurse)
+            got = await take(stream, 1)
+            assert got[0][0] == "nurses", "a nurse's change waits for nobody"
+        assert board.reads["waves"] == 1
+        board.waves_may_end.set()
+        assert await take(stream, 1) == [("waves", "waves 2")]
+        await stream.aclose()
+
+    asyncio.run(scenario())
+

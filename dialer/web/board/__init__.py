@@ -40,7 +40,7 @@ def make_feed(web: Any) -> BoardFeed:
     return BoardFeed(web.bus, board.compute, routes, all_parts=(live.PRESENCE, live.WAVES))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)  # every nurse's row: a board that connects gets them all
 def _encoded(event: str, html: str) -> bytes:
     """A pushed fragment as the stream sends it, encoded once for every board: the feed hands the
     same string to each (twenty boards would otherwise encode the 250 nurses' rows twenty times)."""
@@ -66,8 +66,10 @@ def router(web: Any) -> APIRouter:
     @api.get("/board/stream")
     async def stream(request: Request, user: Supervisor) -> EventSourceResponse:
         async def events() -> Any:
-            async for event, html in feed.stream():
-                yield _encoded(event, html)
+            # one write a push: each write to the socket goes through every middleware, and waits for
+            # the GIL again after the system call (the dialer's thread holds it most of the time)
+            async for batch in feed.batches():
+                yield b"".join(_encoded(event, html) for event, html in batch.items())
 
         return EventSourceResponse(events(), ping=PING_SECONDS, headers={"cache-control": "no-store"})
 
