@@ -27,7 +27,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from campaign.logs import get_logger
@@ -216,7 +216,7 @@ def router(web: Web) -> APIRouter:
             listener.close()
             raise
 
-        async def events() -> AsyncIterator[dict[str, str]]:
+        async def events() -> AsyncIterator[bytes]:
             try:
                 p: PresenceView | None = p0 if p0.version != v else None
                 before = view.Snapshot.of(p0) if p is None else None
@@ -224,8 +224,12 @@ def router(web: Web) -> APIRouter:
                     if p is not None:
                         snap = view.Snapshot.of(p)
                         names = snap.parts_changed(before, call if before is None else None)
-                        for name, html in await console.in_stream_thread(console.parts, request, names, p):
-                            yield {"event": name, "data": html}
+                        parts = await console.in_stream_thread(console.parts, request, names, p)
+                        # one write for them all: each goes through every middleware, and waits for
+                        # the GIL again after its system call
+                        yield b"".join(
+                            ServerSentEvent(data=html, event=name).encode() for name, html in parts
+                        )
                         before = snap
                     # None after the safety delay: a lost notification costs a delay, never a state
                     await listener.next(STREAM_SAFETY_SECONDS)
