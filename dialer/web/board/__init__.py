@@ -27,6 +27,7 @@ PING_SECONDS = 15  # a comment on a quiet stream, so proxies keep it open
 # a nurse's change often means a call placed or ended: the waves' figures follow, once a second
 WAVES_FOLLOW_PRESENCE = 1.0
 WAVES_INTERVAL = 0.1  # a wave's own changes (a launch, a pause), at most ten times a second
+PRESENCE_INTERVAL = 0.05  # nurses' rows: at most twenty pushes a second (each to every board)
 
 
 def make_feed(web: Any) -> BoardFeed:
@@ -38,8 +39,8 @@ def make_feed(web: Any) -> BoardFeed:
         PRESENCE: [(live.PRESENCE, 0.0), (live.WAVES, WAVES_FOLLOW_PRESENCE)],
         WAVES: [(live.WAVES, 0.0)],
     }
-    # a nurse's row as soon as the previous push is out (the changes heard meanwhile go together)
-    intervals = {live.PRESENCE: 0.0, live.WAVES: WAVES_INTERVAL}
+    # a nurse's row as soon as 50 ms after the previous push (the changes heard meanwhile go together)
+    intervals = {live.PRESENCE: PRESENCE_INTERVAL, live.WAVES: WAVES_INTERVAL}
     return BoardFeed(
         web.bus, board.compute, routes, all_parts=(live.PRESENCE, live.WAVES), min_interval=intervals
     )

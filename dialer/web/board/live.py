@@ -27,9 +27,11 @@ from markupsafe import Markup
 
 from campaign import calendar as cal
 from campaign import services
+from campaign.db import SessionFactory
 from campaign.states import TaskStatus
 from campaign.store import progress
 from dialer.staff.bus import PRESENCE as PRESENCE_CHANNEL
+from dialer.web.core import single_reads
 
 PRESENCE, WAVES = "presence", "waves"
 PARTS = frozenset({PRESENCE, WAVES})
@@ -187,7 +189,7 @@ class _Figures:
 
 
 def read_nurses(
-    ctx: services.Context,
+    sessions: SessionFactory,
     now: datetime,
     previous: list[NurseLine] | None = None,
     nurses: frozenset[int] | None = None,
@@ -196,7 +198,7 @@ def read_nurses(
     others' lines are `previous`'s)."""
     from dialer.staff.store import presence_board, presence_of_many
 
-    with ctx.sessions() as s:
+    with sessions() as s:
         if nurses is None or previous is None:
             return _nurse_lines(presence_board(s), now)
         fresh = presence_of_many(s, nurses)  # an inactive nurse is not in it: she leaves the board
@@ -216,7 +218,9 @@ def read_live(ctx: services.Context) -> Live:
     """The board's figures now (the page, before its stream takes over)."""
     now = ctx.clock.now()
     f = read_figures(ctx, now)
-    return Live(now, read_nurses(ctx, now), f.queue, f.waves, f.abandoned_attempts, f.abandoned_patients)
+    return Live(
+        now, read_nurses(ctx.sessions, now), f.queue, f.waves, f.abandoned_attempts, f.abandoned_patients
+    )
 
 
 class LiveBoard:
@@ -229,6 +233,7 @@ class LiveBoard:
     def __init__(self, ctx: services.Context, templates: Environment) -> None:
         self.ctx = ctx
         self.templates = templates
+        self._reads = single_reads(ctx)  # the nurses named, ten times a second: one round trip
         self._locks = {PRESENCE: threading.Lock(), WAVES: threading.Lock()}
         self._nurses: list[NurseLine] | None = None  # the presence part as last read
         self._rows: dict[int, tuple[NurseLine, Markup]] = {}  # each nurse's row as last rendered
@@ -256,7 +261,7 @@ class LiveBoard:
         if heard is not None and self._nurses is not None:
             nurses = frozenset(int(k) for k in heard.get(PRESENCE_CHANNEL, ()) if k.isdigit())
         now = self.ctx.clock.now()
-        live = self._live(now, read_nurses(self.ctx, now, self._nurses, nurses))
+        live = self._live(now, read_nurses(self._reads, now, self._nurses, nurses))
         self._nurses = live.nurses
         reasons = self.ctx.policy.web.pause_reasons
         rows = {}

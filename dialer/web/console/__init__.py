@@ -38,7 +38,7 @@ from dialer.web.auth import Forbidden, Role, User, require
 from dialer.web.console import view
 from dialer.web.console.forms import FieldError, OutcomeChoice, OutcomeForm, parse_outcome
 from dialer.web.console.hub import PresenceHub
-from dialer.web.core import Web
+from dialer.web.core import Web, single_reads
 from dialer.web.pages import error_page, page
 
 log = get_logger("dialer.web.console")
@@ -76,6 +76,7 @@ class Console:
         self.web = web
         self.policy = web.ctx.policy
         self.hub = PresenceHub(web.bus)
+        self.reads = single_reads(web.ctx)  # her presence, read at each change: one round trip
         self._roster: tuple[float, list[RosterNurse]] | None = None  # (read at, on the monotonic clock)
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
             weakref.WeakKeyDictionary()
@@ -95,7 +96,7 @@ class Console:
     def presence(self, user: User) -> PresenceView:
         if user.nurse_id is None:
             raise Forbidden("no nurse record")
-        with self.web.ctx.sessions() as s:
+        with self.reads() as s:
             p = presence_of(s, user.nurse_id)
         if p is None:
             raise Forbidden("no nurse record")
