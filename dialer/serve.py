@@ -99,9 +99,13 @@ def dialer_engine(database_url: str) -> Engine:
 
 def web_engine_for(database_url: str) -> Engine:
     """The engine of the pages beside a dialer: on PostgreSQL a pool as large as the threads that use
-    it at once (the streams' and the requests'), so a burst never opens and closes connections."""
+    it at once (the streams' and the requests'), so a burst never opens and closes connections. No
+    ping before each use (a round trip more for every read a console waits for): a connection lost
+    fails one read, which the pool then replaces, and a stream reads again at once."""
     if "postgresql" in database_url:
-        return make_engine(database_url, pool_size=WEB_POOL_SIZE, max_overflow=WEB_POOL_SIZE)
+        return make_engine(
+            database_url, pool_size=WEB_POOL_SIZE, max_overflow=WEB_POOL_SIZE, pool_pre_ping=False
+        )
     return make_engine(database_url)
 
 

@@ -29,7 +29,7 @@ converted to wall time with ScaledClock.real_at):
 - board: from a nurse's state change (her presence's `since`, carried by the
   board's row as `data-since`) to the instant each board's stream delivered the
   `nurses` table or `nurse-<id>` row showing it. A change overtaken by the next one before the
-  board was pushed (pushes are coalesced, 100 ms apart) is not counted; the
+  board was pushed (the nurses' rows are pushed at most every 50 ms) is not counted; the
   next one is.
 
 Only changes inside the measured window (after `--warmup` seconds) count.

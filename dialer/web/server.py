@@ -6,6 +6,7 @@ its signal handlers off, and stops when the dialer stops.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from campaign.errors import InvalidArgument
 
 log = structlog.get_logger("carecall.web")
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class _Server(uvicorn.Server):
@@ -28,6 +30,10 @@ class _Server(uvicorn.Server):
 @contextmanager
 def serving(app: FastAPI, host: str, port: int, start_timeout: float = 15.0) -> Iterator[None]:
     """Serve `app` on host:port until the block ends. A port that cannot be bound stops start-up."""
+    # the pages share the GIL with the dialer's thread: each time a page's thread comes back from a
+    # system call (a query, a write to a socket) while the dialer computes, it waits for the GIL up to
+    # the switch interval (5 ms by default), a dozen times for a console's call panel
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="carecall-web", daemon=True)
     thread.start()

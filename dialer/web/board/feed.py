@@ -3,9 +3,11 @@
 Twenty supervisors watching 250 nurses must not cost twenty times the queries: one task listens to
 the bus, marks which parts of the board changed, recomputes and renders those parts once (in a
 thread: the queries are blocking), and hands the fragments that changed to every connected board.
+Each part is computed on its own, one computation at a time: while the waves' figures (the slowest
+read) are being read, a nurse's row is read and pushed all the same.
 
-Bursts are coalesced: the first change after a quiet spell is pushed at once, the changes that
-follow within `min_interval` go out together at its end (at most one push per interval). A part
+Bursts are coalesced: the first change after a quiet spell is pushed at once, the changes heard
+while a part is being computed, or within the part's `min_interval` after, go out together next. A part
 may also follow another channel at a slower pace (the waves' figures move with every call, whose
 nurse's presence changes, but once a second is enough for them). With nothing on the bus, the
 whole board is refreshed every `refresh` seconds (times in state move on).
@@ -68,8 +70,8 @@ class BoardFeed:
         compute: Compute,
         routes: Mapping[str, Sequence[tuple[str, float]]],
         *,
-        all_parts: Sequence[str],  # in the order they are computed when due together
-        min_interval: float = 0.1,
+        all_parts: Sequence[str],  # in the order they are started when due together
+        min_interval: float | Mapping[str, float] = 0.1,  # by part: absent, none
         refresh: float = 5.0,
     ) -> None:
         self._bus = bus
@@ -91,6 +93,13 @@ class BoardFeed:
 
     async def stream(self) -> AsyncIterator[tuple[str, str]]:
         """(event, html) for one board: every fragment first, then each one that changes."""
+        async for batch in self.batches():
+            for event, html in batch.items():
+                yield event, html
+
+    async def batches(self) -> AsyncIterator[Fragments]:
+        """The same, as the fragments that changed since the board last took any: every fragment
+        first, then those of each push (or of several, for a board slower than the pushes)."""
         client = _Client(self._latest)
         self._clients.add(client)
         self._ensure_running()
@@ -99,8 +108,8 @@ class BoardFeed:
                 await client.wake.wait()
                 client.wake.clear()
                 batch, client.pending = client.pending, {}
-                for event, html in batch.items():
-                    yield event, html
+                if batch:
+                    yield batch
         finally:
             self._clients.discard(client)
 
@@ -118,8 +127,11 @@ class BoardFeed:
         # part -> channel -> the payloads heard since it was last computed; absent: everything (a first
         # read, a refresh, a reconnection), so the computation may read only what a notification named
         keys: dict[str, dict[str, set[str]]] = {}
-        computed: dict[str, float] = {}
-        last_push = -float("inf")
+        computed: dict[str, float] = {}  # part -> when its last computation ended
+        # each part is computed by a task of its own, one at a time: a slow part (the waves' figures)
+        # never holds a quick one up (a nurse's row), and what is heard meanwhile waits for the next
+        running: dict[asyncio.Task[bool], str] = {}
+        listening: asyncio.Task[tuple[str, str] | None] | None = None
         next_refresh = loop.time() + self.refresh
         try:
             while self._clients:
@@ -128,31 +140,33 @@ class BoardFeed:
                     due.update(dict.fromkeys(self._all, now))
                     keys.clear()
                     next_refresh = now + self.refresh
-                at = max(min(due.values(), default=next_refresh), last_push + self.min_interval)
-                if due and now >= at:
-                    parts = frozenset(p for p, t in due.items() if t <= now)
-                    heard: dict[str, Mapping[str, frozenset[str]] | None] = {p: None for p in parts}
-                    for p in parts & keys.keys():
-                        heard[p] = {channel: frozenset(v) for channel, v in keys.pop(p).items()}
-                    try:
-                        # one part at a time, in the order given: a slow part (the waves' figures)
-                        # never holds up a quick one that was due with it (a nurse's row)
-                        for part in sorted(parts, key=self._rank):
-                            await self._push(frozenset({part}), {part: heard[part]})
-                    except Exception:
-                        # a lost connection or a busy database: what it would have shown is read whole
-                        # at the next refresh, brought forward
-                        log.exception("board feed: the board could not be read")
-                        next_refresh = min(next_refresh, loop.time() + FAILED_REFRESH_SECONDS)
-                    last_push = loop.time()
-                    for part in parts:
-                        computed[part] = last_push
-                        del due[part]
+                busy = set(running.values())
+                waiting = {
+                    part: max(t, computed.get(part, -float("inf")) + self._interval(part))
+                    for part, t in due.items()
+                    if part not in busy
+                }
+                for part in sorted((p for p, at in waiting.items() if at <= now), key=self._rank):
+                    heard = keys.pop(part, None)
+                    changed = None if heard is None else {c: frozenset(v) for c, v in heard.items()}
+                    running[loop.create_task(self._push(part, changed))] = part
+                    del due[part], waiting[part]
+                if listening is None:
+                    listening = loop.create_task(subscription.next(timeout=self.refresh))
+                at = min([next_refresh, *waiting.values()])
+                done, _ = await asyncio.wait(
+                    [listening, *running], timeout=max(0.0, at - now), return_when=asyncio.FIRST_COMPLETED
+                )
+                now = loop.time()
+                for task in [t for t in running if t in done]:
+                    computed[running.pop(task)] = now
+                    if not task.result():  # its read failed: the refresh brought forward reads it whole
+                        next_refresh = min(next_refresh, now + FAILED_REFRESH_SECONDS)
+                if listening not in done:
                     continue
-                message = await subscription.next(timeout=max(0.0, min(at, next_refresh) - now))
+                message, listening = listening.result(), None
                 if message is None:
                     continue
-                now = loop.time()
                 for part, spacing in self._routes.get(message[0], ()):
                     when = max(now, computed.get(part, -float("inf")) + spacing)
                     if part not in due:  # computed since: only this payload is new
@@ -171,15 +185,31 @@ class BoardFeed:
         finally:
             # no await from the loop's last check to here: a board that connects now starts a new task
             self._latest = {}
+            for task in running:
+                task.cancel()
+            if listening is not None:
+                listening.cancel()
             with contextlib.suppress(Exception):
                 subscription.close()
 
-    async def _push(self, parts: frozenset[str], heard: Changed) -> None:
-        fragments = await asyncio.to_thread(self._compute, parts, heard)
+    def _interval(self, part: str) -> float:
+        return (
+            self.min_interval.get(part, 0.0) if isinstance(self.min_interval, Mapping) else self.min_interval
+        )
+
+    async def _push(self, part: str, heard: Mapping[str, frozenset[str]] | None) -> bool:
+        """Computes one part and offers what changed to every board; False if it could not be read."""
+        try:
+            fragments = await asyncio.to_thread(self._compute, frozenset({part}), {part: heard})
+        except Exception:
+            # a lost connection or a busy database: what it would have shown is read whole at the next
+            # refresh, brought forward
+            log.exception("board feed: the board could not be read", part=part)
+            return False
         changed = {k: v for k, v in fragments.items() if self._latest.get(k) != v}
-        if not changed:
-            return
-        self._latest.update(changed)
-        self.pushes += 1
-        for client in self._clients:
-            client.offer(changed)
+        if changed:
+            self._latest.update(changed)
+            self.pushes += 1
+            for client in self._clients:
+                client.offer(changed)
+        return True

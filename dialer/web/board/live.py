@@ -16,6 +16,7 @@ measures the board's delay).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -26,9 +27,11 @@ from markupsafe import Markup
 
 from campaign import calendar as cal
 from campaign import services
+from campaign.db import SessionFactory
 from campaign.states import TaskStatus
 from campaign.store import progress
 from dialer.staff.bus import PRESENCE as PRESENCE_CHANNEL
+from dialer.web.core import single_reads
 
 PRESENCE, WAVES = "presence", "waves"
 PARTS = frozenset({PRESENCE, WAVES})
@@ -175,88 +178,121 @@ def read_waves(ctx: services.Context) -> list[WaveLive]:
         return _waves(s, ctx.clock.now())
 
 
-def read_live(
-    ctx: services.Context,
-    parts: frozenset[str] = PARTS,
-    previous: Live | None = None,
+@dataclass(frozen=True)
+class _Figures:
+    """The waves part as last read: replaced whole, so a thread reading it never sees half of it."""
+
+    queue: int = 0
+    waves: list[WaveLive] = field(default_factory=list)
+    abandoned_attempts: int = 0
+    abandoned_patients: int = 0
+
+
+def read_nurses(
+    sessions: SessionFactory,
+    now: datetime,
+    previous: list[NurseLine] | None = None,
     nurses: frozenset[int] | None = None,
-) -> Live:
-    """The board's figures now; the parts not asked for are taken from `previous`, and with `nurses`
-    only those nurses' presence is read again (the others' lines are `previous`'s)."""
+) -> list[NurseLine]:
+    """Every nurse's line; with `previous` and `nurses`, only those nurses' presence is read again (the
+    others' lines are `previous`'s)."""
     from dialer.staff.store import presence_board, presence_of_many
 
-    now = ctx.clock.now()
-    live = Live(now)
-    if previous is not None:
-        live.nurses, live.queue, live.waves = previous.nurses, previous.queue, previous.waves
-        live.abandoned_attempts, live.abandoned_patients = (
-            previous.abandoned_attempts,
-            previous.abandoned_patients,
-        )
+    with sessions() as s:
+        if nurses is None or previous is None:
+            return _nurse_lines(presence_board(s), now)
+        fresh = presence_of_many(s, nurses)  # an inactive nurse is not in it: she leaves the board
+    kept = [n for n in previous if n.nurse_id not in nurses]
+    return sorted(kept + _nurse_lines(fresh, now), key=lambda n: n.code)
+
+
+def read_figures(ctx: services.Context, now: datetime) -> _Figures:
+    """The waves part: a count of due tasks, the waves' figures, the patients abandoned today."""
     with ctx.sessions() as s:
-        if PRESENCE in parts:
-            if nurses is None or previous is None:
-                live.nurses = _nurse_lines(presence_board(s), now)
-            else:
-                fresh = presence_of_many(s, nurses)  # an inactive nurse is not in it: she leaves the board
-                kept = [n for n in previous.nurses if n.nurse_id not in nurses]
-                live.nurses = sorted(kept + _nurse_lines(fresh, now), key=lambda n: n.code)
-        if WAVES in parts:  # with the waves, once a second: a count of due tasks, not a nurse's change
-            live.queue = progress.queue_depth(s, now)
-            live.waves = _waves(s, now)
-            today = cal.local_time_of(now, services.PARIS).date()
-            live.abandoned_attempts, live.abandoned_patients = progress.abandoned_since(
-                s, cal.at_local(today, time(0), services.PARIS)
-            )
-    return live
+        today = cal.local_time_of(now, services.PARIS).date()
+        abandoned = progress.abandoned_since(s, cal.at_local(today, time(0), services.PARIS))
+        return _Figures(progress.queue_depth(s, now), _waves(s, now), *abandoned)
+
+
+def read_live(ctx: services.Context) -> Live:
+    """The board's figures now (the page, before its stream takes over)."""
+    now = ctx.clock.now()
+    f = read_figures(ctx, now)
+    return Live(
+        now, read_nurses(ctx.sessions, now), f.queue, f.waves, f.abandoned_attempts, f.abandoned_patients
+    )
 
 
 class LiveBoard:
-    """What the feed computes: the parts that changed, read again, and every fragment rendered."""
+    """What the feed computes: the parts that changed, read again, and their fragments rendered.
+
+    The feed computes the two parts in threads of their own, at the same time: each part keeps its
+    own state under its own lock. `calls` shows both (the nurses' calls, the queue): it is rendered by
+    either from the newest state of the other."""
 
     def __init__(self, ctx: services.Context, templates: Environment) -> None:
         self.ctx = ctx
         self.templates = templates
-        self._live: Live | None = None
+        self._reads = single_reads(ctx)  # the nurses named, ten times a second: one round trip
+        self._locks = {PRESENCE: threading.Lock(), WAVES: threading.Lock()}
+        self._nurses: list[NurseLine] | None = None  # the presence part as last read
         self._rows: dict[int, tuple[NurseLine, Markup]] = {}  # each nurse's row as last rendered
-        self._waves: dict[str, str] = {}  # the waves' fragments as last rendered
         self._table: str | None = None  # the nurses' table as last rendered whole
+        self._figures: _Figures | None = None
 
     def compute(
         self, parts: frozenset[str], heard: Mapping[str, Mapping[str, frozenset[str]] | None]
     ) -> dict[str, str]:
         """Ten times a second with nurses on calls: only what changed is read and rendered again (the
-        nurses the notifications named, a nurse's row when her line changed, the waves' fragments
-        when they were read again); everything at the feed's refresh."""
-        parts = parts if self._live else PARTS
-        presence_heard = heard.get(PRESENCE)
-        nurses = None
-        if presence_heard is not None:
-            nurses = frozenset(int(k) for k in presence_heard.get(PRESENCE_CHANNEL, ()) if k.isdigit())
-        live = self._live = read_live(self.ctx, parts, self._live, nurses)
+        nurses the notifications named, a nurse's row when her line changed); each part whole at the
+        feed's refresh. The fragments of the parts asked for, and `calls`."""
         ui = self.templates.get_template(TEMPLATE).module
+        out: dict[str, str] = {}
+        if PRESENCE in parts:
+            with self._locks[PRESENCE]:
+                out.update(self._presence(ui, heard.get(PRESENCE)))
+        if WAVES in parts:
+            with self._locks[WAVES]:
+                out.update(self._waves(ui))
+        return out
+
+    def _presence(self, ui: Any, heard: Mapping[str, frozenset[str]] | None) -> dict[str, str]:
+        nurses = None
+        if heard is not None and self._nurses is not None:
+            nurses = frozenset(int(k) for k in heard.get(PRESENCE_CHANNEL, ()) if k.isdigit())
+        now = self.ctx.clock.now()
+        live = self._live(now, read_nurses(self._reads, now, self._nurses, nurses))
+        self._nurses = live.nurses
         reasons = self.ctx.policy.web.pause_reasons
         rows = {}
         for n in live.nurses:
             cached = self._rows.get(n.nurse_id)
             rows[n.nurse_id] = (
-                cached if cached is not None and cached[0] == n else (n, ui.nurse_row(n, reasons))  # type: ignore[attr-defined]
+                cached if cached is not None and cached[0] == n else (n, ui.nurse_row(n, reasons))
             )
-        if WAVES in parts or not self._waves:
-            themes = {c: t.label for c, t in self.ctx.policy.themes.items()}
-            self._waves = {"waves": str(ui.waves(live, themes))}  # type: ignore[attr-defined]
-            for w in live.waves:
-                self._waves[f"wave-{w.id}"] = str(ui.wave(w, themes))  # type: ignore[attr-defined]
         # the whole table only when nurses come or go; a changed row travels alone as `nurse-<id>`
         # (twenty boards would otherwise get every row of 250 nurses at each change of one)
         if self._table is None or rows.keys() != self._rows.keys():
             table = Markup("").join(html for _, html in rows.values())
-            self._table = str(ui.nurses(live, reasons, table))  # type: ignore[attr-defined]
+            self._table = str(ui.nurses(live, reasons, table))
         self._rows = rows
         return {
             "nurses": self._table,
-            "nurse-counts": str(ui.nurse_counts(live)),  # type: ignore[attr-defined]
+            "nurse-counts": str(ui.nurse_counts(live)),
             **{f"nurse-{nurse_id}": str(html) for nurse_id, (_, html) in rows.items()},
-            "calls": str(ui.calls(live)),  # type: ignore[attr-defined]
-            **self._waves,
+            "calls": str(ui.calls(live)),
         }
+
+    def _waves(self, ui: Any) -> dict[str, str]:
+        now = self.ctx.clock.now()
+        figures = self._figures = read_figures(self.ctx, now)
+        live = self._live(now, self._nurses or [])
+        themes = {c: t.label for c, t in self.ctx.policy.themes.items()}
+        out = {"waves": str(ui.waves(live, themes)), "calls": str(ui.calls(live))}
+        for w in figures.waves:
+            out[f"wave-{w.id}"] = str(ui.wave(w, themes))
+        return out
+
+    def _live(self, now: datetime, nurses: list[NurseLine]) -> Live:
+        f = self._figures or _Figures()
+        return Live(now, nurses, f.queue, f.waves, f.abandoned_attempts, f.abandoned_patients)

@@ -27,7 +27,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from campaign.logs import get_logger
@@ -38,7 +38,7 @@ from dialer.web.auth import Forbidden, Role, User, require
 from dialer.web.console import view
 from dialer.web.console.forms import FieldError, OutcomeChoice, OutcomeForm, parse_outcome
 from dialer.web.console.hub import PresenceHub
-from dialer.web.core import Web
+from dialer.web.core import Web, single_reads
 from dialer.web.pages import error_page, page
 
 log = get_logger("dialer.web.console")
@@ -76,6 +76,7 @@ class Console:
         self.web = web
         self.policy = web.ctx.policy
         self.hub = PresenceHub(web.bus)
+        self.reads = single_reads(web.ctx)  # her presence, read at each change: one round trip
         self._roster: tuple[float, list[RosterNurse]] | None = None  # (read at, on the monotonic clock)
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
             weakref.WeakKeyDictionary()
@@ -95,7 +96,7 @@ class Console:
     def presence(self, user: User) -> PresenceView:
         if user.nurse_id is None:
             raise Forbidden("no nurse record")
-        with self.web.ctx.sessions() as s:
+        with self.reads() as s:
             p = presence_of(s, user.nurse_id)
         if p is None:
             raise Forbidden("no nurse record")
@@ -216,7 +217,7 @@ def router(web: Web) -> APIRouter:
             listener.close()
             raise
 
-        async def events() -> AsyncIterator[dict[str, str]]:
+        async def events() -> AsyncIterator[bytes]:
             try:
                 p: PresenceView | None = p0 if p0.version != v else None
                 before = view.Snapshot.of(p0) if p is None else None
@@ -224,8 +225,12 @@ def router(web: Web) -> APIRouter:
                     if p is not None:
                         snap = view.Snapshot.of(p)
                         names = snap.parts_changed(before, call if before is None else None)
-                        for name, html in await console.in_stream_thread(console.parts, request, names, p):
-                            yield {"event": name, "data": html}
+                        parts = await console.in_stream_thread(console.parts, request, names, p)
+                        # one write for them all: each goes through every middleware, and waits for
+                        # the GIL again after its system call
+                        yield b"".join(
+                            ServerSentEvent(data=html, event=name).encode() for name, html in parts
+                        )
                         before = snap
                     # None after the safety delay: a lost notification costs a delay, never a state
                     await listener.next(STREAM_SAFETY_SECONDS)
