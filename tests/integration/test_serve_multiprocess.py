@@ -330,10 +330,9 @@ def test_three_dialers_finish_a_wave_through_two_kills(  # type: ignore[no-untyp
     assert max(figures["worst_behind_real_seconds"].values()) <= MAX_BEHIND_REAL_SECONDS, (
         "fell behind the clock"
     )
-    # Tasks expired undialed: 3.5 % at 1,000x when the simulated patients all answered alike. On the
-    # population (issue 13) patients need about four attempts a reach where planning still expects
-    # 1.6-2.0 (`expected_attempts_per_reach`), so the nurses run out of hours in the wave's last week
-    # and its first calls expire there (11.8 % measured, nearly all planned from 24 December on):
-    # planning's capacity, not the processes' speed, until that figure is recalibrated.
-    assert expired_undialed <= 0.15 * sum(tasks.values()), "tasks expired undialed"
+    # Tasks expired undialed: 3.5 % at 1,000x when the simulated patients all answered alike; 11.8 % on
+    # the population (issue 13) while planning expected 1.6-2.0 attempts a reach with every task
+    # reached and pooled a skill's hours across levels; 0.4 % (85 of 20,451) since it plans on the
+    # population's rates with skill pools per level: the processes keep up, planning fits the hours
+    assert expired_undialed <= 0.05 * sum(tasks.values()), "tasks expired undialed"
     dispose(ctx)
