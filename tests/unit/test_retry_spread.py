@@ -36,6 +36,17 @@ def cost(tier: Tier, pol: Policy) -> float:
     return r * (pol.tiers[tier].call_minutes + pol.dialer.noanswer_handle_minutes * (e - 1))
 
 
+def with_costs(pol: Policy, attempts_per_reach: float, reach: float, **dialer: object) -> Policy:
+    """The same E and reached share for every tier, 1.5 min an unanswered attempt."""
+    update = {
+        "expected_attempts_per_reach": dict.fromkeys(Tier, attempts_per_reach),
+        "expected_reach": dict.fromkeys(Tier, reach),
+        "noanswer_handle_minutes": 1.5,
+        **dialer,
+    }
+    return pol.model_copy(update={"dialer": pol.dialer.model_copy(update=update)})
+
+
 def with_retry(pol: Policy, **retry: object) -> Policy:
     return pol.model_copy(update={"retry": pol.retry.model_copy(update=retry)})
 
@@ -92,17 +103,8 @@ def test_the_second_attempt_lands_where_the_retry_rule_puts_it() -> None:
     1/3 of 12 min (low tier); the one unanswered attempt (1.5 min) splits the same way. So attempt 2
     costs 12/3 + 1.5/3 = 4.5 min, and Tuesday gets 4.5 x 22/36 = 2.75 min of the 13.5."""
     monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
-    pol = with_retry(policy, max_attempts=2, unanswered_minutes=240, vary_time_of_day=True)
-    pol = pol.model_copy(
-        update={
-            "dialer": pol.dialer.model_copy(
-                update={
-                    "expected_attempts_per_reach": {t: 2.0 for t in Tier},
-                    "expected_reach": {t: 1.0 for t in Tier},
-                    "noanswer_handle_minutes": 1.5,
-                }
-            )
-        }
+    pol = with_costs(
+        with_retry(policy, max_attempts=2, unanswered_minutes=240, vary_time_of_day=True), 2.0, 1.0
     )
     assert attempt_costs(Tier.low, pol) == pytest.approx([9.0, 4.5])
     shares = dict(spread_table([monday, tuesday], pol)[Tier.low][0])
@@ -118,19 +120,8 @@ def test_tasks_that_do_not_reach_the_patient_cost_only_their_attempts() -> None:
     """Catches a plan that charges every task a reached call: with 60 % of tasks reaching the
     patient, a low-tier task (12 min call, E = 2, 1.5 min unanswered) costs 0.6 x 13.5 = 8.1 min, and
     a day of 81 nurse minutes takes ten first calls, not six."""
-    pol = policy.model_copy(
-        update={
-            "dialer": policy.dialer.model_copy(
-                update={
-                    "expected_attempts_per_reach": {t: 2.0 for t in Tier},
-                    "expected_reach": {t: 0.6 for t in Tier},
-                    "noanswer_handle_minutes": 1.5,
-                    "target_occupancy": 1.0,
-                }
-            ),
-            "outreach": policy.outreach.model_copy(update={"spread_retries": False}),
-        }
-    )
+    pol = with_costs(policy, 2.0, 0.6, target_occupancy=1.0)
+    pol = pol.model_copy(update={"outreach": pol.outreach.model_copy(update={"spread_retries": False})})
     assert sum(attempt_costs(Tier.low, pol)) == pytest.approx(8.1)
     monday = date(2026, 3, 9)
     nurse = NurseShifts(1, NurseLevel.junior, frozenset(), ((0, time(9, 0), time(10, 21)),))
