@@ -309,13 +309,10 @@ class Policy(_Strict):
                     f"themes.{theme.code}.pathologies",
                     f"unknown pathologies {sorted(unknown)} (known: {', '.join(self.pathologies)})",
                 )
-        missing = set(Tier) - set(self.dialer.expected_attempts_per_reach)
-        if missing:
-            tiers = sorted(t.value for t in missing)
-            raise InvalidKey("dialer.expected_attempts_per_reach", f"missing tiers {tiers}")
-        missing = set(Tier) - set(self.dialer.expected_reach)
-        if missing:
-            raise InvalidKey("dialer.expected_reach", f"missing tiers {sorted(t.value for t in missing)}")
+        for name in ("expected_attempts_per_reach", "expected_reach"):
+            missing = set(Tier) - set(getattr(self.dialer, name))
+            if missing:
+                raise InvalidKey(f"dialer.{name}", f"missing tiers {sorted(t.value for t in missing)}")
         return self
 
     def skill_for(self, pathology: str) -> str:

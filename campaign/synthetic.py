@@ -252,7 +252,9 @@ def generate_patients_csv(
     couples = random.Random(f"{seed}:couples")  # its own draws: the rest of the file stays as it was
     previous: tuple[str, str, str] | None = None  # (phone, postal code, city) a next patient may share
     caseloads = random.Random(f"{seed}:referents")  # its own draws: the rest of the file stays as it was
-    junior_codes = [c for c in nurse_codes if c not in set(senior_codes)]
+    seniors = frozenset(senior_codes)
+    junior_codes = [c for c in nurse_codes if c not in seniors]
+    trained_for = {skill: frozenset(codes) for skill, codes in (trained or {}).items()}
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -309,8 +311,8 @@ def generate_patients_csv(
                 senior_kept = caseloads.random() < SENIOR_CASELOAD_OUTSIDE_HIGH
                 referents = senior_codes if senior_kept else junior_codes
             for skill in ("heart_failure", "copd"):
-                if trained and skill in codes:
-                    able = [c for c in referents if c in set(trained.get(skill, ()))]
+                if skill in codes and skill in trained_for:
+                    able = [c for c in referents if c in trained_for[skill]]
                     referents = able or referents
             nurse = rng.choice(referents) if referents and rng.random() < 0.6 else ""
             rpps, doctor = rng.choice(doctors)

@@ -79,7 +79,11 @@ class BoardFeed:
         self._routes = {channel: tuple(parts) for channel, parts in routes.items()}
         self._all = frozenset(all_parts)
         self._rank = {part: k for k, part in enumerate(all_parts)}.__getitem__
-        self.min_interval = min_interval
+        # part -> the least time from the end of one of its computations to the start of the next
+        self._intervals = {
+            p: min_interval.get(p, 0.0) if isinstance(min_interval, Mapping) else min_interval
+            for p in all_parts
+        }
         self.refresh = refresh
         self._clients: set[_Client] = set()
         self._latest: Fragments = {}
@@ -142,7 +146,7 @@ class BoardFeed:
                     next_refresh = now + self.refresh
                 busy = set(running.values())
                 waiting = {
-                    part: max(t, computed.get(part, -float("inf")) + self._interval(part))
+                    part: max(t, computed.get(part, -float("inf")) + self._intervals[part])
                     for part, t in due.items()
                     if part not in busy
                 }
@@ -191,11 +195,6 @@ class BoardFeed:
                 listening.cancel()
             with contextlib.suppress(Exception):
                 subscription.close()
-
-    def _interval(self, part: str) -> float:
-        return (
-            self.min_interval.get(part, 0.0) if isinstance(self.min_interval, Mapping) else self.min_interval
-        )
 
     async def _push(self, part: str, heard: Mapping[str, frozenset[str]] | None) -> bool:
         """Computes one part and offers what changed to every board; False if it could not be read."""
