@@ -194,9 +194,14 @@ def _wait_until_up(base_url: str, thread: threading.Thread, timeout: float = 60.
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT, message: str = "") -> Any:
+    """Until `condition` holds. An element the page swapped out while the condition read it (a live
+    row replacing itself) means: look again, not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition, message)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, message
+    )
 
 
 def login(chrome: Any, base_url: str, username: str, password: str) -> None:

@@ -35,6 +35,13 @@ def _text(chrome: Any, css: str) -> str:
     return str(chrome.find_element(By.CSS_SELECTOR, css).text)
 
 
+# each live row's nurse and version, read at once in the page
+ROW_VERSIONS = (
+    "return Object.fromEntries([...document.querySelectorAll('#nurses-table tbody tr')]"
+    ".map(r => [r.dataset.nurse, r.dataset.version]));"
+)
+
+
 def test_a_supervisor_records_previews_launches_a_wave_and_watches_it_move(
     chrome: Any, server: Any, login: Any, axe_violations: Any, screenshot: Any
 ) -> None:
@@ -79,16 +86,11 @@ def test_a_supervisor_records_previews_launches_a_wave_and_watches_it_move(
     assert len(chrome.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")) == 6
     # the nurses' rows move on their own (each row swaps itself in, `nurse-<id>`), the page stays
     chrome.execute_script("window.carecallNotReloaded = true;")
-    versions = {
-        r.get_attribute("data-nurse"): r.get_attribute("data-version")
-        for r in chrome.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")
-    }
+    # read in the page in one go: a row may swap itself in between two reads from here
+    versions = chrome.execute_script(ROW_VERSIONS)
     wait_for(
         chrome,
-        lambda d: any(
-            versions.get(r.get_attribute("data-nurse")) != r.get_attribute("data-version")
-            for r in d.find_elements(By.CSS_SELECTOR, "#nurses-table tbody tr")
-        ),
+        lambda d: any(versions.get(n) != v for n, v in d.execute_script(ROW_VERSIONS).items()),
         timeout=PROGRESS_WAIT,
         message="no nurse's row moved on the live board",
     )
