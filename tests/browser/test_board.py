@@ -32,7 +32,9 @@ def server(live_server: Any) -> Any:
 
 
 def _text(chrome: Any, css: str) -> str:
-    return str(chrome.find_element(By.CSS_SELECTOR, css).text)
+    """An element's visible text, read in the page at once (a live fragment may swap it out between
+    finding it and reading it from here)."""
+    return str(chrome.execute_script("return document.querySelector(arguments[0]).innerText.trim();", css))
 
 
 # each live row's nurse and version, read at once in the page
