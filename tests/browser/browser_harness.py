@@ -212,12 +212,17 @@ def login(chrome: Any, base_url: str, username: str, password: str) -> None:
     chrome.find_element(By.ID, "username").clear()
     chrome.find_element(By.ID, "username").send_keys(username)
     chrome.find_element(By.ID, "password").send_keys(password)
-    form = chrome.find_element(By.CSS_SELECTOR, "form.login")
+    chrome.execute_script("window.carecallLogInPage = true;")
     chrome.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
-    from selenium.webdriver.support import expected_conditions as ec
+    # a new document has no mark; asking while it loads may fail (Chromium: "node does not belong
+    # to the document"), which means: ask again
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait_for(chrome, ec.staleness_of(form), message="the log-in form was not answered")
-    wait_for(chrome, lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(chrome, WAIT, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.carecallLogInPage && document.readyState === 'complete';"),
+        "the log-in form was not answered",
+    )
 
 
 def axe_violations(chrome: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
