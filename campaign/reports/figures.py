@@ -109,7 +109,6 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     opted_out: set[int] = set()
     nurses: dict[int, NurseLoad] = {}
     zones: dict[str, ZoneInfo] = {}
-    wrap_up = float(policy.dialer.wrap_up_seconds)
     total_attempts = incoming_calls = 0
     for (
         task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, kind,
@@ -123,10 +122,10 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         day = started.astimezone(zone).date()
         attempts_by_day[day] += 1
         answered = result == AttemptResult.answered.value
-        busy_by_day[day] += busy_seconds(started, ended, answered, wrap_up) / 60
+        busy_by_day[day] += busy_seconds(started, ended) / 60
         if nurse_id is not None:
             load = nurses.get(nurse_id) or nurses.setdefault(nurse_id, NurseLoad())
-            load.add(started, answered_at, ended, answered, wrap_up)
+            load.add(started, answered_at, ended, answered)
         if code:
             outcomes[code] += 1
             spoke.add(task_patient[task_id])

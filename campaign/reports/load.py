@@ -3,7 +3,7 @@
 Planned minutes per day are the plan's own (`wave.plan["days"][day]["minutes"]`: first
 calls and, since retries are spread, the expected retries falling on that day). Actual
 minutes are what the wave's attempts took of nurses that day, counted as occupancy counts
-them (`reports.nurses`: ringing and talking, plus the wrap-up of an answered call), on
+them (`reports.nurses`: from dialing to the end; an answered call's end is its outcome), on
 the patient's local day, as the plan places calls. Everything is read from the database.
 """
 
@@ -92,7 +92,6 @@ def _read(session: Session, policy: Policy, wave_id: int) -> _Pass:
     wave = store.wave_row(session, wave_id)
     if wave is None:
         raise NotFound(f"wave {wave_id} does not exist")
-    wrap_up = float(policy.dialer.wrap_up_seconds)
     actual: dict[date, float] = defaultdict(float)
     nurses: dict[int, NurseLoad] = {}
     zones: dict[str, ZoneInfo] = {}
@@ -101,10 +100,10 @@ def _read(session: Session, policy: Policy, wave_id: int) -> _Pass:
     ):
         answered = result == AttemptResult.answered.value
         zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
-        actual[started.astimezone(zone).date()] += busy_seconds(started, ended, answered, wrap_up) / 60
+        actual[started.astimezone(zone).date()] += busy_seconds(started, ended) / 60
         if nurse_id is not None:
             load = nurses.get(nurse_id) or nurses.setdefault(nurse_id, NurseLoad())
-            load.add(started, answered_at, ended, answered, wrap_up)
+            load.add(started, answered_at, ended, answered)
     return _Pass(actual, nurses, wave)
 
 

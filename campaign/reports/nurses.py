@@ -1,9 +1,10 @@
 """How busy the wave kept each nurse.
 
-Occupancy is the minutes of this wave's attempts (ringing and talking) plus
-`dialer.wrap_up_seconds` per answered call, over the nurse's shift minutes on
-the wave's working days: a share of her shift spent on this wave, so
-overlapping waves add up.
+Occupancy is the minutes of this wave's attempts, from dialing to their end,
+over the nurse's shift minutes on the wave's working days: a share of her shift
+spent on this wave, so overlapping waves add up. An answered call ends when its
+outcome is stored, so its minutes hold the conversation and the wrap-up as long
+as she really took (not `dialer.wrap_up_seconds` added on top: counted twice).
 """
 
 from __future__ import annotations
@@ -27,30 +28,24 @@ _ZONE_DEPARTEMENT = {zone: dep for dep, (zone, _, _) in cal.OVERSEAS.items()}
 class NurseLoad:
     attempts: int = 0
     handled: int = 0
-    talk_seconds: float = 0.0
+    answered_seconds: float = 0.0  # from answer to outcome: conversation and wrap-up
     busy_seconds: float = 0.0
 
     def add(
-        self,
-        started: datetime,
-        answered_at: datetime | None,
-        ended: datetime | None,
-        answered: bool,
-        wrap_up_seconds: float,
+        self, started: datetime, answered_at: datetime | None, ended: datetime | None, answered: bool
     ) -> None:
         self.attempts += 1
-        self.busy_seconds += busy_seconds(started, ended, answered, wrap_up_seconds)
+        self.busy_seconds += busy_seconds(started, ended)
         if answered:
             self.handled += 1
             if answered_at is not None and ended is not None:
-                self.talk_seconds += (ended - answered_at).total_seconds()
+                self.answered_seconds += (ended - answered_at).total_seconds()
 
 
-def busy_seconds(started: datetime, ended: datetime | None, answered: bool, wrap_up_seconds: float) -> float:
-    """A nurse's time on one attempt: ringing and talking, and the wrap-up of an answered call."""
-    return ((ended - started).total_seconds() if ended is not None else 0.0) + (
-        wrap_up_seconds if answered else 0.0
-    )
+def busy_seconds(started: datetime, ended: datetime | None) -> float:
+    """A nurse's time on one attempt: from dialing to its end (an answered call's end is its outcome,
+    stored after the wrap-up); nothing yet for one still running."""
+    return (ended - started).total_seconds() if ended is not None else 0.0
 
 
 def occupancy(
@@ -70,7 +65,7 @@ def occupancy(
         out[r.code] = {
             "attempts": load.attempts,
             "handled_calls": load.handled,
-            "talk_minutes": round(load.talk_seconds / 60, 1),
+            "answered_minutes": round(load.answered_seconds / 60, 1),
             "busy_minutes": round(busy, 1),
             "shift_minutes": round(shift, 1),
             "occupancy": round(busy / shift, 4) if shift else None,

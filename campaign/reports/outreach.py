@@ -83,7 +83,6 @@ def outreach_figures(
     loads: dict[int, NurseLoad] = {}
     busy_by_day: dict[date, float] = {}
     zones: dict[str, ZoneInfo] = {}
-    wrap_up = float(policy.dialer.wrap_up_seconds)
     for (
         task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, _kind,
     ) in store.report_attempts(session, wave_id):  # fmt: skip
@@ -95,7 +94,7 @@ def outreach_figures(
         if nurse_id is not None:
             load = loads.get(nurse_id) or loads.setdefault(nurse_id, NurseLoad())
             before = load.busy_seconds
-            load.add(started, answered_at, ended, answered, wrap_up)
+            load.add(started, answered_at, ended, answered)
             day = started.astimezone(_NURSE_ZONE).date()
             busy_by_day[day] = busy_by_day.get(day, 0.0) + load.busy_seconds - before
         if code in REACHED and person.reach is None:

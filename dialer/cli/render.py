@@ -84,7 +84,7 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
 
     target = report["policy"]["target_occupancy"]
     nurses = Table(title=f"Per nurse (target occupancy {target * 100:.0f}%)", title_justify="left")
-    for head in ("nurse", "attempts", "handled", "talk min", "shift min", "occupancy"):
+    for head in ("nurse", "attempts", "handled", "answered min", "shift min", "occupancy"):
         nurses.add_column(head, justify="left" if head == "nurse" else "right")
     for code, n in report["nurse_occupancy"].items():
         occ = n["occupancy"]
@@ -93,7 +93,7 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
             code,
             str(n["attempts"]),
             str(n["handled_calls"]),
-            _fmt(n["talk_minutes"], digits=0),
+            _fmt(n["answered_minutes"], digits=0),
             _fmt(n["shift_minutes"], digits=0),
             Text(_fmt(occ, pct=True), style=style),
         )

@@ -55,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WEEKDAYS_9_17 = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
 
 
+WRAP_UP_MIN = 2  # a nurse's wrap-up after each answered call in these worlds
+
+
 def dec(day: int, hour: int, minute: int = 0) -> datetime:
     """December 2024 (Christmas is on a Wednesday)."""
     return datetime(2024, 12, day, hour, minute, tzinfo=UTC)
@@ -70,7 +73,6 @@ def policy() -> Policy:
     # the figures below are worked out with these values of config/programme.toml
     assert p.retry.min_gap_minutes == 120
     assert p.caps.max_attempts_per_day == 2
-    assert p.dialer.wrap_up_seconds == 120
     return p
 
 
@@ -201,9 +203,11 @@ class World:
         assert task is not None
         answered = start + timedelta(seconds=ring_s) if result == "answered" else None
         ended = None
-        if state == AttemptState.completed:
-            ended = (
-                (answered + timedelta(minutes=talk_min)) if answered else start + timedelta(seconds=ring_s)
+        if state == AttemptState.completed:  # an answered call ends when its outcome is stored:
+            ended = (  # after the talk and her wrap-up (WRAP_UP_MIN)
+                (answered + timedelta(minutes=talk_min + WRAP_UP_MIN))
+                if answered
+                else start + timedelta(seconds=ring_s)
             )
         a = self._add(
             CallAttempt(
@@ -509,12 +513,14 @@ def test_report_figures_match_the_hand_computed_ones(session: Session, policy: P
 
     a, b = r["nurse_occupancy"]["IDE-A"], r["nurse_occupancy"]["IDE-B"]
     # IDE-A: 30 s + (20 s + 25 min) + (20 s + 20 min) + (20 s + 12 min) + 3 × 2 min wrap-up
-    assert (a["attempts"], a["handled_calls"], a["talk_minutes"]) == (4, 3, 57.0)
+    assert (a["attempts"], a["handled_calls"], a["answered_minutes"]) == (4, 3, 57.0 + 3 * WRAP_UP_MIN)
     assert a["shift_minutes"] == 5 * 480
     assert a["occupancy"] == pytest.approx(64.5 / 2400, abs=1e-4)
     # IDE-B: 3 answered (rings 20 s, talk 41 min, 3 × 2 min wrap-up), 4 unanswered × 30 s,
     # one busy of 5 s; shifts on Monday and Wednesday only, 4 h each
-    assert (b["attempts"], b["handled_calls"], b["talk_minutes"], b["shift_minutes"]) == (8, 3, 41.0, 480)
+    assert (b["attempts"], b["handled_calls"], b["answered_minutes"], b["shift_minutes"]) == (
+        8, 3, 41.0 + 3 * WRAP_UP_MIN, 480,
+    )  # fmt: skip
     assert b["occupancy"] == pytest.approx((41 + 1 + 4 * 0.5 + 5 / 60 + 6) / 480, abs=1e-4)
 
     assert r["outcomes"] == {"callback_requested": 1, "escalation": 1, "opted_out": 1, "reached": 3}
@@ -535,7 +541,7 @@ def test_report_figures_match_the_hand_computed_ones(session: Session, policy: P
 def test_planned_against_actual_load_per_day_and_occupancy_spread(
     session: Session, policy: Policy, clean: Clean
 ) -> None:
-    """Actual minutes per patient-local day, counted as occupancy counts them (ring + talk, 2 min
+    """Actual minutes per patient-local day, counted as occupancy counts them (ring + talk + the 2-min
     wrap-up per answered call), against the minutes the plan stored:
     Mon 3: k1 30 s, k2 20 s + 20 min + 2, k2c the same, k3 30 s and busy 5 s      = 45.75
     Tue 4: k1 20 s + 25 min + 2, k4 (Réunion 10:00) 30 s, k7 20 s + 3 min + 2    = 33.1667
