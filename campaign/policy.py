@@ -266,6 +266,8 @@ class SimulationPolicy(_Strict):
     opted_out: Annotated[float, Field(ge=0, le=1)]
     escalation: Annotated[float, Field(ge=0, le=1)]
     callback_delay_hours: list[Annotated[int, Field(ge=1)]]
+    off_phone_share: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    break_minutes: Annotated[float, Field(gt=0)] = 15.0
 
     @model_validator(mode="after")
     def _sums(self) -> SimulationPolicy:
@@ -324,7 +326,7 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 # simulation.toml's sections; their keys are flattened into SimulationPolicy, but for [population],
 # which is SimulationPolicy.population as it stands
-_SIM_SECTIONS = ("population", "results", "timing", "nurse_outcomes")
+_SIM_SECTIONS = ("population", "results", "timing", "nurse_outcomes", "nurses")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from campaign import calendar as cal
@@ -29,6 +29,8 @@ from dialer.staff import store as staff_store
 
 if TYPE_CHECKING:
     from dialer.simulation import Runtime
+
+_BREAK_POLL = timedelta(seconds=30)  # how often a break waiting for her call's end looks again
 
 
 class PresenceSource(Protocol):
@@ -164,6 +166,44 @@ class SimulatedNurses:
                     continue
                 self.runtime.at(on, self._shift_start, n.id)
                 self.runtime.at(off, self._shift_end, n.id)
+                self._schedule_breaks(n.id, on, off)
+
+    def _schedule_breaks(self, nurse_id: int, on: datetime, off: datetime) -> None:
+        """Her time off the phone in this shift (`off_phone_share`): breaks of about `break_minutes`,
+        one at a random moment of each equal stretch of the shift."""
+        sim = self.dialer.policy.simulation
+        total = (off - on) * sim.off_phone_share
+        if total <= timedelta(0):
+            return
+        count = max(1, round(total / timedelta(minutes=sim.break_minutes)))
+        length, stretch = total / count, (off - on) / count
+        for k in range(count):
+            self.runtime.at(
+                on + stretch * k + (stretch - length) * self.rng.random(), self._break, nurse_id, length
+            )
+
+    def _break(self, nurse_id: int, length: timedelta) -> None:
+        """A break: at once if she is free, after her call otherwise; its length counts from its start."""
+        presence = self.dialer.presence
+        if not self.drives(nurse_id) or presence.get(nurse_id) == NurseStatus.offline:
+            return
+        if presence.get(nurse_id) == NurseStatus.paused or nurse_id in presence.pausing:
+            # the previous break is not over (it waited for a long call): this one follows it
+            self.loop.call_at(self.loop.clock.now() + _BREAK_POLL, self._break, nurse_id, length)
+            return
+        self.dialer.nurse_pause(nurse_id, "break")
+        self._on_break(nurse_id, length)
+
+    def _on_break(self, nurse_id: int, length: timedelta) -> None:
+        presence, now = self.dialer.presence, self.loop.clock.now()
+        if presence.get(nurse_id) == NurseStatus.paused:
+            self.loop.call_at(now + length, self._back, nurse_id)
+        elif nurse_id in presence.pausing:  # still on her call: look again shortly
+            self.loop.call_at(now + _BREAK_POLL, self._on_break, nurse_id, length)
+
+    def _back(self, nurse_id: int) -> None:
+        if self.drives(nurse_id) and self.dialer.presence.get(nurse_id) == NurseStatus.paused:
+            self.dialer.nurse_ready(nurse_id)  # not if her shift ended meanwhile (offline)
 
     def _daily(self, day: date) -> None:
         """Shifts are always scheduled a day ahead: `day`'s now, the next day's at its eve."""

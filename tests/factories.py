@@ -44,10 +44,14 @@ _seq = itertools.count(1)
 
 
 def policy() -> Policy:
-    """The programme's policy from config/ (loaded once per test session)."""
+    """The programme's policy from config/ (loaded once per test session), but for the simulated nurses'
+    breaks: they never step away unless a test asks (a break at a random moment would decide what a
+    test of the dialer sees; tests/integration/test_nurse_breaks.py asks)."""
     global _POLICY
     if _POLICY is None:
-        _POLICY = load_policy()
+        loaded = load_policy()
+        sim = loaded.simulation.model_copy(update={"off_phone_share": 0.0})
+        _POLICY = loaded.model_copy(update={"simulation": sim})
     return _POLICY
 
 
