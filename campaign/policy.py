@@ -155,6 +155,9 @@ class DialerPolicy(_Strict):
     expected_reach: dict[Tier, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: dict.fromkeys(Tier, 1.0)
     )
+    # the share of attempt k's calls that reach the patient (the last one for later attempts): where
+    # planning puts a task's minutes among its attempts' days; empty, 1/E for every attempt
+    answer_rate_by_attempt: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
     wrap_up_seconds: Annotated[int, Field(ge=0)] = 120
     other_share_delay_minutes: Annotated[float, Field(ge=0)] = 5
 

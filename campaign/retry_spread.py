@@ -5,10 +5,11 @@ every expected unanswered attempt) to the first-call day, so the first days of a
 wave ran hotter than planned and the last ones cooler. Here the cost is split
 by attempt and each attempt is put on the day the retry rule would give it:
 
-- attempts follow a geometric law whose mean is the tier's
-  `expected_attempts_per_reach` (E): each attempt answers with p = 1/E, so
-  attempt k (1-based) is the reaching one with probability p(1-p)^(k-1) and an
-  unanswered one with probability (1-p)^k. Both series are cut at
+- attempt k (1-based) answers with p_k, `dialer.answer_rate_by_attempt` (falling: the
+  patients easy to reach are reached first; 1/E, the tier's
+  `expected_attempts_per_reach`, for every attempt when it is empty), so it is
+  the reaching one with probability p_k times the chance that none before did,
+  and an unanswered one with that chance times 1 - p_k. Both series are cut at
   `retry.max_attempts` and scaled back to 1 and E - 1, so the shares add up to
   exactly `task_cost` (the reached call plus E - 1 unanswered attempts, times the share of
   tasks that reach the patient);
@@ -53,10 +54,14 @@ def task_cost(tier: Tier, policy: Policy) -> float:
 def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
     """Expected nurse minutes of attempt 1, 2, … max_attempts of one task; they add up to its cost."""
     expected = policy.dialer.expected_attempts_per_reach[tier]
-    k_max = policy.retry.max_attempts
-    p = 1.0 / expected
-    reach = [p * (1 - p) ** k for k in range(k_max)]
-    fail = [(1 - p) ** (k + 1) for k in range(k_max)]
+    rates = policy.dialer.answer_rate_by_attempt or [1.0 / expected]
+    reach, fail = [], []
+    left = 1.0  # the chance that no attempt before this one reached the patient
+    for k in range(policy.retry.max_attempts):
+        p = rates[min(k, len(rates) - 1)]
+        reach.append(left * p)
+        left *= 1 - p
+        fail.append(left)
     reach_total, fail_total = sum(reach), sum(fail)
     share = policy.dialer.expected_reach[tier]
     call = share * policy.tiers[tier].call_minutes

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from factories import (
@@ -560,7 +561,9 @@ def test_crash_mid_call_is_reconciled_without_loss_or_early_redial(env, db_url: 
 
     # the programme goes on: those patients are not redialed before the minimum gap
     del b, other
-    run_simulation(ctx, clock, clock.now() + timedelta(days=1), seed=10, worker="dialer-1", auto_launch=False)
+    # until the evening after next, when no call is under way (a run cut mid-call leaves its call open)
+    evening = paris(clock.now().astimezone(ZoneInfo("Europe/Paris")).date() + timedelta(days=1), 21)
+    run_simulation(ctx, clock, evening, seed=10, worker="dialer-1", auto_launch=False)
     for pid, started in interrupted_patients.items():
         starts = [_aware(r.started_at) for r in _attempts(ctx, patient_id=pid)]
         later = [t for t in starts if t > started]

@@ -582,13 +582,16 @@ def test_juniors_skills_do_not_make_room_for_patients_only_seniors_may_take() ->
 
 
 def test_start_offsets_per_tier() -> None:
-    """high starts on the wave's first day, medium on its second, low on its third (working days of
-    the wave); a one-day wave starts every tier on that day rather than not at all."""
+    """Offsets 0, 1, 2: high starts on the wave's first day, medium on its second, low on its third
+    (working days of the wave); a one-day wave starts every tier on that day rather than not at all."""
+    offsets = {Tier.high: 0, Tier.medium: 1, Tier.low: 2}
+    tiers = {t: policy.tiers[t].model_copy(update={"start_offset_days": offsets[t]}) for t in Tier}
+    pol = policy.model_copy(update={"tiers": tiers})
     nurses = [nurse(1, NurseLevel.senior, *((wd, "09:00", "17:00") for wd in range(5)))]
     cands = [patient(1, Tier.low), patient(2, Tier.medium), patient(3, Tier.high)]
-    plan = plan_wave(cands, nurses, [MON, TUE, WED], policy)
+    plan = plan_wave(cands, nurses, [MON, TUE, WED], pol)
     assert plan.assignments == {3: MON, 2: TUE, 1: WED}
-    plan = plan_wave(cands, nurses, [MON], policy)
+    plan = plan_wave(cands, nurses, [MON], pol)
     assert plan.assignments == {1: MON, 2: MON, 3: MON}
 
 

@@ -37,11 +37,13 @@ def cost(tier: Tier, pol: Policy) -> float:
 
 
 def with_costs(pol: Policy, attempts_per_reach: float, reach: float, **dialer: object) -> Policy:
-    """The same E and reached share for every tier, 1.5 min an unanswered attempt."""
+    """The same E and reached share for every tier, 1.5 min an unanswered attempt, every attempt
+    answering with 1/E (no answer-rate curve)."""
     update = {
         "expected_attempts_per_reach": dict.fromkeys(Tier, attempts_per_reach),
         "expected_reach": dict.fromkeys(Tier, reach),
         "noanswer_handle_minutes": 1.5,
+        "answer_rate_by_attempt": [],
         **dialer,
     }
     return pol.model_copy(update={"dialer": pol.dialer.model_copy(update=update)})
@@ -195,3 +197,16 @@ def test_a_retry_due_on_a_day_without_room_waits_for_the_next_day_with_some() ->
     assert plan.days[saturday].minutes == 0
     assert plan.days[friday].minutes + plan.days[monday].minutes == pytest.approx(5 * cost(Tier.high, policy))
     assert plan.days[monday].minutes >= 5 * shares[1] - 1e-6
+
+
+def test_a_falling_answer_curve_puts_more_of_a_task_on_its_first_call() -> None:
+    """Catches a spread that ignores `answer_rate_by_attempt` (the population's easy patients answer
+    the first call): low tier, 12 min call, E = 2, all reached, 1.5 min unanswered, two attempts.
+    Rates 0.5 then 0.2: the reach falls on attempt 1 with 0.5 and on attempt 2 with 0.5 x 0.2, so
+    10 and 2 min of the call; the unanswered minute and a half splits 0.5 : 0.4. With 1/E = 0.5 for
+    both attempts it would be 9 and 4.5."""
+    pol = with_retry(with_costs(policy, 2.0, 1.0, answer_rate_by_attempt=[0.5, 0.2]), max_attempts=2)
+    assert attempt_costs(Tier.low, pol) == pytest.approx([10 + 1.5 * 5 / 9, 2 + 1.5 * 4 / 9])
+    assert sum(attempt_costs(Tier.low, pol)) == pytest.approx(cost(Tier.low, pol))
+    geometric = with_retry(with_costs(policy, 2.0, 1.0), max_attempts=2)
+    assert attempt_costs(Tier.low, geometric) == pytest.approx([9.0, 4.5])
