@@ -45,8 +45,10 @@ def _wave_on_its_first_day(env: Any) -> tuple[services.Context, Any, int, int]:
 
 def test_progress_reach_abandoned_and_left_out(env: Any) -> None:
     ctx, left_out, wave_id, nurse = _wave_on_its_first_day(env)
-    high = _due_tasks(ctx, wave_id)
-    assert [t.tier for t in high] == ["high", "high"]  # the high tier starts on the first day
+    due = _due_tasks(ctx, wave_id)
+    # high and medium tiers start on the first day, the low tier two days later (config/programme.toml)
+    assert [t.tier for t in due] == ["high", "high", "medium"]
+    high = due[:2]
 
     reached = services.claim_and_start(ctx, high[0].id, nurse, "w1")
     assert isinstance(reached, services.Claimed)
@@ -103,7 +105,7 @@ def test_a_patient_reached_twice_counts_once_in_the_tier_of_their_wave_task(env:
 def test_queue_depth_counts_what_the_dialer_may_take_now(env: Any) -> None:
     ctx, left_out, wave_id, _ = _wave_on_its_first_day(env)
     due = len(_due_tasks(ctx, wave_id))
-    assert due == 2
+    assert due == 3  # high, high, medium: low starts later
     with ctx.sessions() as s:
         assert progress.queue_depth(s, ctx.clock.now()) == due
     add_task(ctx, left_out.id)  # an inbound request, in no wave, due five minutes ago
