@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import factories
 import pytest
 
 from campaign import migrate, services
 from campaign.clock import ScaledClock, SystemClock
 from campaign.db import make_engine, session_factory
-from campaign.policy import Policy, load_policy
+from campaign.policy import Policy
 from dialer.backends.factory import TelephonySetup
 from dialer.serve import Share, serve
 
@@ -129,10 +130,12 @@ def start_live_server(
 ) -> LiveServer:
     """`serve` in a thread on a fresh SQLite file in `folder`, on a scaled clock at factor 1 from
     `start` (default Monday 7 December 2026, 10:00 Paris); `seed(ctx)` runs before the dialer starts
-    (it loads its nurses then). Returns once the log-in page answers."""
+    (it loads its nurses then). Returns once the log-in page answers. The simulated nurses take no
+    breaks (tests/factories.py's policy): a quarter-hour pause in real time would decide what a page
+    shows."""
     folder.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{folder / 'carecall.db'}"
-    pol = policy or load_policy()
+    pol = policy or factories.policy()
     clock = ScaledClock(start or MONDAY_10_PARIS, SystemClock().now(), 1.0)
     engine = make_engine(db_url)
     migrate.upgrade(engine)
