@@ -349,12 +349,15 @@ def _typed(rng: random.Random, digits: str) -> str:
     return fmt.format(*digits)
 
 
+# inside the default calling hours (09:00-12:30, 13:30-19:00; Fridays until 18:00, `_FRIDAY_END`):
+# a call centre does not staff hours in which no call may be placed
 _SHIFT_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "day": (("08:30", "12:30"), ("13:30", "17:00")),
-    "late": (("10:00", "13:00"), ("14:00", "19:00")),
+    "day": (("09:00", "12:30"), ("13:30", "17:00")),
+    "late": (("10:00", "12:30"), ("13:30", "19:00")),
     "mid": (("09:00", "12:30"), ("13:30", "17:30")),
 }
 _SATURDAY = ("09:00", "12:00")
+_FRIDAY_END = "18:00"
 
 
 def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
@@ -390,7 +393,8 @@ def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
             if weekday == part_time_off:
                 continue
             shifts.extend(
-                {"weekday": weekday, "start": start, "end": end} for start, end in _SHIFT_PATTERNS[pattern]
+                {"weekday": weekday, "start": start, "end": min(end, _FRIDAY_END) if weekday == 4 else end}
+                for start, end in _SHIFT_PATTERNS[pattern]
             )
         if rng.random() < 0.25:
             shifts.append({"weekday": 5, "start": _SATURDAY[0], "end": _SATURDAY[1]})

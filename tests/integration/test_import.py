@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -469,10 +469,16 @@ def test_nurses_cover_every_need(n: int) -> None:
         assert any(s["end"] >= "19:00" for x in nurses for s in x.shifts)
     if n >= 10:
         assert 0.2 <= len(seniors) / n <= 0.45
+    hours = load_policy().calling_hours
     for nurse in nurses:
         assert nurse.timezone == "Europe/Paris"
         assert {s["weekday"] for s in nurse.shifts} <= {0, 1, 2, 3, 4, 5}
         assert all(s["start"] < s["end"] for s in nurse.shifts)
+        # a roster staffs the calling hours only: every shift lies inside a window of its weekday
+        for s in nurse.shifts:
+            start, end = time.fromisoformat(s["start"]), time.fromisoformat(s["end"])
+            windows = hours.by_weekday[s["weekday"]]
+            assert any(w.start <= start and end <= w.end for w in windows), (nurse.code, s)
 
 
 @pytest.mark.parametrize("n", [12, 52])
