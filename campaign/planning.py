@@ -12,13 +12,13 @@ may take it, each attempt's share on the day it is expected to happen
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from campaign import calendar as cal
 from campaign.day_pacing import PoolTimeline
-from campaign.policy import NurseLevel, Policy, Tier
+from campaign.policy import CallingHours, NurseLevel, Policy, Tier
 from campaign.retry_spread import REFERENCE_PLACE, Shares, spread_table, task_cost
 from campaign.rules import PatientState
 from campaign.states import EnrolmentStatus
@@ -41,19 +41,32 @@ class NurseShifts:
     shifts: tuple[tuple[int, time, time], ...]  # (weekday, start, end), nurse's local time
     timezone: str = "Europe/Paris"
 
-    def utc_shifts_on(self, day: date) -> list[tuple[datetime, datetime]]:
+    def callable_shifts(self, day: date, hours: CallingHours | None = None) -> list[tuple[time, time]]:
+        """Her shifts that day (local times), cut to the calling hours in her own time when given:
+        on shift before calls may start or after they must end, she takes no call. (Capacity counts
+        only these minutes; whom she may call keeps her whole shifts: late in Paris, the Antilles.)"""
+        spans = [(start, end) for weekday, start, end in self.shifts if weekday == day.weekday()]
+        if hours is None:
+            return spans
+        out = []
+        for start, end in spans:
+            for w in hours.by_weekday[day.weekday()]:
+                a, b = max(start, w.start), min(end, w.end)
+                if a < b:
+                    out.append((a, b))
+        return out
+
+    def utc_shifts_on(self, day: date, hours: CallingHours | None = None) -> list[tuple[datetime, datetime]]:
         return [
             (cal.at_local(day, start, self.timezone), cal.at_local(day, end, self.timezone))
-            for weekday, start, end in self.shifts
-            if weekday == day.weekday()
+            for start, end in self.callable_shifts(day, hours)
         ]
 
-    def minutes_on(self, day: date) -> float:
-        total = 0.0
-        for weekday, start, end in self.shifts:
-            if weekday == day.weekday():
-                total += (datetime.combine(day, end) - datetime.combine(day, start)).total_seconds() / 60
-        return total
+    def minutes_on(self, day: date, hours: CallingHours | None = None) -> float:
+        return sum(
+            (datetime.combine(day, end) - datetime.combine(day, start)).total_seconds() / 60
+            for start, end in self.callable_shifts(day, hours)
+        )
 
 
 @dataclass(slots=True)
@@ -120,14 +133,10 @@ def _pools_for(tier: Tier, policy: Policy) -> list[NurseLevel]:
 Interval = tuple[datetime, datetime]
 
 
-def _merge(intervals: list[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    for start, end in sorted(intervals):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
+def _distinct(intervals: list[Interval]) -> list[Interval]:
+    """Each nurse's shifts, the same ones once (a roster has few shift patterns). Not merged: two
+    nurses back to back do not make one who can take a call across the change of shift."""
+    return sorted(set(intervals))
 
 
 def _overlaps(a: list[Interval], b: list[Interval], minutes: float) -> bool:
@@ -193,7 +202,19 @@ def plan_wave(
     nurses: Sequence[NurseShifts],
     days: Sequence[date],
     policy: Policy,
+    *,
+    committed: Mapping[date, float] | None = None,
+    first_call_days: int | None = None,
+    start_offsets: bool = True,
 ) -> WavePlan:
+    """Place first calls on `days` in tier order, each where its expected minutes fit.
+
+    A morning top-up of a running wave (`services.top_up`) plans what is left of it:
+    `committed` nurse minutes per day are taken already (shared among the pools as
+    their capacity is), first calls go on the first `first_call_days` days only, and
+    without `start_offsets` every tier may start at once (the offsets keep a wave's
+    first days for the higher tiers; spare time is spare).
+    """
     plan = WavePlan()
     if not days:
         raise ValueError("a wave needs at least one working day")
@@ -208,13 +229,19 @@ def plan_wave(
         skill_left[d] = defaultdict(float)
         cap = 0.0
         for n in nurses:
-            m = n.minutes_on(d) * occupancy
+            m = n.minutes_on(d, policy.calling_hours) * occupancy
             level_left[d][n.level] += m
             for sk in n.skills:
                 skill_left[d][(n.level, sk)] += m
             cap += m
         plan.days[d] = DayLoad(capacity=cap)
         level_cap[d] = dict(level_left[d])
+        taken = min(1.0, (committed or {}).get(d, 0.0) / cap) if cap else 0.0
+        if taken:
+            for key in level_left[d]:
+                level_left[d][key] *= 1 - taken
+            for skey in skill_left[d]:
+                skill_left[d][skey] *= 1 - taken
     # when nurses of each (level, skills) group are at work, per day: a patient is only
     # placed on a day when a nurse allowed to take the call works during their window
     groups: dict[date, dict[tuple[NurseLevel, frozenset[str]], list[Interval]]] = {}
@@ -222,7 +249,7 @@ def plan_wave(
         by_group: dict[tuple[NurseLevel, frozenset[str]], list[Interval]] = defaultdict(list)
         for n in nurses:
             by_group[(n.level, n.skills)].extend(n.utc_shifts_on(d))
-        groups[d] = {k: _merge(v) for k, v in by_group.items() if v}
+        groups[d] = {k: _distinct(v) for k, v in by_group.items() if v}
     reach_cache: dict[tuple[date, cal.Place, Tier, frozenset[str]], tuple[bool, frozenset[NurseLevel]]] = {}
 
     def reachable(d: date, c: Candidate) -> tuple[bool, frozenset[NurseLevel]]:
@@ -257,7 +284,8 @@ def plan_wave(
     rank = {t: -policy.tiers[t].priority for t in Tier}
     eligible.sort(key=lambda c: (rank[c.state.tier], c.state.next_contact_on or far, c.patient_id))
     # first day index a tier may start on
-    offsets = {t: min(policy.tiers[t].start_offset_days, len(days) - 1) for t in Tier}
+    offsets = {t: min(policy.tiers[t].start_offset_days if start_offsets else 0, len(days) - 1) for t in Tier}
+    last_first = len(days) if first_call_days is None else min(len(days), first_call_days)
     first_free = {t: offsets[t] for t in Tier}  # skip days known full for a tier
     spreads = spread_table(days, policy) if eligible else {}
     callable_day = [bool(cal.local_windows(d, REFERENCE_PLACE, policy.calling_hours)) for d in days]
@@ -267,7 +295,7 @@ def plan_wave(
     def timeline(d: date, level: NurseLevel) -> PoolTimeline:
         hit = timelines.get((d, level))
         if hit is None:
-            shifts = [s for n in nurses if n.level == level for s in n.utc_shifts_on(d)]
+            shifts = [s for n in nurses if n.level == level for s in n.utc_shifts_on(d, policy.calling_hours)]
             hit = timelines[(d, level)] = PoolTimeline.of(shifts, occupancy)
         return hit
 
@@ -277,7 +305,7 @@ def plan_wave(
         tier = c.state.tier
         pools = pools_of[tier]
         placed = False
-        for i in range(first_free[tier], len(days)):
+        for i in range(first_free[tier], last_first):
             d = days[i]
             if not _usable(d, c, policy, has_hours):
                 continue

@@ -69,7 +69,8 @@ def needed_minutes(tiers: Counter[Tier], policy: Policy) -> float:
 
 
 def usable_minutes(nurses: int, seed: int, days: list[date], policy: Policy) -> float:
-    """The roster's shift minutes on the wave's days that planning may fill (target occupancy)."""
+    """The roster's shift minutes inside calling hours on the wave's days that planning may fill
+    (target occupancy)."""
     total = 0.0
     for n in generate_nurses(nurses, seed=seed):
         shifts = planning.NurseShifts(
@@ -80,7 +81,7 @@ def usable_minutes(nurses: int, seed: int, days: list[date], policy: Policy) -> 
                 (s["weekday"], time.fromisoformat(s["start"]), time.fromisoformat(s["end"])) for s in n.shifts
             ),
         )
-        total += sum(shifts.minutes_on(d) for d in days)
+        total += sum(shifts.minutes_on(d, policy.calling_hours) for d in days)
     return total * policy.dialer.target_occupancy
 
 

@@ -64,12 +64,20 @@ def cost(tier: Tier, pol: Policy = policy) -> float:
     )
 
 
-def shift_minutes(n: NurseShifts, day: date) -> float:
-    return sum(
-        (end.hour * 60 + end.minute) - (start.hour * 60 + start.minute)
-        for wd, start, end in n.shifts
-        if wd == day.weekday()
-    )
+def shift_minutes(n: NurseShifts, day: date, pol: Policy = policy) -> float:
+    """Her shift minutes inside the calling hours: on shift before calls may start or after they
+    must end, she takes no call, so planning counts none of that time."""
+
+    def minute(t: time) -> int:
+        return t.hour * 60 + t.minute
+
+    total = 0
+    for wd, start, end in n.shifts:
+        if wd != day.weekday():
+            continue
+        for w in pol.calling_hours.by_weekday[wd]:
+            total += max(0, minute(min(end, w.end)) - minute(max(start, w.start)))
+    return total
 
 
 def pool_capacities(
@@ -507,9 +515,10 @@ def test_costs_match_the_hand_computation() -> None:
 
 
 def test_senior_capacity_fills_day_by_day() -> None:
-    """One senior: Monday 09-13 (240 min x 0.85 = 204 -> 7 high tasks of 25.9 = 181.3; 8 would be 207.2),
-    Tuesday 09-11 (120 x 0.85 = 102 -> 3 tasks, 77.7; 4 would be 103.6). 12 high patients: 7 + 3 + 2 left."""
-    seniors = [nurse(1, NurseLevel.senior, (0, "09:00", "13:00"), (1, "09:00", "11:00"))]
+    """One senior: Monday 13:30-17:30 (240 min x 0.85 = 204 -> 7 high tasks of 25.9 = 181.3; 8 would be
+    207.2), Tuesday 09-11 (120 x 0.85 = 102 -> 3 tasks, 77.7; 4 would be 103.6). 12 high patients: 7 + 3 + 2
+    left. Her shift minutes outside calling hours (before 09:00, over lunch) count for nothing."""
+    seniors = [nurse(1, NurseLevel.senior, (0, "13:30", "17:30"), (1, "09:00", "11:00"))]
     plan = plan_wave([patient(i, Tier.high) for i in range(1, 13)], seniors, [MON, TUE], policy)
     assert plan.days[MON].capacity == pytest.approx(204)
     assert plan.days[TUE].capacity == pytest.approx(102)
@@ -555,7 +564,8 @@ def test_skill_pool_limits_heart_failure_patients() -> None:
     cands = [patient(i, Tier.high, skills=hf) for i in (1, 2, 3, 4)]
     cands += [patient(5, Tier.high, skills=frozenset({"copd"})), patient(6, Tier.high)]
     plan = plan_wave(cands, nurses, [MON, TUE], policy)
-    assert plan.days[MON].capacity == pytest.approx(8 * 60 * 0.85 + 102)
+    # 09-17 is 7 hours of calls (none over lunch, 12:30-13:30)
+    assert plan.days[MON].capacity == pytest.approx(7 * 60 * 0.85 + 102)
     assert plan.assignments == {1: MON, 2: MON, 3: MON, 4: TUE, 6: MON}
     assert plan.unplaced == [5]
 
@@ -593,6 +603,47 @@ def test_start_offsets_per_tier() -> None:
     assert plan.assignments == {3: MON, 2: TUE, 1: WED}
     plan = plan_wave(cands, nurses, [MON], pol)
     assert plan.assignments == {1: MON, 2: MON, 3: MON}
+
+
+def test_top_up_plans_only_today_in_the_room_left_by_what_is_due() -> None:
+    """A morning top-up: Monday's senior has 204 min (13:30-17:30 x 0.85), 150 already due, so 54 are left:
+    two high tasks (51.8), not three (77.7). Nobody is placed on Tuesday although it is empty, and
+    without `start_offsets` a tier may start on the first day whatever its offset."""
+    seniors = [nurse(1, NurseLevel.senior, (0, "13:30", "17:30"), (1, "13:30", "17:30"))]
+    cands = [patient(i, Tier.high) for i in range(1, 5)]
+    plan = plan_wave(cands, seniors, [MON, TUE], policy, committed={MON: 150.0}, first_call_days=1)
+    assert plan.assignments == {1: MON, 2: MON}
+    assert plan.days[MON].minutes == pytest.approx(2 * HIGH)
+    assert plan.days[TUE].minutes == 0 and sorted(plan.unplaced) == [3, 4]
+    # a day already full takes nobody
+    plan = plan_wave(cands, seniors, [MON, TUE], policy, committed={MON: 204.0}, first_call_days=1)
+    assert plan.assignments == {} and len(plan.unplaced) == 4
+    # a tier whose offset would start it on the second day
+    low = [patient(9, Tier.low)]
+    offsets = {t: policy.tiers[t].model_copy(update={"start_offset_days": 1}) for t in Tier}
+    pol = policy.model_copy(update={"tiers": offsets})
+    assert plan_wave(low, seniors, [MON, TUE], pol, first_call_days=1).assignments == {}
+    assert plan_wave(low, seniors, [MON, TUE], pol, first_call_days=1, start_offsets=False).assignments == {
+        9: MON
+    }
+
+
+def test_two_nurses_back_to_back_are_not_one_who_can_take_the_call() -> None:
+    """The patient may be called 09:00-09:30 only (their preferred window); a medium call takes 18 min.
+    One nurse until 09:15 and another from 09:15: neither has 18 minutes of that window, so nobody
+    works in it (hypothesis found a planner that merged their shifts into 07:00-09:45)."""
+    place = cal.Place("75", "Europe/Paris", time(8, 0), time(9, 30))
+    c = Candidate(1, PatientState(EnrolmentStatus.enrolled, Tier.medium, place))
+    apart = [
+        nurse(1, NurseLevel.senior, (0, "07:00", "09:15")),
+        nurse(2, NurseLevel.senior, (0, "09:15", "11:00")),
+    ]
+    now = {t: tp.model_copy(update={"start_offset_days": 0}) for t, tp in policy.tiers.items()}
+    pol = policy.model_copy(update={"tiers": now})
+    plan = plan_wave([c], apart, [MON], pol)
+    assert plan.skipped_ids == {"no_nurse_in_window": [1]}
+    plan = plan_wave([c], [*apart, nurse(3, NurseLevel.junior, (0, "09:00", "11:00"))], [MON], pol)
+    assert plan.assignments == {1: MON}
 
 
 def test_regional_and_overseas_holidays_move_the_patient_not_the_wave() -> None:
