@@ -58,3 +58,31 @@ class PoolTimeline:
             return end
         share = (planned - before) / (after - before)
         return start + timedelta(seconds=(end - start).total_seconds() * share)
+
+    def at(self, instant: datetime) -> float:
+        """The pool's cumulative minutes at `instant` (the inverse of `reached`)."""
+        if not self.instants or instant <= self.instants[0]:
+            return 0.0
+        k = bisect.bisect_right(self.instants, instant)
+        if k >= len(self.instants):
+            return self.minutes[-1]
+        start, end = self.instants[k - 1], self.instants[k]
+        before, after = self.minutes[k - 1], self.minutes[k]
+        return before + (after - before) * (instant - start).total_seconds() / (end - start).total_seconds()
+
+    @property
+    def total(self) -> float:
+        return self.minutes[-1] if self.minutes else 0.0
+
+
+def doable(arrivals: Iterable[tuple[datetime, float]], timeline: PoolTimeline) -> float:
+    """Minutes of work the pool gets through by its day's end, each piece arriving at its instant
+    and taken as soon as the pool has time (a fluid queue): min over s of A(s) + C(end) - C(s),
+    A the work arrived before s, C the pool's cumulative minutes. Work piled up where few nurses
+    work is not done that day, however long the day's total hours."""
+    total = timeline.total
+    best, arrived = total, 0.0
+    for at, minutes in sorted(arrivals):
+        best = min(best, arrived + total - timeline.at(at))
+        arrived += minutes
+    return min(best, arrived)

@@ -39,9 +39,19 @@ def expire_and_close(ctx: services.Context) -> Any:
     return services.expire_and_close(ctx)
 
 
+def top_up_waves(ctx: services.Context) -> Any:
+    """Before calling hours: give today's spare nurse time to the patients the waves left out."""
+    return services.top_up_waves(ctx)
+
+
 def job_specs(policy: Policy) -> list[JobSpec]:
     return [
         JobSpec("plan_due_waves", plan_due_waves, CronTrigger(hour="*", minute=5, timezone="Europe/Paris")),
+        JobSpec(
+            "top_up_waves",
+            top_up_waves,
+            CronTrigger(day_of_week="mon-sat", hour=8, minute=40, timezone="Europe/Paris"),
+        ),
         JobSpec("expire_and_close", expire_and_close, IntervalTrigger(minutes=30, timezone="UTC")),
     ]
 

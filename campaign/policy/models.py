@@ -200,6 +200,8 @@ class OutreachPolicy(_Strict):
     fair_routing: bool = True
     # a planned first call falls due when its nurses get to it in the day, not all at the first calling hour
     pace_first_calls: bool = False
+    # each working morning, today's spare nurse time goes to the patients the wave's plan left out
+    fill_spare_capacity: bool = True
     # best time: how many attempts' worth of weight the cohort prior has against a patient's own history
     best_time_prior_weight: Annotated[float, Field(gt=0, le=100)] = 4.0
     # best time: the answer probability assumed where nothing is known yet

@@ -1,7 +1,8 @@
 """Planned against actual nurse load per day, and how evenly the wave kept its nurses busy.
 
 Planned minutes per day are the plan's own (`wave.plan["days"][day]["minutes"]`: first
-calls and, since retries are spread, the expected retries falling on that day). Actual
+calls and, since retries are spread, the expected retries falling on that day; for a day a
+morning top-up re-planned, that morning's plan, `services.top_up`). Actual
 minutes are what the wave's attempts took of nurses that day, counted as occupancy counts
 them (`reports.nurses`: from dialing to the end; an answered call's end is its outcome), on
 the patient's local day, as the plan places calls. Everything is read from the database.

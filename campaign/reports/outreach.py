@@ -59,9 +59,11 @@ def outreach_figures(
       reaching call that nurse took;
     - occupancy: the nurses' busy minutes over their shift minutes on the wave's working days
       (`reports.nurses`); occupancy_spread: the largest distance of one nurse's to the target;
-    - load_by_day: per working day (Paris), the minutes planning charged to it against the
-      nurses' busy minutes; max_daily_load_deviation: the largest |actual - planned| / planned
-      over the days planning charged (days it charged nothing are counted apart);
+    - load_by_day: per working day (Paris), the minutes planning charged to it (that morning's
+      plan when a top-up re-planned the day; the launch plan's too) against the nurses' busy
+      minutes; max_daily_load_deviation: the largest |actual - planned| / planned over the days
+      planning charged (days it charged nothing are counted apart), against the mornings' plans,
+      and …_from_launch_plan against the plan made before the first call;
     - reach_curve: per day of the window (patient's local day), the reachable recipients
       reached by the end of that day, cumulated.
     """
@@ -108,6 +110,7 @@ def outreach_figures(
     shift = sum(n["shift_minutes"] for n in nurses.values())
     per_nurse = {code: n["occupancy"] for code, n in nurses.items() if n["occupancy"] is not None}
     load_days = load_by_day(wave, policy, busy_by_day)
+    from_launch = max_daily_load_deviation(load_days, "launch_planned_min")
     everyone = list(people.values())
     reached = [p for p in everyone if p.reach is not None]
     return {
@@ -127,6 +130,7 @@ def outreach_figures(
         "nurse_occupancy": per_nurse,
         "load_by_day": load_days,
         "max_daily_load_deviation": max_daily_load_deviation(load_days),
+        "max_daily_load_deviation_from_launch_plan": from_launch,
         "days_loaded_unplanned": sum(1 for d in load_days if d["planned_min"] == 0 and d["actual_min"] > 0),
         "reach_curve": reach_curve(people, truth, wave),
     }
@@ -171,21 +175,27 @@ def _by_tier(
 
 
 def load_by_day(wave: Wave, policy: Policy, busy_seconds: Mapping[date, float]) -> list[dict[str, Any]]:
-    """Per working day of the wave: the minutes planning charged to it, the nurses' busy minutes."""
-    planned = {d: float(v.get("minutes", 0)) for d, v in ((wave.plan or {}).get("days") or {}).items()}
+    """Per working day of the wave: the minutes planning charged to it (that morning's plan when a
+    top-up re-planned the day, `services.top_up`; the launch plan's beside it), the nurses' busy
+    minutes."""
+    days = (wave.plan or {}).get("days") or {}
+    planned = {d: float(v.get("minutes", 0)) for d, v in days.items()}
+    launch = {d: float(v.get("launch_minutes", v.get("minutes", 0))) for d, v in days.items()}
     return [
         {
             "day": d.isoformat(),
             "planned_min": round(planned.get(d.isoformat(), 0.0), 1),
+            "launch_planned_min": round(launch.get(d.isoformat(), 0.0), 1),
             "actual_min": round(busy_seconds.get(d, 0.0) / 60, 1),
         }
         for d in cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
     ]
 
 
-def max_daily_load_deviation(days: list[dict[str, Any]]) -> float | None:
-    """The largest |actual - planned| / planned over the days planning charged minutes to."""
-    devs = [abs(d["actual_min"] - d["planned_min"]) / d["planned_min"] for d in days if d["planned_min"] > 0]
+def max_daily_load_deviation(days: list[dict[str, Any]], planned: str = "planned_min") -> float | None:
+    """The largest |actual - planned| / planned over the days planning charged minutes to
+    (`planned`: the key of the plan to compare with, the morning's or the launch's)."""
+    devs = [abs(d["actual_min"] - d[planned]) / d[planned] for d in days if d[planned] > 0]
     return round(max(devs), 4) if devs else None
 
 

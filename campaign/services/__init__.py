@@ -30,6 +30,7 @@ from campaign.services.dialing import (
 from campaign.services.incoming import create_request_callback, start_incoming
 from campaign.services.outcomes import OutcomeApplied, OutcomeEntry, record_outcome, record_outcomes
 from campaign.services.patients import restore_contacts, without_number
+from campaign.services.top_up import TopUp, top_up_wave, top_up_waves
 from campaign.services.waves import (
     LATEST_ZONE,
     MAX_DAYS_AHEAD,
@@ -60,6 +61,7 @@ __all__ = [
     "NotDialable",
     "OutcomeApplied",
     "OutcomeEntry",
+    "TopUp",
     "change_wave",
     "claim_and_start",
     "claim_and_start_many",
@@ -83,5 +85,7 @@ __all__ = [
     "restore_contacts",
     "start_incoming",
     "sync_themes",
+    "top_up_wave",
+    "top_up_waves",
     "without_number",
 ]

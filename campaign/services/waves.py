@@ -3,26 +3,24 @@ cancel; the scheduler's planning and closing jobs."""
 
 from __future__ import annotations
 
-import functools
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 import structlog
 from sqlmodel import Session
 
-from campaign import baseline, besttime, planning, store
+from campaign import baseline, planning, store
 from campaign import calendar as cal
 from campaign.errors import InvalidArgument, InvalidTransition, NotFound
-from campaign.model import Wave, pathologies_from_text, pathologies_to_text
+from campaign.model import Wave, pathologies_to_text
 from campaign.policy import Policy, Theme, Tier
-from campaign.services.base import Context, keep_cadence, required_skills
+from campaign.services import wave_tasks
+from campaign.services.base import Context, keep_cadence
 from campaign.services.dialing import reconcile_in_flight
-from campaign.states import TaskKind, TaskStatus, WaveStatus
-from campaign.store import answers
+from campaign.states import WaveStatus
 
 log = structlog.get_logger("carecall.campaign")
 
@@ -215,23 +213,7 @@ def plan_wave(
         assert mailing is not None and mailing.id is not None
         theme_code = mailing.theme_code
         store.delete_pending_wave_tasks(s, wave_id)
-        busy = store.open_task_patients(s, exclude_wave_id=wave_id)
-        counts = store.wave_task_counts_since(s, now - timedelta(days=policy.caps.period_days), wave_id)
-
-        @functools.cache
-        def skills_of(pathologies: str) -> frozenset[str]:
-            return required_skills(pathologies_from_text(pathologies), theme_code, policy)
-
-        cands = [
-            planning.Candidate(
-                patient_id=r.id,
-                state=store.patient_state_from_row(r),
-                skills=skills_of(r.pathologies),
-                open_task_elsewhere=r.id in busy,
-                tasks_in_period=counts.get(r.id, 0),
-            )
-            for r in store.recipients_rows(s, mailing.id)
-        ]
+        cands = wave_tasks.candidates(s, mailing.id, wave_id, theme_code, policy, now)
         nurses = [
             planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
         ]
@@ -239,60 +221,8 @@ def plan_wave(
         plan = baseline.plan_wave(cands, nurses, days, policy)  # carecall's planner, or the fifo list
         state_of = {c.patient_id: c.state for c in cands}
         del cands
-
-        @functools.cache
-        def windows(day: date, place: cal.Place) -> list[tuple[datetime, datetime]]:
-            return cal.utc_intervals(day, place, policy.calling_hours)
-
-        def first_call(day: date, place: cal.Place, due: datetime | None) -> datetime:
-            """The day's first calling hour, or the plan's due time when inside the patient's hours
-            (in the lunch break: the afternoon's start; after the last window: its start)."""
-            spans = windows(day, place)
-            if due is not None:
-                for start, end in spans:
-                    if due < end:
-                        return max(start, due)
-                return spans[-1][0]
-            return spans[0][0]
-
-        models = _answer_models(s, mailing.id, state_of, wave.window_start, policy)
-
-        @functools.cache
-        def deadline_in(zone: str) -> datetime:
-            return cal.at_local(wave.window_end + timedelta(days=1), time(0), zone)
-
-        priority = {t: policy.tiers[t].priority for t in Tier}
-        kind, pending = TaskKind.wave.value, TaskStatus.pending.value
-
-        def task_rows() -> Iterator[dict[str, Any]]:
-            for pid, day in plan.assignments.items():
-                state = state_of[pid]
-                model, due = models.get(pid), plan.due_at.get(pid)
-                # paced first calls keep the plan's time; else best time to call: the day's best band
-                # (its first window while nothing is known)
-                at, e = (
-                    besttime.first_call(day, state.place, windows(day, state.place), model)
-                    if model and due is None
-                    else (first_call(day, state.place, due), None)
-                )
-                yield {
-                    "wave_id": wave_id,
-                    "patient_id": pid,
-                    "kind": kind,
-                    "status": pending,
-                    "tier": state.tier.value,
-                    "priority": priority[state.tier],
-                    "planned_day": day,
-                    "not_before": at,
-                    "deadline": deadline_in(state.place.timezone),
-                    "theme_code": theme_code,
-                    "attempts": 0,
-                    "created_at": now,
-                    "best_band": e.band if e else None,
-                    "answer_p": e.p if e else None,
-                }
-
-        inserted = store.insert_tasks(s, task_rows())
+        rows = wave_tasks.task_rows(s, wave, theme_code, plan, state_of, policy, now)
+        inserted = store.insert_tasks(s, rows)
         notes = {
             pid: SKIP_NOTES.get(reason, reason) for reason, ids in plan.skipped_ids.items() for pid in ids
         }
@@ -313,19 +243,6 @@ def plan_wave(
         skipped=sum(plan.skipped.values()),
     )
     return plan
-
-
-def _answer_models(
-    s: Session, mailing_id: int, states: dict[int, Any], on: date, policy: Policy
-) -> dict[int, Any]:
-    """Best time to call: the recipients' answer models; none while nothing has been learnt
-    (every band would have the base rate: the first window is kept) or when best time is off."""
-    if not policy.outreach.best_time or baseline.is_fifo(policy) or not answers.has_answer_counts(s):
-        return {}
-    o = policy.outreach
-    return answers.recipient_models(
-        s, mailing_id, states, on, o.best_time_base_rate, o.best_time_prior_weight
-    )
 
 
 @contextmanager

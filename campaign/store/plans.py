@@ -47,8 +47,9 @@ def add_recipients(session: Session, mailing_id: int, clauses: dict[str, list[st
     return int(res.rowcount)  # type: ignore[attr-defined]
 
 
-def recipients_rows(session: Session, mailing_id: int) -> Iterator[Any]:
-    """The recipients' rule data (PATIENT_RULE_COLUMNS), streamed.
+def recipients_rows(session: Session, mailing_id: int, note: str | None = None) -> Iterator[Any]:
+    """The recipients' rule data (PATIENT_RULE_COLUMNS), streamed; only those planning left out
+    with this plan note, if given.
 
     A national mailing has a million recipients: rows come in batches from a
     server-side cursor and are never all held. An empty flagged_numbers comes
@@ -59,12 +60,14 @@ def recipients_rows(session: Session, mailing_id: int) -> Iterator[Any]:
         else_=PATIENT.c.flagged_numbers,
     ).label("flagged_numbers")
     columns = [flagged if c.name == "flagged_numbers" else c for c in PATIENT_RULE_COLUMNS]
-    yield from session.execute(
+    q = (
         select(*columns)
         .join(RECIPIENT, RECIPIENT.c.patient_id == PATIENT.c.id)
-        .where(RECIPIENT.c.mailing_id == mailing_id),
-        execution_options={"yield_per": 20_000},
+        .where(RECIPIENT.c.mailing_id == mailing_id)
     )
+    if note is not None:
+        q = q.where(RECIPIENT.c.plan_note == note)
+    yield from session.execute(q, execution_options={"yield_per": 20_000})
 
 
 def open_task_patients(session: Session, exclude_wave_id: int | None) -> set[int]:
@@ -100,6 +103,28 @@ def delete_pending_wave_tasks(session: Session, wave_id: int) -> None:
             TASK.c.attempts == 0,
         )
     )
+
+
+def clear_plan_notes(session: Session, mailing_id: int, patient_ids: Iterable[int]) -> None:
+    """These recipients are no longer left out (a top-up planned them)."""
+    ids = list(patient_ids)
+    for i in range(0, len(ids), 1_000):
+        session.execute(
+            update(RECIPIENT)
+            .where(RECIPIENT.c.mailing_id == mailing_id, RECIPIENT.c.patient_id.in_(ids[i : i + 1_000]))
+            .values(plan_note=None)
+        )
+
+
+def pending_attempts_due(session: Session, wave_id: int, until: datetime) -> list[tuple[str, int, datetime]]:
+    """(tier, attempts made, due at) of the wave's pending tasks due before `until`: the calls its
+    nurses have to make by then."""
+    rows = session.execute(
+        select(TASK.c.tier, TASK.c.attempts, TASK.c.not_before).where(
+            TASK.c.wave_id == wave_id, TASK.c.status == TaskStatus.pending, TASK.c.not_before < until
+        )
+    ).all()
+    return [(str(t), int(a), nb) for t, a, nb in rows]
 
 
 def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> None:

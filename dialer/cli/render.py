@@ -185,6 +185,9 @@ def print_wave(exp: WaveExplanation, console: Console) -> None:
         console.print(table)
         if plan.get("skipped"):
             console.print("left out: " + ", ".join(f"{k}: {v}" for k, v in plan["skipped"].items()))
+        if plan.get("top_ups"):
+            added = ", ".join(f"{day}: {n}" for day, n in plan["top_ups"].items())
+            console.print(f"added on the mornings of spare nurse time (patients left out before): {added}")
         if plan.get("unplaced"):
             console.print(
                 f"[yellow]{plan['unplaced']} patients did not fit in the window's nurse capacity[/]"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaign import calendar as cal
-from campaign.day_pacing import PoolTimeline
+from campaign.day_pacing import PoolTimeline, doable
 from campaign.planning import Candidate, NurseShifts, plan_wave
 from campaign.policy import NurseLevel, Tier, load_policy
 from campaign.rules import PatientState
@@ -104,3 +104,49 @@ def test_the_day_work_arrives_as_its_nurses_can_take_it() -> None:
     assert [t.replace(microsecond=0) for t in paris] == [t.replace(microsecond=0) for t in expected]
     off = pol.model_copy(update={"outreach": pol.outreach.model_copy(update={"pace_first_calls": False})})
     assert plan_wave(cands, nurses, [monday], off).due_at == {}
+
+
+def done_by_day_end(
+    shifts: list[tuple[datetime, datetime]], arrivals: list[tuple[datetime, float]], occupancy: float
+) -> float:
+    """The oracle of `doable`: minute by minute, the pool works off what has arrived, as fast as its
+    nurses on shift at that occupancy can; work arrived before the day waits at its start."""
+    backlog, done, t = 0.0, 0.0, DAY - timedelta(days=1)
+    pending = sorted(arrivals)
+    while t < DAY + timedelta(days=2):
+        while pending and pending[0][0] <= t:
+            backlog += pending.pop(0)[1]
+        work = min(backlog, occupancy * sum(1 for s, e in shifts if s <= t < e))
+        backlog -= work
+        done += work
+        t += timedelta(minutes=1)
+    return done
+
+
+arrivals_st = st.lists(
+    st.tuples(st.integers(-4, 24 * 4).map(lambda q: DAY + timedelta(minutes=15 * q)), st.floats(0.5, 120)),
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(shifts_st, arrivals_st)
+def test_doable_is_what_the_pool_gets_through_as_work_falls_due(
+    shifts: list[tuple[datetime, datetime]], arrivals: list[tuple[datetime, float]]
+) -> None:
+    """Catches a morning top-up that counts the calls due this evening as filling this morning's
+    nurses (their total against the day's total), or that lets work be done before it falls due."""
+    got = doable(arrivals, PoolTimeline.of(shifts, 0.85))
+    assert got == pytest.approx(done_by_day_end(shifts, arrivals, 0.85), abs=0.85 * len(shifts) + 1e-6)
+    assert got <= sum(m for _, m in arrivals) + 1e-9
+    assert got <= minutes_by(shifts, DAY + timedelta(days=2), 0.85) + 1e-6
+
+
+def test_evening_calls_leave_the_morning_idle() -> None:
+    """One nurse 09:00-17:00 at 85 % (408 min): 400 min due at 16:00 gets 51 min done (16:00-17:00),
+    not 400; the same due at 09:00 gets all 400 done."""
+    shift = [(DAY + timedelta(hours=9), DAY + timedelta(hours=17))]
+    timeline = PoolTimeline.of(shift, 0.85)
+    assert doable([(DAY + timedelta(hours=16), 400.0)], timeline) == pytest.approx(51)
+    assert doable([(DAY + timedelta(hours=9), 400.0)], timeline) == pytest.approx(400)
+    assert timeline.at(DAY + timedelta(hours=13)) == pytest.approx(4 * 60 * 0.85)

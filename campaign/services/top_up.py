@@ -1,0 +1,198 @@
+"""Morning top-ups: a running wave's spare nurse time today goes to the patients its plan left out.
+
+A wave's plan is an expectation made before its first call. Best time to call then
+moves retries to the hours and days each patient answers, so some days have fewer
+calls due than planned: the nurses would sit idle while patients the plan could not
+fit wait for the next wave. So each working morning, before calling hours, the calls
+due today are costed (each at its next attempt's expected minutes, with the same-day
+retries it brings) and set against the nurses' hours as they fall due (`day_pacing.doable`:
+calls piled up in the evening do not fill the morning's nurses), the later days
+keep their planned minutes, and the planner places left-out patients on today where
+their pools have room, highest tier first, exactly as at planning (their expected
+retries charged to the later days). The day's planned minutes become this morning's
+(the launch plan's are kept beside them), so planned against actual load compares
+each day with the plan made for it that morning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import structlog
+
+from campaign import baseline, planning, store
+from campaign import calendar as cal
+from campaign.day_pacing import PoolTimeline, doable
+from campaign.policy import Policy, Tier
+from campaign.retry_spread import attempt_costs, spread_table
+from campaign.services import wave_tasks
+from campaign.services.base import Context
+from campaign.services.waves import UNPLACED_NOTE
+from campaign.states import WaveStatus
+
+log = structlog.get_logger("carecall.campaign")
+
+# the programme's day: waves are planned in working days of mainland France
+PROGRAMME_PLACE = cal.Place("75", "Europe/Paris")
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """One wave's morning: the minutes already due today, the patients added, their minutes today."""
+
+    wave_id: int
+    day: date
+    due_minutes: float  # of the calls due, those the nurses can get through today
+    added: int
+    added_minutes: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "wave": self.wave_id,
+            "day": self.day.isoformat(),
+            "due_minutes": round(self.due_minutes, 1),
+            "added": self.added,
+            "added_minutes": round(self.added_minutes, 1),
+        }
+
+
+def next_attempt_minutes(tier: Tier, attempts_made: int, policy: Policy) -> float:
+    """Expected nurse minutes of an open task's next attempt: answered with the answer rate of
+    that attempt (`dialer.answer_rate_by_attempt`, else 1/E), unanswered otherwise."""
+    rates = policy.dialer.answer_rate_by_attempt or [1.0 / policy.dialer.expected_attempts_per_reach[tier]]
+    p = rates[min(attempts_made, len(rates) - 1)]
+    return p * policy.tiers[tier].call_minutes + (1 - p) * policy.dialer.noanswer_handle_minutes
+
+
+def same_day_factor(days: Sequence[date], policy: Policy) -> dict[Tier, float]:
+    """Per tier, the minutes a call due on days[0] brings that day, its same-day retries included,
+    against its own: the ratio planning's retry spread gives a first call on that day."""
+    table = spread_table(days, policy)
+    out: dict[Tier, float] = {}
+    for tier in Tier:
+        first = attempt_costs(tier, policy)[0]
+        today = sum(m for j, m in table[tier][0] if j == 0)
+        out[tier] = today / first if first else 1.0
+    return out
+
+
+def due_arrivals(
+    due: Iterable[tuple[str, int, datetime]], policy: Policy, factor: dict[Tier, float]
+) -> list[tuple[datetime, float]]:
+    """(due at, expected minutes) of the calls due, (tier, attempts made, due at) as
+    `store.pending_attempts_due`, with the same-day retries they bring (`same_day_factor`)."""
+    return [
+        (
+            at if at.tzinfo else at.replace(tzinfo=UTC),
+            next_attempt_minutes(Tier(tier), made, policy) * factor[Tier(tier)],
+        )
+        for tier, made, at in due
+    ]
+
+
+def top_up_waves(ctx: Context) -> list[TopUp]:
+    """Every running wave's morning top-up (the scheduler's job, before calling hours)."""
+    if not ctx.policy.outreach.fill_spare_capacity or baseline.is_fifo(ctx.policy):
+        return []
+    with ctx.sessions() as s:
+        running = [w.id for w in store.waves_with_status(s, WaveStatus.running) if w.id is not None]
+    return [t for wave_id in running if (t := top_up_wave(ctx, wave_id)) is not None]
+
+
+def top_up_wave(ctx: Context, wave_id: int, actor: str = "scheduler") -> TopUp | None:
+    """Today's top-up of a running wave, once a day; None when it is not running, today is not
+    one of its working days, or it was topped up today already."""
+    policy, now = ctx.policy, ctx.clock.now()
+    today = cal.local_date(now, PROGRAMME_PLACE)
+    with ctx.sessions() as s:
+        wave = store.wave_row(s, wave_id)
+        if wave is None or wave.status != WaveStatus.running or not wave.plan:
+            return None
+        plan = dict(wave.plan)
+        if today.isoformat() in plan.get("top_ups", {}):
+            return None
+        days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
+        if today not in days:
+            return None
+        gone = days.index(today)
+        end_of_today = cal.at_local(today + timedelta(days=1), time(0), PROGRAMME_PLACE.timezone)
+        nurses = [
+            planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
+        ]
+        # what the nurses can get through today of the calls due, at the hours they fall due (a
+        # pile of calls due in the evening, when few work, leaves the morning's nurses idle)
+        timeline = PoolTimeline.of(
+            [shift for n in nurses for shift in n.utc_shifts_on(today, policy.calling_hours)],
+            policy.dialer.target_occupancy,
+        )
+        factor = same_day_factor(days[gone:], policy)
+        arrivals = due_arrivals(store.pending_attempts_due(s, wave_id, end_of_today), policy, factor)
+        due = doable(arrivals, timeline)
+        # only today is taken already: the later days' plans are made again on their mornings, and
+        # the added patients' retries go before the calls planned there only as their tiers do
+        sub = planning.WavePlan()
+        state_of = {}
+        if plan.get("unplaced"):
+            mailing = store.mailing_row(s, wave.mailing_id)
+            assert mailing is not None and mailing.id is not None
+            cands = wave_tasks.candidates(
+                s, mailing.id, wave_id, mailing.theme_code, policy, now, note=UNPLACED_NOTE
+            )
+            sub = planning.plan_wave(
+                cands,
+                nurses,
+                days[gone:],
+                policy,
+                committed={today: due},
+                first_call_days=1,
+                start_offsets=False,
+            )
+            state_of = {c.patient_id: c.state for c in cands if c.patient_id in sub.assignments}
+            del cands
+            rows = wave_tasks.task_rows(s, wave, mailing.theme_code, sub, state_of, policy, now)
+            store.insert_tasks(s, rows)
+            store.clear_plan_notes(s, mailing.id, sub.assignments)
+        added = len(sub.assignments)
+        added_today = sub.days[today].minutes if today in sub.days else 0.0
+        wave.plan = _replanned(plan, sub, today, due, added)
+        store.audit(
+            s, now, actor, "wave.top_up", detail=f"wave={wave_id} day={today.isoformat()} tasks={added}"
+        )
+        s.commit()
+    top_up = TopUp(wave_id, today, due, added, added_today)
+    log.info("wave topped up", **top_up.as_dict())
+    return top_up
+
+
+def _replanned(
+    plan: dict[str, Any], sub: planning.WavePlan, today: date, due: float, added: int
+) -> dict[str, Any]:
+    """The wave's plan after this morning: today's minutes are the calls due plus those added
+    (the launch plan's kept as `launch_minutes`), the added patients' retries on later days."""
+    days = {d: dict(v) for d, v in plan.get("days", {}).items()}
+    for d, load in sub.days.items():
+        key = d.isoformat()
+        if key not in days or not (load.minutes or load.tasks or d == today):
+            continue
+        entry = days[key]
+        entry.setdefault("launch_minutes", entry.get("minutes", 0.0))
+        base = due if d == today else entry.get("minutes", 0.0)
+        entry["minutes"] = round(base + load.minutes, 1)
+        tasks = dict(entry.get("tasks", {}))
+        for tier, n in load.tasks.items():
+            tasks[tier] = tasks.get(tier, 0) + n
+        entry["tasks"] = tasks
+    key = today.isoformat()
+    if key in days and today not in sub.days:
+        days[key].setdefault("launch_minutes", days[key].get("minutes", 0.0))
+        days[key]["minutes"] = round(due, 1)
+    return {
+        **plan,
+        "days": days,
+        "unplaced": max(0, int(plan.get("unplaced", 0)) - added),
+        "planned": int(plan.get("planned", 0)) + added,
+        "top_ups": {**plan.get("top_ups", {}), today.isoformat(): added},
+    }

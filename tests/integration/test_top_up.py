@@ -1,0 +1,165 @@
+"""Morning top-ups through the real services (SQLite and PostgreSQL).
+
+A running wave whose calls due today leave its nurses spare time gives that time,
+before calling hours, to the patients its plan could not fit, highest tier first,
+as first calls today; the day's planned minutes become the morning's. Once a day,
+only for a running wave, on its working days, never for the fifo baseline.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from factories import SENT_ON, WEEKDAY_SHIFTS, add_nurse, bulk_patients, paris, policy, running_wave
+from sqlalchemy import select, update
+
+from campaign import calendar as cal
+from campaign import jobs, services
+from campaign.model import RECIPIENT, TASK, AuditEvent, Patient
+from campaign.services.top_up import UNPLACED_NOTE
+from campaign.states import TaskStatus, WaveStatus
+
+FIRST = date(2026, 12, 10)  # Thursday, the wave's first working day
+DAY = date(2026, 12, 14)  # Monday, its fourth (Saturday is one): the low tier may start
+LATER = date(2026, 12, 16)
+
+
+def _wave(ctx: services.Context, clock: Any) -> Any:
+    """One senior and one junior on weekday shifts, more patients than they can call in the wave."""
+    add_nurse(ctx, level="senior", shifts=WEEKDAY_SHIFTS)
+    add_nurse(ctx, level="junior", shifts=WEEKDAY_SHIFTS)
+    bulk_patients(ctx, 30, tier="high")
+    bulk_patients(ctx, 400, tier="medium")
+    bulk_patients(ctx, 400, tier="low")
+    info = running_wave(ctx, clock, "diet", SENT_ON)
+    assert info.window_start == FIRST
+    return info
+
+
+def _plan(ctx: services.Context, wave_id: int) -> dict[str, Any]:
+    with ctx.sessions() as s:
+        return dict(services.get_wave(s, wave_id).plan)
+
+
+def _left_out(ctx: services.Context, mailing_id: int) -> dict[int, str]:
+    """Left-out recipients and their tiers."""
+    with ctx.sessions() as s:
+        rows = s.execute(
+            select(Patient.id, Patient.tier)
+            .join(RECIPIENT, RECIPIENT.c.patient_id == Patient.id)
+            .where(RECIPIENT.c.mailing_id == mailing_id, RECIPIENT.c.plan_note == UNPLACED_NOTE)
+        ).all()
+    return {pid: str(tier) for pid, tier in rows}
+
+
+def _defer_todays_calls(ctx: services.Context, wave_id: int) -> int:
+    """The earlier days' calls made (their patients reached), and half of today's moved to a later
+    day, as best time to call does."""
+    with ctx.sessions() as s:
+        s.execute(
+            update(TASK)
+            .where(TASK.c.wave_id == wave_id, TASK.c.planned_day < DAY)
+            .values(status=TaskStatus.done, attempts=1)
+        )
+        n = s.execute(
+            update(TASK)
+            .where(TASK.c.wave_id == wave_id, TASK.c.planned_day == DAY, TASK.c.id % 2 == 0)
+            .values(not_before=paris(LATER, 9))
+        ).rowcount
+        s.commit()
+    return int(n)
+
+
+def test_spare_time_today_goes_to_left_out_patients(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, clock = env
+    info = _wave(ctx, clock)
+    before = _plan(ctx, info.wave_id)
+    left_before = _left_out(ctx, info.mailing_id)
+    assert before["unplaced"] == len(left_before) > 0
+    deferred = _defer_todays_calls(ctx, info.wave_id)
+    assert deferred > 0
+    clock.advance_to(paris(DAY, 8, 40))
+
+    top = services.top_up_wave(ctx, info.wave_id)
+
+    assert top is not None and top.day == DAY and top.added > 0
+    plan = _plan(ctx, info.wave_id)
+    today = plan["days"][DAY.isoformat()]
+    # the morning's plan: the calls due plus those added, within the day's capacity
+    assert today["minutes"] == round(top.due_minutes + top.added_minutes, 1)
+    assert today["minutes"] <= today["capacity"] + 0.1
+    assert today["launch_minutes"] == before["days"][DAY.isoformat()]["minutes"]
+    assert top.due_minutes < today["launch_minutes"], "the deferred calls are not due today"
+    assert plan["unplaced"] == before["unplaced"] - top.added
+    assert plan["planned"] == before["planned"] + top.added
+    assert plan["top_ups"] == {DAY.isoformat(): top.added}
+    with ctx.sessions() as s:
+        added = s.execute(
+            select(TASK.c.patient_id, TASK.c.tier, TASK.c.not_before, TASK.c.status).where(
+                TASK.c.wave_id == info.wave_id, TASK.c.created_at == paris(DAY, 8, 40)
+            )
+        ).all()
+        audits = s.execute(select(AuditEvent.action).where(AuditEvent.action == "wave.top_up")).all()
+    assert len(added) == top.added and len(audits) == 1
+    # first calls today, in the patient's calling hours, of patients who were left out
+    for pid, _tier, at, status in added:
+        assert pid in left_before and status == TaskStatus.pending
+        at = at if at.tzinfo else at.replace(tzinfo=paris(DAY, 0).tzinfo)
+        assert paris(DAY, 9) <= at < paris(DAY, 19)
+    # highest tier first: medium patients are added before any low one while mediums are left out
+    left_after = _left_out(ctx, info.mailing_id)
+    assert set(left_after) == set(left_before) - {pid for pid, *_ in added}
+    added_tiers = {str(t) for _, t, _, _ in added}
+    if "low" in added_tiers:
+        assert "medium" not in left_after.values()
+    else:
+        assert added_tiers == {"medium"}
+    # the day's counts per tier show the added first calls
+    for tier in added_tiers:
+        n = sum(1 for _, t, _, _ in added if str(t) == tier)
+        assert today["tasks"][tier] == before["days"][DAY.isoformat()]["tasks"].get(tier, 0) + n
+
+    # once a day
+    assert services.top_up_wave(ctx, info.wave_id) is None
+
+
+def test_top_up_only_for_a_running_wave_on_its_working_days(env) -> None:  # type: ignore[no-untyped-def]
+    ctx, clock = env
+    info = _wave(ctx, clock)
+    _defer_todays_calls(ctx, info.wave_id)
+    sunday = DAY + timedelta(days=6)
+    assert not cal.local_windows(sunday, cal.Place("75", "Europe/Paris"), ctx.policy.calling_hours)
+    clock.advance_to(paris(sunday, 8, 40))
+    assert services.top_up_wave(ctx, info.wave_id) is None, "no calls on Sundays"
+    clock.advance_to(paris(DAY + timedelta(days=7), 8, 40))
+    services.change_wave(ctx, info.wave_id, "pause")
+    assert services.top_up_wave(ctx, info.wave_id) is None, "a paused wave is not topped up"
+    services.change_wave(ctx, info.wave_id, "resume")
+    # the scheduler's job tops up every running wave
+    assert [t.wave_id for t in jobs.top_up_waves(ctx)] == [info.wave_id]
+    # the fifo baseline has no plan to top up, nor does carecall with the option off
+    for update_ in ({"strategy": "fifo"}, {"fill_spare_capacity": False}):
+        pol = ctx.policy.model_copy(update={"outreach": ctx.policy.outreach.model_copy(update=update_)})
+        assert services.top_up_waves(services.Context(ctx.sessions, pol, clock)) == []
+    with ctx.sessions() as s:
+        assert services.get_wave(s, info.wave_id).status == WaveStatus.running
+
+
+def test_the_job_fires_before_calling_hours_on_working_days() -> None:
+    spec = next(s for s in jobs.job_specs(policy()) if s.id == "top_up_waves")
+    fires = []
+    at = paris(FIRST, 0)
+    for _ in range(7):
+        at = jobs.next_fire(spec, at, at + timedelta(seconds=1))
+        assert at is not None
+        fires.append(cal.local_time_of(at, "Europe/Paris"))
+    assert [f.strftime("%a %H:%M") for f in fires] == [
+        "Thu 08:40",
+        "Fri 08:40",
+        "Sat 08:40",
+        "Mon 08:40",
+        "Tue 08:40",
+        "Wed 08:40",
+        "Thu 08:40",
+    ]
