@@ -8,17 +8,21 @@ only for a running wave, on its working days, never for the fifo baseline.
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 from typing import Any
 
 from factories import SENT_ON, WEEKDAY_SHIFTS, add_nurse, bulk_patients, paris, policy, running_wave
+from rich.console import Console
 from sqlalchemy import select, update
 
 from campaign import calendar as cal
 from campaign import jobs, services
+from campaign.explain import explain_wave
 from campaign.model import RECIPIENT, TASK, AuditEvent, Patient
 from campaign.services.top_up import UNPLACED_NOTE
 from campaign.states import TaskStatus, WaveStatus
+from dialer.cli.render import print_wave
 
 FIRST = date(2026, 12, 10)  # Thursday, the wave's first working day
 DAY = date(2026, 12, 14)  # Monday, its fourth (Saturday is one): the low tier may start
@@ -122,6 +126,12 @@ def test_spare_time_today_goes_to_left_out_patients(env) -> None:  # type: ignor
 
     # once a day
     assert services.top_up_wave(ctx, info.wave_id) is None
+    # `carecall wave show` tells the supervisor
+    out = Console(width=200, record=True, file=io.StringIO())
+    print_wave(explain_wave(ctx, info.wave_id), out)
+    text = out.export_text()
+    assert f"added on the mornings of spare nurse time (patients left out before): {DAY}: {top.added}" in text
+    assert f"{plan['unplaced']} patients did not fit" in text
 
 
 def test_top_up_only_for_a_running_wave_on_its_working_days(env) -> None:  # type: ignore[no-untyped-def]
