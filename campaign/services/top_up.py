@@ -6,10 +6,10 @@ calls due than planned: the nurses would sit idle while patients the plan could 
 fit wait for the next wave. So each working morning, before calling hours, the calls
 due today are costed (each at its next attempt's expected minutes, with the same-day
 retries it brings) and set against the nurses' hours as they fall due (`day_pacing.doable`:
-calls piled up in the evening do not fill the morning's nurses), the later days
-keep their planned minutes, and the planner places left-out patients on today where
-their pools have room, highest tier first, exactly as at planning (their expected
-retries charged to the later days). The day's planned minutes become this morning's
+calls piled up in the evening do not fill the morning's nurses), and the planner
+places left-out patients on today where their pools have room, highest tier first,
+exactly as at planning (their expected retries charged to the later days, whose
+plans are made again on their own mornings). The day's planned minutes become this morning's
 (the launch plan's are kept beside them), so planned against actual load compares
 each day with the plan made for it that morning.
 """
