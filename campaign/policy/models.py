@@ -24,6 +24,12 @@ class Tier(StrEnum):
     high = "high"
 
 
+def _missing_tiers(keys: Any) -> str | None:
+    """What a per-tier table lacks, as the error says it; None when every tier is there."""
+    missing = set(Tier) - set(keys)
+    return f"missing tiers {sorted(t.value for t in missing)}" if missing else None
+
+
 # a callback the patient asked for comes before any wave task due at the same time (a tier's
 # priority may be configured up to the same value; a nurse's promised callbacks still come first)
 CALLBACK_PRIORITY = 100
@@ -241,9 +247,8 @@ class PopulationPolicy(_Strict):
     @field_validator("propensity_by_tier", "hospital_stays_per_year")
     @classmethod
     def _all_tiers(cls, by_tier: dict[Tier, float]) -> dict[Tier, float]:
-        missing = set(Tier) - set(by_tier)
-        if missing:
-            raise ValueError(f"missing tiers {sorted(t.value for t in missing)}")
+        if problem := _missing_tiers(by_tier):
+            raise ValueError(problem)
         return by_tier
 
     @field_validator("hospital_days", "holiday_days")
@@ -298,9 +303,8 @@ class Policy(_Strict):
     @field_validator("tiers")
     @classmethod
     def _all_tiers(cls, tiers: dict[Tier, TierPolicy]) -> dict[Tier, TierPolicy]:
-        missing = set(Tier) - set(tiers)
-        if missing:
-            raise ValueError(f"missing tiers {sorted(t.value for t in missing)}")
+        if problem := _missing_tiers(tiers):
+            raise ValueError(problem)
         return tiers
 
     @model_validator(mode="after")
@@ -313,9 +317,8 @@ class Policy(_Strict):
                     f"unknown pathologies {sorted(unknown)} (known: {', '.join(self.pathologies)})",
                 )
         for name in ("expected_attempts_per_reach", "expected_reach"):
-            missing = set(Tier) - set(getattr(self.dialer, name))
-            if missing:
-                raise InvalidKey(f"dialer.{name}", f"missing tiers {sorted(t.value for t in missing)}")
+            if problem := _missing_tiers(getattr(self.dialer, name)):
+                raise InvalidKey(f"dialer.{name}", problem)
         return self
 
     def skill_for(self, pathology: str) -> str:
