@@ -26,7 +26,7 @@ from campaign.imports import parse_window
 from campaign.model import Mailing, Nurse, Wave, pathologies_to_text
 from campaign.policy import Policy, Tier
 from campaign.states import WaveStatus
-from campaign.synthetic import (
+from campaign.synthetic.patients import (
     _METROPOLE,
     _OVERSEAS,
     _PATHOLOGIES,

@@ -1,11 +1,4 @@
-"""Synthetic, fictional patients and nurses for demos, benchmarks and tests.
-
-Never real people: names come from Faker, phone numbers only from the ranges
-ARCEP reserves for fiction (01 99 00, 02 61 91, 03 53 01, 04 65 71, 05 36 49
-+ four digits; 06 39 98 is fiction too but phonenumbers rejects it, so it is
-kept for "invalid number" tests). Everything is deterministic by seed so a
-benchmark or a failing test can be replayed exactly.
-"""
+"""Fictional patients: the import's CSV file, and the fiction phone numbers they are given."""
 
 from __future__ import annotations
 
@@ -14,11 +7,8 @@ import random
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 from faker import Faker
-
-from campaign.model import Nurse
 
 FICTION_PREFIXES: tuple[str, ...] = ("0199 00", "0261 91", "0353 01", "0465 71", "0536 49")
 FICTION_E164_PREFIXES: tuple[str, ...] = (
@@ -206,15 +196,6 @@ def _pathologies(rng: random.Random) -> list[str]:
 SENIOR_CASELOAD_OUTSIDE_HIGH = 0.1
 
 
-def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
-    """Skill -> the codes of the nurses trained for it, for `generate_patients_csv(trained=…)`."""
-    out: dict[str, list[str]] = {}
-    for n in nurses:
-        for skill in n.skills:
-            out.setdefault(skill, []).append(n.code)
-    return out
-
-
 def generate_patients_csv(
     path: Path | str,
     n: int,
@@ -347,73 +328,3 @@ def generate_patients_csv(
 def _typed(rng: random.Random, digits: str) -> str:
     fmt = rng.choices(_PHONE_FORMATS, weights=_PHONE_FORMAT_WEIGHTS)[0]
     return fmt.format(*digits)
-
-
-# inside the default calling hours (09:00-12:30, 13:30-19:00; Fridays until 18:00, `_FRIDAY_END`):
-# a call centre does not staff hours in which no call may be placed
-_SHIFT_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "day": (("09:00", "12:30"), ("13:30", "17:00")),
-    "late": (("10:00", "12:30"), ("13:30", "19:00")),
-    "mid": (("09:00", "12:30"), ("13:30", "17:30")),
-}
-_SATURDAY = ("09:00", "12:00")
-_FRIDAY_END = "18:00"
-
-
-def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
-    """`n` fictional nurses N001…, not saved (the caller adds them to a session).
-
-    About a third are senior, and whenever n ≥ 2 there is at least one senior,
-    one senior trained for heart failure, one for COPD, and one late shift, so
-    every tier, skill and calling hour of the default policy has someone.
-    Seniors are trained as a programme would train them for its high-tier
-    patients (a third of whom have heart failure): every other one for heart
-    failure, every third for COPD, whatever the draw; juniors at random.
-    """
-    rng = random.Random(seed)
-    fake = Faker("fr_FR")
-    fake.seed_instance(seed + 7919)
-    seniors = set(rng.sample(range(n), max(1, round(n / 3)))) if n else set()
-    senior_rank = {i: k for k, i in enumerate(sorted(seniors))}
-    patterns = ["day", "late", "mid"]
-    nurses: list[Nurse] = []
-    for i in range(n):
-        skills: list[str] = []
-        if rng.random() < 0.5:
-            skills = rng.choice((["heart_failure"], ["copd"], ["heart_failure", "copd"]))
-        if i in seniors:
-            rank = senior_rank[i]
-            skills = ["heart_failure"] * (rank % 2 == 0) + ["copd"] * (rank % 3 == 1)
-        pattern = patterns[(i + seed) % len(patterns)] if n >= 2 else "day"
-        if n >= 2 and i == 1:
-            pattern = "late"
-        shifts: list[dict[str, Any]] = []
-        part_time_off = 2 if rng.random() < 0.2 else None  # Wednesday off
-        for weekday in range(5):
-            if weekday == part_time_off:
-                continue
-            shifts.extend(
-                {"weekday": weekday, "start": start, "end": min(end, _FRIDAY_END) if weekday == 4 else end}
-                for start, end in _SHIFT_PATTERNS[pattern]
-            )
-        if rng.random() < 0.25:
-            shifts.append({"weekday": 5, "start": _SATURDAY[0], "end": _SATURDAY[1]})
-        first = fake.first_name_female() if rng.random() < 0.85 else fake.first_name_male()
-        nurses.append(
-            Nurse(
-                code=f"N{i + 1:03d}",
-                display_name=f"{first} {fake.last_name()}",
-                level="senior" if i in seniors else "junior",
-                skills=skills,
-                shifts=shifts,
-                timezone="Europe/Paris",
-                active=True,
-            )
-        )
-    if n >= 2:
-        senior = [x for x in nurses if x.level == "senior"]
-        for skill in ("heart_failure", "copd"):
-            if not any(skill in x.skills for x in senior):
-                target = senior[0] if skill == "heart_failure" else senior[-1]
-                target.skills = sorted({*target.skills, skill})
-    return nurses
