@@ -51,14 +51,20 @@ def task_cost(tier: Tier, policy: Policy) -> float:
     return reach * (policy.tiers[tier].call_minutes + policy.dialer.noanswer_handle_minutes * (expected - 1))
 
 
+def answer_rate(tier: Tier, attempts_made: int, policy: Policy) -> float:
+    """The chance that a task's next attempt reaches the patient, after `attempts_made`:
+    `dialer.answer_rate_by_attempt` (its last rate for later attempts), else 1/E."""
+    rates = policy.dialer.answer_rate_by_attempt or [1.0 / policy.dialer.expected_attempts_per_reach[tier]]
+    return rates[min(attempts_made, len(rates) - 1)]
+
+
 def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
     """Expected nurse minutes of attempt 1, 2, … max_attempts of one task; they add up to its cost."""
     expected = policy.dialer.expected_attempts_per_reach[tier]
-    rates = policy.dialer.answer_rate_by_attempt or [1.0 / expected]
     reach, fail = [], []
     left = 1.0  # the chance that no attempt before this one reached the patient
     for k in range(policy.retry.max_attempts):
-        p = rates[min(k, len(rates) - 1)]
+        p = answer_rate(tier, k, policy)
         reach.append(left * p)
         left *= 1 - p
         fail.append(left)

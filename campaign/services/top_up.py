@@ -16,9 +16,10 @@ each day with the plan made for it that morning.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -27,7 +28,7 @@ from campaign import baseline, planning, store
 from campaign import calendar as cal
 from campaign.day_pacing import PoolTimeline, doable
 from campaign.policy import Policy, Tier
-from campaign.retry_spread import attempt_costs, spread_table
+from campaign.retry_spread import answer_rate, attempt_costs, spread_table
 from campaign.services import wave_tasks
 from campaign.services.base import Context
 from campaign.services.waves import UNPLACED_NOTE
@@ -62,8 +63,7 @@ class TopUp:
 def next_attempt_minutes(tier: Tier, attempts_made: int, policy: Policy) -> float:
     """Expected nurse minutes of an open task's next attempt: answered with the answer rate of
     that attempt (`dialer.answer_rate_by_attempt`, else 1/E), unanswered otherwise."""
-    rates = policy.dialer.answer_rate_by_attempt or [1.0 / policy.dialer.expected_attempts_per_reach[tier]]
-    p = rates[min(attempts_made, len(rates) - 1)]
+    p = answer_rate(tier, attempts_made, policy)
     return p * policy.tiers[tier].call_minutes + (1 - p) * policy.dialer.noanswer_handle_minutes
 
 
@@ -85,11 +85,7 @@ def due_arrivals(
     """(due at, expected minutes) of the calls due, (tier, attempts made, due at) as
     `store.pending_attempts_due`, with the same-day retries they bring (`same_day_factor`)."""
     return [
-        (
-            at if at.tzinfo else at.replace(tzinfo=UTC),
-            next_attempt_minutes(Tier(tier), made, policy) * factor[Tier(tier)],
-        )
-        for tier, made, at in due
+        (at, next_attempt_minutes(Tier(tier), made, policy) * factor[Tier(tier)]) for tier, made, at in due
     ]
 
 
@@ -173,22 +169,13 @@ def _replanned(
     """The wave's plan after this morning: today's minutes are the calls due plus those added
     (the launch plan's kept as `launch_minutes`), the added patients' retries on later days."""
     days = {d: dict(v) for d, v in plan.get("days", {}).items()}
-    for d, load in sub.days.items():
-        key = d.isoformat()
-        if key not in days or not (load.minutes or load.tasks or d == today):
+    for d in {today, *sub.days}:
+        entry, load = days.get(d.isoformat()), sub.days.get(d, planning.DayLoad())
+        if entry is None or (d != today and not load.minutes):
             continue
-        entry = days[key]
         entry.setdefault("launch_minutes", entry.get("minutes", 0.0))
-        base = due if d == today else entry.get("minutes", 0.0)
-        entry["minutes"] = round(base + load.minutes, 1)
-        tasks = dict(entry.get("tasks", {}))
-        for tier, n in load.tasks.items():
-            tasks[tier] = tasks.get(tier, 0) + n
-        entry["tasks"] = tasks
-    key = today.isoformat()
-    if key in days and today not in sub.days:
-        days[key].setdefault("launch_minutes", days[key].get("minutes", 0.0))
-        days[key]["minutes"] = round(due, 1)
+        entry["minutes"] = round((due if d == today else entry.get("minutes", 0.0)) + load.minutes, 1)
+        entry["tasks"] = dict(Counter(entry.get("tasks", {})) + load.tasks)
     return {
         **plan,
         "days": days,

@@ -72,10 +72,10 @@ def task_rows(
     assert wave.id is not None
 
     @functools.cache
-    def windows(day: date, place: Any) -> list[tuple[datetime, datetime]]:
+    def windows(day: date, place: cal.Place) -> list[tuple[datetime, datetime]]:
         return cal.utc_intervals(day, place, policy.calling_hours)
 
-    def paced(day: date, place: Any, due: datetime | None) -> datetime:
+    def paced(day: date, place: cal.Place, due: datetime | None) -> datetime:
         """The day's first calling hour, or the plan's due time when inside the patient's hours
         (in the lunch break: the afternoon's start; after the last window: its start)."""
         spans = windows(day, place)
