@@ -31,13 +31,13 @@ from campaign.policy import Policy, Tier
 from campaign.retry_spread import answer_rate, attempt_costs, spread_table
 from campaign.services import wave_tasks
 from campaign.services.base import Context
-from campaign.services.waves import UNPLACED_NOTE
+from campaign.services.waves import PARIS, UNPLACED_NOTE
 from campaign.states import WaveStatus
 
 log = structlog.get_logger("carecall.campaign")
 
 # the programme's day: waves are planned in working days of mainland France
-PROGRAMME_PLACE = cal.Place("75", "Europe/Paris")
+PROGRAMME_PLACE = cal.Place("75", PARIS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +115,7 @@ def top_up_wave(ctx: Context, wave_id: int, actor: str = "scheduler") -> TopUp |
             return None
         gone = days.index(today)
         end_of_today = cal.at_local(today + timedelta(days=1), time(0), PROGRAMME_PLACE.timezone)
-        nurses = [
-            planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
-        ]
+        nurses = wave_tasks.nurse_shifts(s)
         # what the nurses can get through today of the calls due, at the hours they fall due (a
         # pile of calls due in the evening, when few work, leaves the morning's nurses idle)
         timeline = PoolTimeline.of(

@@ -54,6 +54,11 @@ def candidates(
     ]
 
 
+def nurse_shifts(s: Session) -> list[planning.NurseShifts]:
+    """The nurses as the planner sees them: level, skills, shifts."""
+    return [planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)]
+
+
 def task_rows(
     s: Session,
     wave: Wave,

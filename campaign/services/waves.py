@@ -214,9 +214,7 @@ def plan_wave(
         theme_code = mailing.theme_code
         store.delete_pending_wave_tasks(s, wave_id)
         cands = wave_tasks.candidates(s, mailing.id, wave_id, theme_code, policy, now)
-        nurses = [
-            planning.NurseShifts(n.id, n.level, n.skills, n.shifts, n.timezone) for n in store.nurses(s)
-        ]
+        nurses = wave_tasks.nurse_shifts(s)
         days = cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
         plan = baseline.plan_wave(cands, nurses, days, policy)  # carecall's planner, or the fifo list
         state_of = {c.patient_id: c.state for c in cands}
