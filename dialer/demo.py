@@ -17,6 +17,7 @@ from campaign import migrate, services, store
 from campaign.clock import VirtualClock
 from campaign.db import make_engine, session_factory
 from campaign.imports import ImportSummary, import_patients
+from campaign.model import Nurse
 from campaign.policy import Policy
 from campaign.states import WaveStatus
 from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
@@ -41,6 +42,7 @@ def run_demo(
     *,
     patients: int = 5000,
     nurses: int = 12,
+    staff: Callable[[], list[Nurse]] | None = None,
     seed: int = 0,
     theme: str = "foot_care",
     segment: str | None = None,
@@ -61,7 +63,7 @@ def run_demo(
 
     stage(f"generating {nurses} nurses and {patients} patients")
     with ctx.sessions() as s:
-        nurse_rows = store.add_new_nurses(s, generate_nurses(nurses, seed=seed))
+        nurse_rows = store.add_new_nurses(s, staff() if staff else generate_nurses(nurses, seed=seed))
         s.commit()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "patients.csv"

@@ -21,6 +21,7 @@ from typing import Any
 from campaign import calendar as cal
 from campaign import planning, store, templates
 from campaign.imports.values import parse_tier
+from campaign.model import Nurse
 from campaign.policy import NurseLevel, Policy, Tier
 from campaign.reports import wave_report
 from campaign.reports.charts import svg_lines
@@ -39,6 +40,10 @@ HTML_TEMPLATE = "reports/outreach_bench.fr.html.j2"
 SENT_ON = date(2026, 12, 7)
 THEME = "adherence"  # a theme about every pathology: the whole population is in the mailing
 ROSTER_SHARE = 0.7  # the roster's usable hours against what the whole wave needs
+# the seniors' usable hours against what the tiers only they may take need at planning's cost,
+# which expects to reach `dialer.expected_reach` (0.8) of them: the programme aims at 95 % of
+# the reachable, so it staffs its seniors over that cost
+SENIOR_COVER = 1.15
 
 Progress = Callable[[str], None]
 
@@ -68,11 +73,11 @@ def needed_minutes(tiers: Counter[Tier], policy: Policy) -> float:
     return sum(n * planning.task_cost(t, policy) for t, n in tiers.items())
 
 
-def usable_minutes(nurses: int, seed: int, days: list[date], policy: Policy) -> float:
-    """The roster's shift minutes inside calling hours on the wave's days that planning may fill
-    (target occupancy)."""
-    total = 0.0
-    for n in generate_nurses(nurses, seed=seed):
+def usable_minutes(roster: Iterable[Nurse], days: list[date], policy: Policy) -> dict[NurseLevel, float]:
+    """Per level, the roster's shift minutes inside calling hours on the wave's days that planning
+    may fill (target occupancy)."""
+    out = dict.fromkeys(NurseLevel, 0.0)
+    for n in roster:
         shifts = planning.NurseShifts(
             0,
             NurseLevel(n.level),
@@ -81,18 +86,58 @@ def usable_minutes(nurses: int, seed: int, days: list[date], policy: Policy) -> 
                 (s["weekday"], time.fromisoformat(s["start"]), time.fromisoformat(s["end"])) for s in n.shifts
             ),
         )
-        total += sum(shifts.minutes_on(d, policy.calling_hours) for d in days)
-    return total * policy.dialer.target_occupancy
+        out[shifts.level] += sum(shifts.minutes_on(d, policy.calling_hours) for d in days)
+    return {level: m * policy.dialer.target_occupancy for level, m in out.items()}
+
+
+def staffed(nurses: int, seniors: int, seed: int) -> list[Nurse]:
+    """The benchmark's roster: `seniors` of `nurses`, on the evenings and Saturdays their
+    working-age high-tier patients answer in (`generate_nurses(senior_evenings=True)`)."""
+    return generate_nurses(nurses, seed=seed, seniors=seniors, senior_evenings=True)
+
+
+def senior_only_minutes(tiers: Counter[Tier], policy: Policy) -> float:
+    """What the tiers only seniors may take need (planning's cost): the hours a programme staffs
+    seniors for whatever else it is short of."""
+    return sum(
+        n * planning.task_cost(t, policy)
+        for t, n in tiers.items()
+        if set(policy.tiers[t].nurse_levels) == {NurseLevel.senior}
+    )
+
+
+def _smallest_roster(
+    seed: int, days: list[date], policy: Policy, need: float, senior_need: float
+) -> tuple[int, int]:
+    """The fewest nurses, and seniors among them, whose usable hours reach `need` in all and
+    `senior_need` for the seniors."""
+
+    def usable(n: int, k: int) -> dict[NurseLevel, float]:
+        return usable_minutes(staffed(n, k, seed), days, policy)
+
+    per_nurse = sum(usable(30, 10).values()) / 30
+    n = max(2, math.floor(need / per_nurse) - 2)  # a little under: the search climbs from there
+    while True:
+        k = max(1, math.ceil(senior_need / per_nurse))
+        while k > 1 and usable(n, k - 1)[NurseLevel.senior] >= senior_need:
+            k -= 1
+        while k < n and usable(n, k)[NurseLevel.senior] < senior_need:
+            k += 1
+        if sum(usable(n, k).values()) >= need:
+            return n, k
+        n += 1
 
 
 def size_roster(
     policy: Policy, patients: int, seed: int, work: Path, share: float = ROSTER_SHARE
 ) -> dict[str, Any]:
-    """The smallest roster whose usable hours reach `share` of what the whole wave needs."""
+    """The smallest roster whose usable hours reach `share` of what the whole wave needs, with
+    seniors enough for the tiers only they may take: a programme staffs for its sickest patients
+    first, so the shortfall falls on the tiers any nurse may call."""
     days = wave_days(policy)
-    nurses = 2
+    nurses, seniors = 2, 1
     for _ in range(4):  # the patients' référents depend on the roster: settle on a fixed point
-        roster = generate_nurses(nurses, seed=seed)
+        roster = staffed(nurses, seniors, seed)
         path = work / "patients.csv"
         generate_patients_csv(
             path,
@@ -103,24 +148,23 @@ def size_roster(
             trained=trained_codes(roster),
             reference_date=SENT_ON,
         )
-        need = needed_minutes(tiers_in(path), policy)
-        per_nurse = usable_minutes(50, seed, days, policy) / 50
-        guess = max(2, math.ceil(share * need / per_nurse))
-        while guess > 2 and usable_minutes(guess - 1, seed, days, policy) >= share * need:
-            guess -= 1
-        while usable_minutes(guess, seed, days, policy) < share * need:
-            guess += 1
-        if guess == nurses:
+        tiers = tiers_in(path)
+        need = needed_minutes(tiers, policy)
+        senior_need = SENIOR_COVER * senior_only_minutes(tiers, policy)
+        found = _smallest_roster(seed, days, policy, share * need, senior_need)
+        if found == (nurses, seniors):
             break
-        nurses = guess
-    usable = usable_minutes(nurses, seed, days, policy)
+        nurses, seniors = found
+    usable = usable_minutes(staffed(nurses, seniors, seed), days, policy)
     return {
         "nurses": nurses,
-        "seniors": sum(n.level == "senior" for n in generate_nurses(nurses, seed=seed)),
+        "seniors": seniors,
         "wave_working_days": len(days),
         "hours_needed": round(need / 60, 1),
-        "usable_hours": round(usable / 60, 1),
-        "share_of_needed": round(usable / need, 4) if need else None,
+        "usable_hours": round(sum(usable.values()) / 60, 1),
+        "share_of_needed": round(sum(usable.values()) / need, 4) if need else None,
+        "senior_only_hours_needed": round(senior_need / SENIOR_COVER / 60, 1),
+        "senior_usable_hours": round(usable[NurseLevel.senior] / 60, 1),
     }
 
 
@@ -137,7 +181,15 @@ def reachable_patients(
 
 
 def run_arm(
-    policy: Policy, arm: str, database: Path, *, patients: int, nurses: int, seed: int, progress: Progress
+    policy: Policy,
+    arm: str,
+    database: Path,
+    *,
+    patients: int,
+    nurses: int,
+    seniors: int,
+    seed: int,
+    progress: Progress,
 ) -> dict[str, Any]:
     """One arm on its own database: the whole wave, then its figures from that database."""
     t0 = wall.perf_counter()
@@ -146,6 +198,7 @@ def run_arm(
         database,
         patients=patients,
         nurses=nurses,
+        staff=lambda: staffed(nurses, seniors, seed),
         seed=seed,
         theme=THEME,
         segment="all",
@@ -197,6 +250,7 @@ def compare(
             work / f"{arm}.db",
             patients=patients,
             nurses=roster["nurses"],
+            seniors=roster["seniors"],
             seed=seed,
             progress=progress,
         )

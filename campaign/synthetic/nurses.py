@@ -29,12 +29,15 @@ _SHIFT_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _SATURDAY = ("09:00", "12:00")
 _FRIDAY_END = "18:00"
+_EVENING_SENIORS = ("late", "mid", "late")  # `senior_evenings`: two seniors in three until 19:00
 
 
-def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
+def generate_nurses(
+    n: int, seed: int = 0, *, seniors: int | None = None, senior_evenings: bool = False
+) -> list[Nurse]:
     """`n` fictional nurses N001…, not saved (the caller adds them to a session).
 
-    About a third are senior, and whenever n ≥ 2 there is at least one senior,
+    About a third are senior (or `seniors` of them), and whenever n ≥ 2 there is at least one senior,
     one senior trained for heart failure, one for COPD, and one late shift, so
     every tier, skill and calling hour of the default policy has someone.
     Seniors are trained as a programme would train them for its high-tier
@@ -44,20 +47,25 @@ def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
     rng = random.Random(seed)
     fake = Faker("fr_FR")
     fake.seed_instance(seed + 7919)
-    seniors = set(rng.sample(range(n), max(1, round(n / 3)))) if n else set()
-    senior_rank = {i: k for k, i in enumerate(sorted(seniors))}
+    wanted = max(1, round(n / 3)) if seniors is None else max(1, min(n, seniors))
+    senior_set = set(rng.sample(range(n), wanted)) if n else set()
+    senior_rank = {i: k for k, i in enumerate(sorted(senior_set))}
     patterns = ["day", "late", "mid"]
     nurses: list[Nurse] = []
     for i in range(n):
         skills: list[str] = []
         if rng.random() < 0.5:
             skills = rng.choice((["heart_failure"], ["copd"], ["heart_failure", "copd"]))
-        if i in seniors:
+        if i in senior_set:
             rank = senior_rank[i]
             skills = ["heart_failure"] * (rank % 2 == 0) + ["copd"] * (rank % 3 == 1)
         pattern = patterns[(i + seed) % len(patterns)] if n >= 2 else "day"
         if n >= 2 and i == 1:
             pattern = "late"
+        saturday = 0.25
+        if senior_evenings and i in senior_set:
+            pattern = _EVENING_SENIORS[senior_rank[i] % len(_EVENING_SENIORS)]
+            saturday = 0.5
         shifts: list[dict[str, Any]] = []
         part_time_off = 2 if rng.random() < 0.2 else None  # Wednesday off
         for weekday in range(5):
@@ -67,14 +75,14 @@ def generate_nurses(n: int, seed: int = 0) -> list[Nurse]:
                 {"weekday": weekday, "start": start, "end": min(end, _FRIDAY_END) if weekday == 4 else end}
                 for start, end in _SHIFT_PATTERNS[pattern]
             )
-        if rng.random() < 0.25:
+        if rng.random() < saturday:
             shifts.append({"weekday": 5, "start": _SATURDAY[0], "end": _SATURDAY[1]})
         first = fake.first_name_female() if rng.random() < 0.85 else fake.first_name_male()
         nurses.append(
             Nurse(
                 code=f"N{i + 1:03d}",
                 display_name=f"{first} {fake.last_name()}",
-                level="senior" if i in seniors else "junior",
+                level="senior" if i in senior_set else "junior",
                 skills=skills,
                 shifts=shifts,
                 timezone="Europe/Paris",

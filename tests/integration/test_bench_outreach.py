@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
-from campaign.policy import load_policy
-from dialer.outreach import ARMS, compare, render_html
+from campaign.policy import NurseLevel, load_policy
+from dialer.outreach import (
+    ARMS,
+    SENIOR_COVER,
+    compare,
+    render_html,
+    size_roster,
+    staffed,
+    usable_minutes,
+    wave_days,
+)
 
 TIER_KEYS = {
     "patients",
@@ -79,6 +88,23 @@ def test_the_same_population_and_roster_in_every_arm(result: dict[str, Any]) -> 
     assert len({(a["patients"], a["reachable"]) for a in arms}) == 1
     assert len({tuple(a["nurse_occupancy"]) for a in arms}) == 1
     assert result["roster"]["share_of_needed"] >= 0.7
+
+
+def test_the_roster_staffs_seniors_for_the_tiers_only_they_may_take(tmp_path: Path) -> None:
+    """A programme staffs for its sickest patients first: the seniors' hours cover what the high tier
+    needs (one senior fewer would not), and the roster's shortfall falls on the tiers any nurse may
+    call: the smallest roster reaching 70 % of the wave's need."""
+    policy, days = load_policy(), wave_days(load_policy())
+    roster = size_roster(policy, 5_000, 0, tmp_path)
+    nurses, seniors = roster["nurses"], roster["seniors"]
+    need = SENIOR_COVER * roster["senior_only_hours_needed"]
+    assert 1 < seniors < nurses
+    assert roster["senior_usable_hours"] >= round(need, 1)
+    assert usable_minutes(staffed(nurses, seniors - 1, 0), days, policy)[NurseLevel.senior] / 60 < need
+    assert roster["usable_hours"] >= 0.7 * roster["hours_needed"]
+    assert sum(usable_minutes(staffed(nurses - 1, seniors, 0), days, policy).values()) / 60 < (
+        0.7 * roster["hours_needed"]
+    )
 
 
 def test_fifo_plans_the_whole_list_for_the_first_day(result: dict[str, Any]) -> None:

@@ -481,6 +481,23 @@ def test_nurses_cover_every_need(n: int) -> None:
             assert any(w.start <= start and end <= w.end for w in windows), (nurse.code, s)
 
 
+@pytest.mark.parametrize("n", [2, 10, 41])
+def test_a_roster_staffed_for_the_evenings_has_the_seniors_asked_for_until_19h(n: int) -> None:
+    """bench_outreach's roster: as many seniors as asked, two in three until 19:00 (their
+    working-age high-tier patients answer in the evenings), inside calling hours like any other."""
+    hours = load_policy().calling_hours
+    for seniors in {1, n // 2, n}:
+        nurses = generate_nurses(n, seed=n, seniors=seniors, senior_evenings=True)
+        senior = [x for x in nurses if x.level == "senior"]
+        assert len(senior) == seniors
+        late = [x for x in senior if any(s["end"] == "19:00" for s in x.shifts)]
+        assert len(late) == len(senior) - (len(senior) + 1) // 3  # late, mid, late, late, mid…
+        for nurse in nurses:
+            for s in nurse.shifts:
+                start, end = time.fromisoformat(s["start"]), time.fromisoformat(s["end"])
+                assert any(w.start <= start and end <= w.end for w in hours.by_weekday[s["weekday"]])
+
+
 @pytest.mark.parametrize("n", [12, 52])
 def test_seniors_are_trained_for_their_patients_and_referents_may_take_their_calls(tmp_path, n: int) -> None:
     """A third of high-tier patients have heart failure: every other senior is trained for it, whatever
