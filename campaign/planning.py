@@ -83,8 +83,25 @@ class WavePlan:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> patients
     skipped_ids: dict[str, list[int]] = field(default_factory=dict)
     unplaced: list[int] = field(default_factory=list)  # no capacity left
+    # what the unplaced need, per tier: the supervisor's staffing ask ("about 40 h of senior time")
+    unplaced_tiers: Counter[Tier] = field(default_factory=Counter)
+    unplaced_minutes: defaultdict[Tier, float] = field(default_factory=lambda: defaultdict(float))
+    unplaced_levels: dict[Tier, list[str]] = field(default_factory=dict)  # who may take them
     # outreach.pace_first_calls: when in its day each first call falls due (UTC); see day_pacing
     due_at: dict[int, datetime] = field(default_factory=dict)
+
+    def unplaced_needs(self) -> dict[str, dict[str, object]]:
+        """Per tier, the patients that did not fit, the nurse hours they would take (planning's
+        cost) and the levels that may take them: what to ask of the roster."""
+        return {
+            t.value: {
+                "patients": self.unplaced_tiers[t],
+                "hours": round(self.unplaced_minutes[t] / 60, 1),
+                "levels": self.unplaced_levels[t],
+            }
+            for t in reversed(Tier)  # high first
+            if self.unplaced_tiers[t]
+        }
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -98,6 +115,7 @@ class WavePlan:
             },
             "skipped": dict(self.skipped),
             "unplaced": len(self.unplaced),
+            "unplaced_by_tier": self.unplaced_needs(),
             "planned": len(self.assignments),
         }
 
@@ -346,4 +364,7 @@ def plan_wave(
             plan.skipped_ids.setdefault(NO_NURSE_IN_WINDOW, []).append(c.patient_id)
         else:
             plan.unplaced.append(c.patient_id)
+            plan.unplaced_tiers[tier] += 1
+            plan.unplaced_minutes[tier] += task_cost(tier, policy)
+            plan.unplaced_levels[tier] = [lv.value for lv in _pools_for(tier, policy)]
     return plan

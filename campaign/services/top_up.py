@@ -161,6 +161,17 @@ def top_up_wave(ctx: Context, wave_id: int, actor: str = "scheduler") -> TopUp |
     return top_up
 
 
+def _still_unplaced(needs: dict[str, dict[str, Any]], added: Counter[str]) -> dict[str, dict[str, Any]]:
+    """The plan's unplaced needs per tier, less the patients added this morning (hours pro rata)."""
+    out = {}
+    for tier, need in needs.items():
+        left = max(0, int(need["patients"]) - added[tier])
+        if left:
+            share = left / int(need["patients"])
+            out[tier] = {**need, "patients": left, "hours": round(float(need["hours"]) * share, 1)}
+    return out
+
+
 def _replanned(
     plan: dict[str, Any], sub: planning.WavePlan, today: date, due: float, added: int
 ) -> dict[str, Any]:
@@ -174,10 +185,12 @@ def _replanned(
         entry.setdefault("launch_minutes", entry.get("minutes", 0.0))
         entry["minutes"] = round((due if d == today else entry.get("minutes", 0.0)) + load.minutes, 1)
         entry["tasks"] = dict(Counter(entry.get("tasks", {})) + load.tasks)
+    added_by_tier = sum((load.tasks for load in sub.days.values()), Counter[str]())
     return {
         **plan,
         "days": days,
         "unplaced": max(0, int(plan.get("unplaced", 0)) - added),
+        "unplaced_by_tier": _still_unplaced(plan.get("unplaced_by_tier", {}), added_by_tier),
         "planned": int(plan.get("planned", 0)) + added,
         "top_ups": {**plan.get("top_ups", {}), today.isoformat(): added},
     }

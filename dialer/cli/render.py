@@ -192,6 +192,11 @@ def print_wave(exp: WaveExplanation, console: Console) -> None:
             console.print(
                 f"[yellow]{plan['unplaced']} patients did not fit in the window's nurse capacity[/]"
             )
+            for tier, need in plan.get("unplaced_by_tier", {}).items():
+                hours, levels = need["hours"], " or ".join(need["levels"])
+                console.print(
+                    f"  {tier}: {need['patients']} patients, about {hours:.0f} h of {levels} nurse time"
+                )
     if exp.tasks:
         console.print("tasks: " + ", ".join(f"{k}: {v}" for k, v in sorted(exp.tasks.items())))
     for line in exp.reasons:

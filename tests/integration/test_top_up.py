@@ -96,6 +96,7 @@ def test_spare_time_today_goes_to_left_out_patients(env) -> None:  # type: ignor
     assert today["launch_minutes"] == before["days"][DAY.isoformat()]["minutes"]
     assert top.due_minutes < today["launch_minutes"], "the deferred calls are not due today"
     assert plan["unplaced"] == before["unplaced"] - top.added
+    assert sum(n["patients"] for n in plan["unplaced_by_tier"].values()) == plan["unplaced"]
     assert plan["planned"] == before["planned"] + top.added
     assert plan["top_ups"] == {DAY.isoformat(): top.added}
     with ctx.sessions() as s:
@@ -132,6 +133,8 @@ def test_spare_time_today_goes_to_left_out_patients(env) -> None:  # type: ignor
     text = out.export_text()
     assert f"added on the mornings of spare nurse time (patients left out before): {DAY}: {top.added}" in text
     assert f"{plan['unplaced']} patients did not fit" in text
+    for tier, need in plan["unplaced_by_tier"].items():
+        assert f"{tier}: {need['patients']} patients, about {need['hours']:.0f} h of junior or senior" in text
 
 
 def test_top_up_only_for_a_running_wave_on_its_working_days(env) -> None:  # type: ignore[no-untyped-def]

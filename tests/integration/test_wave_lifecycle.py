@@ -9,6 +9,7 @@ production dialer on the virtual clock.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from factories import (
     running_wave,
     wave_status,
 )
+from rich.console import Console
 from sqlalchemy import func, select
 
 from campaign import calendar as cal
@@ -35,8 +37,9 @@ from campaign.errors import InvalidTransition
 from campaign.explain import explain_patient, explain_wave, patient_file
 from campaign.model import ATTEMPT, RECIPIENT, TASK, AuditEvent, Patient
 from campaign.policy import NurseLevel, Tier
-from campaign.retry_spread import attempt_costs
+from campaign.retry_spread import attempt_costs, task_cost
 from campaign.states import WaveStatus
+from dialer.cli.render import print_wave
 from dialer.simulation import run_simulation
 
 SENT_ON = date(2026, 12, 7)  # letters arrive Thursday 10 December; wave 10 → 28 December
@@ -234,6 +237,12 @@ def test_plan_shows_per_day_and_tier_counts_within_capacity(env) -> None:  # typ
     assert notes[None] == plan["planned"]
     # highest tier first: the patients who did not fit are the lower tiers
     assert unplaced_tiers["high"] == 0 and sum(unplaced_tiers.values()) == plan["unplaced"]
+    # what the supervisor would have to staff to call them: per tier, patients, hours, who may take them
+    needs = plan["unplaced_by_tier"]
+    assert {t: n["patients"] for t, n in needs.items()} == dict(unplaced_tiers)
+    for tier, need in needs.items():
+        assert need["hours"] == round(need["patients"] * task_cost(Tier(tier), policy) / 60, 1) > 0
+        assert need["levels"] == ["junior", "senior"]
     assert db[(next(iter(days)), "high")] > 0, "high tier starts on the first day"
     assert senior
 
@@ -515,3 +524,9 @@ def test_levels_are_respected_by_the_plan_pools(env) -> None:  # type: ignore[no
     assert plan["planned"] == 0 and plan["unplaced"] == 3, "juniors never get high-tier patients"
     assert notes == {"no nurse capacity left in the wave's window"}
     assert NurseLevel.senior in ctx.policy.tiers[Tier.high].nurse_levels
+    # the supervisor is told what it would take: senior time, not just any nurse's
+    need = plan["unplaced_by_tier"]["high"]
+    assert need["patients"] == 3 and need["levels"] == ["senior"]
+    out = Console(width=200, record=True, file=io.StringIO())
+    print_wave(explain_wave(ctx, info.wave_id), out)
+    assert f"high: 3 patients, about {need['hours']:.0f} h of senior nurse time" in out.export_text()
