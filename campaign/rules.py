@@ -186,11 +186,15 @@ class RetryDecision:
     estimate: besttime.Estimate | None = None  # best time: the estimate that placed the retry
 
 
+NO_NUMBER_LEFT = "no number in service left: the patient's file needs a new number"
+
+
 def _spacing(result: AttemptResult, policy: Policy) -> timedelta:
     r = policy.retry
     minutes = {
         AttemptResult.busy: r.busy_minutes,
         AttemptResult.failed: r.failed_minutes,
+        AttemptResult.number_not_in_service: r.failed_minutes,  # then another of the patient's numbers
         AttemptResult.machine: r.machine_minutes,
         AttemptResult.no_answer: r.unanswered_minutes,
         AttemptResult.interrupted: r.min_gap_minutes,
@@ -218,6 +222,10 @@ def after_attempt(
     estimated answer probability among those the same spacing, caps and windows
     allow; where no slot beats the varied time of day, that one is kept.
     """
+    if patient.dialable_numbers <= 0:
+        # every number flagged (one just now, not in service): no call can be placed until a new
+        # one comes in (the patient is on `carecall patients to-fix`)
+        return RetryDecision(TaskStatus.unreachable, None, NO_NUMBER_LEFT)
     if task.attempts >= policy.retry.max_attempts:
         return RetryDecision(
             TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {policy.retry.max_attempts})"

@@ -54,7 +54,9 @@ class AttemptResult(StrEnum):
     answered = "answered"
     no_answer = "no_answer"
     busy = "busy"
-    failed = "failed"  # network or number error
+    failed = "failed"  # the network failed the call (congestion, out of order…): try again later
+    # the network says no such number (unallocated, changed, invalid): never dialed again
+    number_not_in_service = "number_not_in_service"
     machine = "machine"  # answering machine / voicemail
     interrupted = "interrupted"  # dialer stopped mid-call; reconciled on restart
     hung_up = "hung_up"  # a person answered and hung up before reaching the nurse

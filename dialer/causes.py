@@ -16,11 +16,13 @@ Still ringing or dialing, by the Q.850 cause:
 - 17 user busy, 21 call rejected: busy;
 - 16 normal clearing, 18 no user responding, 19 no answer, 20 subscriber
   absent, 31 normal unspecified, or no cause: no_answer;
-- 1 unallocated number, 3 no route, 22 number changed, 28 invalid number
-  format: failed (the number is wrong);
-- 27 destination out of order, 34 no circuit (congestion), 38 network out of
-  order, 41 temporary failure, 42 switching equipment congestion, 47 resource
-  unavailable, 58, 88, 102, 127, and any other cause: failed.
+- 1 unallocated number, 22 number changed, 28 invalid number format:
+  number_not_in_service (the number is flagged and never dialed again);
+- 3 no route, 27 destination out of order, 34 no circuit (congestion), 38
+  network out of order, 41 temporary failure, 42 switching equipment
+  congestion, 47 resource unavailable, 58, 88, 102, 127, and any other cause:
+  failed. No route is a trunk's answer as often as a number's, so it never
+  flags a patient's number.
 
 A call that ends while still ringing without a cause (a ring timeout carecall
 enforced itself) is no answer.
@@ -33,7 +35,7 @@ from dialer.events import LineState
 
 BUSY = frozenset({17, 21})
 NO_ANSWER = frozenset({16, 18, 19, 20, 31})
-WRONG_NUMBER = frozenset({1, 3, 22, 28})
+NOT_IN_SERVICE = frozenset({1, 22, 28})
 NETWORK = frozenset({27, 34, 38, 41, 42, 47, 58, 88, 102, 127})
 
 # Twilio's final call statuses (status callbacks), as the Q.850 cause they stand for
@@ -76,6 +78,8 @@ def attempt_result(furthest: LineState, cause: int | None) -> AttemptResult:
         return AttemptResult.no_answer
     if cause in BUSY:
         return AttemptResult.busy
+    if cause in NOT_IN_SERVICE:
+        return AttemptResult.number_not_in_service
     return AttemptResult.failed
 
 

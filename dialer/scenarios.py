@@ -44,7 +44,7 @@ RESULT: dict[Scenario, AttemptResult] = {
     Scenario.busy: AttemptResult.busy,
     Scenario.no_answer: AttemptResult.no_answer,
     Scenario.congestion: AttemptResult.failed,
-    Scenario.unallocated: AttemptResult.failed,
+    Scenario.unallocated: AttemptResult.number_not_in_service,
     Scenario.machine_message: AttemptResult.machine,
     Scenario.machine_silent: AttemptResult.machine,
     Scenario.hangs_up_at_once: AttemptResult.hung_up,

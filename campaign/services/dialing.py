@@ -175,9 +175,15 @@ def finish_unanswered_many(
         groups.setdefault((result, voicemail), []).append(attempt_id)
     with ctx.sessions() as s:
         done: dict[int, Ended] = {}
+        not_in_service: list[tuple[int, str]] = []
         for (result, voicemail), ids in groups.items():
             for r in store.complete_attempts(s, ids, result, voicemail, now):
                 done[r.id] = (r.task_id, r.patient_id, result, r.started_at)
+                if result == AttemptResult.number_not_in_service:
+                    not_in_service.append((r.patient_id, r.number))
+        # the network says the number is no one's: never dialed again (before the retry is decided,
+        # which then sees whether the patient has another)
+        store.flag_numbers(s, not_in_service, now)
         retries, counted = _retry_many(s, list(done.values()), now, policy)
         decisions = dict(zip(done, retries, strict=True))
         if also is not None:
@@ -209,6 +215,7 @@ def _retry_many(
     models, events = learned(s, [(rows[t], r, at) for t, _, r, at in ended], retry_policy)
     releases: list[store.Release] = []
     closed_patients: list[int] = []
+    no_number: list[int] = []
     out: list[rules.RetryDecision] = []
     for task_id, patient_id, result, _ in ended:
         task = rows[task_id]
@@ -230,7 +237,10 @@ def _retry_many(
         decision = rules.after_attempt(result, now, task_state, state, retry_policy, models.get(patient_id))
         if decision.close is not None:
             releases.append(store.Release(task_id, decision.close, reason=decision.reason))
-            closed_patients.append(patient_id)
+            if decision.reason == rules.NO_NUMBER_LEFT:
+                no_number.append(patient_id)  # as after a wrong number: no contact until a new one
+            else:
+                closed_patients.append(patient_id)
         else:
             e = decision.estimate
             band, p = (e.band, e.p) if e else (None, None)
@@ -239,6 +249,7 @@ def _retry_many(
     store.release_tasks(s, releases, now)
     if closed_patients:
         keep_cadence(s, closed_patients, now, policy)
+    store.set_next_contact(s, dict.fromkeys(no_number))
     return out, events
 
 

@@ -176,7 +176,7 @@ def complete_attempts(
     session: Session, attempt_ids: Sequence[int], result: AttemptResult, voicemail_left: bool, now: datetime
 ) -> list[Any]:
     """Ended with `result`, of these attempts, those still in flight; returns their
-    (id, task_id, patient_id, started_at).
+    (id, task_id, patient_id, started_at, number).
 
     An attempt no longer in flight was reconciled meanwhile: its result is not
     overwritten.
@@ -186,7 +186,9 @@ def complete_attempts(
             update(ATTEMPT)
             .where(one_of(session, ATTEMPT.c.id, attempt_ids), ATTEMPT.c.state == AttemptState.in_flight)
             .values(result=result, ended_at=now, state=AttemptState.completed, voicemail_left=voicemail_left)
-            .returning(ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at)
+            .returning(
+                ATTEMPT.c.id, ATTEMPT.c.task_id, ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.number
+            )
         ).all()
     )
 

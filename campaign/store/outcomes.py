@@ -65,6 +65,28 @@ def update_patients_after_outcome(session: Session, rows: Sequence[dict[str, Any
         session.execute(_PATIENT_AFTER_OUTCOME, list(rows))
 
 
+def flag_numbers(session: Session, numbers: Sequence[tuple[int, str]], now: datetime) -> None:
+    """(patient, number) pairs: those numbers are flagged wrong on those patients' files, so nothing
+    dials them again (rare: a number the network says is no one's)."""
+    if not numbers:
+        return
+    wanted: dict[int, set[str]] = {}
+    for patient_id, number in numbers:
+        wanted.setdefault(patient_id, set()).add(number)
+    rows = session.execute(
+        select(PATIENT.c.id, PATIENT.c.flagged_numbers).where(one_of(session, PATIENT.c.id, list(wanted)))
+    ).all()
+    session.execute(
+        update(PATIENT)
+        .where(PATIENT.c.id == bindparam("pid"))
+        .values(flagged_numbers=bindparam("flagged"), updated_at=bindparam("now")),
+        [
+            {"pid": pid, "flagged": sorted({*(flagged or ()), *wanted[pid]}), "now": now}
+            for pid, flagged in rows
+        ],
+    )
+
+
 def complete_answered_attempts(session: Session, attempt_ids: Sequence[int], now: datetime) -> None:
     """The answered calls whose outcome is being stored are over."""
     session.execute(

@@ -3,7 +3,7 @@ next-contact writes that keep a patient's cadence."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -148,7 +148,7 @@ def patients_without_future_contact(session: Session, ids: Iterable[int], day: d
     return out
 
 
-def set_next_contact(session: Session, values: dict[int, date]) -> None:
+def set_next_contact(session: Session, values: Mapping[int, date | None]) -> None:
     if values:
         session.execute(
             update(PATIENT).where(PATIENT.c.id == bindparam("pid")).values(next_contact_on=bindparam("day")),

@@ -21,7 +21,8 @@ from campaign.explain import patients_to_fix
 from campaign.imports import import_patients
 from campaign.model import PATIENT, TASK, AuditEvent
 from campaign.reports import wave_report
-from campaign.states import OutcomeCode
+from campaign.rules import RetryDecision
+from campaign.states import AttemptResult, OutcomeCode, TaskStatus
 
 DAY = SENT_ON + timedelta(days=7)  # Monday 14 December, inside the wave
 
@@ -80,3 +81,42 @@ def test_a_patient_with_no_number_left_is_listed_until_an_import_brings_one(env,
     # re-importing the same file restores nothing more and changes nothing
     again = import_patients(ctx.sessions, csv, clock, ctx.policy)
     assert (again.updated, again.unchanged, again.contacts_restored) == (0, 1, 0)
+
+
+def _not_in_service(ctx: services.Context, clock, nurse: int, patient_id: int) -> tuple[str, RetryDecision]:  # type: ignore[no-untyped-def]
+    """The network refuses the call at once: no one has that number any more (Q.850 1)."""
+    with ctx.sessions() as s:
+        task = s.execute(select(TASK.c.id).where(TASK.c.patient_id == patient_id)).scalar_one()
+    claimed = services.claim_and_start(ctx, task, nurse, "desk")
+    assert isinstance(claimed, services.Claimed), claimed
+    clock.advance_to(clock.now() + timedelta(seconds=3))
+    decision = services.finish_unanswered(ctx, claimed.attempt_id, AttemptResult.number_not_in_service)
+    return claimed.number, decision
+
+
+def test_a_number_the_network_says_is_no_ones_is_flagged_and_never_dialed_again(env) -> None:  # type: ignore[no-untyped-def]
+    """Not six attempts at a dead number: the first says it, the number is flagged; the patient
+    with another number is called on it, the one without is listed for the supervisor."""
+    ctx, clock = env
+    nurse = add_nurse(ctx, level="senior")
+    lost = add_patient(ctx)
+    spare = add_patient(ctx, phone_alt="+33261910042")
+    running_wave(ctx, clock, "diet", SENT_ON)
+    clock.advance_to(paris(DAY, 10))
+
+    dead, closed = _not_in_service(ctx, clock, nurse, lost.id)
+    assert closed.close == TaskStatus.unreachable and "needs a new number" in closed.reason
+    listed = patients_to_fix(ctx, actor="supervisor:test")
+    assert [(x.member_id, x.flagged, x.next_contact_on) for x in listed] == [(lost.member_id, 1, None)]
+    assert _next_contact(ctx, lost.id) is None
+
+    dead, retry = _not_in_service(ctx, clock, nurse, spare.id)
+    assert retry.close is None and retry.next_at is not None
+    with ctx.sessions() as s:
+        flagged = s.execute(select(PATIENT.c.flagged_numbers).where(PATIENT.c.id == spare.id)).scalar_one()
+        task = s.execute(select(TASK.c.id).where(TASK.c.patient_id == spare.id)).scalar_one()
+    assert list(flagged) == [dead]
+    clock.advance_to(retry.next_at)
+    again = services.claim_and_start(ctx, task, nurse, "desk")
+    assert isinstance(again, services.Claimed), again
+    assert again.number == "+33261910042" != dead, "the next attempt dials the other number"

@@ -51,7 +51,7 @@ def peer() -> Iterator[AmiPeer]:
         (BUSY, AttemptResult.busy, 17, [K.ended]),
         (NO_ANSWER, AttemptResult.no_answer, 19, [K.ringing, K.ended]),
         (CONGESTION, AttemptResult.failed, 34, [K.ended]),
-        (UNALLOCATED, AttemptResult.failed, 1, [K.ended]),
+        (UNALLOCATED, AttemptResult.number_not_in_service, 1, [K.ended]),
     ],
     ids=[
         "person",

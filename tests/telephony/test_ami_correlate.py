@@ -40,7 +40,7 @@ SCENARIOS = {
     "conf-filter-events-call": (111, "s111", AttemptResult.answered, 16),
     "conf-filter-managerconf": (113, "s113", AttemptResult.answered, 16),
     "congestion": (7, None, AttemptResult.failed, 34),
-    "unallocated": (8, None, AttemptResult.failed, 1),
+    "unallocated": (8, None, AttemptResult.number_not_in_service, 1),
     "busy": (9, None, AttemptResult.busy, 17),
     "noanswer": (10, None, AttemptResult.no_answer, 19),
 }

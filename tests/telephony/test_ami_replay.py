@@ -62,7 +62,7 @@ CALL_FLOWS = {
     "conf-busy": (AttemptResult.busy, 17),
     "conf-noanswer": (AttemptResult.no_answer, 19),
     "congestion": (AttemptResult.failed, 34),
-    "unallocated": (AttemptResult.failed, 1),
+    "unallocated": (AttemptResult.number_not_in_service, 1),
     NURSE_GONE: (AttemptResult.no_nurse, 16),
 }
 

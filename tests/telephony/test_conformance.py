@@ -225,12 +225,14 @@ def expected(scenario: Scenario, line: Line) -> Record:
     """The record every backend must leave; the line's own record only where lines outlive a process."""
     result = RESULT[scenario]
     answered = result == AttemptResult.answered
+    # a number the network says is no one's is flagged; the scenario's patient has no other
+    closed = TaskStatus.unreachable.value if result == AttemptResult.number_not_in_service else None
     return Record(
         result=result.value,
         state="completed",
         answered=answered,
         voicemail_left=scenario == Scenario.machine_message,
-        task_status=TaskStatus.done.value if answered else TaskStatus.pending.value,
+        task_status=TaskStatus.done.value if answered else closed or TaskStatus.pending.value,
         task_attempts=1,
         outcome_recorded=answered,
         line_ended=True if line.backend.remote else None,

@@ -64,12 +64,15 @@ def test_calls_twilio_keeps_queued_too_long_are_cancelled(tmp_path: Path) -> Non
         assert w.wait_ended(first).cause == 16, "the call that left the queue went on"
 
 
-def test_a_refused_call_ends_as_failed_with_the_reason_and_not_the_number(tmp_path: Path) -> None:
+def test_a_refused_call_ends_as_a_number_not_in_service_with_the_reason_and_not_the_number(
+    tmp_path: Path,
+) -> None:
+    """Twilio refuses an invalid number (21211): Q.850 28, so the number is flagged, never redialed."""
     with twilio_world(f"sqlite:///{tmp_path / 'c.db'}") as w:
         attempt = w.dial(Script.invalid_number)
         ended = w.wait_ended(attempt)
         assert (ended.cause, ended.detail) == (28, "rest 400 21211")
-        assert w.record(attempt) == (AttemptResult.failed, False)
+        assert w.record(attempt) == (AttemptResult.number_not_in_service, False)
 
 
 def test_an_unreachable_api_ends_the_call_as_failed() -> None:

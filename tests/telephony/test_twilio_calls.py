@@ -50,10 +50,10 @@ def world(tmp_path: Path) -> Iterator[World]:
         (Script.fax, ["ringing", "answered", "machine", "ended"], 16, AttemptResult.machine),
         (Script.busy, ["ended"], 17, AttemptResult.busy),
         (Script.no_answer, ["ringing", "ended"], 16, AttemptResult.no_answer),
-        (Script.unallocated, ["ended"], 1, AttemptResult.failed),
+        (Script.unallocated, ["ended"], 1, AttemptResult.number_not_in_service),
         (Script.congestion, ["ended"], 34, AttemptResult.failed),
         (Script.hangs_up_at_once, ["ringing", "answered", "ended"], 16, AttemptResult.hung_up),
-        (Script.invalid_number, ["ended"], 28, AttemptResult.failed),
+        (Script.invalid_number, ["ended"], 28, AttemptResult.number_not_in_service),
     ],
 )
 def test_each_scenario_gives_its_events_and_record(
