@@ -98,7 +98,7 @@ def staffed(nurses: int, seniors: int, seed: int) -> list[Nurse]:
 
 def senior_only_minutes(tiers: Counter[Tier], policy: Policy) -> float:
     """What the tiers only seniors may take need (planning's cost): the hours a programme staffs
-    seniors for whatever else it is short of."""
+    its seniors for first, whatever else the roster is short of."""
     return sum(
         n * planning.task_cost(t, policy)
         for t, n in tiers.items()
