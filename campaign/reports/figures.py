@@ -72,7 +72,8 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     - nurse occupancy: see `reports.nurses`; occupancy_spread: the largest distance of a
       nurse's occupancy from the target, as a fraction;
     - load_by_day: planned against actual nurse minutes per day, and
-      max_daily_load_deviation over the wave's working days: see `reports.load`;
+      max_daily_load_deviation over the wave's working days (…_from_launch_plan: against the
+      plan made before the first call, where morning top-ups re-planned days): see `reports.load`;
     - daily and days to reach use the patient's local date;
     - an incoming call (the patient called and a nurse answered) that stood in
       for a wave task belongs to the wave: it is one of `attempts` (a call a
@@ -173,6 +174,9 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         ),
         "load_by_day": [d.as_dict() for d in day_loads],
         "max_daily_load_deviation": max_daily_load_deviation(day_loads),
+        "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(day_loads, from_launch=True),
+        # days a morning top-up re-planned: their "planned" is that morning's, the launch plan's beside it
+        "days_replanned": sum(1 for d in day_loads if d.launch_planned_min != d.planned_min),
         "next_contact": _next_contact(session, wave.mailing_id),
         "outcomes": dict(sorted(outcomes.items())),
         "attempt_results": dict(sorted(results.items())),

@@ -2,7 +2,8 @@
 
 Planned minutes per day are the plan's own (`wave.plan["days"][day]["minutes"]`: first
 calls and, since retries are spread, the expected retries falling on that day; for a day a
-morning top-up re-planned, that morning's plan, `services.top_up`). Actual
+morning top-up re-planned, that morning's plan, `services.top_up`, with the launch plan's
+kept beside it). Actual
 minutes are what the wave's attempts took of nurses that day, counted as occupancy counts
 them (`reports.nurses`: from dialing to the end; an answered call's end is its outcome), on
 the patient's local day, as the plan places calls. Everything is read from the database.
@@ -35,17 +36,28 @@ class DayLoad:
     planned_min: float
     actual_min: float
     working: bool  # a day of the wave's plan (a working day of its window)
+    # the plan made before the first call, where a morning top-up re-planned the day (None: the same)
+    launch_min: float | None = None
+
+    @property
+    def launch_planned_min(self) -> float:
+        return self.planned_min if self.launch_min is None else self.launch_min
+
+    def deviation_from(self, planned: float) -> float | None:
+        """(actual - planned) / planned; None when nothing was planned that day."""
+        return (self.actual_min - planned) / planned if planned else None
 
     @property
     def deviation(self) -> float | None:
-        """(actual - planned) / planned; None when nothing was planned that day."""
-        return (self.actual_min - self.planned_min) / self.planned_min if self.planned_min else None
+        """From the day's own plan (the morning's, when a top-up re-planned it)."""
+        return self.deviation_from(self.planned_min)
 
     def as_dict(self) -> dict[str, Any]:
         dev = self.deviation
         return {
             "day": self.day.isoformat(),
             "planned_min": round(self.planned_min, 1),
+            "launch_planned_min": round(self.launch_planned_min, 1),
             "actual_min": round(self.actual_min, 1),
             "working": self.working,
             "deviation": None if dev is None else round(dev, 4),
@@ -54,26 +66,44 @@ class DayLoad:
 
 def days_of(plan: Mapping[str, Any], actual: Mapping[date, float]) -> list[DayLoad]:
     """The plan's days and every day with actual load (callbacks may run past the window), in order."""
-    planned = {date.fromisoformat(d): float(v.get("minutes", 0.0)) for d, v in plan.get("days", {}).items()}
-    return [
-        DayLoad(d, planned.get(d, 0.0), actual.get(d, 0.0), d in planned)
-        for d in sorted(set(planned) | set(actual))
-    ]
+    entries = {date.fromisoformat(d): v for d, v in plan.get("days", {}).items()}
+    out = []
+    for d in sorted(set(entries) | set(actual)):
+        entry = entries.get(d, {})
+        launch = entry.get("launch_minutes")
+        out.append(
+            DayLoad(
+                d,
+                float(entry.get("minutes", 0.0)),
+                actual.get(d, 0.0),
+                d in entries,
+                None if launch is None else float(launch),
+            )
+        )
+    return out
 
 
-def max_daily_load_deviation(days: Iterable[DayLoad]) -> float | None:
-    """The largest |actual - planned| / planned over the wave's working days, as a fraction.
+def max_daily_load_deviation(days: Iterable[DayLoad], *, from_launch: bool = False) -> float | None:
+    """The largest |actual - planned| / planned over the wave's working days, as a fraction:
+    against each morning's plan, or with `from_launch` against the plan made before the first call.
 
     A working day with load but nothing planned counts as 1.0 (all of it unplanned); days
     outside the plan (callbacks after the window) are not counted. None: no working day.
     """
     worst: float | None = None
     for d in days:
-        if not d.working or (d.planned_min == 0 and d.actual_min == 0):
+        planned = d.launch_planned_min if from_launch else d.planned_min
+        if not d.working or (planned == 0 and d.actual_min == 0):
             continue
-        dev = abs(d.deviation) if d.deviation is not None else 1.0
+        dev = d.deviation_from(planned)
+        dev = abs(dev) if dev is not None else 1.0
         worst = dev if worst is None else max(worst, dev)
     return None if worst is None else round(worst, 4)
+
+
+def days_loaded_unplanned(days: Iterable[DayLoad]) -> int:
+    """Working days the nurses worked on the wave though its plan charged them nothing."""
+    return sum(1 for d in days if d.working and d.planned_min == 0 and d.actual_min > 0)
 
 
 def occupancy_spread(occupancies: Mapping[str, float | None], target: float) -> float | None:

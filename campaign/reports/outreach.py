@@ -19,20 +19,18 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from campaign import calendar as cal
 from campaign import store
 from campaign.errors import NotFound
 from campaign.model import Wave
 from campaign.policy import Policy
 from campaign.reports.figures import REACHED
-from campaign.reports.nurses import NurseLoad, occupancy
+from campaign.reports.load import days_loaded_unplanned, days_of, max_daily_load_deviation, occupancy_spread
+from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
 
 # planning's note for a recipient it had no nurse capacity for: that is the outreach's own
 # choice, so such a recipient still counts among those it could reach
 from campaign.services.waves import UNPLACED_NOTE
 from campaign.states import AttemptResult
-
-_NURSE_ZONE = ZoneInfo("Europe/Paris")
 
 
 @dataclass(slots=True)
@@ -59,11 +57,10 @@ def outreach_figures(
       reaching call that nurse took;
     - occupancy: the nurses' busy minutes over their shift minutes on the wave's working days
       (`reports.nurses`); occupancy_spread: the largest distance of one nurse's to the target;
-    - load_by_day: per working day (Paris), the minutes planning charged to it (that morning's
-      plan when a top-up re-planned the day; the launch plan's too) against the nurses' busy
-      minutes; max_daily_load_deviation: the largest |actual - planned| / planned over the days
-      planning charged (days it charged nothing are counted apart), against the mornings' plans,
-      and …_from_launch_plan against the plan made before the first call;
+    - load_by_day, max_daily_load_deviation (against the mornings' plans) and
+      …_from_launch_plan (against the plan made before the first call): as the wave report
+      counts them (`reports.load`), over the recipients' attempts; days_loaded_unplanned:
+      working days with load the plan charged nothing (each counts as 100 % off);
     - reach_curve: per day of the window (patient's local day), the reachable recipients
       reached by the end of that day, cumulated.
     """
@@ -83,7 +80,7 @@ def outreach_figures(
 
     attempts: Counter[str] = Counter()
     loads: dict[int, NurseLoad] = {}
-    busy_by_day: dict[date, float] = {}
+    busy_by_day: dict[date, float] = {}  # nurse minutes per patient-local day, as the plan places calls
     zones: dict[str, ZoneInfo] = {}
     for (
         task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, _kind,
@@ -93,14 +90,13 @@ def outreach_figures(
             continue  # a task of a patient no longer among the recipients: not this comparison's
         attempts[person.tier] += 1
         answered = result == AttemptResult.answered.value
+        zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
+        day = started.astimezone(zone).date()
+        busy_by_day[day] = busy_by_day.get(day, 0.0) + busy_seconds(started, ended) / 60
         if nurse_id is not None:
             load = loads.get(nurse_id) or loads.setdefault(nurse_id, NurseLoad())
-            before = load.busy_seconds
             load.add(started, answered_at, ended, answered)
-            day = started.astimezone(_NURSE_ZONE).date()
-            busy_by_day[day] = busy_by_day.get(day, 0.0) + load.busy_seconds - before
         if code in REACHED and person.reach is None:
-            zone = zones.get(timezone) or zones.setdefault(timezone, ZoneInfo(timezone))
             nurse = outcome_nurse if outcome_nurse is not None else nurse_id
             person.reach = (started, started.astimezone(zone).date(), nurse)
 
@@ -109,8 +105,7 @@ def outreach_figures(
     busy = sum(n["busy_minutes"] for n in nurses.values())
     shift = sum(n["shift_minutes"] for n in nurses.values())
     per_nurse = {code: n["occupancy"] for code, n in nurses.items() if n["occupancy"] is not None}
-    load_days = load_by_day(wave, policy, busy_by_day)
-    from_launch = max_daily_load_deviation(load_days, "launch_planned_min")
+    load_days = days_of(wave.plan or {}, busy_by_day)
     everyone = list(people.values())
     reached = [p for p in everyone if p.reach is not None]
     return {
@@ -128,10 +123,10 @@ def outreach_figures(
         "occupancy": _ratio(busy, shift),
         "occupancy_spread": occupancy_spread(per_nurse, target),
         "nurse_occupancy": per_nurse,
-        "load_by_day": load_days,
+        "load_by_day": [d.as_dict() for d in load_days],
         "max_daily_load_deviation": max_daily_load_deviation(load_days),
-        "max_daily_load_deviation_from_launch_plan": from_launch,
-        "days_loaded_unplanned": sum(1 for d in load_days if d["planned_min"] == 0 and d["actual_min"] > 0),
+        "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(load_days, from_launch=True),
+        "days_loaded_unplanned": days_loaded_unplanned(load_days),
         "reach_curve": reach_curve(people, truth, wave),
     }
 
@@ -172,36 +167,6 @@ def _by_tier(
             "reach_curve": reach_curve(people, set(mine), wave),
         }
     return out
-
-
-def load_by_day(wave: Wave, policy: Policy, busy_seconds: Mapping[date, float]) -> list[dict[str, Any]]:
-    """Per working day of the wave: the minutes planning charged to it (that morning's plan when a
-    top-up re-planned the day, `services.top_up`; the launch plan's beside it), the nurses' busy
-    minutes."""
-    days = (wave.plan or {}).get("days") or {}
-    planned = {d: float(v.get("minutes", 0)) for d, v in days.items()}
-    launch = {d: float(v.get("launch_minutes", v.get("minutes", 0))) for d, v in days.items()}
-    return [
-        {
-            "day": d.isoformat(),
-            "planned_min": round(planned.get(d.isoformat(), 0.0), 1),
-            "launch_planned_min": round(launch.get(d.isoformat(), 0.0), 1),
-            "actual_min": round(busy_seconds.get(d, 0.0) / 60, 1),
-        }
-        for d in cal.working_days(wave.window_start, wave.window_end, policy.calling_hours)
-    ]
-
-
-def max_daily_load_deviation(days: list[dict[str, Any]], planned: str = "planned_min") -> float | None:
-    """The largest |actual - planned| / planned over the days planning charged minutes to
-    (`planned`: the key of the plan to compare with, the morning's or the launch's)."""
-    devs = [abs(d["actual_min"] - d[planned]) / d[planned] for d in days if d[planned] > 0]
-    return round(max(devs), 4) if devs else None
-
-
-def occupancy_spread(per_nurse: Mapping[str, float], target: float) -> float | None:
-    """The largest distance of a nurse's occupancy to the target, as a fraction (0.1: 10 points)."""
-    return round(max(abs(v - target) for v in per_nurse.values()), 4) if per_nurse else None
 
 
 def reach_curve(people: Mapping[int, _Recipient], truth: set[int], wave: Wave) -> dict[str, int]:

@@ -104,19 +104,31 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
         "(working days)"
     )
     if report.get("load_by_day"):
+        # a morning top-up re-plans its day: the plan made before the first call is shown beside it
+        replanned = bool(report.get("days_replanned"))
         days = Table(title="Per day: nurse minutes, planned and actual", title_justify="left")
-        for head in ("day", "planned", "actual", "deviation"):
+        heads = ("day", "planned at launch", "planned", "actual", "deviation")
+        for head in heads if replanned else heads[:1] + heads[2:]:
             days.add_column(head, justify="left" if head == "day" else "right")
         for d in report["load_by_day"]:
             dev = d["deviation"]
             style = "red" if d["working"] and dev is not None and abs(dev) > 0.1 else ""
+            launch = [_fmt(d.get("launch_planned_min"), digits=0)] if replanned else []
             days.add_row(
                 d["day"] + ("" if d["working"] else " (outside the plan)"),
+                *launch,
                 _fmt(d["planned_min"], digits=0),
                 _fmt(d["actual_min"], digits=0),
                 Text(_fmt(dev, pct=True), style=style),
             )
         console.print(days)
+        if replanned:
+            off = _fmt(report.get("max_daily_load_deviation_from_launch_plan"), pct=True)
+            n = report["days_replanned"]
+            console.print(
+                f"Morning top-ups re-planned {n} day{'s' * (n != 1)}: 'planned' is that morning's "
+                f"plan; from the launch plan, daily load was {off} off at most"
+            )
 
     checks = Table(title="Invariants", title_justify="left")
     checks.add_column("check")

@@ -583,13 +583,39 @@ def test_planned_against_actual_load_per_day_and_occupancy_spread(
     assert r["occupancy_spread"] == occupancy_spread(occ, 0.85)
     assert [d["day"] for d in r["load_by_day"]] == sorted(actual)
     assert r["load_by_day"][1] == {
-        "day": "2025-03-04", "planned_min": 30.0, "actual_min": 33.2, "working": True, "deviation": 0.1056,
+        "day": "2025-03-04", "planned_min": 30.0, "launch_planned_min": 30.0, "actual_min": 33.2,
+        "working": True, "deviation": 0.1056,
     }  # fmt: skip
+    assert r["days_replanned"] == 0 and r["max_daily_load_deviation_from_launch_plan"] == pytest.approx(0.95)
     console = Console(record=True, width=160, color_system=None)
     render_text(r, console)
     text = console.export_text()
-    assert "Per day: nurse minutes, planned and actual" in text
+    assert "Per day: nurse minutes, planned and actual" in text and "planned at launch" not in text
     assert "2025-03-10 (outside the plan)" in text and "Occupancy spread: 82%" in text
+
+    # a morning top-up re-planned Friday (10 min at launch, 0.5 that morning): the day is judged on
+    # that morning's plan, the launch plan's figure is kept beside it
+    wave.plan = {
+        "days": {
+            **wave.plan["days"],
+            "2025-03-07": {"minutes": 0.5, "launch_minutes": 10.0, "capacity": 400.0, "tasks": {}},
+        }
+    }
+    session.commit()
+    days = load_by_day(session, policy, clean.wave_id)
+    friday = next(d for d in days if d.day == date(2025, 3, 7))
+    assert (friday.planned_min, friday.launch_planned_min, friday.deviation) == (0.5, 10.0, 0.0)
+    assert max_daily_load_deviation(days) == pytest.approx(0.1056, abs=1e-4)  # Tuesday's, now
+    assert max_daily_load_deviation(days, from_launch=True) == pytest.approx(0.95)
+    r = wave_report(session, policy, clean.wave_id)
+    assert r["days_replanned"] == 1 and r["max_daily_load_deviation_from_launch_plan"] == pytest.approx(0.95)
+    console = Console(record=True, width=160, color_system=None)
+    render_text(r, console)
+    text = console.export_text()
+    assert "planned at launch" in text
+    assert (
+        "Morning top-ups re-planned 1 day:" in text and "from the launch plan, daily load was 95% off" in text
+    )
 
 
 def test_json_round_trip_and_terminal_report(

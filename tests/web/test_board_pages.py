@@ -214,3 +214,16 @@ def test_the_report_page_shows_planned_against_actual_load_per_day(board: Board)
         assert wave is not None
         first_day = min(wave.plan["days"])
     assert f'<th scope="row">{first_day}</th>' in page
+    assert "Prévu au lancement" not in page
+
+    # a morning top-up re-planned the first day: the launch plan's minutes are shown beside that morning's
+    with board.ctx.sessions() as s:
+        wave = s.get(Wave, wave_id)
+        assert wave is not None
+        days = {d: dict(v) for d, v in wave.plan["days"].items()}
+        days[first_day] = {**days[first_day], "launch_minutes": days[first_day]["minutes"] + 30.0}
+        wave.plan = {**wave.plan, "days": days}
+        s.commit()
+    page = board.client.get(f"/board/waves/{wave_id}/report").text
+    assert '<th scope="col">Prévu au lancement (min)</th>' in page
+    assert "écart maximal au plan du lancement" in page
