@@ -1,6 +1,6 @@
 """Who may take a call: the skills a call needs, and whether a nurse's level and skills allow it.
 
-Pure, like campaign/rules.py: the dialer's routing, a callback promised for
+Pure, like campaign.rules: the dialer's routing, a callback promised for
 another nurse, the consoles' list of qualified nurses and the inbound line's
 precedence all ask these same two functions.
 """
