@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, case, func, insert, literal, null, or_, select, update
 from sqlmodel import Session
 
-from campaign.model import PATIENT, RECIPIENT, TASK, WAVE, Mailing, ThemeRow, Wave
+from campaign.model import ATTEMPT, PATIENT, RECIPIENT, TASK, WAVE, Mailing, ThemeRow, Wave
 from campaign.states import EnrolmentStatus, TaskKind, TaskStatus, WaveStatus
 from campaign.store.base import OPEN_TASK_STATUSES, PATIENT_RULE_COLUMNS
 
@@ -316,3 +316,23 @@ def wave_row(session: Session, wave_id: int) -> Wave | None:
 
 def mailing_row(session: Session, mailing_id: int) -> Mailing | None:
     return session.get(Mailing, mailing_id)
+
+
+def wave_attempts_between(
+    session: Session, wave_id: int, start: datetime, end: datetime
+) -> list[tuple[int, str, datetime, datetime]]:
+    """(task, tier, started, ended) of the wave's ended first-call and retry attempts that started in
+    [start, end), oldest first: what a morning top-up measures the day before's same-day retries on."""
+    rows = session.execute(
+        select(ATTEMPT.c.task_id, TASK.c.tier, ATTEMPT.c.started_at, ATTEMPT.c.ended_at)
+        .join(TASK, TASK.c.id == ATTEMPT.c.task_id)
+        .where(
+            TASK.c.wave_id == wave_id,
+            TASK.c.kind == TaskKind.wave,
+            ATTEMPT.c.started_at >= start,
+            ATTEMPT.c.started_at < end,
+            ATTEMPT.c.ended_at.is_not(None),
+        )
+        .order_by(ATTEMPT.c.started_at, ATTEMPT.c.id)
+    ).all()
+    return [(int(t), str(tier), st, en) for t, tier, st, en in rows]

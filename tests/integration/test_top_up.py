@@ -12,15 +12,23 @@ import io
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from factories import SENT_ON, WEEKDAY_SHIFTS, add_nurse, bulk_patients, paris, policy, running_wave
 from rich.console import Console
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from campaign import calendar as cal
-from campaign import jobs, services
+from campaign import jobs, services, store
 from campaign.explain import explain_wave
-from campaign.model import RECIPIENT, TASK, AuditEvent, Patient
-from campaign.services.top_up import UNPLACED_NOTE
+from campaign.model import RECIPIENT, TASK, AuditEvent, CallAttempt, Patient
+from campaign.policy import Tier
+from campaign.services.top_up import (
+    MIN_MEASURED_TASKS,
+    UNPLACED_NOTE,
+    measured_same_day_factor,
+    next_attempt_minutes,
+    same_day_factor,
+)
 from campaign.states import TaskStatus, WaveStatus
 from dialer.cli.render import print_wave
 
@@ -176,3 +184,86 @@ def test_the_job_fires_before_calling_hours_on_working_days() -> None:
         "Wed 08:40",
         "Thu 08:40",
     ]
+
+
+def test_the_morning_measures_yesterdays_same_day_retries(env) -> None:  # type: ignore[no-untyped-def]
+    """The minutes a call due today brings today are measured on the wave's last working day of the
+    same kind, not taken from the retry rule, which ignores best time: of 60 medium calls of 10 min
+    on Friday, 30 brought a 5-min retry that day (1.25); the high tier, with too few calls to
+    measure, takes the pooled figure; a day with too few calls, or no earlier Saturday for a
+    Saturday, falls back to the rule's factor (None)."""
+    ctx, clock = env
+    info = _wave(ctx, clock)
+    friday = FIRST + timedelta(days=1)
+    with ctx.sessions() as s:
+        tasks = s.execute(
+            select(TASK.c.id, TASK.c.patient_id, TASK.c.tier).where(TASK.c.wave_id == info.wave_id)
+        ).all()
+        medium = [t for t in tasks if str(t.tier) == "medium"][:60]
+        high = [t for t in tasks if str(t.tier) == "high"][:10]
+
+        def attempt(task: Any, hour: int, minutes: float) -> CallAttempt:
+            start = paris(friday, hour)
+            return CallAttempt(
+                task_id=task.id, patient_id=task.patient_id, number="+33199001234", state="completed",
+                result="no_answer", started_at=start, ended_at=start + timedelta(minutes=minutes),
+            )  # fmt: skip
+
+        s.add_all(attempt(t, 9, 10.0) for t in medium)
+        s.add_all(attempt(t, 15, 5.0) for t in medium[:30])
+        s.add_all(attempt(t, 10, 20.0) for t in high)  # one call each: nothing more that day
+        s.commit()
+        days = cal.working_days(info.window_start, info.window_end, policy().calling_hours)
+        factor = measured_same_day_factor(s, info.wave_id, days, DAY)
+        assert factor is not None
+        assert factor[Tier.medium] == pytest.approx(1.25)
+        pooled = (600 + 150 + 200) / (600 + 200)
+        assert factor[Tier.high] == pytest.approx(pooled) and factor[Tier.low] == pytest.approx(pooled)
+        # Saturday: no earlier Saturday in the wave; the first day: nothing before it
+        assert measured_same_day_factor(s, info.wave_id, days, DAY - timedelta(days=2)) is None
+        assert measured_same_day_factor(s, info.wave_id, days, FIRST) is None
+        # Monday measures Friday: with fewer than MIN_MEASURED_TASKS calls there, the rule's factor
+        gone = 60 + 10 - MIN_MEASURED_TASKS + 1
+        s.execute(delete(CallAttempt).where(CallAttempt.task_id.in_([t.id for t in medium[:gone]])))
+        s.commit()
+        assert measured_same_day_factor(s, info.wave_id, days, DAY) is None
+
+
+def test_the_days_plan_is_forecast_with_the_same_day_retries_measured(env) -> None:  # type: ignore[no-untyped-def]
+    """Friday's calls brought no retry the same day (best time sent them to better hours of
+    other days): Monday's forecast counts the calls due at their own minutes, where the retry
+    rule's share would have added same-day retries that do not come; the plan records that
+    forecast, and the added patients' first calls within it."""
+    ctx, clock = env
+    info = _wave(ctx, clock)
+    _defer_todays_calls(ctx, info.wave_id)
+    friday = FIRST + timedelta(days=1)
+    with ctx.sessions() as s:
+        done = s.execute(
+            select(TASK.c.id, TASK.c.patient_id).where(
+                TASK.c.wave_id == info.wave_id, TASK.c.planned_day < DAY
+            )
+        ).all()
+        assert len(done) >= MIN_MEASURED_TASKS
+        one_call = {"number": "+33199001234", "state": "completed", "result": "no_answer"}
+        start, end = paris(friday, 10), paris(friday, 10, 1)
+        s.add_all(
+            CallAttempt(task_id=t.id, patient_id=t.patient_id, started_at=start, ended_at=end, **one_call)
+            for t in done
+        )
+        s.commit()
+        days = cal.working_days(info.window_start, info.window_end, policy().calling_hours)
+        assert measured_same_day_factor(s, info.wave_id, days, DAY) == dict.fromkeys(Tier, 1.0)
+        rule = same_day_factor(days[days.index(DAY) :], policy())
+        assert min(rule.values()) > 1.0, "the retry rule expects same-day retries"
+        end_of_day = paris(DAY + timedelta(days=1), 0)
+        due_calls = store.pending_attempts_due(s, info.wave_id, end_of_day)
+    own = sum(next_attempt_minutes(Tier(t), made, policy()) for t, made, _ in due_calls)
+    clock.advance_to(paris(DAY, 8, 40))
+
+    top = services.top_up_wave(ctx, info.wave_id)
+
+    assert top is not None and top.added > 0
+    assert top.due_minutes == pytest.approx(own, rel=1e-6), "no same-day retry expected"
+    today = _plan(ctx, info.wave_id)["days"][DAY.isoformat()]
+    assert today["minutes"] == round(top.due_minutes + top.added_minutes, 1) <= today["capacity"] + 0.1
