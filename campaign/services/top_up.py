@@ -109,27 +109,24 @@ def measured_same_day_factor(
     day = before[-1]
     start = cal.at_local(day, time(0), PROGRAMME_PLACE.timezone)
     end = cal.at_local(day + timedelta(days=1), time(0), PROGRAMME_PLACE.timezone)
-    first: dict[int, tuple[str, float]] = {}
-    total: dict[int, float] = {}
+    calls: dict[int, tuple[str, float, float]] = {}  # task -> tier, first attempt's minutes, all
     for task, tier, started, ended in store.wave_attempts_between(s, wave_id, start, end):
         minutes = (ended - started).total_seconds() / 60
-        first.setdefault(task, (tier, minutes))
-        total[task] = total.get(task, 0.0) + minutes
-    sums: dict[str, list[float]] = {}
-    for task, (tier, minutes) in first.items():
-        for key in (tier, "all"):
-            acc = sums.setdefault(key, [0.0, 0.0, 0.0])
-            acc[0] += total[task]
-            acc[1] += minutes
-            acc[2] += 1
-    pooled = sums.get("all", [0.0, 0.0, 0.0])
-    if pooled[2] < MIN_MEASURED_TASKS or pooled[1] <= 0:
+        tier, first, total = calls.get(task, (tier, minutes, 0.0))
+        calls[task] = (tier, first, total + minutes)
+
+    def ratio(of: list[tuple[str, float, float]]) -> float | None:
+        first = sum(c[1] for c in of)
+        if len(of) < MIN_MEASURED_TASKS or first <= 0:
+            return None
+        return max(1.0, sum(c[2] for c in of) / first)  # a call brings at least its own minutes
+
+    pooled = ratio(list(calls.values()))
+    if pooled is None:
         return None
     out: dict[Tier, float] = {}
     for tier in Tier:
-        acc = sums.get(tier.value, pooled)
-        use = acc if acc[2] >= MIN_MEASURED_TASKS and acc[1] > 0 else pooled
-        out[tier] = max(1.0, use[0] / use[1])  # a call brings at least its own minutes
+        out[tier] = ratio([c for c in calls.values() if c[0] == tier.value]) or pooled
     return out
 
 
@@ -249,7 +246,8 @@ def _replanned(
         if entry is None or (d != today and not load.minutes):
             continue
         entry.setdefault("launch_minutes", entry.get("minutes", 0.0))
-        entry["minutes"] = round(today_minutes if d == today else entry.get("minutes", 0.0) + load.minutes, 1)
+        minutes = today_minutes if d == today else entry.get("minutes", 0.0) + load.minutes
+        entry["minutes"] = round(minutes, 1)
         entry["tasks"] = dict(Counter(entry.get("tasks", {})) + load.tasks)
     added_by_tier = sum((load.tasks for load in sub.days.values()), Counter[str]())
     return {
