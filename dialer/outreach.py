@@ -26,7 +26,7 @@ from campaign.policy import NurseLevel, Policy, Tier
 from campaign.reports import wave_report
 from campaign.reports.charts import svg_lines
 from campaign.reports.outreach import outreach_figures
-from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
+from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes, weekly_hours
 from dialer.demo import run_demo
 from dialer.population import Population
 from dialer.simulation import load_population
@@ -146,6 +146,7 @@ def size_roster(
             nurse_codes=[n.code for n in roster],
             senior_codes=[n.code for n in roster if n.level == "senior"],
             trained=trained_codes(roster),
+            hours=weekly_hours(roster),
             reference_date=SENT_ON,
         )
         tiers = tiers_in(path)

@@ -33,7 +33,7 @@ from campaign.logs import configure_logging
 from campaign.model import ATTEMPT, TASK
 from campaign.policy import load_policy
 from campaign.reports import wave_report
-from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes
+from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes, weekly_hours
 from dialer.simulation import run_simulation
 
 
@@ -73,6 +73,7 @@ def main() -> int:
             nurse_codes=[n.code for n in nurses],
             senior_codes=[n.code for n in nurses if n.level == "senior"],
             trained=trained_codes(nurses),
+            hours=weekly_hours(nurses),
             reference_date=sent_on,
         )
         phases["generate_s"] = time.perf_counter() - t

@@ -8,7 +8,7 @@ benchmark or a failing test can be replayed exactly. Patients in `patients.py`,
 nurses in `nurses.py`.
 """
 
-from campaign.synthetic.nurses import generate_nurses, trained_codes
+from campaign.synthetic.nurses import generate_nurses, trained_codes, weekly_hours
 from campaign.synthetic.patients import (
     FICTION_NUMBERS,
     FICTION_PREFIXES,
@@ -37,4 +37,5 @@ __all__ = [
     "generate_patients_csv",
     "is_fiction_e164",
     "trained_codes",
+    "weekly_hours",
 ]

@@ -20,6 +20,16 @@ def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
     return out
 
 
+def weekly_hours(nurses: Sequence[Nurse]) -> dict[str, float]:
+    """Code -> the hours of a nurse's weekly shifts, for `generate_patients_csv(hours=…)`."""
+    return {n.code: sum(_minutes(s["end"]) - _minutes(s["start"]) for s in n.shifts) / 60 for n in nurses}
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
 # inside the default calling hours (09:00-12:30, 13:30-19:00; Fridays until 18:00, `_FRIDAY_END`):
 # a call centre does not staff hours in which no call may be placed
 _SHIFT_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {

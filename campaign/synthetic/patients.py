@@ -205,6 +205,7 @@ def generate_patients_csv(
     reference_date: date = REFERENCE_DATE,
     senior_codes: Sequence[str] = (),
     trained: Mapping[str, Sequence[str]] | None = None,
+    hours: Mapping[str, float] | None = None,
 ) -> Path:
     """Write `n` fictional patients in the import format (';', UTF-8, French style).
 
@@ -219,7 +220,9 @@ def generate_patients_csv(
     patients and a few who left the high tier); a patient with heart failure or COPD among
     the nurses `trained` for it (skill -> nurse codes, `trained_codes`) when
     some of those may take them: a référent who may not take her patient's
-    calls is no référent at all.
+    calls is no référent at all. Among the nurses who may be a patient's référent, the one
+    with the lightest caseload for her weekly `hours` (code -> hours, `weekly_hours`; equal
+    when not given) gets the patient, as a programme shares its caseloads.
     """
     rng = random.Random(seed)
     fake = Faker("fr_FR")
@@ -236,6 +239,7 @@ def generate_patients_csv(
     seniors = frozenset(senior_codes)
     junior_codes = [c for c in nurse_codes if c not in seniors]
     trained_for = {skill: frozenset(codes) for skill, codes in (trained or {}).items()}
+    caseload = _Caseloads(hours or {})
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +299,7 @@ def generate_patients_csv(
                 if skill in codes and skill in trained_for:
                     able = [c for c in referents if c in trained_for[skill]]
                     referents = able or referents
-            nurse = rng.choice(referents) if referents and rng.random() < 0.6 else ""
+            nurse = caseload.assign(referents, tier) if referents and rng.random() < 0.6 else ""
             rpps, doctor = rng.choice(doctors)
             enrolled = reference_date - timedelta(days=rng.randint(0, 3 * 365))
 
@@ -323,6 +327,29 @@ def generate_patients_csv(
                 )
             )
     return out
+
+
+# a patient's weight in a référent's caseload: the minutes a wave's call takes in the default
+# policy, so a nurse's share of a wave follows her hours
+_CASELOAD_MINUTES = {"high": 25.0, "medium": 18.0, "low": 12.0}
+
+
+class _Caseloads:
+    """Référent caseloads as a programme fills them: each new patient to the nurse, among those
+    who may be their référent, whose caseload is lightest for her hours. A random pick ignored
+    hours and skills, and left a trained junior with three times the median load per hour."""
+
+    def __init__(self, hours: Mapping[str, float]) -> None:
+        self._hours = hours
+        self._minutes: dict[str, float] = {}
+
+    def assign(self, codes: Sequence[str], tier: str) -> str:
+        def load(code: str) -> float:
+            return self._minutes.get(code, 0.0) / max(self._hours.get(code, 1.0), 1e-9)
+
+        chosen = min(codes, key=load)
+        self._minutes[chosen] = self._minutes.get(chosen, 0.0) + _CASELOAD_MINUTES[tier]
+        return chosen
 
 
 def _typed(rng: random.Random, digits: str) -> str:

@@ -537,6 +537,39 @@ def test_seniors_are_trained_for_their_patients_and_referents_may_take_their_cal
     assert 0.05 <= with_senior / len(others) <= 0.15
 
 
+def test_generated_caseloads_follow_the_nurses_hours(tmp_path: Path) -> None:
+    """Référents are shared by hours within each level, skills or not: a random pick left a trained
+    junior with three times the median caseload per weekly hour, and her patients with others."""
+    import csv
+    import statistics
+
+    from campaign.imports.values import parse_tier
+    from campaign.synthetic import trained_codes, weekly_hours
+
+    nurses = generate_nurses(14, seed=1, seniors=5, senior_evenings=True)
+    hours = weekly_hours(nurses)
+    assert len(set(hours.values())) > 1  # part-time and Saturday shifts: the hours differ
+    path = generate_patients_csv(
+        tmp_path / "p.csv",
+        3_000,
+        seed=1,
+        nurse_codes=[x.code for x in nurses],
+        senior_codes=[x.code for x in nurses if x.level == "senior"],
+        trained=trained_codes(nurses),
+        hours=hours,
+    )
+    minutes = {"high": 25, "medium": 18, "low": 12}
+    load = dict.fromkeys(hours, 0.0)
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter=";"):
+            if row["infirmier_referent"]:
+                load[row["infirmier_referent"]] += minutes[parse_tier(row["niveau_risque"]).value]
+    for level in ("senior", "junior"):
+        per_hour = [load[x.code] / hours[x.code] for x in nurses if x.level == level]
+        assert max(per_hour) <= 1.1 * statistics.median(per_hour), (level, per_hour)
+        assert min(per_hour) >= 0.9 * statistics.median(per_hour), (level, per_hour)
+
+
 def test_nurses_can_be_saved(engine: Engine) -> None:
     with Session(engine) as s:
         s.add_all(generate_nurses(4, seed=2))
