@@ -67,14 +67,18 @@ def update_patients_after_outcome(session: Session, rows: Sequence[dict[str, Any
 
 def flag_numbers(session: Session, numbers: Sequence[tuple[int, str]], now: datetime) -> None:
     """(patient, number) pairs: those numbers are flagged wrong on those patients' files, so nothing
-    dials them again (rare: a number the network says is no one's)."""
+    dials them again (rare: a number the network says is no one's). The rows are locked before the
+    lists are read (PostgreSQL), so a flag another transaction adds meanwhile is kept, not overwritten."""
     if not numbers:
         return
     wanted: dict[int, set[str]] = {}
     for patient_id, number in numbers:
         wanted.setdefault(patient_id, set()).add(number)
     rows = session.execute(
-        select(PATIENT.c.id, PATIENT.c.flagged_numbers).where(one_of(session, PATIENT.c.id, list(wanted)))
+        select(PATIENT.c.id, PATIENT.c.flagged_numbers)
+        .where(one_of(session, PATIENT.c.id, sorted(wanted)))
+        .order_by(PATIENT.c.id)  # one lock order for every flagger: no deadlock between two
+        .with_for_update()
     ).all()
     session.execute(
         update(PATIENT)
