@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 from webapp import WebWorld, csrf_of, log_in, web_world
 
-import dialer.web.console as console_module
+import dialer.web.console.service as console_service
 from campaign import services
 from campaign.model import AuditEvent
 from campaign.states import TaskKind
@@ -39,7 +39,7 @@ def world(tmp_path: Path) -> Iterator[WebWorld]:
 @pytest.fixture(autouse=True)
 def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """No dialer answers here: a command's wait gives up quickly."""
-    monkeypatch.setattr(console_module, "COMMAND_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(console_service, "COMMAND_WAIT_SECONDS", 0.2)
 
 
 def nurse_id(w: WebWorld, code: str = "IDE01") -> int:
