@@ -4,11 +4,14 @@ spreads against the per-nurse figures), for every arm."""
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from campaign import calendar as cal
 from campaign.policy import NurseLevel, load_policy
 from dialer.outreach import (
     ARMS,
@@ -39,8 +42,13 @@ ARM_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return compare(load_policy(), tmp_path_factory.mktemp("outreach"), patients=150, seed=3)
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outreach")
+
+
+@pytest.fixture(scope="module")
+def result(work: Path) -> dict[str, Any]:
+    return compare(load_policy(), work, patients=150, seed=3)
 
 
 def share(num: int, den: int) -> float | None:
@@ -109,11 +117,21 @@ def test_the_roster_staffs_seniors_for_the_tiers_only_they_may_take(tmp_path: Pa
     )
 
 
-def test_fifo_plans_the_whole_list_for_the_first_day(result: dict[str, Any]) -> None:
-    """The fifo arm's plan comes from the production planning service with the switch on."""
-    fifo = [d for d in result["arms"]["fifo"]["load_by_day"] if d["planned_min"] > 0]
+def test_fifo_plans_the_whole_list_for_the_first_day(result: dict[str, Any], work: Path) -> None:
+    """The fifo arm's plan comes from the production planning service with the switch on: every
+    patient on the wave's first day, but one suspended then, on the day after the suspension."""
+    first = date.fromisoformat(result["arms"]["fifo"]["load_by_day"][0]["day"])
+    with sqlite3.connect(work / "fifo.db") as db:
+        planned = db.execute(
+            "SELECT t.planned_day, p.suspended_until FROM call_task t JOIN patient p ON p.id = t.patient_id"
+            " WHERE t.kind = 'wave'"
+        ).fetchall()
+    assert len(planned) > 100
+    hours = load_policy().calling_hours
+    for day, suspended_until in planned:
+        later = date.fromisoformat(suspended_until) + timedelta(days=1) if suspended_until else first
+        assert date.fromisoformat(day) == cal.add_working_days(max(first, later), 0, hours), suspended_until
     carecall = [d for d in result["arms"]["carecall"]["load_by_day"] if d["planned_min"] > 0]
-    assert [d["day"] for d in fifo] == [result["arms"]["fifo"]["load_by_day"][0]["day"]]
     assert len(carecall) > 1
 
 
