@@ -23,6 +23,7 @@ from dialer.simulation import Runtime
 DAY = date(2026, 12, 7)  # a Monday
 SHIFT = [{"weekday": 0, "start": "13:30", "end": "19:00"}]  # Monday's afternoon calling hours
 MINUTES = 330
+PATIENTS = 200  # two dials each at most in a day, most unanswered: far more than her shift holds
 
 
 def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> tuple[list[CallAttempt], list[datetime]]:
@@ -33,8 +34,10 @@ def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> tuple[list[CallA
     pol = arm_policy(policy(), "fifo").model_copy(update={"simulation": sim})
     ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'breaks.db'}", paris(DAY, 12), pol=pol)
     nurse = add_nurse(ctx, level="senior", shifts=SHIFT)
-    for _ in range(80):
-        add_patient(ctx, tier="high")
+    # member ids of their own: the simulated people are drawn from them, and the factories' running
+    # numbers depend on the tests run before in the process (a worker ran out of work on some)
+    for i in range(PATIENTS):
+        add_patient(ctx, tier="high", member_id=f"BRK{i:06d}")
     wave = services.record_mailing(ctx, "diet", None, date(2026, 12, 1), late=True)
     services.plan_wave(ctx, wave.wave_id)
     services.change_wave(ctx, wave.wave_id, "launch")
