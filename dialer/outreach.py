@@ -13,7 +13,7 @@ import csv
 import math
 import time as wall
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,62 @@ def compare(
             progress=progress,
         )
     out["gains"] = gains(out["arms"])
+    return out
+
+
+def compare_seeds(
+    policy: Policy,
+    work: Path,
+    *,
+    patients: int,
+    seeds: Sequence[int],
+    arms: Iterable[str] = tuple(ARMS),
+    progress: Progress = lambda _s: None,
+) -> dict[str, Any]:
+    """`compare` on several seeds (a population and a roster each), and each figure's mean, least
+    and greatest over them: a change that moves one seed's figures by less than they move from
+    seed to seed has not been shown to do anything."""
+    arms = list(arms)
+    runs = {}
+    for seed in seeds:
+
+        def told(stage: str, seed: int = seed) -> None:
+            progress(f"seed {seed}: {stage}")
+
+        runs[str(seed)] = compare(
+            policy, work / f"seed-{seed}", patients=patients, seed=seed, arms=arms, progress=told
+        )
+    return {"patients": patients, "seeds": list(seeds), "runs": runs, "across_seeds": across_seeds(runs)}
+
+
+# (name, the figure in an arm's figures) summed up over seeds
+_SEED_FIGURES: tuple[tuple[str, Callable[[dict[str, Any]], float | None]], ...] = (
+    ("high_reached_of_reachable", lambda a: a["by_tier"][Tier.high.value]["reached_in_window_of_reachable"]),
+    ("reached_of_reachable", lambda a: a["reached_in_window_of_reachable"]),
+    ("attempts_per_reach", lambda a: a["attempts_per_reach"]),
+    ("referent_share", lambda a: a["referent_share"]),
+    ("occupancy_spread", lambda a: a["occupancy_spread"]),
+    ("max_daily_load_deviation", lambda a: a["max_daily_load_deviation"]),
+)
+
+
+def across_seeds(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per arm (and for the gains between arms), each figure's {mean, min, max, n} over the runs that
+    have it; an arm missing from some run is summed up over the others."""
+
+    def stats(values: Iterable[float | None]) -> dict[str, float | int] | None:
+        got = [v for v in values if v is not None]
+        if not got:
+            return None
+        return {"mean": round(sum(got) / len(got), 4), "min": min(got), "max": max(got), "n": len(got)}
+
+    arms = dict.fromkeys(arm for run in runs.values() for arm in run["arms"])
+    out: dict[str, Any] = {"arms": {}, "gains": {}}
+    for arm in arms:
+        figures = [run["arms"][arm] for run in runs.values() if arm in run["arms"]]
+        out["arms"][arm] = {name: stats(get(f) for f in figures) for name, get in _SEED_FIGURES}
+    keys = dict.fromkeys(k for run in runs.values() for k in run["gains"])
+    out["gains"] = {k: stats(run["gains"].get(k) for run in runs.values()) for k in keys}
     return out
 
 

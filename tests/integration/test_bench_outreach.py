@@ -4,7 +4,11 @@ spreads against the per-nurse figures), for every arm."""
 
 from __future__ import annotations
 
+import copy
+import json
 import sqlite3
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,9 @@ from campaign.policy import NurseLevel, load_policy
 from dialer.outreach import (
     ARMS,
     SENIOR_COVER,
+    across_seeds,
     compare,
+    gains,
     render_html,
     size_roster,
     staffed,
@@ -139,3 +145,35 @@ def test_the_page_is_french_and_draws_the_curves(result: dict[str, Any], tmp_pat
     page = render_html(result)
     assert '<html lang="fr">' in page and page.count("<polyline") == 2 * len(ARMS)
     assert "carecall sans meilleure heure" in page and "<script" not in page
+
+
+def test_across_seeds_gives_each_figures_mean_and_range(result: dict[str, Any]) -> None:
+    other = copy.deepcopy(result)
+    other["arms"]["carecall"]["attempts_per_reach"] = result["arms"]["carecall"]["attempts_per_reach"] + 1
+    del other["arms"]["fifo"]  # a run without an arm: that arm is summed up over the others
+    other["gains"] = gains(other["arms"])
+    summary = across_seeds({"3": result, "4": other})
+
+    apr = summary["arms"]["carecall"]["attempts_per_reach"]
+    low = result["arms"]["carecall"]["attempts_per_reach"]
+    assert (apr["min"], apr["max"], apr["n"]) == (low, low + 1, 2)
+    assert apr["mean"] == pytest.approx(low + 0.5, abs=1e-4)
+    assert summary["arms"]["fifo"]["referent_share"]["n"] == 1
+    assert summary["gains"]["high_reach_vs_fifo"]["n"] == 1  # the run without fifo has no such gain
+
+
+def test_the_script_runs_several_seeds_and_refuses_a_bad_list(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_outreach.py"
+    out, page = tmp_path / "out.json", tmp_path / "page.html"
+    cmd = [sys.executable, str(script), "--patients", "80", "--arms", "carecall", "--json", str(out)]
+    done = subprocess.run([*cmd, "--seeds", "3,4", "--html", str(page)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["seeds"] == [3, 4] and set(figures["runs"]) == {"3", "4"}
+    assert figures["runs"]["3"]["arms"]["carecall"] != figures["runs"]["4"]["arms"]["carecall"]
+    assert figures["across_seeds"]["arms"]["carecall"]["attempts_per_reach"]["n"] == 2
+    assert "seed 4: carecall" in done.stderr  # progress says which seed it is on
+    assert (tmp_path / "page-seed3.html").exists() and (tmp_path / "page-seed4.html").exists()
+
+    bad = subprocess.run([*cmd, "--seeds", "3,x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--seeds" in bad.stderr and "'3,x'" in bad.stderr
