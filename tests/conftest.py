@@ -92,6 +92,20 @@ def env(db_url: str) -> Iterator[tuple[Any, Any]]:
 
 
 @pytest.fixture
+def pg_env(pg_cluster: PgCluster) -> Iterator[tuple[Any, Any]]:
+    """`env` on PostgreSQL alone, for what only PostgreSQL does (row locks, SKIP LOCKED)."""
+    from factories import SENT_ON, dispose, make_ctx, paris
+
+    url = pg_cluster.create_database()
+    ctx, clock = make_ctx(url, paris(SENT_ON, 8))
+    try:
+        yield ctx, clock
+    finally:
+        dispose(ctx)
+        pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture
 def restore_logging() -> Iterator[None]:
     """An in-process `carecall` command (CliRunner) points the log handler at its own stream and
     sets the libraries' levels: the next tests get theirs back. Modules that run the CLI in process

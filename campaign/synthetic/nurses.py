@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from faker import Faker
 
 from campaign.model import Nurse
+from campaign.reports.nurses import shift_minutes
 
 
 def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
@@ -22,12 +24,11 @@ def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
 
 def weekly_hours(nurses: Sequence[Nurse]) -> dict[str, float]:
     """Code -> the hours of a nurse's weekly shifts, for `generate_patients_csv(hours=…)`."""
-    return {n.code: sum(_minutes(s["end"]) - _minutes(s["start"]) for s in n.shifts) / 60 for n in nurses}
+    week = [_A_MONDAY + timedelta(days=k) for k in range(7)]
+    return {n.code: sum(shift_minutes(n.shifts, day) for day in week) / 60 for n in nurses}
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
+_A_MONDAY = date(2026, 1, 5)  # shifts repeat weekly: any week counts them all
 
 
 # inside the default calling hours (09:00-12:30, 13:30-19:00; Fridays until 18:00, `_FRIDAY_END`):

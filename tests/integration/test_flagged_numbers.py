@@ -9,32 +9,16 @@ dead number would be dialed again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import date
 
-import pytest
-from _pgcluster import PgCluster
-from factories import add_patient, dispose, engine_of, make_ctx, paris
+from factories import add_patient, engine_of
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaign import services, store
-from campaign.clock import VirtualClock
 from campaign.model import PATIENT
 
 WAIT = 30.0  # seconds a step may take on a loaded 2-core machine before the test gives up
 MAIN, ALT = "+33199001234", "+33261915678"
-
-
-@pytest.fixture
-def pg_env(pg_cluster: PgCluster) -> Iterator[tuple[services.Context, VirtualClock]]:
-    url = pg_cluster.create_database()
-    ctx, clock = make_ctx(url, paris(date(2026, 12, 7), 8))
-    try:
-        yield ctx, clock
-    finally:
-        dispose(ctx)
-        pg_cluster.drop_database(url.rsplit("/", 1)[1])
 
 
 def _flagged(ctx: services.Context, patient_id: int) -> list[str]:

@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from _pgcluster import PgCluster
 from factories import add_nurse, add_patient, add_task, dispose, engine_of, make_ctx, paris, running_wave
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -50,18 +49,6 @@ def env(db_url: str) -> Iterator[Env]:
     ctx, clock = make_ctx(db_url, paris(SENT_ON, 8))
     yield ctx, clock
     dispose(ctx)
-
-
-@pytest.fixture
-def pg_env(pg_cluster: PgCluster) -> Iterator[Env]:
-    """A fresh PostgreSQL database: guards 1 and 2 are PostgreSQL's."""
-    url = pg_cluster.create_database()
-    ctx, clock = make_ctx(url, paris(SENT_ON, 8))
-    try:
-        yield ctx, clock
-    finally:
-        dispose(ctx)
-        pg_cluster.drop_database(url.rsplit("/", 1)[1])
 
 
 def _open_task(ctx: services.Context, patient_id: int, kind: TaskKind = TaskKind.inbound) -> int:
