@@ -105,6 +105,7 @@ class SimulatedNurses:
         self.dialer: Dialer = runtime.dialer
         self.loop = runtime.loop
         self.rng = random.Random(self.seed)
+        self._queued: dict[int, timedelta] = {}  # breaks due while she was on one: they follow it
         today = runtime.ctx.clock.now().date()
         self._schedule_shifts(today - timedelta(days=1))
         self._daily(today)
@@ -188,22 +189,28 @@ class SimulatedNurses:
         if not self.drives(nurse_id) or presence.get(nurse_id) == NurseStatus.offline:
             return
         if presence.get(nurse_id) == NurseStatus.paused or nurse_id in presence.pausing:
-            # the previous break is not over (it waited for a long call): this one follows it
-            self.loop.call_at(self.loop.clock.now() + _BREAK_POLL, self._break, nurse_id, length)
+            # the previous break is not over (it waited for a long call): this one follows it, with
+            # no call between them
+            self._queued[nurse_id] = self._queued.get(nurse_id, timedelta(0)) + length
             return
         self.dialer.nurse_pause(nurse_id, "break")
         self._on_break(nurse_id, length)
 
     def _on_break(self, nurse_id: int, length: timedelta) -> None:
         presence, now = self.dialer.presence, self.loop.clock.now()
-        if presence.get(nurse_id) == NurseStatus.paused:
-            self.loop.call_at(now + length, self._back, nurse_id)
+        if presence.get(nurse_id) == NurseStatus.paused:  # since her call ended, or now
+            self.loop.call_at(max(now, presence.since.get(nurse_id, now) + length), self._back, nurse_id)
         elif nurse_id in presence.pausing:  # still on her call: look again shortly
             self.loop.call_at(now + _BREAK_POLL, self._on_break, nurse_id, length)
 
     def _back(self, nurse_id: int) -> None:
-        if self.drives(nurse_id) and self.dialer.presence.get(nurse_id) == NurseStatus.paused:
-            self.dialer.nurse_ready(nurse_id)  # not if her shift ended meanwhile (offline)
+        if not self.drives(nurse_id) or self.dialer.presence.get(nurse_id) != NurseStatus.paused:
+            return  # not if her shift ended meanwhile (offline)
+        queued = self._queued.pop(nurse_id, None)
+        if queued:
+            self.loop.call_at(self.loop.clock.now() + queued, self._back, nurse_id)
+        else:
+            self.dialer.nurse_ready(nurse_id)
 
     def _daily(self, day: date) -> None:
         """Shifts are always scheduled a day ahead: `day`'s now, the next day's at its eve."""
@@ -221,4 +228,5 @@ class SimulatedNurses:
 
     def _shift_end(self, nurse_id: int) -> None:
         if self.drives(nurse_id):
+            self._queued.pop(nurse_id, None)  # what was left of her breaks ends with her shift
             self.dialer.nurse_offline(nurse_id)

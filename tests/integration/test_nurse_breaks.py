@@ -6,15 +6,18 @@ work to spare (the fifo baseline) would seem to get more nurse hours than the ro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
-from factories import add_nurse, add_patient, make_ctx, paris, policy
+from factories import add_nurse, add_patient, fiction_phone, make_ctx, paris, policy
 from sqlmodel import select
 
 from campaign import services
 from campaign.model import CallAttempt
+from dialer.nurse_sources import SimulatedNurses
 from dialer.outreach import arm_policy
 from dialer.presence import NurseStatus
 from dialer.scheduler_loop import EventLoop
@@ -26,62 +29,91 @@ MINUTES = 330
 PATIENTS = 200  # two dials each at most in a day, most unanswered: far more than her shift holds
 
 
-def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> tuple[list[CallAttempt], list[datetime]]:
+@dataclass
+class Day:
+    attempts: list[CallAttempt]  # hers, by start
+    pauses: list[tuple[datetime, datetime]]  # when she was paused, from and to
+    breaks_due: list[tuple[datetime, timedelta]]  # when each break fell due, and its length
+
+    def paused_minutes(self) -> float:
+        return sum((b - a).total_seconds() / 60 for a, b in self.pauses)
+
+
+def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> Day:
     """One senior nurse, far more high-tier patients than a day holds, all due at once (the fifo
-    baseline's plan): her attempts of that day, and the minutes (sampled each minute of her shift)
-    she was paused."""
+    baseline's plan): what her day was."""
     sim = policy().simulation.model_copy(update={"off_phone_share": off_phone_share, "break_minutes": 15})
     pol = arm_policy(policy(), "fifo").model_copy(update={"simulation": sim})
     ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'breaks.db'}", paris(DAY, 12), pol=pol)
     nurse = add_nurse(ctx, level="senior", shifts=SHIFT)
-    # member ids of their own: the simulated people are drawn from them, and the factories' running
-    # numbers depend on the tests run before in the process (a worker ran out of work on some)
+    # member ids, numbers and ages of their own: the simulated people and lines are drawn from them,
+    # and the factories' running numbers depend on the tests run before in the process
     for i in range(PATIENTS):
-        add_patient(ctx, tier="high", member_id=f"BRK{i:06d}")
+        born = date(1950, 1, 1) + timedelta(days=97 * i)
+        add_patient(ctx, tier="high", member_id=f"BRK{i:06d}", phone=fiction_phone(5000 + i), birth_date=born)
     wave = services.record_mailing(ctx, "diet", None, date(2026, 12, 1), late=True)
     services.plan_wave(ctx, wave.wave_id)
     services.change_wave(ctx, wave.wave_id, "launch")
     loop = EventLoop(clock)
     runtime = Runtime(ctx, loop, seed=3)
+    board, nurses = runtime.dialer.presence, runtime.presence
+    assert isinstance(nurses, SimulatedNurses)
+    moves: list[tuple[datetime, NurseStatus]] = []
+    due: list[tuple[datetime, timedelta]] = []
+    board_set, nurses_break = board.set, nurses._break
+
+    def spied_set(nurse_id: int, target: NurseStatus, **kw: Any) -> None:
+        board_set(nurse_id, target, **kw)
+        moves.append((clock.now(), target))
+
+    def spied_break(nurse_id: int, length: timedelta) -> None:
+        due.append((clock.now(), length))
+        nurses_break(nurse_id, length)
+
+    board.set, nurses._break = spied_set, spied_break  # type: ignore[method-assign]
     runtime.start()
-    paused: list[datetime] = []
-    at = paris(DAY, 13, 30)
-    while at < paris(DAY, 19):
-        loop.run_until(at)
-        if runtime.dialer.presence.get(nurse) == NurseStatus.paused:
-            paused.append(at)
-        at += timedelta(minutes=1)
     loop.run_until(paris(DAY, 20))
+    pauses = [(at, after[0]) for (at, status), after in pairwise(moves) if status == NurseStatus.paused]
     with ctx.sessions() as s:
         attempts = list(s.exec(select(CallAttempt).where(CallAttempt.nurse_id == nurse)))
-    return sorted(attempts, key=lambda a: a.started_at), paused
+    return Day(sorted(attempts, key=lambda a: a.started_at), pauses, due)
 
 
 def _busy_minutes(attempts: list[CallAttempt]) -> float:
-    return sum((a.ended_at - a.started_at).total_seconds() / 60 for a in attempts if a.ended_at is not None)
+    """Her minutes on the phone within her shift (her last call may run well past its end)."""
+    end = paris(DAY, 19)
+    return sum(
+        (min(a.ended_at, end) - a.started_at).total_seconds() / 60 for a in attempts if a.ended_at is not None
+    )
 
 
 @pytest.mark.parametrize("share", [0.15, 0.3])
 def test_a_nurse_with_work_to_spare_is_off_the_phone_for_her_share_of_the_shift(
     tmp_path: Any, share: float
 ) -> None:
-    attempts, paused = _day_of_one_nurse(tmp_path, share)
+    day = _day_of_one_nurse(tmp_path, share)
     off = share * MINUTES
     # breaks start after her call when she is on one, and last their whole length from then: the
-    # last one may run into the end of her shift (she leaves from it), so a little less is seen; a
-    # sample each minute sees a 16.5-minute break 16 or 17 times
-    breaks = round(off / 15)
-    assert off - 20 <= len(paused) <= off + breaks
-    # the rest of her shift she is on the phone, and only then: a call's last minutes may overrun
-    assert _busy_minutes(attempts) <= (1 - share) * MINUTES + 30
-    assert _busy_minutes(attempts) >= (1 - share) * MINUTES - 30
-    # no call was placed for her while she was on a break (paused at the minutes around its start)
-    starts = {a.started_at.replace(second=0, microsecond=0) for a in attempts}
-    on_break = set(paused)
-    assert not {m for m in starts if m in on_break and m + timedelta(minutes=1) in on_break}
+    # last one may run into the end of her shift (she leaves from it), so a little less is seen
+    assert off - 20 <= day.paused_minutes() <= off + 0.1
+    # the rest of her shift she is on the phone, and only then
+    assert (1 - share) * MINUTES - 20 <= _busy_minutes(day.attempts) <= (1 - share) * MINUTES + 5
+    # no call was placed for her while she was on a break
+    assert not [a for a in day.attempts for b, e in day.pauses if b < a.started_at < e]
+
+
+def test_a_break_due_during_another_follows_it_with_no_call_between(tmp_path: Any) -> None:
+    """Breaks take most of this shift: many fall due while she is still on the previous one."""
+    day = _day_of_one_nurse(tmp_path, 0.7)
+    during = [(t, length) for t, length in day.breaks_due for b, e in day.pauses if b <= t < e]
+    assert len(during) >= 3
+    for t, length in during:
+        pause_end = next(e for b, e in day.pauses if b <= t < e)
+        assert pause_end >= min(t + length, paris(DAY, 19)), f"the break due at {t:%H:%M} was cut short"
+    assert not [a for a in day.attempts for b, e in day.pauses if b < a.started_at < e]
 
 
 def test_without_breaks_she_is_on_the_phone_her_whole_shift(tmp_path: Any) -> None:
-    attempts, paused = _day_of_one_nurse(tmp_path, 0.0)
-    assert paused == []
-    assert _busy_minutes(attempts) >= MINUTES - 5
+    day = _day_of_one_nurse(tmp_path, 0.0)
+    assert day.pauses == []
+    assert _busy_minutes(day.attempts) >= MINUTES - 5
