@@ -4,6 +4,7 @@ keeps queued too long, and turns a refused or unreachable REST API into an ended
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,33 @@ def creates(peer: Any) -> int:
     return sum(1 for method, path, _ in peer.requests if method == "POST" and path == CREATE)
 
 
+class HeldMonotonic:
+    """The backend's monotonic clock, held still while `held`: then it goes on from there."""
+
+    def __init__(self) -> None:
+        self._lag = 0.0
+        self._held: float | None = None
+
+    def __call__(self) -> float:
+        return self._held if self._held is not None else time.monotonic() - self._lag
+
+    def hold(self) -> None:
+        self._held = self()
+
+    def release(self) -> None:
+        assert self._held is not None
+        self._lag, self._held = time.monotonic() - self._held, None
+
+
 def test_calls_over_the_rate_are_not_placed(tmp_path: Path) -> None:
     pacing = {"calls_per_second": 2, "max_queue_wait_seconds": 1.2}
-    with twilio_world(f"sqlite:///{tmp_path / 'c.db'}", backend_settings=pacing) as w:
+    monotonic = HeldMonotonic()
+    with twilio_world(f"sqlite:///{tmp_path / 'c.db'}", backend_settings=pacing, monotonic=monotonic) as w:
         requests = [w.prepare(Script.busy) for _ in range(5)]
+        monotonic.hold()  # the five requests come in the same instant, however slow this machine
         for request in requests:  # the dialer asks for five calls at once
             w.backend.dial(request)
+        monotonic.release()
         attempts = [r.attempt_id for r in requests]
         ended = [w.wait_ended(a) for a in attempts]
         w.peer.wait_idle()

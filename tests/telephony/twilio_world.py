@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,6 +203,7 @@ def twilio_world(
     account_cps: float | None = None,
     backend_settings: dict[str, Any] | None = None,
     queue_check_seconds: float = 1.0,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Iterator[World]:
     """Everything up; `public_base_url`: the proxy's URL Twilio is given (else the app's own)."""
     ctx, clock = make_ctx(db_url, START)
@@ -223,7 +224,12 @@ def twilio_world(
             http_client=peer.http_client(),
         )
         backend = TwilioBackend(
-            conf, clock, WORKER, peer.http_client(), queue_check_seconds=queue_check_seconds
+            conf,
+            clock,
+            WORKER,
+            peer.http_client(),
+            queue_check_seconds=queue_check_seconds,
+            monotonic=monotonic,
         )
         backend.connect(inbox)
         try:
