@@ -213,6 +213,8 @@ class AsteriskBackend:
 
     def _on_packet(self, packet: Packet) -> None:
         """From the reader thread: the correlator decides, the sink hears (in order, never blocked on)."""
+        if self._stop.is_set():  # closed: a reader still winding down says nothing more, not even a log
+            return
         with self._lock:
             heard = self._corr.feed(packet, self.clock.now(), time.monotonic())
             self._deliver(heard.events)
