@@ -105,10 +105,10 @@ def test_a_nurse_with_work_to_spare_is_off_the_phone_for_her_share_of_the_shift(
 def test_a_break_due_during_another_follows_it_with_no_call_between(tmp_path: Any) -> None:
     """Breaks take most of this shift: many fall due while she is still on the previous one."""
     day = _day_of_one_nurse(tmp_path, 0.7)
-    during = [(t, length) for t, length in day.breaks_due for b, e in day.pauses if b <= t < e]
+    # (when due, its length, the end of the pause it fell due in)
+    during = [(t, length, e) for t, length in day.breaks_due for b, e in day.pauses if b <= t < e]
     assert len(during) >= 3
-    for t, length in during:
-        pause_end = next(e for b, e in day.pauses if b <= t < e)
+    for t, length, pause_end in during:
         assert pause_end >= min(t + length, paris(DAY, 19)), f"the break due at {t:%H:%M} was cut short"
     assert not [a for a in day.attempts for b, e in day.pauses if b < a.started_at < e]
 
