@@ -332,11 +332,37 @@ def gains(arms: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     def saved(a: float | None, b: float | None) -> float | None:
         return round(1 - a / b, 4) if a is not None and b else None
 
+    depth = fifo_depth(arms["fifo"]["by_attempt"]) if "fifo" in arms else None
+
+    def apr_at(arm: str) -> float | None:
+        if depth is None or arm not in arms:
+            return None
+        rows = [r for r in arms[arm]["by_attempt"] if r["attempt"] <= depth]
+        return rows[-1]["attempts_per_reach_up_to"] if rows else None
+
     return {
         "high_reach_vs_fifo": ratio(high("carecall"), high("fifo")),
         "attempts_per_reach_saved_vs_fifo": saved(apr("carecall"), apr("fifo")),
         "attempts_per_reach_saved_by_best_time": saved(apr("carecall"), apr("carecall_without_best_time")),
+        "fifo_depth": depth,
+        "attempts_per_reach_saved_vs_fifo_at_its_depth": saved(apr_at("carecall"), apr_at("fifo")),
     }
+
+
+# an attempt number fifo makes for fewer than this share of its tasks is not its depth
+DEPTH_SHARE = 0.05
+
+
+def fifo_depth(by_attempt: list[dict[str, Any]]) -> int | None:
+    """How deep fifo goes: the last attempt number it makes for at least DEPTH_SHARE of its tasks.
+    Its fixed retry spacing leaves no time for more in the window, so its attempts per reach
+    never counts the 4th to 6th attempts carecall makes, those that answer least; compared up to
+    that number, the arms' attempts do the same work."""
+    if not by_attempt:
+        return None
+    first = by_attempt[0]["attempts"]
+    deep = [r["attempt"] for r in by_attempt if r["attempts"] >= DEPTH_SHARE * first]
+    return max(deep) if deep else None
 
 
 _COLOURS = {"carecall": "#15803d", "carecall_without_best_time": "#2563eb", "fifo": "#b91c1c"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,7 +30,7 @@ from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
 # planning's note for a recipient it had no nurse capacity for: that is the outreach's own
 # choice, so such a recipient still counts among those it could reach
 from campaign.services.waves import UNPLACED_NOTE
-from campaign.states import AttemptResult
+from campaign.states import AttemptResult, TaskKind
 
 
 @dataclass(slots=True)
@@ -62,7 +62,10 @@ def outreach_figures(
       counts them (`reports.load`), over the recipients' attempts; days_loaded_unplanned:
       working days with load the plan charged nothing (each counts as 100 % off);
     - reach_curve: per day of the window (patient's local day), the reachable recipients
-      reached by the end of that day, cumulated.
+      reached by the end of that day, cumulated;
+    - by_attempt: per attempt number of a wave task (first call 1, first retry 2…), the attempts
+      made, the share a person answered, and the attempts per reach counting only attempts up
+      to that number and the reaches they made (`by_attempt`).
     """
     wave = store.wave_row(session, wave_id)
     if wave is None:
@@ -79,11 +82,12 @@ def outreach_figures(
             people[patient_id].referent = referent
 
     attempts: Counter[str] = Counter()
+    depth = _Depth()
     loads: dict[int, NurseLoad] = {}
     busy_by_day: dict[date, float] = {}  # nurse minutes per patient-local day, as the plan places calls
     zones: dict[str, ZoneInfo] = {}
     for (
-        task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, _kind,
+        task_id, nurse_id, result, started, answered_at, ended, timezone, code, outcome_nurse, kind,
     ) in store.report_attempts(session, wave_id):  # fmt: skip
         person = people.get(task_patient[task_id])
         if person is None:
@@ -96,9 +100,12 @@ def outreach_figures(
         if nurse_id is not None:
             load = loads.get(nurse_id) or loads.setdefault(nurse_id, NurseLoad())
             load.add(started, answered_at, ended, answered)
-        if code in REACHED and person.reach is None:
+        reaches = code in REACHED and person.reach is None
+        if reaches:
             nurse = outcome_nurse if outcome_nurse is not None else nurse_id
             person.reach = (started, started.astimezone(zone).date(), nurse)
+        if kind == TaskKind.wave:
+            depth.add(task_id, person.tier, answered, reaches)
 
     nurses = occupancy(session, loads, wave, policy)
     target = policy.dialer.target_occupancy
@@ -119,7 +126,7 @@ def outreach_figures(
         "attempts": sum(attempts.values()),
         "attempts_per_reach": _ratio(sum(attempts.values()), len(reached)),
         "referent_share": _referent_share(reached),
-        "by_tier": _by_tier(people, truth, attempts, wave, policy),
+        "by_tier": _by_tier(people, truth, attempts, wave, policy, depth),
         "occupancy": _ratio(busy, shift),
         "occupancy_spread": occupancy_spread(per_nurse, target),
         "nurse_occupancy": per_nurse,
@@ -128,6 +135,7 @@ def outreach_figures(
         "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(load_days, from_launch=True),
         "days_loaded_unplanned": days_loaded_unplanned(load_days),
         "reach_curve": reach_curve(people, truth, wave),
+        "by_attempt": depth.table(None),
     }
 
 
@@ -147,6 +155,7 @@ def _by_tier(
     attempts: Counter[str],
     wave: Wave,
     policy: Policy,
+    depth: _Depth,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tier in sorted(policy.tiers, key=lambda t: -policy.tiers[t].priority):
@@ -165,8 +174,53 @@ def _by_tier(
             "attempts_per_reach": _ratio(attempts[tier.value], len(reached)),
             "referent_share": _referent_share(reached),
             "reach_curve": reach_curve(people, set(mine), wave),
+            "by_attempt": depth.table(tier.value),
         }
     return out
+
+
+@dataclass(slots=True)
+class _Depth:
+    """Wave tasks' attempts by their number, per tier: an arm that stops after three attempts and
+    one that goes on to six have attempts per reach of different things; compared attempt by
+    attempt, the one that calls at better hours answers more at every number."""
+
+    number: Counter[int] = field(default_factory=Counter)  # task -> attempts seen so far
+    made: Counter[tuple[str, int]] = field(default_factory=Counter)
+    answered: Counter[tuple[str, int]] = field(default_factory=Counter)
+    reached: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+    def add(self, task_id: int, tier: str, answered: bool, reaches: bool) -> None:
+        self.number[task_id] += 1
+        key = (tier, self.number[task_id])
+        self.made[key] += 1
+        self.answered[key] += answered
+        self.reached[key] += reaches
+
+    def table(self, tier: str | None) -> list[dict[str, Any]]:
+        """Per attempt number (all tiers when `tier` is None): attempts, answer rate, and attempts
+        per reach over the attempts up to that number."""
+        made: Counter[int] = Counter()
+        answered: Counter[int] = Counter()
+        reached: Counter[int] = Counter()
+        for (t, k), n in self.made.items():
+            if tier is None or t == tier:
+                made[k] += n
+                answered[k] += self.answered[(t, k)]
+                reached[k] += self.reached[(t, k)]
+        out, made_so_far, reached_so_far = [], 0, 0
+        for k in sorted(made):
+            made_so_far += made[k]
+            reached_so_far += reached[k]
+            out.append(
+                {
+                    "attempt": k,
+                    "attempts": made[k],
+                    "answer_rate": _ratio(answered[k], made[k]),
+                    "attempts_per_reach_up_to": _ratio(made_so_far, reached_so_far),
+                }
+            )
+        return out
 
 
 def reach_curve(people: Mapping[int, _Recipient], truth: set[int], wave: Wave) -> dict[str, int]:

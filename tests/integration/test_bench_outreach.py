@@ -22,6 +22,7 @@ from dialer.outreach import (
     SENIOR_COVER,
     across_seeds,
     compare,
+    fifo_depth,
     gains,
     render_html,
     size_roster,
@@ -97,6 +98,54 @@ def test_every_figure_agrees_with_the_others(result: dict[str, Any], name: str) 
         max(abs(d["deviation"]) if d["deviation"] is not None else 1.0 for d in working), abs=1e-4
     )
     assert arm["days_loaded_unplanned"] == sum(1 for d in working if d["planned_min"] == 0)
+    # attempt by attempt: the tiers' rows add up to the whole's; a task's k-th attempt needs a k-1-th
+    rows = arm["by_attempt"]
+    assert [r["attempt"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["attempts"] for r in rows] == sorted((r["attempts"] for r in rows), reverse=True)
+    for r in rows:
+        per_tier = [x["attempts"] for t in tiers for x in t["by_attempt"] if x["attempt"] == r["attempt"]]
+        assert sum(per_tier) == r["attempts"] and 0 <= r["answer_rate"] <= 1
+    assert sum(r["attempts"] for r in rows) <= arm["attempts"]  # callbacks are not a retry's depth
+
+
+@pytest.mark.parametrize("name", ["carecall", "fifo"])
+def test_answer_rates_by_attempt_number_are_the_databases(
+    result: dict[str, Any], work: Path, name: str
+) -> None:
+    """Each wave task's attempts numbered in time order, counted here in SQL: the report's answer
+    rate of the k-th attempts is theirs."""
+    with sqlite3.connect(work / f"{name}.db") as db:
+        counted = db.execute(
+            "SELECT k, COUNT(*), SUM(result = 'answered') FROM ("
+            " SELECT a.result, ROW_NUMBER() OVER (PARTITION BY a.task_id ORDER BY a.started_at, a.id) AS k"
+            " FROM call_attempt a JOIN call_task t ON t.id = a.task_id WHERE t.kind = 'wave')"
+            " GROUP BY k ORDER BY k"
+        ).fetchall()
+    rows = result["arms"][name]["by_attempt"]
+    assert [(r["attempt"], r["attempts"]) for r in rows] == [(k, n) for k, n, _ in counted]
+    assert [r["answer_rate"] for r in rows] == [share(a, n) for _, n, a in counted]
+
+
+def test_attempts_per_reach_is_also_compared_up_to_the_last_attempt_fifo_makes() -> None:
+    """fifo's depth is the last attempt number it makes for at least 5 % of its tasks; the gain
+    compares both arms' attempts per reach counted up to that number."""
+
+    def arm(made: list[int], up_to: list[float]) -> dict[str, Any]:
+        rows = [
+            {"attempt": k + 1, "attempts": n, "answer_rate": 0.3, "attempts_per_reach_up_to": a}
+            for k, (n, a) in enumerate(zip(made, up_to, strict=True))
+        ]
+        high = {"reached_in_window_of_reachable": 0.5}
+        return {"by_tier": {"high": high}, "attempts_per_reach": up_to[-1], "by_attempt": rows}
+
+    fifo = arm([1000, 600, 400, 49], [3.0, 3.2, 3.5, 3.4])
+    carecall = arm([1000, 700, 500, 300, 200], [2.9, 3.0, 3.15, 3.5, 3.8])
+    assert fifo_depth(fifo["by_attempt"]) == 3  # 49 fourth attempts: under 5 % of 1,000 tasks
+    g = gains({"carecall": carecall, "fifo": fifo})
+    assert g["fifo_depth"] == 3
+    assert g["attempts_per_reach_saved_vs_fifo_at_its_depth"] == round(1 - 3.15 / 3.5, 4)
+    assert g["attempts_per_reach_saved_vs_fifo"] == round(1 - 3.8 / 3.4, 4)  # all attempts: more
+    assert gains({"carecall": carecall})["attempts_per_reach_saved_vs_fifo_at_its_depth"] is None
 
 
 def test_the_same_population_and_roster_in_every_arm(result: dict[str, Any]) -> None:
