@@ -10,7 +10,7 @@ by attempt and each attempt is put on the day the retry rule would give it:
   `expected_attempts_per_reach`, for every attempt when it is empty), so it is
   the reaching one with probability p_k times the chance that none before did,
   and an unanswered one with that chance times 1 - p_k. Both series are cut at
-  `retry.max_attempts` and scaled back to 1 and E - 1, so the shares add up to
+  the tier's attempt cap (`Policy.max_attempts`) and scaled back to 1 and E - 1, so the shares add up to
   exactly `task_cost` (the reached call plus E - 1 unanswered attempts, times the share of
   tasks that reach the patient);
 - the day of each attempt comes from `rules.after_attempt` itself (spacing
@@ -63,7 +63,7 @@ def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
     expected = policy.dialer.expected_attempts_per_reach[tier]
     reach, fail = [], []
     left = 1.0  # the chance that no attempt before this one reached the patient
-    for k in range(policy.retry.max_attempts):
+    for k in range(policy.max_attempts(tier)):
         p = answer_rate(tier, k, policy)
         reach.append(left * p)
         left *= 1 - p
@@ -80,11 +80,14 @@ def attempt_costs(tier: Tier, policy: Policy) -> list[float]:
 
 def attempt_days(days: Sequence[date], start: int, policy: Policy) -> list[list[int]]:
     """For first calls sampled over days[start]'s calling hours: the day index of each attempt the
-    retry rule would make, after unanswered attempts, until max_attempts or the wave's end."""
+    retry rule would make, after unanswered attempts, until the deepest tier's max_attempts or the
+    wave's end (a tier that stops sooner takes the first of them: the rule's days do not depend
+    on the tier)."""
     place = REFERENCE_PLACE
     index = {d: i for i, d in enumerate(days)}
     deadline = cal.at_local(days[-1] + timedelta(days=1), time(0), place.timezone)
-    patient = PatientState(EnrolmentStatus.enrolled, Tier.low, place)
+    deepest = max(Tier, key=policy.max_attempts)
+    patient = PatientState(EnrolmentStatus.enrolled, deepest, place)
     ring = timedelta(seconds=policy.retry.ring_timeout_seconds)
     step = timedelta(minutes=SAMPLE_MINUTES)
     firsts = []
@@ -97,7 +100,7 @@ def attempt_days(days: Sequence[date], start: int, policy: Policy) -> list[list[
     for first in firsts:
         starts = [first]
         seq = [start]
-        while len(starts) < policy.retry.max_attempts:
+        while len(starts) < policy.max_attempts(deepest):
             task = TaskState(len(starts), deadline, tuple(starts), tuple(starts))
             decision = rules.after_attempt(AttemptResult.no_answer, starts[-1] + ring, task, patient, policy)
             if decision.next_at is None:

@@ -71,7 +71,7 @@ class Config:
     holidays_off: bool
     min_gap: timedelta
     daily_cap: int
-    max_attempts: int
+    max_attempts: dict[str, int]  # per tier: the tier's own cap, else retry.max_attempts
     period_days: int
     max_tasks_per_period: int
 
@@ -91,7 +91,10 @@ class Config:
             holidays_off=bool(hours.get("holidays", True)),
             min_gap=timedelta(minutes=prog["retry"]["min_gap_minutes"]),
             daily_cap=int(prog["caps"]["max_attempts_per_day"]),
-            max_attempts=int(prog["retry"]["max_attempts"]),
+            max_attempts={
+                tier: int(t.get("max_attempts", prog["retry"]["max_attempts"]))
+                for tier, t in prog["tiers"].items()
+            },
             period_days=int(prog["caps"]["period_days"]),
             max_tasks_per_period=int(prog["caps"]["max_tasks_per_period"]),
         )
@@ -147,7 +150,10 @@ def check(url: str, config_dir: Path, wave_id: int | None = None) -> dict[str, A
             "beyond caps.max_attempts_per_day dials of the patient on one local day (every task counts; "
             "the first dial of a callback task is not blamed)"
         ),
-        "over_max_attempts": Rule("a task dialed more than retry.max_attempts times"),
+        "over_max_attempts": Rule(
+            "a task dialed more times than its patient's tier allows (tiers.<tier>.max_attempts, else "
+            "retry.max_attempts)"
+        ),
         "to_uncallable": Rule(
             "to a patient who had opted out, who has no consent, or on a day they were suspended"
         ),
@@ -181,8 +187,8 @@ def check(url: str, config_dir: Path, wave_id: int | None = None) -> dict[str, A
             attempts = q(
                 "SELECT a.id, a.task_id, a.patient_id, a.number, a.state, a.result, a.started_at, "
                 "a.ended_at, t.kind, t.wave_id, t.deadline, o.id AS outcome_id, p.departement, p.timezone, "
-                "p.preferred_start, p.preferred_end, p.status, p.consent, p.suspended_until, p.enrolled_on "
-                "FROM call_attempt a JOIN call_task t ON t.id = a.task_id "
+                "p.preferred_start, p.preferred_end, p.status, p.consent, p.suspended_until, p.enrolled_on, "
+                "p.tier FROM call_attempt a JOIN call_task t ON t.id = a.task_id "
                 "JOIN patient p ON p.id = a.patient_id LEFT JOIN outcome o ON o.attempt_id = a.id "
                 "ORDER BY a.patient_id, a.started_at, a.id"
             )
@@ -251,7 +257,7 @@ def _check_attempts(
                     rules["within_min_gap"].blame(a.id)
                 if per_day[local.date()] > cfg.daily_cap and not requested:
                     rules["over_daily_cap"].blame(a.id)
-                if per_task[a.task_id] > cfg.max_attempts:
+                if per_task[a.task_id] > cfg.max_attempts[a.tier]:
                     rules["over_max_attempts"].blame(a.id)
                 if _uncallable(a, start, local.date(), opt_outs.get(pid)):
                     rules["to_uncallable"].blame(a.id)

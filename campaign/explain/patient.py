@@ -344,7 +344,7 @@ def _explain_task(
     due_at = None
     if left and start < until:
         due_at, _ = _next_allowed(state, histories, start, until, policy, requested)
-    attempt = f"attempt {t.attempts + 1} of at most {policy.retry.max_attempts}"
+    attempt = f"attempt {t.attempts + 1} of at most {policy.max_attempts(state.tier)}"
     if due_at is not None:
         f.append(
             Finding(

@@ -59,6 +59,8 @@ class TierPolicy(_Strict):
     nurse_levels: list[NurseLevel] = Field(min_length=1)
     start_offset_days: Annotated[int, Field(ge=0, le=60)] = 0
     priority: Annotated[int, Field(ge=0, le=100)] = 1
+    # attempts a wave task of this tier may make; none: `retry.max_attempts`
+    max_attempts: Annotated[int, Field(ge=1, le=20)] | None = None
 
 
 class PathologyPolicy(_Strict):
@@ -320,6 +322,11 @@ class Policy(_Strict):
             if problem := _missing_tiers(getattr(self.dialer, name)):
                 raise InvalidKey(f"dialer.{name}", problem)
         return self
+
+    def max_attempts(self, tier: Tier) -> int:
+        """Attempts a task of this tier may make: the tier's own cap, else `retry.max_attempts`."""
+        own = self.tiers[tier].max_attempts
+        return self.retry.max_attempts if own is None else own
 
     def skill_for(self, pathology: str) -> str:
         p = self.pathologies.get(pathology)

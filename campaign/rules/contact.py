@@ -95,12 +95,13 @@ def next_contact(
                 flag_number=True,
                 notes=["no valid number left: the patient's file needs a new number"],
             )
-        if task_attempts >= policy.retry.max_attempts:
+        cap = policy.max_attempts(patient.tier)
+        if task_attempts >= cap:
             return NextContact(
                 TaskStatus.unreachable,
                 patient.next_contact_on,
                 flag_number=True,
-                notes=[f"{task_attempts} attempts made (max {policy.retry.max_attempts})"],
+                notes=[f"{task_attempts} attempts made (max {cap})"],
             )
         earliest = at + timedelta(minutes=policy.retry.min_gap_minutes)
         slot = cal.next_open(earliest, patient.place, policy.calling_hours)

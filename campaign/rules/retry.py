@@ -77,10 +77,9 @@ def after_attempt(
         # every number flagged (one just now, not in service): no call can be placed until a new
         # one comes in (the patient is on `carecall patients to-fix`)
         return RetryDecision(TaskStatus.unreachable, None, NO_NUMBER_LEFT)
-    if task.attempts >= policy.retry.max_attempts:
-        return RetryDecision(
-            TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {policy.retry.max_attempts})"
-        )
+    cap = policy.max_attempts(patient.tier)
+    if task.attempts >= cap:
+        return RetryDecision(TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {cap})")
     zone = patient.place.timezone
     earliest = ended_at + _spacing(result, policy)
     prefer_morning: bool | None = None

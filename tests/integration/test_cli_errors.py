@@ -59,6 +59,11 @@ CONFIG_CASES = {
         ["db", "upgrade"],
         ["programme.toml", "retry.max_attempts", "valid integer"],
     ),
+    "a tier's attempt cap out of range": (
+        _replace("programme.toml", "max_attempts = 8", "max_attempts = 0"),
+        ["wave", "list"],
+        ["programme.toml", "tiers.high.max_attempts", "greater than or equal to 1"],
+    ),
     "unknown key": (
         _replace("programme.toml", "busy_minutes = 120", "busy_minutes = 120\nbusy_minuts = 60"),
         ["patients", "import", str(SAMPLE)],

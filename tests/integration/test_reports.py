@@ -258,8 +258,9 @@ def violating(session: Session) -> Violating:
     pf = w.patient(status="deceased")  # no outcome says when: before the wave
     pg = w.patient(status="suspended", suspended_until=date(2024, 12, 18))
     ph = w.patient(consent=False)
+    pk, pl = w.patient(tier="high"), w.patient(tier="medium")  # seven attempts each
     old_patient = w.patient()
-    patients = [pa, pb, pc, pd, pe, pf, pg, ph, pi, pj]
+    patients = [pa, pb, pc, pd, pe, pf, pg, ph, pi, pj, pk, pl]
     wave = w.wave(patients, start=date(2024, 12, 16), end=date(2024, 12, 31), status=WaveStatus.running)
     # an older, finished wave that forgot a task: only seen when no wave is asked for
     old = w.wave([old_patient], start=date(2024, 11, 4), end=date(2024, 11, 22), status=WaveStatus.done)
@@ -310,6 +311,12 @@ def violating(session: Session) -> Violating:
     w.attempt(tjc, dec(16, 9, 40), "machine", nurse=nurse)  # the asked-for dial: second of the day
     j_retry = w.attempt(tjc, dec(16, 10, 10), "machine", nurse=nurse)  # 30 minutes later, third
     j_fourth = w.attempt(tjc, dec(16, 13), nurse=nurse)  # gap kept, fourth of the day
+    # seven legal dials each (two a day, hours apart): the high tier may make eight, the others six
+    seven = [dec(16, 9), dec(16, 13), dec(17, 9), dec(17, 13), dec(18, 9), dec(18, 13), dec(19, 9)]
+    tk, tl = w.task(wave, pk, TaskStatus.unreachable), w.task(wave, pl, TaskStatus.unreachable)
+    for at in seven:
+        w.attempt(tk, at, nurse=nurse)
+    l_seventh = [w.attempt(tl, at, nurse=nurse) for at in seven][-1]
     w.commit()
     return Violating(
         w,
@@ -325,6 +332,7 @@ def violating(session: Session) -> Violating:
             "answered_without_outcome": [b_silent],
             "in_flight_attempts": [i_live],
             "forgotten": [forgotten],
+            "over_max_attempts": [l_seventh],
         },
     )
 
@@ -338,11 +346,11 @@ def test_each_check_counts_exactly_the_planted_violations(
     found = {name: sorted(v.examples) for name, v in report.checks()}
     counts = report.counts()
     for name, ids in violating.expected.items():
-        if name == "forgotten":
+        if name in ("forgotten", "over_max_attempts"):  # the independent check's only
             continue
         assert found[name] == sorted(ids), name
         assert counts[name] == len(ids), name
-    assert report.attempts_checked == 23
+    assert report.attempts_checked == 37
 
 
 def test_without_a_wave_every_attempt_and_the_closed_waves_tasks_are_checked(
@@ -354,7 +362,7 @@ def test_without_a_wave_every_attempt_and_the_closed_waves_tasks_are_checked(
     assert report.open_tasks.examples == violating.expected["forgotten"]
     assert report.calls_outside_window.count == 3
     assert report.double_dials.count == 3
-    assert report.attempts_checked == 23
+    assert report.attempts_checked == 37
 
 
 def test_the_independent_check_finds_the_same_violations(
@@ -376,8 +384,9 @@ def test_the_independent_check_finds_the_same_violations(
         "to_uncallable": sorted(e["calls_to_uncallable"]),
         "answered_without_outcome": sorted(e["answered_without_outcome"]),
         "in_flight": sorted(e["in_flight_attempts"]),
+        "over_max_attempts": sorted(e["over_max_attempts"]),
     }
-    assert result["attempts_checked"] == 23 and not result["ok"]
+    assert result["attempts_checked"] == 37 and not result["ok"]
 
 
 def test_the_html_shows_violations_in_red(session: Session, policy: Policy, violating: Violating) -> None:

@@ -14,9 +14,11 @@ and on the minutes around window edges.
 
 from __future__ import annotations
 
+import tomllib
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -44,7 +46,14 @@ policy = load_policy()
 HOURS = policy.calling_hours
 GAP = timedelta(minutes=policy.retry.min_gap_minutes)
 DAY_CAP = policy.caps.max_attempts_per_day
-MAX_ATTEMPTS = policy.retry.max_attempts
+# attempts a task may make, per tier, read from the file itself: the tier's own, else the retry's
+_PROGRAMME = tomllib.loads((Path(__file__).parents[2] / "config" / "programme.toml").read_text("utf-8"))
+CAP = {
+    tier: int(_PROGRAMME["tiers"][tier.value].get("max_attempts", _PROGRAMME["retry"]["max_attempts"]))
+    for tier in Tier
+}
+MAX_ATTEMPTS = max(CAP.values())  # the deepest tier's
+MIN_CAP = min(CAP.values())  # below it, no tier's task closes for its attempts
 
 SETTINGS = settings(
     deadline=None,
@@ -413,7 +422,7 @@ def attempt_cases(
         attempt_starts=tuple(sorted(starts)),
         patient_starts=tuple(sorted({*starts, *others})),
     )
-    return draw(unanswered), ended_at, task, enrolled(place), mode
+    return draw(unanswered), ended_at, task, enrolled(place, tier=draw(st.sampled_from(Tier))), mode
 
 
 def dials_per_day(task: TaskState, dep: str) -> Counter[date]:
@@ -462,10 +471,11 @@ def test_after_attempt_retries_only_where_a_dial_is_allowed(
 
     assert (r.close is None) == (r.next_at is not None)
     assert r.reason
-    exhausted = task.attempts >= MAX_ATTEMPTS
+    cap = CAP[patient.tier]
+    exhausted = task.attempts >= cap
     event("retry" if r.next_at else "closed: " + ("max attempts" if exhausted else "deadline"))
     if r.next_at is not None:
-        assert task.attempts < MAX_ATTEMPTS  # one more attempt stays within the cap
+        assert task.attempts < cap  # one more attempt stays within the tier's cap
         assert wall_clock_callable(r.next_at, place)
         assert cal.is_callable_at(r.next_at, place, HOURS)
         assert r.next_at - ended_at >= GAP
@@ -474,17 +484,17 @@ def test_after_attempt_retries_only_where_a_dial_is_allowed(
         assert per_day[local(r.next_at, place.departement).date()] + 1 <= DAY_CAP
     else:
         assert r.close == TaskStatus.unreachable
-        if task.attempts < MAX_ATTEMPTS:
+        if task.attempts < cap:
             # closed early: there really was no usable window before the deadline
             slots = open_slots(earliest, task.deadline, place, per_day, timedelta(minutes=10))
             assert not slots, (r, slots[:3])
             assert "window" in r.reason
         else:
-            assert str(MAX_ATTEMPTS) in r.reason
+            assert f"(max {cap})" in r.reason
 
 
 @settings(SETTINGS, max_examples=300)
-@given(attempt_cases(modes=("morning", "afternoon"), max_attempts=MAX_ATTEMPTS - 1))
+@given(attempt_cases(modes=("morning", "afternoon"), max_attempts=MIN_CAP - 1))
 def test_after_attempt_varies_the_time_of_day(
     case: tuple[AttemptResult, datetime, TaskState, PatientState, str],
 ) -> None:
@@ -667,14 +677,14 @@ def test_wrong_number_flags_it_and_retries_only_on_another_number(case: OutcomeC
         assert nc.next_contact_on == patient.next_contact_on  # the regular cadence is untouched
     if nc.retry_at is not None:
         assert patient.dialable_numbers > 1  # another number exists
-        assert attempts < MAX_ATTEMPTS  # one more attempt stays within the cap
+        assert attempts < CAP[patient.tier]  # one more attempt stays within the tier's cap
         assert nc.task_status is None  # the same task goes on
         assert wall_clock_callable(nc.retry_at, patient.place)
         assert nc.retry_at - at >= GAP
         assert deadline is None or nc.retry_at < deadline
     else:
         assert nc.task_status == TaskStatus.unreachable
-        if patient.dialable_numbers > 1 and attempts < MAX_ATTEMPTS:
+        if patient.dialable_numbers > 1 and attempts < CAP[patient.tier]:
             # another number, but no window before the task's deadline
             assert deadline is not None
             slot = cal.next_open(at + GAP, patient.place, HOURS)
