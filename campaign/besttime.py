@@ -196,9 +196,11 @@ def best_slot(
     *,
     deadline: datetime,
     default: datetime | None = None,
+    horizon_days: int = HORIZON_DAYS,
 ) -> tuple[datetime, Estimate] | None:
     """The slot to call in: highest estimate, discounted by DAY_DISCOUNT for each day of waiting,
-    within HORIZON_DAYS of the first slot (a whole week: every band of the week is there).
+    within `horizon_days` of the first slot (HORIZON_DAYS, a whole week: every band of the week is
+    there; the retry planner gives less near the wave's end).
 
     `windows` are those the rules allow (spacing, caps, hours), in time order.
     `default` is what the rules would choose without best time: kept when no slot
@@ -213,7 +215,7 @@ def best_slot(
             break
         first_day = first_day or day
         waited = (day - first_day).days
-        if waited >= HORIZON_DAYS:
+        if waited >= horizon_days:
             break
         e = known.get(band)
         if e is None:

@@ -82,6 +82,7 @@ def after_attempt(
         return RetryDecision(TaskStatus.unreachable, None, f"{task.attempts} attempts made (max {cap})")
     zone = patient.place.timezone
     earliest = ended_at + _spacing(result, policy)
+    horizon = best_time_horizon(earliest, task.deadline, cap - task.attempts, patient.place)
     prefer_morning: bool | None = None
     if policy.retry.vary_time_of_day and task.attempt_starts:
         mornings = sum(_is_morning(s, zone) for s in task.attempt_starts)
@@ -109,7 +110,7 @@ def after_attempt(
         allowed.append((start, end))
         if first_fit is None:
             first_fit = start
-            looks_until = day + timedelta(days=besttime.HORIZON_DAYS)
+            looks_until = day + timedelta(days=horizon)
         if varied is None:
             varied = _varied(result, start, end, day, prefer_morning, task, zone)
         if varied is not None and (model is None or not model.informative()):
@@ -124,7 +125,9 @@ def after_attempt(
         )
     if model is None or not model.informative():
         return varied
-    chosen = besttime.best_slot(allowed, zone, model, deadline=task.deadline, default=varied.next_at)
+    chosen = besttime.best_slot(
+        allowed, zone, model, deadline=task.deadline, default=varied.next_at, horizon_days=horizon
+    )
     if chosen is None:
         return varied
     at, estimate = chosen
@@ -133,6 +136,16 @@ def after_attempt(
     return RetryDecision(
         None, at, f"retry after {result.value} (best time: {band_label(estimate.band)})", estimate
     )
+
+
+def best_time_horizon(earliest: datetime, deadline: datetime, attempts_left: int, place: cal.Place) -> int:
+    """How many days a retry may wait for a better hour: a week (every band once), less near the
+    wave's end, where each attempt still allowed keeps a day of its own. Waiting a week for a
+    Saturday morning with four attempts and five days left used to cost the patient attempts: on
+    the 20,000 benchmark 150 reachable high-tier patients closed with the wave, two to five
+    attempts made, while the seniors spent its last two days on the other tiers."""
+    left = (cal.local_date(deadline, place) - cal.local_date(earliest, place)).days
+    return max(1, min(besttime.HORIZON_DAYS, left - attempts_left))
 
 
 def _varied(

@@ -12,8 +12,10 @@ from datetime import date, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_rules_properties import (
+    CAP,
     DAY_CAP,
     GAP,
+    MIN_CAP,
     SETTINGS,
     attempt_cases,
     dials_per_day,
@@ -43,13 +45,27 @@ def day_class(day: date) -> int:
     return 0 if day.weekday() < 5 else day.weekday() - 4
 
 
+def horizon(earliest: datetime, deadline: datetime, attempts_left: int, dep: str) -> int:
+    """How many days a retry may wait for its band: a week, but near the wave's end each attempt
+    still allowed (this one included) keeps a day of its own, and at least a day."""
+    left = (local(deadline, dep).date() - local(earliest, dep).date()).days
+    return max(1, min(7, left - attempts_left))
+
+
 def first_in_band(
-    earliest: datetime, deadline: datetime, task: TaskState, dep: str, place: cal.Place, band: tuple[int, int]
-) -> datetime | None:
+    earliest: datetime,
+    deadline: datetime,
+    task: TaskState,
+    dep: str,
+    place: cal.Place,
+    band: tuple[int, int],
+    cap: int,
+) -> tuple[datetime | None, date | None, int]:
     """The first instant a retry may start in that band: callable for five minutes inside the band,
-    spaced, before the deadline, on a day under the daily cap, within a week of the first day a
-    retry may happen at all (facts computed here)."""
+    spaced, before the deadline, on a day under the daily cap, within `horizon` days of the first
+    day a retry may happen at all (facts computed here); with that first day and the horizon."""
     per_day = dials_per_day(task, dep)
+    days = horizon(earliest, deadline, cap - task.attempts, dep)
     kind, hour = band
     day = local(earliest, dep).date()
     first: date | None = None
@@ -61,33 +77,40 @@ def first_in_band(
             and any(max(s, earliest) < deadline and e - max(s, earliest) >= FIVE for s, e in windows)
         ):
             first = day
-        if first is not None and (day - first).days >= besttime.HORIZON_DAYS:
-            return None
+        if first is not None and (day - first).days >= days:
+            return None, first, days
         if per_day[day] < DAY_CAP and day_class(day) == kind:
             b0 = cal.at_local(day, time(hour), place.timezone)
             b1 = cal.at_local(day, time(hour + 2), place.timezone)
             for s, e in utc_windows_on(day, place):
                 t, end = max(s, earliest, b0), min(e, b1)
                 if t < deadline and end - t >= FIVE:
-                    return t
+                    return t, first, days
         day += timedelta(days=1)
-    return None
+    return None, first, days
 
 
 Case = tuple[AttemptResult, datetime, TaskState, PatientState, str]
 
 
 @settings(SETTINGS, max_examples=300)
-@given(attempt_cases(max_attempts=policy.retry.max_attempts - 1), st.sampled_from(CALLING_BANDS))
+@given(attempt_cases(max_attempts=MIN_CAP - 1), st.sampled_from(CALLING_BANDS))
 def test_the_retry_goes_to_the_band_the_patient_answers_in(case: Case, band: tuple[int, int]) -> None:
     """A patient who always answers in one band and rarely otherwise is retried at the first moment
-    of that band the spacing, the caps and the windows allow. A planner that ignored the model (the
-    varied time of day only) or that took the band's first hour without checking the window fails."""
+    of that band the spacing, the caps and the windows allow, if it falls within the horizon.
+    A planner that ignored the model (the varied time of day only) or that took the band's first
+    hour without checking the window fails."""
     result, ended_at, task, patient, _ = case
     place, dep = patient.place, patient.place.departement
     model = AnswerModel({band_id(*band): BandCounts(1000, 1000)}, (), base=0.01, weight=4)
-    expected = first_in_band(ended_at + spacing(result), task.deadline, task, dep, place, band)
+    expected, first, days = first_in_band(
+        ended_at + spacing(result), task.deadline, task, dep, place, band, CAP[patient.tier]
+    )
     r = after_attempt(result, ended_at, task, patient, policy, model)
+    if r.next_at is not None and first is not None:
+        # wherever the band is, the retry waits no longer than the horizon: near the wave's end a
+        # patient's attempts still allowed keep their days (a planner looking a week ahead fails)
+        assert (local(r.next_at, dep).date() - first).days < days, (r, first, days)
     if expected is None:
         return
     assert r.next_at == expected, (r, expected, besttime.band_label(band_id(*band)))
