@@ -64,7 +64,12 @@ def retry_policies(draw: st.DrawFn) -> Policy:
     e = {t: draw(st.floats(1.0, 6.0)) for t in Tier}
     r = {t: draw(st.floats(0.05, 1.0)) for t in Tier}
     dialer = pol.dialer.model_copy(update={"expected_attempts_per_reach": e, "expected_reach": r})
-    return pol.model_copy(update={"dialer": dialer})
+    # a tier may cap its attempts on its own, above or below the retry's cap
+    tiers = {
+        t: tp.model_copy(update={"max_attempts": draw(st.none() | st.integers(1, 10))})
+        for t, tp in pol.tiers.items()
+    }
+    return pol.model_copy(update={"dialer": dialer, "tiers": tiers})
 
 
 @st.composite
@@ -81,11 +86,14 @@ def wave_days(draw: st.DrawFn) -> list[date]:
 def test_a_task_minutes_add_up_to_its_cost_on_callable_days_of_the_wave(
     pol: Policy, days: Sequence[date]
 ) -> None:
-    """Catches a spread that drops the attempts the wave's end cuts off (the total shrinks), or puts
-    a retry on a Sunday, a holiday, a day after the window or before the first call."""
+    """Catches a spread that drops the attempts the wave's end cuts off (the total shrinks), puts
+    a retry on a Sunday, a holiday, a day after the window or before the first call, or ignores a
+    tier's own attempt cap."""
     table = spread_table(days, pol)
     for tier in Tier:
         assert sum(attempt_costs(tier, pol)) == pytest.approx(cost(tier, pol))
+        # one share per attempt the tier allows: its own cap, else the retry's
+        assert len(attempt_costs(tier, pol)) == (pol.tiers[tier].max_attempts or pol.retry.max_attempts)
         for i, shares in enumerate(table[tier]):
             assert sum(m for _, m in shares) == pytest.approx(cost(tier, pol))
             assert all(m > 0 for _, m in shares)
