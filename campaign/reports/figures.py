@@ -29,7 +29,7 @@ from campaign.errors import NotFound
 from campaign.invariants import check_invariants
 from campaign.model import Mailing, Wave
 from campaign.policy import Policy
-from campaign.reports.load import days_of, max_daily_load_deviation, occupancy_spread
+from campaign.reports.load import days_of, filled_by_top_ups, max_daily_load_deviation, occupancy_spread
 from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
 from campaign.states import AttemptResult, OutcomeCode, TaskKind, TaskStatus
 
@@ -73,7 +73,8 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
       nurse's occupancy from the target, as a fraction;
     - load_by_day: planned against actual nurse minutes per day, and
       max_daily_load_deviation over the wave's working days (…_from_launch_plan: against the
-      plan made before the first call, where morning top-ups re-planned days): see `reports.load`;
+      plan made before the first call, where morning top-ups re-planned days, the days they
+      mostly filled counted apart as days_filled_by_top_ups): see `reports.load`;
     - daily and days to reach use the patient's local date;
     - an incoming call (the patient called and a nurse answered) that stood in
       for a wave task belongs to the wave: it is one of `attempts` (a call a
@@ -177,6 +178,7 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(day_loads, from_launch=True),
         # days a morning top-up re-planned: their "planned" is that morning's, the launch plan's beside it
         "days_replanned": sum(1 for d in day_loads if d.launch_planned_min != d.planned_min),
+        "days_filled_by_top_ups": sum(1 for d in day_loads if filled_by_top_ups(d)),
         "next_contact": _next_contact(session, wave.mailing_id),
         "outcomes": dict(sorted(outcomes.items())),
         "attempt_results": dict(sorted(results.items())),

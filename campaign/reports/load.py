@@ -83,9 +83,22 @@ def days_of(plan: Mapping[str, Any], actual: Mapping[date, float]) -> list[DayLo
     return out
 
 
+# a day whose morning plan is more than this many times its launch plan's was mostly the patients
+# the morning top-ups added (those the launch plan had left out)
+TOPPED_UP = 2.0
+
+
+def filled_by_top_ups(day: DayLoad) -> bool:
+    """Most of the day's plan is patients its morning top-up added: against the launch plan, its
+    load says how many were added, not how good that plan was (the demo's second Saturday had 1
+    minute at launch and 153 that morning: 15,700 % off)."""
+    return day.working and day.planned_min > TOPPED_UP * day.launch_planned_min
+
+
 def max_daily_load_deviation(days: Iterable[DayLoad], *, from_launch: bool = False) -> float | None:
     """The largest |actual - planned| / planned over the wave's working days, as a fraction:
-    against each morning's plan, or with `from_launch` against the plan made before the first call.
+    against each morning's plan, or with `from_launch` against the plan made before the first call,
+    over the days the top-ups did not mostly fill (`filled_by_top_ups`, counted apart).
 
     A working day with load but nothing planned counts as 1.0 (all of it unplanned); days
     outside the plan (callbacks after the window) are not counted. None: no working day.
@@ -93,7 +106,7 @@ def max_daily_load_deviation(days: Iterable[DayLoad], *, from_launch: bool = Fal
     worst: float | None = None
     for d in days:
         planned = d.launch_planned_min if from_launch else d.planned_min
-        if not d.working or (planned == 0 and d.actual_min == 0):
+        if not d.working or (planned == 0 and d.actual_min == 0) or (from_launch and filled_by_top_ups(d)):
             continue
         dev = d.deviation_from(planned)
         dev = abs(dev) if dev is not None else 1.0

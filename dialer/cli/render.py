@@ -124,10 +124,15 @@ def render_text(report: Mapping[str, Any], console: Console) -> None:
         console.print(days)
         if replanned:
             off = _fmt(report.get("max_daily_load_deviation_from_launch_plan"), pct=True)
-            n = report["days_replanned"]
+            n, filled = report["days_replanned"], report.get("days_filled_by_top_ups", 0)
+            apart = (
+                f" ({filled} day{'s' * (filled != 1)} mostly of patients the top-ups added, not counted)"
+                if filled
+                else ""
+            )
             console.print(
                 f"Morning top-ups re-planned {n} day{'s' * (n != 1)}: 'planned' is that morning's "
-                f"plan; from the launch plan, daily load was {off} off at most"
+                f"plan; from the launch plan, daily load was {off} off at most{apart}"
             )
 
     checks = Table(title="Invariants", title_justify="left")

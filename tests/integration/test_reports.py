@@ -625,6 +625,27 @@ def test_planned_against_actual_load_per_day_and_occupancy_spread(
     assert (
         "Morning top-ups re-planned 1 day:" in text and "from the launch plan, daily load was 95% off" in text
     )
+    assert r["days_filled_by_top_ups"] == 0 and "not counted" not in text
+
+    # Thursday's morning added patients the launch plan had left out: 0.1 min at launch, 0.5 that
+    # morning. Against the launch plan it would be 400 % off, which says how much was added, not
+    # how good the launch plan was: counted apart, the launch plan's worst day stays Friday's
+    wave.plan = {
+        "days": {
+            **wave.plan["days"],
+            "2025-03-06": {"minutes": 0.5, "launch_minutes": 0.1, "capacity": 400.0, "tasks": {}},
+        }
+    }
+    session.commit()
+    r = wave_report(session, policy, clean.wave_id)
+    assert r["days_replanned"] == 2 and r["days_filled_by_top_ups"] == 1
+    assert r["max_daily_load_deviation_from_launch_plan"] == pytest.approx(0.95)
+    console = Console(record=True, width=160, color_system=None)
+    render_text(r, console)
+    text = console.export_text()
+    assert "95% off at most (1 day mostly of patients the top-ups added, not counted)" in " ".join(
+        text.split()
+    )
 
 
 def test_json_round_trip_and_terminal_report(

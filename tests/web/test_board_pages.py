@@ -227,3 +227,15 @@ def test_the_report_page_shows_planned_against_actual_load_per_day(board: Board)
     page = board.client.get(f"/board/waves/{wave_id}/report").text
     assert '<th scope="col">Prévu au lancement (min)</th>' in page
     assert "écart maximal au plan du lancement" in page
+    assert "surtout fait" not in page
+
+    # that morning's top-up added more than the launch plan had put there: counted apart
+    with board.ctx.sessions() as s:
+        wave = s.get(Wave, wave_id)
+        assert wave is not None
+        days = {d: dict(v) for d, v in wave.plan["days"].items()}
+        days[first_day] = {**days[first_day], "launch_minutes": days[first_day]["minutes"] / 3}
+        wave.plan = {**wave.plan, "days": days}
+        s.commit()
+    page = board.client.get(f"/board/waves/{wave_id}/report").text
+    assert "hors 1 jour surtout fait des patients ajoutés le matin" in " ".join(page.split())
