@@ -29,7 +29,7 @@ from campaign.errors import NotFound
 from campaign.invariants import check_invariants
 from campaign.model import Mailing, Wave
 from campaign.policy import Policy
-from campaign.reports.load import days_of, filled_by_top_ups, max_daily_load_deviation, occupancy_spread
+from campaign.reports.load import days_filled_by_top_ups, days_of, max_daily_load_deviation, occupancy_spread
 from campaign.reports.nurses import NurseLoad, busy_seconds, occupancy
 from campaign.states import AttemptResult, OutcomeCode, TaskKind, TaskStatus
 
@@ -178,7 +178,7 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
         "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(day_loads, from_launch=True),
         # days a morning top-up re-planned: their "planned" is that morning's, the launch plan's beside it
         "days_replanned": sum(1 for d in day_loads if d.launch_planned_min != d.planned_min),
-        "days_filled_by_top_ups": sum(1 for d in day_loads if filled_by_top_ups(d)),
+        "days_filled_by_top_ups": days_filled_by_top_ups(day_loads),
         "next_contact": _next_contact(session, wave.mailing_id),
         "outcomes": dict(sorted(outcomes.items())),
         "attempt_results": dict(sorted(results.items())),

@@ -114,6 +114,11 @@ def max_daily_load_deviation(days: Iterable[DayLoad], *, from_launch: bool = Fal
     return None if worst is None else round(worst, 4)
 
 
+def days_filled_by_top_ups(days: Iterable[DayLoad]) -> int:
+    """Working days mostly of patients the morning top-ups added (`filled_by_top_ups`)."""
+    return sum(1 for d in days if filled_by_top_ups(d))
+
+
 def days_loaded_unplanned(days: Iterable[DayLoad]) -> int:
     """Working days the nurses worked on the wave though its plan charged them nothing."""
     return sum(1 for d in days if d.working and d.planned_min == 0 and d.actual_min > 0)

@@ -25,9 +25,9 @@ from campaign.model import Wave
 from campaign.policy import Policy
 from campaign.reports.figures import REACHED
 from campaign.reports.load import (
+    days_filled_by_top_ups,
     days_loaded_unplanned,
     days_of,
-    filled_by_top_ups,
     max_daily_load_deviation,
     occupancy_spread,
 )
@@ -139,7 +139,7 @@ def outreach_figures(
         "load_by_day": [d.as_dict() for d in load_days],
         "max_daily_load_deviation": max_daily_load_deviation(load_days),
         "max_daily_load_deviation_from_launch_plan": max_daily_load_deviation(load_days, from_launch=True),
-        "days_filled_by_top_ups": sum(1 for d in load_days if filled_by_top_ups(d)),
+        "days_filled_by_top_ups": days_filled_by_top_ups(load_days),
         "days_loaded_unplanned": days_loaded_unplanned(load_days),
         "reach_curve": reach_curve(people, truth, wave),
         "by_attempt": depth.table(None),
