@@ -356,7 +356,7 @@ DEPTH_SHARE = 0.05
 def fifo_depth(by_attempt: list[dict[str, Any]]) -> int | None:
     """How deep fifo goes: the last attempt number it makes for at least DEPTH_SHARE of its tasks.
     Its fixed retry spacing leaves no time for more in the window, so its attempts per reach
-    never counts the 4th to 6th attempts carecall makes, those that answer least; compared up to
+    never counts the later attempts carecall makes (up to 8), those that answer least; compared up to
     that number, the arms' attempts do the same work."""
     if not by_attempt:
         return None

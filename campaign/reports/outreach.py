@@ -189,7 +189,7 @@ def _by_tier(
 @dataclass(slots=True)
 class _Depth:
     """Wave tasks' attempts by their number, per tier: an arm that stops after three attempts and
-    one that goes on to six have attempts per reach of different things; compared attempt by
+    one that goes on to eight have attempts per reach of different things; compared attempt by
     attempt, the one that calls at better hours answers more at every number."""
 
     number: Counter[int] = field(default_factory=Counter)  # task -> attempts seen so far
