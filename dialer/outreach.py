@@ -14,7 +14,7 @@ import math
 import time as wall
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,54 @@ def reachable_patients(
     return {pid for pid, member, _phone, _alt in rows if population.reachable(member, start, end)}
 
 
+def reach_bounds(
+    chances: Sequence[Sequence[tuple[datetime, float]]], attempts: int, per_day: int, gap: timedelta
+) -> tuple[float, float]:
+    """The chance `attempts` calls reach one patient whose chances by day and calling hour are these
+    (`Population.chances`), placed (at random hours) each at a calling hour of the window drawn at
+    random, or (at best hours) at their best hours, at most `per_day` a day, `gap` apart, nurses
+    always free. What a dialer with that many attempts could get without timing, and at best."""
+    hours = [p for day in chances for _at, p in day]
+    if not hours:
+        return 0.0, 0.0
+    at_random = 1 - (1 - sum(hours) / len(hours)) ** attempts
+    picked: list[float] = []
+    for day in chances:
+        chosen: list[tuple[datetime, float]] = []
+        for at, p in sorted(day, key=lambda h: -h[1]):
+            if len(chosen) == per_day:
+                break
+            if all(abs(at - other) >= gap for other, _p in chosen):
+                chosen.append((at, p))
+        picked += [p for _at, p in chosen]
+    at_best = 1 - math.prod(1 - p for p in sorted(picked, reverse=True)[:attempts])
+    return at_random, at_best
+
+
+def bounds_of(
+    rows: Iterable[tuple[int, str, str, str | None]],
+    reachable: set[int],
+    population: Population,
+    policy: Policy,
+    start: datetime,
+    end: datetime,
+) -> dict[int, tuple[float, float]]:
+    """`reach_bounds` of each reachable patient, with their tier's attempts and the daily cap and gap
+    of the rules: how far timing could take each tier, from the simulator's ground truth."""
+    gap = timedelta(minutes=policy.retry.min_gap_minutes)
+    per_day = policy.caps.max_attempts_per_day
+    return {
+        pid: reach_bounds(
+            population.chances(member, start, end),
+            policy.max_attempts(population.people[member].facts.tier),
+            per_day,
+            gap,
+        )
+        for pid, member, _phone, _alt in rows
+        if pid in reachable
+    }
+
+
 def run_arm(
     policy: Policy,
     arm: str,
@@ -191,8 +239,12 @@ def run_arm(
     seniors: int,
     seed: int,
     progress: Progress,
+    bounds: dict[int, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """One arm on its own database: the whole wave, then its figures from that database."""
+    """One arm on its own database: the whole wave, then its figures from that database.
+
+    `bounds`, when given empty, is filled with each reachable patient's `reach_bounds`; given
+    filled (by another arm on the same seed: the same patients), it is read as it is."""
     t0 = wall.perf_counter()
     run = run_demo(
         arm_policy(policy, arm),
@@ -211,13 +263,16 @@ def run_arm(
     with run.ctx.sessions() as s:
         wave = store.wave_row(s, run.wave_id)
         assert wave is not None
+        population = load_population(run.ctx, seed)  # the one the arm's simulated lines played
+        start = cal.at_local(wave.window_start, time(0), "Europe/Paris")
         truth = reachable_patients(
-            store.recipient_numbers(s, wave.mailing_id),
-            load_population(run.ctx, seed),  # the one the arm's simulated lines played
-            cal.at_local(wave.window_start, time(0), "Europe/Paris"),
-            wave.deadline,
+            store.recipient_numbers(s, wave.mailing_id), population, start, wave.deadline
         )
-        figures = outreach_figures(s, run.ctx.policy, run.wave_id, truth)
+        if bounds is not None and not bounds:
+            progress(f"{arm}: bounds of reach")
+            rows = store.recipient_numbers(s, wave.mailing_id)
+            bounds.update(bounds_of(rows, truth, population, run.ctx.policy, start, wave.deadline))
+        figures = outreach_figures(s, run.ctx.policy, run.wave_id, truth, bounds)
         report = wave_report(s, run.ctx.policy, run.wave_id)
     figures["invariants_ok"] = report["invariants"]["ok"]
     figures["invariants"] = {
@@ -244,6 +299,7 @@ def compare(
     progress(f"sizing the roster for {patients} patients")
     roster = size_roster(policy, patients, seed, work)
     out: dict[str, Any] = {"patients": patients, "seed": seed, "roster": roster, "arms": {}}
+    bounds: dict[int, tuple[float, float]] = {}  # the same patients in every arm
     for arm in arms:
         out["arms"][arm] = run_arm(
             policy,
@@ -254,6 +310,7 @@ def compare(
             seniors=roster["seniors"],
             seed=seed,
             progress=progress,
+            bounds=bounds,
         )
     out["gains"] = gains(out["arms"])
     return out
@@ -292,7 +349,14 @@ _SEED_FIGURES: tuple[tuple[str, Callable[[dict[str, Any]], float | None]], ...] 
     ("referent_share", lambda a: a["referent_share"]),
     ("occupancy_spread", lambda a: a["occupancy_spread"]),
     ("max_daily_load_deviation", lambda a: a["max_daily_load_deviation"]),
+    ("high_bound_at_random_hours", lambda a: _bound(a, "at_random_hours")),
+    ("high_bound_at_best_hours", lambda a: _bound(a, "at_best_hours")),
 )
+
+
+def _bound(arm: dict[str, Any], key: str) -> float | None:
+    bound = arm["by_tier"][Tier.high.value].get("reach_bound")
+    return None if bound is None else bound[key]
 
 
 def across_seeds(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -273,22 +273,34 @@ class Population:
     def reachable(self, patient_key: str, start_utc: datetime, end_utc: datetime) -> bool:
         """The ground truth: a number works, and at some calling hour of [start, end) the patient is
         present and would answer with at least `reachable_min_probability`."""
-        if self.calling_hours is None:
-            raise ValueError("reachable needs the calling hours: Population.from_policy(calling_hours=…)")
         if not self.working_numbers(patient_key):
             return False
+        threshold = self.policy.reachable_min_probability
+        return any(p >= threshold for day in self.chances(patient_key, start_utc, end_utc) for _at, p in day)
+
+    def chances(
+        self, patient_key: str, start_utc: datetime, end_utc: datetime
+    ) -> list[list[tuple[datetime, float]]]:
+        """Per local day of [start, end), (instant, chance a call then reaches the patient) at each
+        calling hour (the window's first instant, then each whole hour; 0 when away): what a dialer
+        could get at best, for `reachable` and the benchmark's bounds."""
+        if self.calling_hours is None:
+            raise ValueError("chances need the calling hours: Population.from_policy(calling_hours=…)")
         facts = self.people[patient_key].facts
         place = cal.Place(facts.departement, facts.timezone, facts.preferred_start, facts.preferred_end)
-        threshold = self.policy.reachable_min_probability
+        out: list[list[tuple[datetime, float]]] = []
         day, last = cal.local_date(start_utc, place), cal.local_date(end_utc, place)
         while day <= last:
-            if self.is_present(patient_key, day):
-                for s, e in cal.utc_intervals(day, place, self.calling_hours):
-                    instants = _hours(s, e, start_utc, end_utc)
-                    if any(self.answer_probability(patient_key, at) >= threshold for at in instants):
-                        return True
+            present = self.is_present(patient_key, day)
+            out.append(
+                [
+                    (at, self.answer_probability(patient_key, at) if present else 0.0)
+                    for s, e in cal.utc_intervals(day, place, self.calling_hours)
+                    for at in _hours(s, e, start_utc, end_utc)
+                ]
+            )
             day += timedelta(days=1)
-        return False
+        return out
 
 
 def _hours(s: datetime, e: datetime, start: datetime, end: datetime) -> Iterable[datetime]:

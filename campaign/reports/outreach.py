@@ -49,7 +49,11 @@ class _Recipient:
 
 
 def outreach_figures(
-    session: Session, policy: Policy, wave_id: int, reachable: Collection[int]
+    session: Session,
+    policy: Policy,
+    wave_id: int,
+    reachable: Collection[int],
+    bounds: Mapping[int, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """The figures of issue 13's benchmark for one wave, as JSON-ready data.
 
@@ -71,7 +75,10 @@ def outreach_figures(
       reached by the end of that day, cumulated;
     - by_attempt: per attempt number of a wave task (first call 1, first retry 2…), the attempts
       made, the share a person answered, and the attempts per reach counting only attempts up
-      to that number and the reaches they made (`by_attempt`).
+      to that number and the reaches they made (`by_attempt`);
+    - per tier, reach_bound (when the caller passes `bounds`, per reachable patient the chance the
+      tier's attempts reach them placed at random calling hours, and at their best hours: ground
+      truth too): their means over the tier's reachable, what timing could make of its attempts.
     """
     wave = store.wave_row(session, wave_id)
     if wave is None:
@@ -132,7 +139,7 @@ def outreach_figures(
         "attempts": sum(attempts.values()),
         "attempts_per_reach": _ratio(sum(attempts.values()), len(reached)),
         "referent_share": _referent_share(reached),
-        "by_tier": _by_tier(people, truth, attempts, wave, policy, depth),
+        "by_tier": _by_tier(people, truth, attempts, wave, policy, depth, bounds),
         "occupancy": _ratio(busy, shift),
         "occupancy_spread": occupancy_spread(per_nurse, target),
         "nurse_occupancy": per_nurse,
@@ -163,6 +170,7 @@ def _by_tier(
     wave: Wave,
     policy: Policy,
     depth: _Depth,
+    bounds: Mapping[int, tuple[float, float]] | None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tier in sorted(policy.tiers, key=lambda t: -policy.tiers[t].priority):
@@ -183,6 +191,13 @@ def _by_tier(
             "reach_curve": reach_curve(people, set(mine), wave),
             "by_attempt": depth.table(tier.value),
         }
+        if bounds is not None:
+            known = [bounds[pid] for pid in mine if pid in bounds]
+            out[tier.value]["reach_bound"] = {
+                "attempts": policy.max_attempts(tier),
+                "at_random_hours": _ratio(sum(r for r, _b in known), len(known)),
+                "at_best_hours": _ratio(sum(b for _r, b in known), len(known)),
+            }
     return out
 
 

@@ -215,6 +215,26 @@ def test_reachable_is_the_ground_truth() -> None:
     assert not any(population.reachable(f.key, night, night + timedelta(hours=10)) for f in facts)
 
 
+def test_chances_are_the_answer_probabilities_at_each_calling_hour() -> None:
+    """What the benchmark's bounds read: every calling hour of the window, day by day, at the chance
+    a call then would have; nothing outside calling hours, nothing on a day away."""
+    facts = [_facts(f"{i:09d}A", date(1940 + i % 50, 5, 5)) for i in range(40)]
+    population = _population(5, facts)
+    start = cal.at_local(date(2026, 12, 7), time(0), PARIS)  # a Monday
+    end = start + timedelta(days=7)
+    for f in facts:
+        days = population.chances(f.key, start, end)
+        assert len(days) == 8  # the end falls on the next Monday, at midnight
+        # 9:00 to 12:00 and 13:30 to 18:00 (17:00 on Fridays), Saturday 9:00 to 11:00, no Sunday
+        assert [len(d) for d in days] == [10, 10, 10, 10, 9, 3, 0, 0]
+        for day in days:
+            for at, p in day:
+                assert p == population.answer_probability(f.key, at)
+                assert cal.local_time_of(at, PARIS).hour in range(9, 19)
+                if not population.present_at(f.key, at):
+                    assert p == 0
+
+
 def _every_half_hour(s: datetime, e: datetime) -> list[datetime]:
     out, at = [], s
     while at < e:
