@@ -59,7 +59,6 @@ class TopUp:
     due_minutes: float  # of the calls due, those the nurses can get through today (the forecast)
     added: int
     added_minutes: float
-    retimed: int = 0  # first calls placed before anything was learnt, moved to their best band today
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +67,6 @@ class TopUp:
             "due_minutes": round(self.due_minutes, 1),
             "added": self.added,
             "added_minutes": round(self.added_minutes, 1),
-            "retimed": self.retimed,
         }
 
 
@@ -179,7 +177,6 @@ def top_up_wave(ctx: Context, wave_id: int, actor: str = "scheduler") -> TopUp |
         # best time makes an overestimate: a margin that keeps senior time for the high tier's
         # evening retries (reckoned with the measured share, the days filled but the high tier
         # lost a point); the day's plan, a forecast, takes what the wave measured
-        retimed = wave_tasks.retime_first_calls(s, wave, today, end_of_today, policy)
         factor = same_day_factor(days[gone:], policy)
         measured = measured_same_day_factor(s, wave_id, days, today) or factor
         due_calls = store.pending_attempts_due(s, wave_id, end_of_today)
@@ -221,7 +218,7 @@ def top_up_wave(ctx: Context, wave_id: int, actor: str = "scheduler") -> TopUp |
             s, now, actor, "wave.top_up", detail=f"wave={wave_id} day={today.isoformat()} tasks={added}"
         )
         s.commit()
-    top_up = TopUp(wave_id, today, due, added, added_today, retimed)
+    top_up = TopUp(wave_id, today, due, added, added_today)
     log.info("wave topped up", **top_up.as_dict())
     return top_up
 

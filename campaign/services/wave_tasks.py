@@ -136,29 +136,3 @@ def answer_models(
     return answers.recipient_models(
         s, mailing_id, states, on, o.best_time_base_rate, o.best_time_prior_weight
     )
-
-
-def retime_first_calls(s: Session, wave: Wave, day: date, until: datetime, policy: Policy) -> int:
-    """Each working morning, the first calls due today that were placed before anything was learnt
-    (a wave's launch, on a programme with no answer counts yet, puts them at the first calling
-    hour) go to the start of the day's best band for each patient, as their cohorts have answered
-    since: a working-age patient's first call at 17:00 rather than 9:00. How many moved."""
-    if not policy.outreach.best_time or baseline.is_fifo(policy) or not answers.has_answer_counts(s):
-        return 0
-    assert wave.id is not None
-    rows = store.untimed_first_calls(s, wave.id, until)
-    if not rows:
-        return 0
-    cohorts_of = {r.id: besttime.cohort_keys(r.birth_date, day, r.departement, r.tier) for r in rows}
-    o = policy.outreach
-    models = answers.models_for(s, cohorts_of, o.best_time_base_rate, o.best_time_prior_weight)
-    moved = []
-    for r in rows:
-        place = store.place_of(r)
-        windows = cal.utc_intervals(day, place, policy.calling_hours)
-        if not windows:
-            continue  # no calling hour for them today (a regional holiday): kept as it is
-        at, e = besttime.first_call(day, place, windows, models[r.id])
-        if e is not None:
-            moved.append((r.task_id, at, e.band, e.p))
-    return store.retime_tasks(s, moved)

@@ -127,46 +127,6 @@ def pending_attempts_due(session: Session, wave_id: int, until: datetime) -> lis
     return [(str(t), int(a), nb) for t, a, nb in rows]
 
 
-def untimed_first_calls(session: Session, wave_id: int, until: datetime) -> list[Any]:
-    """The wave's first calls due before `until` that were placed before anything was learnt (no
-    estimate), none of them claimed: task id, patient id and the patient's rule data with birth date."""
-    rows = session.execute(
-        select(TASK.c.id.label("task_id"), *PATIENT_RULE_COLUMNS, PATIENT.c.birth_date)
-        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
-        .where(
-            TASK.c.wave_id == wave_id,
-            TASK.c.status == TaskStatus.pending,
-            TASK.c.attempts == 0,
-            TASK.c.best_band.is_(None),
-            TASK.c.claimed_by.is_(None),
-            TASK.c.not_before < until,
-        )
-        .order_by(TASK.c.id)
-    ).all()
-    return list(rows)
-
-
-def retime_tasks(session: Session, times: Iterable[tuple[int, datetime, int, float]]) -> int:
-    """(task, not before, band, estimate) for untried, unclaimed pending tasks; how many moved (a
-    task claimed or tried meanwhile keeps its time)."""
-    params = [{"t_id": t, "t_at": at, "t_band": band, "t_p": p} for t, at, band, p in times]
-    if not params:
-        return 0
-    result = session.execute(
-        update(TASK)
-        .where(
-            TASK.c.id == bindparam("t_id"),
-            TASK.c.status == TaskStatus.pending,
-            TASK.c.attempts == 0,
-            TASK.c.claimed_by.is_(None),
-        )
-        .values(not_before=bindparam("t_at"), best_band=bindparam("t_band"), answer_p=bindparam("t_p"))
-        .execution_options(synchronize_session=False, preserve_rowcount=True),
-        params,
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 def set_plan_notes(session: Session, mailing_id: int, notes: dict[int, str]) -> None:
     """Why planning left each of these recipients out; cleared for the others."""
     table = RECIPIENT

@@ -9,7 +9,7 @@ only for a running wave, on its working days, never for the fifo baseline.
 from __future__ import annotations
 
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -17,12 +17,11 @@ from factories import SENT_ON, WEEKDAY_SHIFTS, add_nurse, bulk_patients, paris, 
 from rich.console import Console
 from sqlalchemy import delete, select, update
 
-from campaign import besttime, jobs, services, store
 from campaign import calendar as cal
+from campaign import jobs, services, store
 from campaign.explain import explain_wave
 from campaign.model import RECIPIENT, TASK, AuditEvent, CallAttempt, Patient
 from campaign.policy import Tier
-from campaign.services import wave_tasks
 from campaign.services.top_up import (
     MIN_MEASURED_TASKS,
     UNPLACED_NOTE,
@@ -30,8 +29,7 @@ from campaign.services.top_up import (
     next_attempt_minutes,
     same_day_factor,
 )
-from campaign.states import AttemptResult, TaskStatus, WaveStatus
-from campaign.store import answers
+from campaign.states import TaskStatus, WaveStatus
 from dialer.cli.render import print_wave
 
 FIRST = date(2026, 12, 10)  # Thursday, the wave's first working day
@@ -269,96 +267,3 @@ def test_the_days_plan_is_forecast_with_the_same_day_retries_measured(env) -> No
     assert top.due_minutes == pytest.approx(own, rel=1e-6), "no same-day retry expected"
     today = _plan(ctx, info.wave_id)["days"][DAY.isoformat()]
     assert today["minutes"] == round(top.due_minutes + top.added_minutes, 1) <= today["capacity"] + 0.1
-
-
-def _answers_in_the_evening(ctx: services.Context, wave_id: int) -> None:
-    """Every recipient answered twice at 17:30 and never at 9:30 last Thursday: the evening band
-    is everyone's best."""
-    with ctx.sessions() as s:
-        rows = s.execute(
-            select(Patient.id, Patient.birth_date, Patient.departement, Patient.timezone, Patient.tier)
-            .join(TASK, TASK.c.patient_id == Patient.id)
-            .where(TASK.c.wave_id == wave_id)
-        ).all()
-        events = []
-        for pid, birth, dep, zone, tier in rows:
-            place = cal.Place(dep, zone)
-            for at, result in (
-                (paris(FIRST, 17, 30), AttemptResult.answered),
-                (paris(FIRST, 9, 30), AttemptResult.no_answer),
-            ):
-                event = besttime.event_for(pid, at, result, birth, place, str(tier))
-                assert event is not None
-                events += [event, event]
-        answers.add_answers(s, events)
-        s.commit()
-
-
-def test_the_mornings_first_calls_go_to_the_band_learnt_since_the_launch(env) -> None:  # type: ignore[no-untyped-def]
-    """The launch placed today's first calls at the first calling hour (nothing was learnt yet);
-    this morning, with the evening learnt to be everyone's best band, each untried, unclaimed one
-    moves to 17:00 with its estimate; a task tried or claimed meanwhile, and tomorrow's, keep
-    their time; without best time nothing moves."""
-    ctx, clock = env
-    info = _wave(ctx, clock)
-    with ctx.sessions() as s:
-        today = s.execute(
-            select(TASK.c.id, TASK.c.not_before, TASK.c.best_band)
-            .where(TASK.c.wave_id == info.wave_id, TASK.c.planned_day == DAY)
-            .order_by(TASK.c.id)
-        ).all()
-        later = dict(
-            s.execute(
-                select(TASK.c.id, TASK.c.not_before).where(
-                    TASK.c.wave_id == info.wave_id, TASK.c.planned_day > DAY
-                )
-            ).all()
-        )
-        # the earlier days' calls made
-        s.execute(
-            update(TASK)
-            .where(TASK.c.wave_id == info.wave_id, TASK.c.planned_day < DAY)
-            .values(status=TaskStatus.done, attempts=1)
-        )
-        tried, claimed = today[0][0], today[1][0]
-        s.execute(update(TASK).where(TASK.c.id == tried).values(attempts=1))
-        s.execute(update(TASK).where(TASK.c.id == claimed).values(claimed_by="dialer-1"))
-        s.commit()
-    assert len(today) > 10 and later
-    assert all(band is None for _, _, band in today), "nothing was learnt at the launch"
-    _answers_in_the_evening(ctx, info.wave_id)
-    clock.advance_to(paris(DAY, 8, 40))
-
-    top = services.top_up_wave(ctx, info.wave_id)
-
-    assert top is not None and top.retimed == len(today) - 2
-    evening = besttime.band_of(paris(DAY, 17), "Europe/Paris")
-    with ctx.sessions() as s:
-        now = dict(
-            s.execute(select(TASK.c.id, TASK.c.not_before).where(TASK.c.wave_id == info.wave_id)).all()
-        )
-        moved = s.execute(
-            select(TASK.c.id, TASK.c.best_band, TASK.c.answer_p).where(
-                TASK.c.id.in_([tid for tid, _, _ in today]), TASK.c.best_band.is_not(None)
-            )
-        ).all()
-    assert {tid for tid, _, _ in moved} == {tid for tid, _, _ in today} - {tried, claimed}
-    for tid, band, p in moved:
-        assert _utc(now[tid]) == paris(DAY, 17) and band == evening and p > 0.5
-    for tid, at, _ in today[:2]:
-        assert now[tid] == at
-    assert all(now[tid] == at for tid, at in later.items())
-
-    # later days' first calls move on their own mornings, only with best time to call
-    off = ctx.policy.model_copy(
-        update={"outreach": ctx.policy.outreach.model_copy(update={"best_time": False})}
-    )
-    until = paris(LATER + timedelta(days=1), 0)
-    with ctx.sessions() as s:
-        wave = services.get_wave(s, info.wave_id)
-        assert wave_tasks.retime_first_calls(s, wave, LATER, until, off) == 0
-        assert wave_tasks.retime_first_calls(s, wave, LATER, until, ctx.policy) > 0
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
