@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -280,27 +280,24 @@ class Population:
 
     def chances(
         self, patient_key: str, start_utc: datetime, end_utc: datetime
-    ) -> list[list[tuple[datetime, float]]]:
+    ) -> Iterator[list[tuple[datetime, float]]]:
         """Per local day of [start, end), (instant, chance a call then reaches the patient) at each
         calling hour (the window's first instant, then each whole hour; 0 when away): what a dialer
-        could get at best, for `reachable` and the benchmark's bounds."""
+        could get at best, for `reachable` and the benchmark's bounds. Day by day, so `reachable`
+        stops at the first day that answers."""
         if self.calling_hours is None:
             raise ValueError("chances need the calling hours: Population.from_policy(calling_hours=…)")
         facts = self.people[patient_key].facts
         place = cal.Place(facts.departement, facts.timezone, facts.preferred_start, facts.preferred_end)
-        out: list[list[tuple[datetime, float]]] = []
         day, last = cal.local_date(start_utc, place), cal.local_date(end_utc, place)
         while day <= last:
             present = self.is_present(patient_key, day)
-            out.append(
-                [
-                    (at, self.answer_probability(patient_key, at) if present else 0.0)
-                    for s, e in cal.utc_intervals(day, place, self.calling_hours)
-                    for at in _hours(s, e, start_utc, end_utc)
-                ]
-            )
+            yield [
+                (at, self.answer_probability(patient_key, at) if present else 0.0)
+                for s, e in cal.utc_intervals(day, place, self.calling_hours)
+                for at in _hours(s, e, start_utc, end_utc)
+            ]
             day += timedelta(days=1)
-        return out
 
 
 def _hours(s: datetime, e: datetime, start: datetime, end: datetime) -> Iterable[datetime]:

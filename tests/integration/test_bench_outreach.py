@@ -17,20 +17,8 @@ import pytest
 
 from campaign import calendar as cal
 from campaign.policy import NurseLevel, Tier, load_policy
-from dialer.outreach import (
-    ARMS,
-    SENIOR_COVER,
-    across_seeds,
-    compare,
-    fifo_depth,
-    gains,
-    reach_bounds,
-    render_html,
-    size_roster,
-    staffed,
-    usable_minutes,
-    wave_days,
-)
+from dialer.outreach import ARMS, across_seeds, compare, fifo_depth, gains, reach_bounds, render_html
+from dialer.outreach_roster import SENIOR_COVER, size_roster, staffed, usable_minutes, wave_days
 
 TIER_KEYS = {
     "patients",

@@ -223,7 +223,7 @@ def test_chances_are_the_answer_probabilities_at_each_calling_hour() -> None:
     start = cal.at_local(date(2026, 12, 7), time(0), PARIS)  # a Monday
     end = start + timedelta(days=7)
     for f in facts:
-        days = population.chances(f.key, start, end)
+        days = list(population.chances(f.key, start, end))
         assert len(days) == 8  # the end falls on the next Monday, at midnight
         # 9:00 to 12:00 and 13:30 to 18:00 (17:00 on Fridays), Saturday 9:00 to 11:00, no Sunday
         assert [len(d) for d in days] == [10, 10, 10, 10, 9, 3, 0, 0]
