@@ -9,10 +9,9 @@ all is the simulator's ground truth, which carecall never reads.
 
 from __future__ import annotations
 
-import math
 import time as wall
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, time, timedelta
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,11 @@ from campaign import store, templates
 from campaign.policy import Policy, Tier
 from campaign.reports import wave_report
 from campaign.reports.charts import svg_lines
-from campaign.reports.outreach import outreach_figures
+from campaign.reports.outreach import callable_recipients, outreach_figures
+from campaign.services import wave_tasks
 from dialer.demo import run_demo
+from dialer.outreach_bounds import Bound, bounds_of, reachable_patients
 from dialer.outreach_roster import SENT_ON, size_roster, staffed
-from dialer.population import Population
 from dialer.simulation import load_population
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -42,66 +42,6 @@ def arm_policy(policy: Policy, arm: str) -> Policy:
     return policy.model_copy(update={"outreach": policy.outreach.model_copy(update=ARMS[arm])})
 
 
-def reachable_patients(
-    rows: Iterable[tuple[int, str, str, str | None]],
-    population: Population,
-    start: datetime,
-    end: datetime,
-) -> set[int]:
-    """The simulator's ground truth: the patients who can be reached at all in [start, end) (a working
-    number, and some calling hour when they are present and would answer: `Population.reachable`).
-    Only the benchmark reads it; nothing in carecall does."""
-    return {pid for pid, member, _phone, _alt in rows if population.reachable(member, start, end)}
-
-
-def reach_bounds(
-    chances: Sequence[Sequence[tuple[datetime, float]]], attempts: int, per_day: int, gap: timedelta
-) -> tuple[float, float]:
-    """The chance `attempts` calls reach one patient whose chances by day and calling hour are these
-    (`Population.chances`), placed (at random hours) each at a calling hour of the window drawn at
-    random, or (at best hours) at their best hours, at most `per_day` a day, `gap` apart, nurses
-    always free. What a dialer with that many attempts could get without timing, and at best."""
-    hours = [p for day in chances for _at, p in day]
-    if not hours:
-        return 0.0, 0.0
-    at_random = 1 - (1 - sum(hours) / len(hours)) ** attempts
-    picked: list[float] = []
-    for day in chances:
-        chosen: list[tuple[datetime, float]] = []
-        for at, p in sorted(day, key=lambda h: -h[1]):
-            if len(chosen) == per_day:
-                break
-            if all(abs(at - other) >= gap for other, _p in chosen):
-                chosen.append((at, p))
-        picked += [p for _at, p in chosen]
-    at_best = 1 - math.prod(1 - p for p in sorted(picked, reverse=True)[:attempts])
-    return at_random, at_best
-
-
-def bounds_of(
-    rows: Iterable[tuple[int, str, str, str | None]],
-    reachable: set[int],
-    population: Population,
-    policy: Policy,
-    start: datetime,
-    end: datetime,
-) -> dict[int, tuple[float, float]]:
-    """`reach_bounds` of each reachable patient, with their tier's attempts and the daily cap and gap
-    of the rules: how far timing could take each tier, from the simulator's ground truth."""
-    gap = timedelta(minutes=policy.retry.min_gap_minutes)
-    per_day = policy.caps.max_attempts_per_day
-    return {
-        pid: reach_bounds(
-            list(population.chances(member, start, end)),
-            policy.max_attempts(population.people[member].facts.tier),
-            per_day,
-            gap,
-        )
-        for pid, member, _phone, _alt in rows
-        if pid in reachable
-    }
-
-
 def run_arm(
     policy: Policy,
     arm: str,
@@ -112,11 +52,11 @@ def run_arm(
     seniors: int,
     seed: int,
     progress: Progress,
-    bounds: dict[int, tuple[float, float]] | None = None,
+    bounds: dict[int, Bound] | None = None,
 ) -> dict[str, Any]:
     """One arm on its own database: the whole wave, then its figures from that database.
 
-    `bounds`, when given empty, is filled with each reachable patient's `reach_bounds`; given
+    `bounds`, when given empty, is filled with each reachable patient's `Bound`; given
     filled (by another arm on the same seed: the same patients), it is read as it is."""
     t0 = wall.perf_counter()
     run = run_demo(
@@ -144,7 +84,10 @@ def run_arm(
         if bounds is not None and not bounds:
             progress(f"{arm}: bounds of reach")
             rows = store.recipient_numbers(s, wave.mailing_id)
-            bounds.update(bounds_of(rows, truth, population, run.ctx.policy, start, wave.deadline))
+            # the patients the figures count: the oracle's hours go to them alone
+            counted = truth & callable_recipients(s, wave.mailing_id)
+            shifts = wave_tasks.nurse_shifts(s)
+            bounds.update(bounds_of(rows, counted, population, run.ctx.policy, shifts, start, wave.deadline))
         figures = outreach_figures(s, run.ctx.policy, run.wave_id, truth, bounds)
         report = wave_report(s, run.ctx.policy, run.wave_id)
     figures["invariants_ok"] = report["invariants"]["ok"]
@@ -172,7 +115,7 @@ def compare(
     progress(f"sizing the roster for {patients} patients")
     roster = size_roster(policy, patients, seed, work)
     out: dict[str, Any] = {"patients": patients, "seed": seed, "roster": roster, "arms": {}}
-    bounds: dict[int, tuple[float, float]] = {}  # the same patients in every arm
+    bounds: dict[int, Bound] = {}  # the same patients in every arm
     for arm in arms:
         out["arms"][arm] = run_arm(
             policy,
@@ -224,6 +167,7 @@ _SEED_FIGURES: tuple[tuple[str, Callable[[dict[str, Any]], float | None]], ...] 
     ("max_daily_load_deviation", lambda a: a["max_daily_load_deviation"]),
     ("high_bound_at_random_hours", lambda a: _bound(a, "at_random_hours")),
     ("high_bound_at_best_hours", lambda a: _bound(a, "at_best_hours")),
+    ("high_bound_on_the_roster", lambda a: _bound(a, "on_the_roster")),
 )
 
 

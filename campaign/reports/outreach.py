@@ -53,7 +53,7 @@ def outreach_figures(
     policy: Policy,
     wave_id: int,
     reachable: Collection[int],
-    bounds: Mapping[int, tuple[float, float]] | None = None,
+    bounds: Mapping[int, tuple[float, float, float | None]] | None = None,
 ) -> dict[str, Any]:
     """The figures of issue 13's benchmark for one wave, as JSON-ready data.
 
@@ -77,14 +77,15 @@ def outreach_figures(
       made, the share a person answered, and the attempts per reach counting only attempts up
       to that number and the reaches they made (`by_attempt`);
     - per tier, reach_bound (when the caller passes `bounds`, per reachable patient the chance the
-      tier's attempts reach them placed at random calling hours, and at their best hours: ground
-      truth too): their means over the tier's reachable, what timing could make of its attempts.
+      tier's attempts reach them placed at random calling hours, at their best hours, and placed by
+      an oracle on the roster's hours where the tier has nurses of its own: ground truth too):
+      their means over the tier's reachable, what timing could make of its attempts.
     """
     wave = store.wave_row(session, wave_id)
     if wave is None:
         raise NotFound(f"wave {wave_id} does not exist")
     people = {
-        pid: _Recipient(tier, note is None or note == UNPLACED_NOTE)
+        pid: _Recipient(tier, _callable(note))
         for pid, tier, note in store.recipient_outcomes(session, wave.mailing_id)
     }
     truth = {pid for pid in reachable if pid in people and people[pid].callable}
@@ -153,6 +154,16 @@ def outreach_figures(
     }
 
 
+def _callable(note: str | None) -> bool:
+    return note is None or note == UNPLACED_NOTE
+
+
+def callable_recipients(session: Session, mailing_id: int) -> set[int]:
+    """The recipients the rules let the wave call (a task, or no capacity left for one): the ones
+    the figures count, and the benchmark's bounds are computed for."""
+    return {pid for pid, _tier, note in store.recipient_outcomes(session, mailing_id) if _callable(note)}
+
+
 def _in_window(p: _Recipient, wave: Wave) -> bool:
     return p.reach is not None and p.reach[0] <= wave.deadline
 
@@ -170,7 +181,7 @@ def _by_tier(
     wave: Wave,
     policy: Policy,
     depth: _Depth,
-    bounds: Mapping[int, tuple[float, float]] | None,
+    bounds: Mapping[int, tuple[float, float, float | None]] | None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tier in sorted(policy.tiers, key=lambda t: -policy.tiers[t].priority):
@@ -193,10 +204,12 @@ def _by_tier(
         }
         if bounds is not None:
             known = [bounds[pid] for pid in mine if pid in bounds]
+            roster = [b[2] for b in known if b[2] is not None]
             out[tier.value]["reach_bound"] = {
                 "attempts": policy.max_attempts(tier),
-                "at_random_hours": _ratio(sum(r for r, _b in known), len(known)),
-                "at_best_hours": _ratio(sum(b for _r, b in known), len(known)),
+                "at_random_hours": _ratio(sum(b[0] for b in known), len(known)),
+                "at_best_hours": _ratio(sum(b[1] for b in known), len(known)),
+                "on_the_roster": _ratio(sum(roster), len(roster)) if roster else None,
             }
     return out
 

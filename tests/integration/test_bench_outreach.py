@@ -9,7 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from campaign import calendar as cal
 from campaign.policy import NurseLevel, Tier, load_policy
-from dialer.outreach import ARMS, across_seeds, compare, fifo_depth, gains, reach_bounds, render_html
+from dialer.outreach import ARMS, across_seeds, compare, fifo_depth, gains, render_html
 from dialer.outreach_roster import SENIOR_COVER, size_roster, staffed, usable_minutes, wave_days
 
 TIER_KEYS = {
@@ -153,23 +153,12 @@ def test_each_tier_is_measured_against_what_its_attempts_could_reach(result: dic
     for tier, bound in bounds[0].items():
         assert bound["attempts"] == policy.max_attempts(Tier(tier))
         assert 0 < bound["at_random_hours"] < bound["at_best_hours"] <= 1
+        # the oracle on the roster's hours: for the seniors' tier only (the others share every nurse)
+        assert (bound["on_the_roster"] is not None) == (tier == Tier.high.value)
+    assert 0 < bounds[0][Tier.high.value]["on_the_roster"] <= 1
     page = render_html(result)
     assert "Ce que le moment de l'appel permet" in page and "Aux meilleures heures" in page
-
-
-def test_a_bound_places_the_attempts_at_random_or_at_the_best_hours_the_rules_allow() -> None:
-    """Two a day at most, two hours apart: 10:00 is too close to 9:00, so the first day gives 9:00
-    and 14:00; the three best of what the days give are 0.6, 0.5 and 0.2."""
-    day1, day2 = datetime(2026, 12, 7, 8, tzinfo=UTC), datetime(2026, 12, 8, 8, tzinfo=UTC)
-    chances = [
-        [(day1, 0.5), (day1 + timedelta(hours=1), 0.4), (day1 + timedelta(hours=5), 0.2)],
-        [(day2, 0.0), (day2 + timedelta(hours=8), 0.6)],
-    ]
-    at_random, at_best = reach_bounds(chances, 3, 2, timedelta(hours=2))
-    assert at_best == pytest.approx(1 - 0.4 * 0.5 * 0.8)
-    assert at_random == pytest.approx(1 - (1 - 1.7 / 5) ** 3)  # each attempt at any of the 5 hours
-    assert reach_bounds(chances, 3, 1, timedelta(0))[1] == pytest.approx(1 - 0.4 * 0.5)
-    assert reach_bounds([[]], 3, 2, timedelta(0)) == (0.0, 0.0)
+    assert "Un oracle sur les heures des infirmières" in page
 
 
 def test_the_roster_staffs_seniors_for_the_tiers_only_they_may_take(tmp_path: Path) -> None:
