@@ -96,8 +96,8 @@ def roster_bounds(
     Fluid: a call to a patient still unreached with probability u costs u × (p × call minutes +
     (1 - p) × `noanswer_minutes`) and leaves u × (1 - p); the hour's last call may be made in
     part. Not a proof of optimality but what a dialer knowing every patient's true chances would
-    get on this roster: over the week's relative best hours it beat ordering by the chance itself
-    by two points on the 20,000 benchmark."""
+    get on this roster. Ordered by the chance itself instead, it reached 92.8 % of the high tier
+    against 95.0 % on the 20,000 benchmark's seed 0."""
     slots: dict[datetime, list[tuple[float, int, int, float]]] = defaultdict(list)
     patients: dict[int, _Patient] = {}
     for pid, days in chances.items():
