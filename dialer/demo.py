@@ -20,7 +20,7 @@ from campaign.imports import ImportSummary, import_patients
 from campaign.model import Nurse
 from campaign.policy import Policy
 from campaign.states import WaveStatus
-from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes, weekly_hours
+from campaign.synthetic import generate_nurses, generate_patients_for
 from dialer.simulation import SimulationResult, run_simulation
 
 log = structlog.get_logger("carecall.demo")
@@ -67,16 +67,7 @@ def run_demo(
         s.commit()
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "patients.csv"
-        generate_patients_csv(
-            csv_path,
-            patients,
-            seed=seed,
-            nurse_codes=[n.code for n in nurse_rows],
-            senior_codes=[n.code for n in nurse_rows if n.level == "senior"],
-            trained=trained_codes(nurse_rows),
-            hours=weekly_hours(nurse_rows),
-            reference_date=sent_on,
-        )
+        generate_patients_for(nurse_rows, csv_path, patients, seed=seed, reference_date=sent_on)
         stage("importing patients")
         summary = import_patients(ctx.sessions, csv_path, clock, policy, progress=import_progress)
 

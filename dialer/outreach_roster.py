@@ -21,7 +21,7 @@ from campaign import planning
 from campaign.imports.values import parse_tier
 from campaign.model import Nurse
 from campaign.policy import NurseLevel, Policy, Tier
-from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes, weekly_hours
+from campaign.synthetic import generate_nurses, generate_patients_for
 
 SENT_ON = date(2026, 12, 7)
 ROSTER_SHARE = 0.7  # the roster's usable hours against what the whole wave needs
@@ -118,16 +118,7 @@ def size_roster(
     for _ in range(4):  # the patients' référents depend on the roster: settle on a fixed point
         roster = staffed(nurses, seniors, seed)
         path = work / "patients.csv"
-        generate_patients_csv(
-            path,
-            patients,
-            seed=seed,
-            nurse_codes=[n.code for n in roster],
-            senior_codes=[n.code for n in roster if n.level == "senior"],
-            trained=trained_codes(roster),
-            hours=weekly_hours(roster),
-            reference_date=SENT_ON,
-        )
+        generate_patients_for(roster, path, patients, seed=seed, reference_date=SENT_ON)
         tiers = tiers_in(path)
         need = needed_minutes(tiers, policy)
         senior_need = SENIOR_COVER * senior_only_minutes(tiers, policy)

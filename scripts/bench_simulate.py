@@ -33,7 +33,7 @@ from campaign.logs import configure_logging
 from campaign.model import ATTEMPT, TASK
 from campaign.policy import load_policy
 from campaign.reports import wave_report
-from campaign.synthetic import generate_nurses, generate_patients_csv, trained_codes, weekly_hours
+from campaign.synthetic import generate_nurses, generate_patients_for
 from dialer.simulation import run_simulation
 
 
@@ -66,16 +66,7 @@ def main() -> int:
             s.add_all(nurses)
             s.commit()
         csv_path = Path(tmp) / "patients.csv"
-        generate_patients_csv(
-            csv_path,
-            args.patients,
-            seed=args.seed,
-            nurse_codes=[n.code for n in nurses],
-            senior_codes=[n.code for n in nurses if n.level == "senior"],
-            trained=trained_codes(nurses),
-            hours=weekly_hours(nurses),
-            reference_date=sent_on,
-        )
+        generate_patients_for(nurses, csv_path, args.patients, seed=args.seed, reference_date=sent_on)
         phases["generate_s"] = time.perf_counter() - t
 
         t = time.perf_counter()

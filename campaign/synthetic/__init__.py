@@ -8,7 +8,7 @@ benchmark or a failing test can be replayed exactly. Patients in `patients.py`,
 nurses in `nurses.py`.
 """
 
-from campaign.synthetic.nurses import generate_nurses, trained_codes, weekly_hours
+from campaign.synthetic.nurses import generate_nurses, generate_patients_for, trained_codes, weekly_hours
 from campaign.synthetic.patients import (
     FICTION_NUMBERS,
     FICTION_PREFIXES,
@@ -35,6 +35,7 @@ __all__ = [
     "fiction_number",
     "generate_nurses",
     "generate_patients_csv",
+    "generate_patients_for",
     "is_fiction_e164",
     "trained_codes",
     "weekly_hours",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from faker import Faker
 
 from campaign.model import Nurse
 from campaign.reports.nurses import shift_minutes
+from campaign.synthetic.patients import generate_patients_csv
 
 
 def trained_codes(nurses: Sequence[Nurse]) -> dict[str, list[str]]:
@@ -26,6 +28,23 @@ def weekly_hours(nurses: Sequence[Nurse]) -> dict[str, float]:
     """Code -> the hours of a nurse's weekly shifts, for `generate_patients_csv(hours=…)`."""
     week = [_A_MONDAY + timedelta(days=k) for k in range(7)]
     return {n.code: sum(shift_minutes(n.shifts, day) for day in week) / 60 for n in nurses}
+
+
+def generate_patients_for(
+    roster: Sequence[Nurse], path: Path, n: int, *, seed: int, reference_date: date
+) -> Path:
+    """`n` patients whose référents are shared among this roster as a programme would: the high
+    tier to its seniors, heart failure and COPD to the nurses trained for them, by weekly hours."""
+    return generate_patients_csv(
+        path,
+        n,
+        seed=seed,
+        nurse_codes=[nurse.code for nurse in roster],
+        senior_codes=[nurse.code for nurse in roster if nurse.level == "senior"],
+        trained=trained_codes(roster),
+        hours=weekly_hours(roster),
+        reference_date=reference_date,
+    )
 
 
 _A_MONDAY = date(2026, 1, 5)  # shifts repeat weekly: any week counts them all
