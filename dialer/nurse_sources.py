@@ -111,44 +111,47 @@ class SimulatedNurses:
         self._daily(today)
 
     def on_connected(self, nurse_id: int, call: LiveCall) -> None:
+        """She talks as long as what the patient has to say: a wrong number or a patient asking to be
+        called back ends within minutes, a conversation lasts about the tier's `call_minutes`."""
         policy = self.dialer.policy
         sim = policy.simulation
-        mean = policy.tiers[call.task.tier].call_minutes - policy.dialer.wrap_up_seconds / 60
-        minutes = max(1.0, self.rng.gauss(mean, mean * sim.call_minutes_sd_ratio))
-        number_wrong = is_wrong_number(self.seed, call.number, sim.wrong_number)
-        if number_wrong:
+        code = self._outcome(call)
+        if code == OutcomeCode.wrong_number:
             minutes = self.rng.uniform(0.5, 1.5)
-        self.loop.call_at(
-            self.loop.clock.now() + timedelta(minutes=minutes), self._hang_up, nurse_id, number_wrong
-        )
+        elif code == OutcomeCode.callback_requested:
+            minutes = self.rng.uniform(*sim.callback_minutes)
+        else:
+            mean = policy.tiers[call.task.tier].call_minutes - policy.dialer.wrap_up_seconds / 60
+            minutes = max(1.0, self.rng.gauss(mean, mean * sim.call_minutes_sd_ratio))
+        self.loop.call_at(self.loop.clock.now() + timedelta(minutes=minutes), self._hang_up, nurse_id, code)
 
-    def _hang_up(self, nurse_id: int, number_wrong: bool) -> None:
+    def _outcome(self, call: LiveCall) -> OutcomeCode:
+        sim = self.dialer.policy.simulation
+        if is_wrong_number(self.seed, call.number, sim.wrong_number):
+            return OutcomeCode.wrong_number
+        u = self.rng.random()
+        if u < sim.callback_requested:
+            return OutcomeCode.callback_requested
+        if u < sim.callback_requested + sim.opted_out:
+            return OutcomeCode.opted_out
+        if u < sim.callback_requested + sim.opted_out + sim.escalation:
+            return OutcomeCode.escalation
+        return OutcomeCode.reached
+
+    def _hang_up(self, nurse_id: int, code: OutcomeCode) -> None:
         self.dialer.hangup(nurse_id)
         self.loop.call_at(
             self.loop.clock.now() + timedelta(seconds=self.dialer.policy.dialer.wrap_up_seconds),
             self._record,
             nurse_id,
-            number_wrong,
+            code,
         )
 
-    def _record(self, nurse_id: int, number_wrong: bool) -> None:
-        sim = self.dialer.policy.simulation
+    def _record(self, nurse_id: int, code: OutcomeCode) -> None:
         callback_at = None
-        if number_wrong:
-            code = OutcomeCode.wrong_number
-        else:
-            u = self.rng.random()
-            if u < sim.callback_requested:
-                code = OutcomeCode.callback_requested
-                callback_at = self.loop.clock.now() + timedelta(
-                    hours=self.rng.choice(sim.callback_delay_hours)
-                )
-            elif u < sim.callback_requested + sim.opted_out:
-                code = OutcomeCode.opted_out
-            elif u < sim.callback_requested + sim.opted_out + sim.escalation:
-                code = OutcomeCode.escalation
-            else:
-                code = OutcomeCode.reached
+        if code == OutcomeCode.callback_requested:
+            hours = self.rng.choice(self.dialer.policy.simulation.callback_delay_hours)
+            callback_at = self.loop.clock.now() + timedelta(hours=hours)
         self.dialer.submit_outcome(nurse_id, code, callback_at=callback_at)
         self.outcomes[code.value] = self.outcomes.get(code.value, 0) + 1
 

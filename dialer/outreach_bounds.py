@@ -130,6 +130,15 @@ def roster_bounds(
     return {pid: 1 - patient.unreached for pid, patient in patients.items()}
 
 
+def reaching_call_minutes(policy: Policy, tier: Tier) -> float:
+    """Nurse minutes per conversation that reaches a patient of `tier`, as the simulated nurses
+    spend them: the conversation (`call_minutes`, wrap-up included) and, for the share asking to
+    be called back first, each such short call (`callback_minutes`' mean talk and a wrap-up)."""
+    sim = policy.simulation
+    callback = sum(sim.callback_minutes) / 2 + policy.dialer.wrap_up_seconds / 60
+    return policy.tiers[tier].call_minutes + callback * sim.callback_requested / (1 - sim.callback_requested)
+
+
 def _hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
@@ -203,8 +212,7 @@ def bounds_of(
         reached = roster_bounds(
             mine,
             {pid: policy.max_attempts(tiers[pid]) for pid in mine},
-            # a patient asking to be called back takes a call that does not reach them yet
-            {pid: policy.tiers[tiers[pid]].call_minutes / (1 - sim.callback_requested) for pid in mine},
+            {pid: reaching_call_minutes(policy, tiers[pid]) for pid in mine},
             capacity,
             per_day=per_day,
             gap=gap,

@@ -274,6 +274,7 @@ class SimulationPolicy(_Strict):
     opted_out: Annotated[float, Field(ge=0, le=1)]
     escalation: Annotated[float, Field(ge=0, le=1)]
     callback_delay_hours: list[Annotated[int, Field(ge=1)]]
+    callback_minutes: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (1.0, 3.0)
     off_phone_share: Annotated[float, Field(ge=0, lt=1)] = 0.0
     break_minutes: Annotated[float, Field(gt=0)] = 15.0
 
@@ -283,6 +284,8 @@ class SimulationPolicy(_Strict):
             raise InvalidKey("results", "busy + machine + failed exceed 1")
         if self.callback_requested + self.opted_out + self.escalation > 1:
             raise InvalidKey("nurse_outcomes", "callback_requested + opted_out + escalation exceed 1")
+        if self.callback_minutes[0] > self.callback_minutes[1]:
+            raise InvalidKey("nurse_outcomes", "callback_minutes: expected [shortest, longest]")
         return self
 
 

@@ -16,7 +16,8 @@ from factories import add_nurse, add_patient, fiction_phone, make_ctx, paris, po
 from sqlmodel import select
 
 from campaign import services
-from campaign.model import CallAttempt
+from campaign.model import CallAttempt, Outcome
+from campaign.states import OutcomeCode
 from dialer.nurse_sources import SimulatedNurses
 from dialer.outreach import arm_policy
 from dialer.presence import NurseStatus
@@ -34,15 +35,17 @@ class Day:
     attempts: list[CallAttempt]  # hers, by start
     pauses: list[tuple[datetime, datetime]]  # when she was paused, from and to
     breaks_due: list[tuple[datetime, timedelta]]  # when each break fell due, and its length
+    codes: dict[int, str]  # what she recorded, by attempt id
 
     def paused_minutes(self) -> float:
         return sum((b - a).total_seconds() / 60 for a, b in self.pauses)
 
 
-def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> Day:
+def _day_of_one_nurse(tmp_path: Any, off_phone_share: float, **outcomes: float) -> Day:
     """One senior nurse, far more high-tier patients than a day holds, all due at once (the fifo
-    baseline's plan): what her day was."""
-    sim = policy().simulation.model_copy(update={"off_phone_share": off_phone_share, "break_minutes": 15})
+    baseline's plan): what her day was. `outcomes`: the shares of what she records."""
+    update = {"off_phone_share": off_phone_share, "break_minutes": 15, **outcomes}
+    sim = policy().simulation.model_copy(update=update)
     pol = arm_policy(policy(), "fifo").model_copy(update={"simulation": sim})
     ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'breaks.db'}", paris(DAY, 12), pol=pol)
     nurse = add_nurse(ctx, level="senior", shifts=SHIFT)
@@ -76,7 +79,8 @@ def _day_of_one_nurse(tmp_path: Any, off_phone_share: float) -> Day:
     pauses = [(at, after[0]) for (at, status), after in pairwise(moves) if status == NurseStatus.paused]
     with ctx.sessions() as s:
         attempts = list(s.exec(select(CallAttempt).where(CallAttempt.nurse_id == nurse)))
-    return Day(sorted(attempts, key=lambda a: a.started_at), pauses, due)
+        codes = {o.attempt_id: o.code for o in s.exec(select(Outcome))}
+    return Day(sorted(attempts, key=lambda a: a.started_at), pauses, due, codes)
 
 
 def _busy_minutes(attempts: list[CallAttempt]) -> float:
@@ -117,3 +121,19 @@ def test_without_breaks_she_is_on_the_phone_her_whole_shift(tmp_path: Any) -> No
     day = _day_of_one_nurse(tmp_path, 0.0)
     assert day.pauses == []
     assert _busy_minutes(day.attempts) >= MINUTES - 5
+
+
+def test_a_patient_asking_to_be_called_back_takes_minutes_not_a_conversation(tmp_path: Any) -> None:
+    """A patient who cannot talk now says so at once: the call lasts `callback_minutes`, and the
+    nurse's next call follows, where a conversation lasts about the tier's `call_minutes`."""
+    day = _day_of_one_nurse(tmp_path, 0.0, callback_requested=0.5, opted_out=0.0, escalation=0.0)
+    talk: dict[str, list[float]] = {}
+    for a in day.attempts:
+        if a.answered_at is not None and a.ended_at is not None and a.id in day.codes:
+            talk.setdefault(day.codes[a.id], []).append((a.ended_at - a.answered_at).total_seconds() / 60)
+    low, high = policy().simulation.callback_minutes
+    wrap_up = policy().dialer.wrap_up_seconds / 60  # the call's end is her outcome's, after it
+    callbacks, conversations = talk[OutcomeCode.callback_requested], talk[OutcomeCode.reached]
+    assert len(callbacks) >= 3 and len(conversations) >= 3
+    assert all(low + wrap_up - 0.01 <= m <= high + wrap_up + 0.01 for m in callbacks), callbacks
+    assert sorted(conversations)[len(conversations) // 2] >= 12  # high tier: 25 minutes, wrap-up included
