@@ -233,8 +233,9 @@ class _Depth:
         self.reached[key] += reaches
 
     def table(self, tier: str | None) -> list[dict[str, Any]]:
-        """Per attempt number (all tiers when `tier` is None): attempts, answer rate, and attempts
-        per reach over the attempts up to that number."""
+        """Per attempt number (all tiers when `tier` is None): attempts, answer rate, reach rate (a
+        "call me back" is answered but does not reach), and attempts per reach over the attempts up
+        to that number."""
         made: Counter[int] = Counter()
         answered: Counter[int] = Counter()
         reached: Counter[int] = Counter()
@@ -252,6 +253,8 @@ class _Depth:
                     "attempt": k,
                     "attempts": made[k],
                     "answer_rate": _ratio(answered[k], made[k]),
+                    # what `dialer.answer_rate_by_attempt` means: answered calls that reached the patient
+                    "reach_rate": _ratio(reached[k], made[k]),
                     "attempts_per_reach_up_to": _ratio(made_so_far, reached_so_far),
                 }
             )

@@ -102,17 +102,22 @@ def test_answer_rates_by_attempt_number_are_the_databases(
     result: dict[str, Any], work: Path, name: str
 ) -> None:
     """Each wave task's attempts numbered in time order, counted here in SQL: the report's answer
-    rate of the k-th attempts is theirs."""
+    rate of the k-th attempts is theirs, and so is its reach rate (a conversation or an escalation:
+    a "call me back" is answered and reaches no one yet)."""
     with sqlite3.connect(work / f"{name}.db") as db:
         counted = db.execute(
-            "SELECT k, COUNT(*), SUM(result = 'answered') FROM ("
-            " SELECT a.result, ROW_NUMBER() OVER (PARTITION BY a.task_id ORDER BY a.started_at, a.id) AS k"
-            " FROM call_attempt a JOIN call_task t ON t.id = a.task_id WHERE t.kind = 'wave')"
+            "SELECT k, COUNT(*), SUM(result = 'answered'),"
+            " SUM(COALESCE(code IN ('reached', 'escalation'), 0)) FROM (SELECT a.result, o.code,"
+            " ROW_NUMBER() OVER (PARTITION BY a.task_id ORDER BY a.started_at, a.id) AS k"
+            " FROM call_attempt a JOIN call_task t ON t.id = a.task_id"
+            " LEFT JOIN outcome o ON o.attempt_id = a.id WHERE t.kind = 'wave')"
             " GROUP BY k ORDER BY k"
         ).fetchall()
     rows = result["arms"][name]["by_attempt"]
-    assert [(r["attempt"], r["attempts"]) for r in rows] == [(k, n) for k, n, _ in counted]
-    assert [r["answer_rate"] for r in rows] == [share(a, n) for _, n, a in counted]
+    assert [(r["attempt"], r["attempts"]) for r in rows] == [(k, n) for k, n, _, _ in counted]
+    assert [r["answer_rate"] for r in rows] == [share(a, n) for _, n, a, _ in counted]
+    assert [r["reach_rate"] for r in rows] == [share(reached, n) for _, n, _, reached in counted]
+    assert any(r["reach_rate"] < r["answer_rate"] for r in rows)  # some asked to be called back
 
 
 def test_attempts_per_reach_is_also_compared_up_to_the_last_attempt_fifo_makes() -> None:
