@@ -124,15 +124,16 @@ def test_without_breaks_she_is_on_the_phone_her_whole_shift(tmp_path: Any) -> No
 
 
 def test_a_patient_asking_to_be_called_back_takes_minutes_not_a_conversation(tmp_path: Any) -> None:
-    """A patient who cannot talk now says so at once: the call lasts `callback_minutes`, and the
-    nurse's next call follows, where a conversation lasts about the tier's `call_minutes`."""
+    """A patient who cannot talk now says so at once: the call lasts `callback_minutes`, where a
+    conversation lasts about the tier's `call_minutes`."""
     day = _day_of_one_nurse(tmp_path, 0.0, callback_requested=0.5, opted_out=0.0, escalation=0.0)
     talk: dict[str, list[float]] = {}
     for a in day.attempts:
         if a.answered_at is not None and a.ended_at is not None and a.id in day.codes:
             talk.setdefault(day.codes[a.id], []).append((a.ended_at - a.answered_at).total_seconds() / 60)
-    low, high = policy().simulation.callback_minutes
-    wrap_up = policy().dialer.wrap_up_seconds / 60  # the call's end is her outcome's, after it
+    pol = policy()
+    low, high = pol.simulation.callback_minutes
+    wrap_up = pol.dialer.wrap_up_seconds / 60  # the call's end is her outcome's, after it
     callbacks, conversations = talk[OutcomeCode.callback_requested], talk[OutcomeCode.reached]
     assert len(callbacks) >= 3 and len(conversations) >= 3
     assert all(low + wrap_up - 0.01 <= m <= high + wrap_up + 0.01 for m in callbacks), callbacks

@@ -31,7 +31,7 @@ tier's last first calls; the same wave on one process and a virtual clock leaves
 
 Size and speed: CARECALL_SERVE_TEST_PATIENTS / _NURSES / _WAVE_DAYS / _FACTOR /
 _IDLE_FACTOR; the defaults are the issue's 20,000 patients and 60 nurses over a
-20-working-day wave at 1,000x and 200,000x (about 52,000 attempts, 11.5 minutes).
+20-working-day wave at 1,000x and 200,000x (about 54,000 attempts, 11.5 minutes).
 The run's figures (real seconds, attempts, task outcomes, how far the processes
 fell behind the clock) are printed as one JSON line, even without -s.
 """
