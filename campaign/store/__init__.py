@@ -56,7 +56,9 @@ from campaign.store.dialing import (
     claim_tasks,
     dialable_page,
     dialable_rows,
+    first_calls_ahead,
     insert_attempts,
+    move_first_calls_to_now,
 )
 from campaign.store.directory import add_new_nurses, patient_lines, set_nurse_phone, waves_with_mailings
 from campaign.store.files import (
@@ -195,6 +197,7 @@ __all__ = [
     "dialable_rows",
     "escalation_context",
     "expire_due_tasks",
+    "first_calls_ahead",
     "flag_numbers",
     "free_undialed_claims",
     "histories_by_patient",
@@ -212,6 +215,7 @@ __all__ = [
     "lock_patient",
     "mailing_row",
     "mark_attempts_answered",
+    "move_first_calls_to_now",
     "next_contact_counts",
     "nurse_code",
     "nurse_shift_rows",

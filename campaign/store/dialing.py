@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from campaign.model import ATTEMPT, PATIENT, TASK, WAVE
 from campaign.rules import DialHistory
-from campaign.states import AttemptState, TaskStatus, WaveStatus
+from campaign.states import AttemptState, TaskKind, TaskStatus, WaveStatus
 from campaign.store.base import PATIENT_RULE_COLUMNS, one_of, place_of
 from campaign.store.patients import HISTORY_LOOKBACK, dial_histories, histories_by_patient
 
@@ -94,6 +94,56 @@ def dialable_rows(session: Session, task_ids: Sequence[int], chunk: int = 1_000)
         )
         rows.extend(session.execute(q).all())
     return rows
+
+
+def first_calls_ahead(
+    session: Session, tiers: Sequence[str], now: datetime, until: datetime, limit: int
+) -> list[Any]:
+    """First calls of running waves planned after `now` until `until`: highest priority, earliest first.
+
+    What a nurse with nothing due may bring forward (dialer/ahead.py): a task
+    never dialed yet, so no retry spacing or best-time choice made on its
+    answers is undone. Rows as `dialable_rows` gives them, for routing.
+    """
+    q = (
+        select(*DIALABLE_COLUMNS)
+        .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .where(
+            TASK.c.status == TaskStatus.pending,
+            TASK.c.not_before > now,
+            TASK.c.not_before <= until,
+            TASK.c.deadline > now,
+            TASK.c.kind == TaskKind.wave,
+            TASK.c.attempts == 0,
+            TASK.c.tier.in_(list(tiers)),
+            DIALABLE_WAVE,
+        )
+        .order_by(TASK.c.priority.desc(), TASK.c.not_before, TASK.c.id)
+        .limit(limit)
+    )
+    return list(session.execute(q).all())
+
+
+def move_first_calls_to_now(session: Session, task_ids: Sequence[int], now: datetime) -> list[int]:
+    """These first calls due now, if they are still pending, undialed and not due yet; the ids moved.
+
+    Guarded in the statement itself: a task another process claimed, or
+    brought forward, since it was read is left as it is.
+    """
+    if not task_ids:
+        return []
+    moved = session.execute(
+        update(TASK)
+        .where(
+            TASK.c.id.in_(list(task_ids)),
+            TASK.c.status == TaskStatus.pending,
+            TASK.c.attempts == 0,
+            TASK.c.not_before > now,
+        )
+        .values(not_before=now)
+        .returning(TASK.c.id)
+    ).scalars()
+    return sorted(int(i) for i in moved)
 
 
 CLAIM_COLUMNS = (

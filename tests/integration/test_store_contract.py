@@ -165,3 +165,55 @@ def test_no_claim_once_the_task_window_has_ended(env) -> None:  # type: ignore[n
         status = s.execute(select(TASK.c.status).where(TASK.c.id == late)).scalar_one()
     assert [r.task_id for r in claimed] == [fine]
     assert status == "pending", "left to the upkeep job, which closes it"
+
+
+def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded(env) -> None:  # type: ignore[no-untyped-def]
+    """What an idle nurse may bring forward (dialer/ahead.py): on both dialects, only first calls
+    planned inside the horizon, best first; a task claimed or already due since is not moved."""
+    ctx, clock = env
+    _, _, _, t = _due_wave(ctx, clock, 7)
+    now = clock.now()
+    planned = {
+        t[0]: (now + timedelta(hours=2), 0, TaskStatus.pending, 10),
+        t[1]: (now + timedelta(hours=30), 0, TaskStatus.pending, 50),  # later but of higher priority
+        t[2]: (now + timedelta(hours=40), 0, TaskStatus.pending, 90),  # beyond the horizon
+        t[3]: (now + timedelta(hours=2), 1, TaskStatus.pending, 90),  # a retry: dialed once already
+        t[4]: (now + timedelta(hours=2), 0, TaskStatus.in_progress, 90),  # claimed
+        t[5]: (now, 0, TaskStatus.pending, 90),  # due already
+        t[6]: (now + timedelta(hours=3), 0, TaskStatus.pending, 10),
+    }
+    with ctx.sessions() as s:
+        for task_id, (nb, attempts, status, priority) in planned.items():
+            s.execute(
+                update(TASK)
+                .where(TASK.c.id == task_id)
+                .values(
+                    not_before=nb,
+                    attempts=attempts,
+                    status=status,
+                    priority=priority,
+                    deadline=now + timedelta(days=5),
+                )
+            )
+        tier = s.execute(select(TASK.c.tier).where(TASK.c.id == t[0])).scalar_one()
+        s.commit()
+        until = now + timedelta(hours=36)
+        ahead = store.first_calls_ahead(s, [tier], now, until, 10)
+        assert [r.task_id for r in ahead] == [t[1], t[0], t[6]]
+        assert ahead[0].not_before == now + timedelta(hours=30), "rows as routing reads them"
+        assert [r.task_id for r in store.first_calls_ahead(s, [tier], now, until, 2)] == [t[1], t[0]]
+        other = "low" if tier != "low" else "medium"
+        assert store.first_calls_ahead(s, [other], now, until, 10) == []
+        # t[6] is claimed by another process between the read and the move
+        s.execute(update(TASK).where(TASK.c.id == t[6]).values(status=TaskStatus.in_progress))
+        moved = store.move_first_calls_to_now(s, [t[0], t[1], t[3], t[5], t[6]], now)
+        s.commit()
+        assert moved == sorted([t[0], t[1]])
+        assert store.move_first_calls_to_now(s, [t[0], t[1]], now) == [], "already due: nothing moves"
+        due = dict(s.execute(select(TASK.c.id, TASK.c.not_before).where(TASK.c.id.in_(t))).all())
+        assert due[t[0]] == due[t[1]] == now
+        assert due[t[3]] == now + timedelta(hours=2), "a retry keeps its time"
+        assert due[t[6]] == now + timedelta(hours=3)
+        claimed, _ = store.claim_tasks(s, [t[0], t[1]], "w1", now, timedelta(minutes=90))
+        s.commit()
+    assert sorted(r.task_id for r in claimed) == sorted([t[0], t[1]]), "due now: claimable at once"
