@@ -151,18 +151,15 @@ class TaskFeed:
             page = store.dialable_page(s, until, after, want, now=self.ctx.clock.now())
             new = [i for _, i in page if i not in self.queue.items and i not in live_tasks]
             rows = store.dialable_rows(s, new) if new else []
-        self._add_rows(rows)
+        self.add_rows(rows)
         return page, len(rows)
 
-    def _add_rows(self, rows: list[Any]) -> None:
+    def add_rows(self, rows: list[Any]) -> None:
+        """Tasks read with `store.DIALABLE_COLUMNS`, queued for routing."""
         now = self.ctx.clock.now()
         for r in rows:
-            tier, skills = Tier(r.task_tier), self._skills(r.pathologies, r.theme_code)
-            referent = r.referent_nurse_id if r.kind != TaskKind.callback else None
-            if referent is not None and not self._may_take(referent, tier, skills):
-                # a référent who may not take this call (a junior for a high-tier patient, a
-                # heart-failure call without the skill) neither holds it nor draws it to her process
-                referent = None
+            tier, skills = self.tier_and_skills(r)
+            referent = self.referent_of(r, tier, skills)
             assigned = r.assigned_nurse_id if r.kind == TaskKind.callback else None
             # fifo (the comparison baseline): no tier priority, no référent preference
             priority, referent = baseline.queue_choices(
@@ -185,6 +182,19 @@ class TaskFeed:
                 lead=lead_for(r.answer_p, self.policy),
             )
             self.queue.add(task)
+
+    def tier_and_skills(self, row: Any) -> tuple[Tier, frozenset[str]]:
+        """A dialable row's tier and the skills its call needs."""
+        return Tier(row.task_tier), self._skills(row.pathologies, row.theme_code)
+
+    def referent_of(self, row: Any, tier: Tier, skills: frozenset[str]) -> int | None:
+        """The référent a dialable row waits for first, if she may take its call."""
+        referent: int | None = row.referent_nurse_id if row.kind != TaskKind.callback else None
+        if referent is not None and not self._may_take(referent, tier, skills):
+            # a référent who may not take this call (a junior for a high-tier patient, a
+            # heart-failure call without the skill) neither holds it nor draws it to her process
+            return None
+        return referent
 
     def _skills(self, pathologies: str, theme_code: str | None) -> frozenset[str]:
         """The skills a call needs, computed once per (pathologies, theme): few distinct pairs."""

@@ -36,6 +36,7 @@ from campaign import calendar as cal
 from campaign import services, store
 from campaign.errors import BackendError
 from dialer import lines
+from dialer.ahead import WorkAhead
 from dialer.backends.base import DialRequest, TelephonyBackend
 from dialer.calls import LiveCall
 from dialer.events import CallEvent, CallEventKind, Event
@@ -132,6 +133,7 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
             live_tasks=lambda: {c.task.task_id for c in self.calls.values()},
             stats=self.stats,
         )
+        self.ahead = WorkAhead(ctx, self.feed, self.nurses, lambda: self.patients_in_call)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -252,32 +254,50 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
     # ------------------------------------------------------------ dispatch
 
     def tick(self) -> None:
-        self.queue.advance(self.ctx.clock.now())
-        if self.queue.version != self._dispatched_version or self._holding:
-            # nurses held for an inbound caller are looked at again: the caller may be gone
+        now = self.ctx.clock.now()
+        self.queue.advance(now)
+        if self.queue.version != self._dispatched_version or self._holding or self.ahead.due(now):
+            # nurses held for an inbound caller are looked at again: the caller may be gone; idle
+            # nurses, every few minutes, for work ahead
             self._dispatched_version = self.queue.version
             self._dispatch_due = True
         self._kick()
 
     def _dispatch(self) -> None:
-        """One task for each ready nurse without a call, claimed in one transaction."""
-        if not self.queue.has_due():
-            return  # nothing to hand out: no need to go through every ready nurse
+        """One task for each ready nurse without a call, claimed in one transaction; for those left
+        with nothing due, a first call brought forward (dialer/ahead.py), handed out next round."""
         now = self.ctx.clock.now()
+        due, ahead = self.queue.has_due(), self.ahead.due(now)
+        if not (due or ahead):
+            return  # nothing to hand out: no need to go through every ready nurse
+        ready = self.presence.ready()
+        held = self.held_for_callers(ready)  # an inbound caller waits: they come first
+        free = [
+            n
+            for n in dispatch_order(ready, self.nurses, self._free_since, self.policy)
+            # a patient is dialed only once her phone waits in her conference
+            if n in self.nurses
+            and n not in self.call_of_nurse
+            and n not in held
+            and self.legs.can_dial_for(n)
+        ]
+        idle = self._hand_out(free, now) if due else free
+        if ahead and self.ahead.bring(idle, now):
+            self.queue.advance(now)
+            self._dispatch_due = True
+
+    def _hand_out(self, free: list[int], now: datetime) -> list[int]:
+        """A due task offered to each of these nurses and claimed; those nothing was due for."""
         hours = self.policy.calling_hours
         offers: list[tuple[QueuedTask, int]] = []
         offered_patients: set[int] = set()
-        ready = self.presence.ready()
-        held = self.held_for_callers(ready)  # an inbound caller waits: they come first
-        for nurse_id in dispatch_order(ready, self.nurses, self._free_since, self.policy):
-            profile = self.nurses.get(nurse_id)
-            if profile is None or nurse_id in self.call_of_nurse or nurse_id in held:
-                continue
-            if not self.legs.can_dial_for(nurse_id):
-                continue  # a patient is dialed only once her phone waits in her conference
+        idle: list[int] = []
+        for nurse_id in free:
+            profile = self.nurses[nurse_id]
             while True:
                 task = self.queue.pop_for(profile)
                 if task is None:
+                    idle.append(nurse_id)
                     break
                 if task.patient_id in self.patients_in_call or task.patient_id in offered_patients:
                     self.queue.requeue(task, now + timedelta(minutes=self.policy.retry.min_gap_minutes))
@@ -291,7 +311,7 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
                 offered_patients.add(task.patient_id)
                 break
         if not offers:
-            return
+            return idle
         self._offered = {nurse_id: task.patient_id for task, nurse_id in offers}
         self._offered_at = now
         results = services.claim_and_start_many(
@@ -308,6 +328,7 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
                 self._dispatch_due = True
             else:
                 self._dial(nurse_id, task, result)
+        return idle
 
     def _open_lines(self, session: Session, opened: list[tuple[int, int]]) -> None:
         """In the claim's transaction: a line record per call about to be dialed; her presence, reserved."""

@@ -164,6 +164,8 @@ class DialerPolicy(_Strict):
     answer_rate_by_attempt: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=list)
     wrap_up_seconds: Annotated[int, Field(ge=0)] = 120
     other_share_delay_minutes: Annotated[float, Field(ge=0)] = 5
+    # a nurse with nothing due brings forward a first call planned up to this far ahead (0: never)
+    work_ahead_hours: Annotated[float, Field(ge=0, le=168)] = 36
 
 
 class InboundPolicy(_Strict):

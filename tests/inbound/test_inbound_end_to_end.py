@@ -123,11 +123,14 @@ def test_a_known_caller_reaches_her_ready_referent_and_a_later_one_leaves_a_call
     caller = add_patient(ctx, referent_nurse_id=nurse, phone="+33199007001")
     later = add_patient(ctx, phone="+33199007002")
     running_wave(ctx, clock, "diet", SENT_ON)
-    with ctx.sessions() as s:  # the wave's calls fall due tomorrow: today her only call is the inbound one
+    # the wave's calls fall due on Thursday, beyond what a nurse with nothing due works ahead on
+    # (dialer.work_ahead_hours): today her only call is the inbound one
+    assert ctx.policy.dialer.work_ahead_hours < 72
+    with ctx.sessions() as s:
         s.execute(
             update(TASK)
             .where(TASK.c.kind == TaskKind.wave.value)
-            .values(not_before=paris(DAY + timedelta(days=1), 9))
+            .values(not_before=paris(DAY + timedelta(days=3), 9))
         )
         s.commit()
     (wave_task,) = [t for t in line.tasks(caller.id) if t.kind == TaskKind.wave.value]

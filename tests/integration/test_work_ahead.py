@@ -1,0 +1,99 @@
+"""A nurse left with nothing due takes one of the next day's first calls now (dialer/ahead.py):
+in a wave's first days nothing falls due for an hour or more while the plan counts those hours as
+worked. Only first calls she may take at once, of patients who may be called now."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from factories import add_nurse, add_patient, fiction_phone, make_ctx, paris, policy
+from sqlalchemy import select, update
+
+from campaign import services
+from campaign.model import ATTEMPT, TASK
+from dialer.scheduler_loop import EventLoop
+from dialer.simulation import Runtime
+
+MONDAY = date(2026, 12, 7)
+TUESDAY, THURSDAY = MONDAY + timedelta(days=1), MONDAY + timedelta(days=3)
+ALL_WEEK = [{"weekday": d, "start": "09:00", "end": "19:00"} for d in range(5)]
+
+
+def _monday(tmp_path: Any, hours: float) -> tuple[dict[str, list[datetime]], dict[str, int]]:
+    """One senior (Anne) on shift Monday, nothing due before Tuesday: the first attempts each
+    patient got on Monday, by role; and the patients' ids by role."""
+    pol = policy()
+    pol = pol.model_copy(update={"dialer": pol.dialer.model_copy(update={"work_ahead_hours": hours})})
+    ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'ahead.db'}", paris(MONDAY, 8), pol=pol)
+    anne = add_nurse(ctx, level="senior", shifts=ALL_WEEK)
+    # Bea is on shift only from Tuesday: her référent patients wait for her
+    bea = add_nurse(ctx, level="senior", shifts=[{"weekday": 1, "start": "09:00", "end": "19:00"}])
+    roles = {
+        "tomorrow_1": dict(tier="high"),
+        "tomorrow_2": dict(tier="medium"),
+        "annes_own": dict(tier="medium", referent_nurse_id=anne),
+        "beas_own": dict(tier="medium", referent_nurse_id=bea),
+        "retry": dict(tier="high"),
+        "thursday": dict(tier="high"),
+        "evenings": dict(tier="high", preferred_start=time(17, 0), preferred_end=time(19, 0)),
+    }
+    ids = {}
+    for i, (role, fields) in enumerate(roles.items()):
+        p = add_patient(ctx, member_id=f"AHD{i:06d}", phone=fiction_phone(7000 + i), **fields)
+        ids[role] = int(p.id)
+    wave = services.record_mailing(ctx, "diet", None, date(2026, 12, 1), late=True)
+    services.plan_wave(ctx, wave.wave_id)
+    services.change_wave(ctx, wave.wave_id, "launch")
+    planned = {role: paris(TUESDAY, 10) for role in ids}
+    planned |= {"thursday": paris(THURSDAY, 10), "evenings": paris(TUESDAY, 17, 30)}
+    with ctx.sessions() as s:
+        for role, at in planned.items():
+            s.execute(
+                update(TASK)
+                .where(TASK.c.patient_id == ids[role])
+                .values(not_before=at, attempts=1 if role == "retry" else 0)
+            )
+        s.commit()
+    loop = EventLoop(clock)
+    Runtime(ctx, loop, seed=3).start()
+    loop.run_until(paris(MONDAY, 19))
+    with ctx.sessions() as s:
+        rows = s.execute(
+            select(ATTEMPT.c.patient_id, ATTEMPT.c.started_at, ATTEMPT.c.nurse_id).order_by(
+                ATTEMPT.c.started_at
+            )
+        ).all()
+    role_of = {v: k for k, v in ids.items()}
+    monday: dict[str, list[datetime]] = {}
+    for patient, started, nurse in rows:
+        assert nurse == anne, "only Anne is on shift on Monday"
+        monday.setdefault(role_of[patient], []).append(started)
+    return monday, ids
+
+
+def test_an_idle_nurse_takes_tomorrows_first_calls_she_may_make_now(tmp_path: Any) -> None:
+    monday, _ = _monday(tmp_path, 36)
+    for role in ("tomorrow_1", "tomorrow_2", "annes_own"):
+        assert role in monday, f"{role}: planned for Tuesday, called on Monday by an idle nurse"
+    # never a retry (its spacing and hour were chosen from the patient's answers), nothing beyond
+    # the horizon, nor a référent patient of a nurse who is not idle now
+    for role in ("retry", "thursday", "beas_own"):
+        assert role not in monday, f"{role} was brought forward"
+    # a patient who likes evening calls is brought forward only once they may be called
+    assert "evenings" in monday
+    assert all(paris(MONDAY, 17) <= at < paris(MONDAY, 19) for at in monday["evenings"])
+
+
+def test_with_work_ahead_off_a_nurse_with_nothing_due_waits(tmp_path: Any) -> None:
+    monday, _ = _monday(tmp_path, 0)
+    assert monday == {}
+
+
+def test_the_horizon_bounds_how_far_ahead(tmp_path: Any) -> None:
+    """From 09:00 on Monday, 20 hours reach no further than 05:00 on Tuesday: nothing to take;
+    once the clock passes 14:00, Tuesday's 10:00 calls come inside them."""
+    monday, _ = _monday(tmp_path, 20)
+    firsts = [at[0] for at in monday.values()]
+    assert firsts, "brought forward once inside the horizon"
+    assert min(firsts) >= paris(MONDAY, 14)
