@@ -15,7 +15,9 @@ take at once: a call she may make (level, skills), whose patient may be
 called now (calling hours, preferred hours), that waits for no other nurse
 (her own référent patient, or one whose référent may not take it), and that
 is this process's share. The rules are checked again at claim, as for any
-task. `dialer.work_ahead_hours` sets how far ahead (0: never).
+task. Never before the wave's window opens where the patient lives: the
+letter must be there first. `dialer.work_ahead_hours` sets how far ahead
+(0: never).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from dialer.routing import NurseProfile, may_take
 
 # how often a process looks ahead for its idle nurses: a query per level, not one per flush
 EVERY = timedelta(minutes=5)
+# no time zone is further ahead of UTC: a bound for the database's filter, each patient checked after
+LATEST_OFFSET = timedelta(hours=14)
 # first calls read per idle nurse: enough that each finds one she may take and will take at once
 CANDIDATES_PER_NURSE = 25
 
@@ -79,7 +83,13 @@ class WorkAhead:
                 if not tiers:
                     continue
                 rows = store.first_calls_ahead(
-                    s, tiers, now, now + self.horizon, CANDIDATES_PER_NURSE * len(nurses)
+                    s,
+                    tiers,
+                    now,
+                    now + self.horizon,
+                    CANDIDATES_PER_NURSE * len(nurses),
+                    # the latest local date anywhere
+                    opened_by=(now + LATEST_OFFSET).date(),
                 )
                 for n in nurses:
                     row = self._pick(n, rows, patients, now)
@@ -110,6 +120,8 @@ class WorkAhead:
             if owner not in (None, nurse_id) or not self.feed.ours(r.task_id, owner):
                 continue  # it would wait for its référent, or another process dials it
             place = cal.Place(r.departement, r.timezone, r.preferred_start, r.preferred_end)
+            if cal.local_date(now, place) < r.window_start:
+                continue  # the wave's window has not opened where they live: the letter may not be there
             if not cal.is_callable_at(now, place, self.policy.calling_hours):
                 continue
             if owner == nurse_id:

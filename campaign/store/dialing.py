@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from psycopg.rows import namedtuple_row
@@ -97,18 +97,29 @@ def dialable_rows(session: Session, task_ids: Sequence[int], chunk: int = 1_000)
 
 
 def first_calls_ahead(
-    session: Session, tiers: Sequence[str], now: datetime, until: datetime, limit: int
+    session: Session,
+    tiers: Sequence[str],
+    now: datetime,
+    until: datetime,
+    limit: int,
+    *,
+    opened_by: date,
 ) -> list[Any]:
     """First calls of running waves planned after `now` until `until`: highest priority, earliest first.
 
     What a nurse with nothing due may bring forward (dialer/ahead.py): a task
     never dialed yet, so no retry spacing or best-time choice made on its
-    answers is undone. Rows as `dialable_rows` gives them, for routing.
+    answers is undone. Only of waves whose window has opened by `opened_by`
+    (a date: the caller checks each patient's own local date against the
+    row's `window_start`), so no one is called before the letter is there.
+    Rows as `dialable_rows` gives them, with `window_start`, for routing.
     """
     q = (
-        select(*DIALABLE_COLUMNS)
+        select(*DIALABLE_COLUMNS, WAVE.c.window_start)
         .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
+        .join(WAVE, WAVE.c.id == TASK.c.wave_id)
         .where(
+            WAVE.c.window_start <= opened_by,
             TASK.c.status == TaskStatus.pending,
             TASK.c.not_before > now,
             TASK.c.not_before <= until,

@@ -171,7 +171,7 @@ def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded
     """What an idle nurse may bring forward (dialer/ahead.py): on both dialects, only first calls
     planned inside the horizon, best first; a task claimed or already due since is not moved."""
     ctx, clock = env
-    _, _, _, t = _due_wave(ctx, clock, 7)
+    _, info, _, t = _due_wave(ctx, clock, 7)
     now = clock.now()
     planned = {
         t[0]: (now + timedelta(hours=2), 0, TaskStatus.pending, 10),
@@ -198,12 +198,18 @@ def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded
         tier = s.execute(select(TASK.c.tier).where(TASK.c.id == t[0])).scalar_one()
         s.commit()
         until = now + timedelta(hours=36)
-        ahead = store.first_calls_ahead(s, [tier], now, until, 10)
+        ahead = store.first_calls_ahead(s, [tier], now, until, 10, opened_by=LAST_DAY)
         assert [r.task_id for r in ahead] == [t[1], t[0], t[6]]
         assert ahead[0].not_before == now + timedelta(hours=30), "rows as routing reads them"
-        assert [r.task_id for r in store.first_calls_ahead(s, [tier], now, until, 2)] == [t[1], t[0]]
+        assert [r.task_id for r in store.first_calls_ahead(s, [tier], now, until, 2, opened_by=LAST_DAY)] == [
+            t[1],
+            t[0],
+        ]
+        opens = s.execute(select(WAVE.c.window_start).where(WAVE.c.id == info.wave_id)).scalar_one()
+        before = opens - timedelta(days=1)
+        assert store.first_calls_ahead(s, [tier], now, until, 10, opened_by=before) == [], "no letter yet"
         other = "low" if tier != "low" else "medium"
-        assert store.first_calls_ahead(s, [other], now, until, 10) == []
+        assert store.first_calls_ahead(s, [other], now, until, 10, opened_by=LAST_DAY) == []
         # t[6] is claimed by another process between the read and the move
         s.execute(update(TASK).where(TASK.c.id == t[6]).values(status=TaskStatus.in_progress))
         moved = store.move_first_calls_to_now(s, [t[0], t[1], t[3], t[5], t[6]], now)

@@ -20,9 +20,9 @@ TUESDAY, THURSDAY = MONDAY + timedelta(days=1), MONDAY + timedelta(days=3)
 ALL_WEEK = [{"weekday": d, "start": "09:00", "end": "19:00"} for d in range(5)]
 
 
-def _monday(tmp_path: Any, hours: float) -> tuple[dict[str, list[datetime]], dict[str, int]]:
-    """One senior (Anne) on shift Monday, nothing due before Tuesday: the first attempts each
-    patient got on Monday, by role; and the patients' ids by role."""
+def _monday(tmp_path: Any, hours: float, sent_on: date = date(2026, 12, 1)) -> dict[str, list[datetime]]:
+    """One senior (Anne) on shift Monday, nothing due before Tuesday: the attempts each patient
+    got on Monday, by role. Mailed on `sent_on` (by default, the wave's window is open on Monday)."""
     pol = policy()
     pol = pol.model_copy(update={"dialer": pol.dialer.model_copy(update={"work_ahead_hours": hours})})
     ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'ahead.db'}", paris(MONDAY, 8), pol=pol)
@@ -42,7 +42,7 @@ def _monday(tmp_path: Any, hours: float) -> tuple[dict[str, list[datetime]], dic
     for i, (role, fields) in enumerate(roles.items()):
         p = add_patient(ctx, member_id=f"AHD{i:06d}", phone=fiction_phone(7000 + i), **fields)
         ids[role] = int(p.id)
-    wave = services.record_mailing(ctx, "diet", None, date(2026, 12, 1), late=True)
+    wave = services.record_mailing(ctx, "diet", None, sent_on, late=True)
     services.plan_wave(ctx, wave.wave_id)
     services.change_wave(ctx, wave.wave_id, "launch")
     planned = {role: paris(TUESDAY, 10) for role in ids}
@@ -69,11 +69,11 @@ def _monday(tmp_path: Any, hours: float) -> tuple[dict[str, list[datetime]], dic
     for patient, started, nurse in rows:
         assert nurse == anne, "only Anne is on shift on Monday"
         monday.setdefault(role_of[patient], []).append(started)
-    return monday, ids
+    return monday
 
 
 def test_an_idle_nurse_takes_tomorrows_first_calls_she_may_make_now(tmp_path: Any) -> None:
-    monday, _ = _monday(tmp_path, 36)
+    monday = _monday(tmp_path, 36)
     for role in ("tomorrow_1", "tomorrow_2", "annes_own"):
         assert role in monday, f"{role}: planned for Tuesday, called on Monday by an idle nurse"
     # never a retry (its spacing and hour were chosen from the patient's answers), nothing beyond
@@ -86,14 +86,20 @@ def test_an_idle_nurse_takes_tomorrows_first_calls_she_may_make_now(tmp_path: An
 
 
 def test_with_work_ahead_off_a_nurse_with_nothing_due_waits(tmp_path: Any) -> None:
-    monday, _ = _monday(tmp_path, 0)
+    monday = _monday(tmp_path, 0)
     assert monday == {}
 
 
 def test_the_horizon_bounds_how_far_ahead(tmp_path: Any) -> None:
     """From 09:00 on Monday, 20 hours reach no further than 05:00 on Tuesday: nothing to take;
     once the clock passes 14:00, Tuesday's 10:00 calls come inside them."""
-    monday, _ = _monday(tmp_path, 20)
+    monday = _monday(tmp_path, 20)
     firsts = [at[0] for at in monday.values()]
     assert firsts, "brought forward once inside the horizon"
     assert min(firsts) >= paris(MONDAY, 14)
+
+
+def test_no_first_call_before_the_wave_window_opens(tmp_path: Any) -> None:
+    """Mailed on Friday the 4th, the letters arrive on Tuesday: the wave, launched on Monday, has
+    its first calls on Tuesday and none is brought forward to Monday, however idle the nurse."""
+    assert _monday(tmp_path, 36, sent_on=date(2026, 12, 4)) == {}
