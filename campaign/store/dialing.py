@@ -139,7 +139,9 @@ def move_first_calls_to_now(session: Session, task_ids: Sequence[int], now: date
     """These first calls due now, if they are still pending, undialed and not due yet; the ids moved.
 
     Guarded in the statement itself: a task another process claimed, or
-    brought forward, since it was read is left as it is.
+    brought forward, since it was read is left as it is. The best-time band
+    that placed it no longer does (`patient why` would show a stale
+    placement): cleared.
     """
     if not task_ids:
         return []
@@ -151,7 +153,7 @@ def move_first_calls_to_now(session: Session, task_ids: Sequence[int], now: date
             TASK.c.attempts == 0,
             TASK.c.not_before > now,
         )
-        .values(not_before=now)
+        .values(not_before=now, best_band=None)
         .returning(TASK.c.id)
     ).scalars()
     return sorted(int(i) for i in moved)

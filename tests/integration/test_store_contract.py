@@ -193,6 +193,7 @@ def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded
                     status=status,
                     priority=priority,
                     deadline=now + timedelta(days=5),
+                    best_band=3,
                 )
             )
         tier = s.execute(select(TASK.c.tier).where(TASK.c.id == t[0])).scalar_one()
@@ -216,6 +217,9 @@ def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded
         s.commit()
         assert moved == sorted([t[0], t[1]])
         assert store.move_first_calls_to_now(s, [t[0], t[1]], now) == [], "already due: nothing moves"
+        bands = dict(s.execute(select(TASK.c.id, TASK.c.best_band).where(TASK.c.id.in_(t))).all())
+        assert bands[t[0]] is None and bands[t[1]] is None, "the band that placed them no longer does"
+        assert bands[t[3]] == 3, "a task not moved keeps its band"
         due = dict(s.execute(select(TASK.c.id, TASK.c.not_before).where(TASK.c.id.in_(t))).all())
         assert due[t[0]] == due[t[1]] == now
         assert due[t[3]] == now + timedelta(hours=2), "a retry keeps its time"
