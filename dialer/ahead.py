@@ -58,13 +58,12 @@ class WorkAhead:
         hours = 0.0 if baseline.is_fifo(ctx.policy) else ctx.policy.dialer.work_ahead_hours
         self.horizon = timedelta(hours=hours)
         self._last: datetime | None = None
-        self.brought = 0
 
     def due(self, now: datetime) -> bool:
         return bool(self.horizon) and (self._last is None or now - self._last >= EVERY)
 
     def bring(self, idle: Sequence[int], now: datetime) -> int:
-        """For each of these nurses (in this order) one first call due now, queued; how many.
+        """For each of these nurses (the dialer's, in this order) one first call due now, queued; how many.
 
         Call only when `due`: the look is then spent, whether any nurse was idle or not.
         """
@@ -73,8 +72,7 @@ class WorkAhead:
             return 0
         by_level: dict[str, list[int]] = {}
         for n in idle:
-            if n in self.nurses:
-                by_level.setdefault(self.nurses[n].level, []).append(n)
+            by_level.setdefault(self.nurses[n].level, []).append(n)
         chosen: list[int] = []
         patients = set(self._busy_patients())
         with self.ctx.sessions() as s:
@@ -100,7 +98,6 @@ class WorkAhead:
             rows = store.dialable_rows(s, moved) if moved else []
             s.commit()
         self.feed.add_rows(rows)
-        self.brought += len(rows)
         return len(rows)
 
     def _pick(self, nurse_id: int, rows: list[Any], taken: set[int], now: datetime) -> Any | None:

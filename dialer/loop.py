@@ -47,7 +47,7 @@ from dialer.lines.tracker import LineTracker
 from dialer.loop_calls import CallEnds
 from dialer.loop_nurses import NurseStates
 from dialer.presence import NurseStatus, PresenceBoard
-from dialer.routing import NurseProfile, QueuedTask, TaskQueue, dispatch_order
+from dialer.routing import NurseProfile, QueuedTask, TaskQueue
 from dialer.staff import store as staff_store
 from dialer.staff.bus import Bus, LocalBus
 from dialer.staff.desk import NurseDesk, new_desk_state
@@ -271,16 +271,8 @@ class Dialer(CallEnds, NurseDesk, InboundDesk, NurseStates):
         if not (due or ahead):
             return  # nothing to hand out: no need to go through every ready nurse
         ready = self.presence.ready()
-        held = self.held_for_callers(ready)  # an inbound caller waits: they come first
-        free = [
-            n
-            for n in dispatch_order(ready, self.nurses, self._free_since, self.policy)
-            # a patient is dialed only once her phone waits in her conference
-            if n in self.nurses
-            and n not in self.call_of_nurse
-            and n not in held
-            and self.legs.can_dial_for(n)
-        ]
+        # an inbound caller waits: the nurses who may take them are held for them
+        free = self._free_to_dial(ready, self.held_for_callers(ready))
         idle = self._hand_out(free, now) if due else free
         if ahead and self.ahead.bring(idle, now):
             self.queue.advance(now)

@@ -23,7 +23,7 @@ from campaign.states import OutcomeCode
 from dialer.calls import LiveCall
 from dialer.legs import NurseLegs
 from dialer.presence import NurseStatus, PresenceBoard, shift_starts_between
-from dialer.routing import may_take
+from dialer.routing import NurseProfile, dispatch_order, may_take
 from dialer.staff.store import PresenceRow
 
 
@@ -33,6 +33,7 @@ class NurseStates:
     policy: Policy
     presence: PresenceBoard
     nurse_info: dict[int, store.NurseInfo]
+    nurses: dict[int, NurseProfile]
     calls: dict[int, LiveCall]
     call_of_nurse: dict[int, int]
     legs: NurseLegs
@@ -48,6 +49,18 @@ class NurseStates:
         """An active nurse (of any process) whose level and skills allow this call."""
         info = self.nurse_info.get(nurse_id)
         return info is not None and may_take(info.level, info.skills, tier, skills, self.policy)
+
+    def _free_to_dial(self, ready: list[int], held: set[int]) -> list[int]:
+        """Of the ready nurses, those a call may be dialed for now, in the order they choose."""
+        return [
+            n
+            for n in dispatch_order(ready, self.nurses, self._free_since, self.policy)
+            # a patient is dialed only once her phone waits in her conference
+            if n in self.nurses
+            and n not in self.call_of_nurse
+            and n not in held
+            and self.legs.can_dial_for(n)
+        ]
 
     def _available_until(self, nurse_id: int, until: datetime) -> bool:
         """On shift now, or her shift starts before `until` (back from a break, say)."""

@@ -127,7 +127,7 @@ def first_calls_ahead(
             TASK.c.kind == TaskKind.wave,
             TASK.c.attempts == 0,
             TASK.c.tier.in_(list(tiers)),
-            DIALABLE_WAVE,
+            WAVE.c.status == WaveStatus.running,
         )
         .order_by(TASK.c.priority.desc(), TASK.c.not_before, TASK.c.id)
         .limit(limit)
