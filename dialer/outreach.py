@@ -168,6 +168,7 @@ _SEED_FIGURES: tuple[tuple[str, Callable[[dict[str, Any]], float | None]], ...] 
     ("high_bound_at_random_hours", lambda a: _bound(a, "at_random_hours")),
     ("high_bound_at_best_hours", lambda a: _bound(a, "at_best_hours")),
     ("high_bound_on_the_roster", lambda a: _bound(a, "on_the_roster")),
+    ("high_bound_blind_to_absences", lambda a: _bound(a, "blind_to_absences")),
 )
 
 

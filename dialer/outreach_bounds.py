@@ -3,7 +3,8 @@
 Who was reachable at all in the window, and, per reachable patient, what the tier's attempts could
 reach: placed at random calling hours, at the patient's best hours with a nurse always free, and
 placed by an oracle that knows every patient's true chances but has only the roster's hours
-(`roster_bounds`). Only the benchmark reads the truth; nothing in carecall does.
+(`roster_bounds`), knowing or not when they are away. Only the benchmark reads the truth;
+nothing in carecall does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import NamedTuple
 
 from campaign import planning
@@ -31,6 +33,9 @@ class Bound(NamedTuple):
     at_best_hours: float
     # by the oracle on the roster's hours (`roster_bounds`); None for the tiers every nurse may take
     on_the_roster: float | None = None
+    # by the same oracle blind to stays away: it knows every chance as if the patient were at
+    # home, as no dialer can tell a patient away from one not picking up
+    blind_to_absences: float | None = None
 
 
 def reachable_patients(
@@ -86,12 +91,16 @@ def roster_bounds(
     per_day: int,
     gap: timedelta,
     noanswer_minutes: float,
+    believed: Mapping[int, Chances] | None = None,
 ) -> dict[int, float]:
     """Per patient, the chance to be reached by an oracle calling them on one pool of nurses'
     hours: `capacity` is the pool's minutes on the phone in each hour (keyed by the hour's start,
     UTC). Hour by hour, the oracle calls the patients with a calling hour then, those for whom this
     hour is best against their own week first (chance now over their mean chance), within their
     attempt cap, `per_day` and `gap`, as long as the hour's minutes last.
+
+    `believed`: the chances the oracle chooses by, hour for hour the same as `chances` (what the
+    calls get) but for what it cannot know, such as a patient's stays away; by default it knows.
 
     Fluid: a call to a patient still unreached with probability u costs u × (p × call minutes +
     (1 - p) × `noanswer_minutes`) and leaves u × (1 - p); the hour's last call may be made in
@@ -102,15 +111,16 @@ def roster_bounds(
     slots: dict[datetime, list[tuple[float, int, int, float]]] = defaultdict(list)
     patients: dict[int, _Patient] = {}
     for pid, days in chances.items():
-        present = [p for day in days for _at, p in day if p > 0]
+        thought = days if believed is None else believed[pid]
+        present = [p for day in thought for _at, p in day if p > 0]
         if not present:
             continue
         mean = sum(present) / len(present)
         patients[pid] = _Patient(attempts[pid], call_minutes[pid])
-        for index, day in enumerate(days):
-            for at, p in day:
-                if p > 0:
-                    slots[_hour_of(at)].append((-p / mean, pid, index, p))
+        for index, (day, thought_day) in enumerate(zip(days, thought, strict=True)):
+            for (at, p), (_at, q) in zip(day, thought_day, strict=True):
+                if q > 0:
+                    slots[_hour_of(at)].append((-q / mean, pid, index, p))
     for hour in sorted(slots):
         left = capacity.get(hour, 0.0)
         for _rank, pid, day_index, p in sorted(slots[hour]):
@@ -188,17 +198,20 @@ def bounds_of(
     end: datetime,
 ) -> dict[int, Bound]:
     """Each reachable patient's `Bound`, with their tier's attempts and the daily cap and gap of the
-    rules; `on_the_roster` for the tiers not every nurse may take (`scarce_pools`), on the whole
-    hours of the nurses who may (their skills aside), a reaching call costing the tier's call
-    minutes and the calls of the patients who ask to be called back on the way."""
+    rules; `on_the_roster` and `blind_to_absences` for the tiers not every nurse may take
+    (`scarce_pools`), on the whole hours of the nurses who may (their skills aside: measured apart
+    on seed 0, the seniors' skills cost the oracle 0.1 point), a reaching call costing the tier's
+    call minutes and the calls of the patients who ask to be called back on the way."""
     gap = timedelta(minutes=policy.retry.min_gap_minutes)
     per_day = policy.caps.max_attempts_per_day
     chances: dict[int, list[list[tuple[datetime, float]]]] = {}
     tiers: dict[int, Tier] = {}
+    members: dict[int, str] = {}
     for pid, member, _phone, _alt in rows:
         if pid in reachable:
             chances[pid] = list(population.chances(member, start, end))
             tiers[pid] = population.people[member].facts.tier
+            members[pid] = member
     out = {
         pid: Bound(*reach_bounds(days, policy.max_attempts(tiers[pid]), per_day, gap))
         for pid, days in chances.items()
@@ -209,17 +222,22 @@ def bounds_of(
     days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
     for levels, pool_tiers in scarce_pools(policy).items():
         mine = {pid: by_day for pid, by_day in chances.items() if tiers[pid] in pool_tiers}
-        capacity = pool_capacity(nurses, levels, days, 1 - sim.off_phone_share)
-        reached = roster_bounds(
+        at_home = {
+            pid: list(population.chances(members[pid], start, end, as_if_present=True)) for pid in mine
+        }
+
+        oracle = partial(
+            roster_bounds,
             mine,
             {pid: policy.max_attempts(tiers[pid]) for pid in mine},
             {pid: reaching_call_minutes(policy, tiers[pid]) for pid in mine},
-            capacity,
+            pool_capacity(nurses, levels, days, 1 - sim.off_phone_share),
             per_day=per_day,
             gap=gap,
             noanswer_minutes=policy.dialer.noanswer_handle_minutes,
         )
+        knowing, blind = oracle(), oracle(believed=at_home)
         for pid in mine:
             b = out[pid]
-            out[pid] = Bound(b.at_random_hours, b.at_best_hours, reached.get(pid, 0.0))
+            out[pid] = b._replace(on_the_roster=knowing.get(pid, 0.0), blind_to_absences=blind.get(pid, 0.0))
     return out

@@ -239,11 +239,12 @@ class Population:
     def present_at(self, key: str, at_utc: datetime) -> bool:
         return self.is_present(key, at_utc.astimezone(_zone(self.people[key].facts.timezone)).date())
 
-    def own_probability(self, key: str, at_utc: datetime) -> float:
-        """The chance the patient picks up their own phone at that instant (0 when away)."""
+    def own_probability(self, key: str, at_utc: datetime, *, as_if_present: bool = False) -> float:
+        """The chance the patient picks up their own phone at that instant (0 when away, unless
+        asked `as_if_present`: what a dialer that cannot know the patient is away believes)."""
         person = self.people[key]
         local = at_utc.astimezone(_zone(person.facts.timezone))
-        if person.propensity == 0 or not self.is_present(key, local.date()):
+        if person.propensity == 0 or not (as_if_present or self.is_present(key, local.date())):
             return 0.0
         level = person.profile[local.weekday() * 24 + local.hour]
         start, end = person.facts.preferred_start, person.facts.preferred_end
@@ -251,24 +252,29 @@ class Population:
             level = max(level, PREFERRED_FLOOR)
         return min(self.policy.max_probability, person.propensity * level)
 
-    def line_probability(self, key: str, number: str, at_utc: datetime) -> float:
+    def line_probability(
+        self, key: str, number: str, at_utc: datetime, *, as_if_present: bool = False
+    ) -> float:
         """The chance a call for the patient at that number reaches them (0: out of service, wrong)."""
         if self.line_state(number) != LineState.working:
             return 0.0
-        own = self.own_probability(key, at_utc)
+        own = self.own_probability(key, at_utc, as_if_present=as_if_present)
         others = [k for k in self.household(number) if k != key]
         if not others:
             return own
-        if not self.present_at(key, at_utc):
+        if not (as_if_present or self.present_at(key, at_utc)):
             return 0.0
         nobody_else = math.prod(1 - self.own_probability(k, at_utc) for k in others)
         return own + (1 - own) * (1 - nobody_else) * self.policy.handover
 
-    def answer_probability(self, patient_key: str, at_utc: datetime) -> float:
+    def answer_probability(self, patient_key: str, at_utc: datetime, *, as_if_present: bool = False) -> float:
         """The chance a call at that instant reaches the patient on their best number; 0 when they
-        are away or no number of theirs works."""
+        are away (unless asked `as_if_present`) or no number of theirs works."""
         numbers = self.working_numbers(patient_key)
-        return max((self.line_probability(patient_key, n, at_utc) for n in numbers), default=0.0)
+        return max(
+            (self.line_probability(patient_key, n, at_utc, as_if_present=as_if_present) for n in numbers),
+            default=0.0,
+        )
 
     def reachable(self, patient_key: str, start_utc: datetime, end_utc: datetime) -> bool:
         """The ground truth: a number works, and at some calling hour of [start, end) the patient is
@@ -279,21 +285,24 @@ class Population:
         return any(p >= threshold for day in self.chances(patient_key, start_utc, end_utc) for _at, p in day)
 
     def chances(
-        self, patient_key: str, start_utc: datetime, end_utc: datetime
+        self, patient_key: str, start_utc: datetime, end_utc: datetime, *, as_if_present: bool = False
     ) -> Iterator[list[tuple[datetime, float]]]:
         """Per local day of [start, end), (instant, chance a call then reaches the patient) at each
-        calling hour (the window's first instant, then each whole hour; 0 when away): what a dialer
-        could get at best, for `reachable` and the benchmark's bounds. Day by day, so `reachable`
-        stops at the first day that answers."""
+        calling hour (the window's first instant, then each whole hour; 0 when away, unless asked
+        `as_if_present`): what a dialer could get at best, for `reachable` and the benchmark's
+        bounds. Day by day, so `reachable` stops at the first day that answers."""
         if self.calling_hours is None:
             raise ValueError("chances need the calling hours: Population.from_policy(calling_hours=…)")
         facts = self.people[patient_key].facts
         place = cal.Place(facts.departement, facts.timezone, facts.preferred_start, facts.preferred_end)
         day, last = cal.local_date(start_utc, place), cal.local_date(end_utc, place)
         while day <= last:
-            present = self.is_present(patient_key, day)
+            present = as_if_present or self.is_present(patient_key, day)
             yield [
-                (at, self.answer_probability(patient_key, at) if present else 0.0)
+                (
+                    at,
+                    self.answer_probability(patient_key, at, as_if_present=as_if_present) if present else 0.0,
+                )
                 for s, e in cal.utc_intervals(day, place, self.calling_hours)
                 for at in _hours(s, e, start_utc, end_utc)
             ]

@@ -53,7 +53,7 @@ def outreach_figures(
     policy: Policy,
     wave_id: int,
     reachable: Collection[int],
-    bounds: Mapping[int, tuple[float, float, float | None]] | None = None,
+    bounds: Mapping[int, tuple[float, float, float | None, float | None]] | None = None,
 ) -> dict[str, Any]:
     """The figures of issue 13's benchmark for one wave, as JSON-ready data.
 
@@ -181,7 +181,7 @@ def _by_tier(
     wave: Wave,
     policy: Policy,
     depth: _Depth,
-    bounds: Mapping[int, tuple[float, float, float | None]] | None,
+    bounds: Mapping[int, tuple[float, float, float | None, float | None]] | None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tier in sorted(policy.tiers, key=lambda t: -policy.tiers[t].priority):
@@ -205,11 +205,13 @@ def _by_tier(
         if bounds is not None:
             known = [bounds[pid] for pid in mine if pid in bounds]
             roster = [b[2] for b in known if b[2] is not None]
+            blind = [b[3] for b in known if b[3] is not None]
             out[tier.value]["reach_bound"] = {
                 "attempts": policy.max_attempts(tier),
                 "at_random_hours": _ratio(sum(b[0] for b in known), len(known)),
                 "at_best_hours": _ratio(sum(b[1] for b in known), len(known)),
                 "on_the_roster": _ratio(sum(roster), len(roster)) if roster else None,
+                "blind_to_absences": _ratio(sum(blind), len(blind)) if blind else None,
             }
     return out
 

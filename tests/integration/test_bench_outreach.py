@@ -160,10 +160,13 @@ def test_each_tier_is_measured_against_what_its_attempts_could_reach(result: dic
         assert 0 < bound["at_random_hours"] < bound["at_best_hours"] <= 1
         # the oracle on the roster's hours: for the seniors' tier only (the others share every nurse)
         assert (bound["on_the_roster"] is not None) == (tier == Tier.high.value)
-    assert 0 < bounds[0][Tier.high.value]["on_the_roster"] <= 1
+        assert (bound["blind_to_absences"] is not None) == (tier == Tier.high.value)
+    high = bounds[0][Tier.high.value]
+    # blind to stays away, the oracle rings out on patients away, whose calls it would have kept
+    assert 0 < high["blind_to_absences"] < high["on_the_roster"] <= 1
     page = render_html(result)
     assert "Ce que le moment de l'appel permet" in page and "Aux meilleures heures" in page
-    assert "Un oracle sur les heures des infirmières" in page
+    assert "Un oracle sur les heures des infirmières" in page and "sans savoir qui est absent" in page
 
 
 def test_the_roster_staffs_seniors_for_the_tiers_only_they_may_take(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ MONDAY = datetime(2026, 12, 7, 8, tzinfo=UTC)  # 09:00 in Paris
 H = timedelta(hours=1)
 
 
-def bounds(chances, capacity, *, attempts=8, per_day=2, gap=timedelta(hours=2)):  # type: ignore[no-untyped-def]
+def bounds(chances, capacity, *, attempts=8, per_day=2, gap=timedelta(hours=2), believed=None):  # type: ignore[no-untyped-def]
     return roster_bounds(
         chances,
         dict.fromkeys(chances, attempts),
@@ -24,6 +24,7 @@ def bounds(chances, capacity, *, attempts=8, per_day=2, gap=timedelta(hours=2)):
         per_day=per_day,
         gap=gap,
         noanswer_minutes=0.5,
+        believed=believed,
     )
 
 
@@ -82,3 +83,19 @@ def test_a_bound_places_the_attempts_at_random_or_at_the_best_hours_the_rules_al
     assert at_random == pytest.approx(1 - (1 - 1.7 / 5) ** 3)  # each attempt at any of the 5 hours
     assert reach_bounds(chances, 3, 1, timedelta(0))[1] == pytest.approx(1 - 0.4 * 0.5)
     assert reach_bounds([[]], 3, 2, timedelta(0)) == (0.0, 0.0)
+
+
+def test_an_oracle_blind_to_absences_spends_its_calls_on_a_patient_away() -> None:
+    """ "a" is in hospital on Monday and answers one time in two on Tuesday. Knowing it, the oracle
+    keeps a's one attempt for Tuesday; blind to it, the oracle believes Monday as good as Tuesday,
+    calls on Monday, rings out (half a minute) and has no attempt left. "b" is at home both days."""
+    tuesday = MONDAY + timedelta(days=1)
+    truth = {1: [[(MONDAY, 0.0)], [(tuesday, 0.5)]], 2: [[(MONDAY, 0.5)], [(tuesday, 0.5)]]}
+    at_home = {1: [[(MONDAY, 0.5)], [(tuesday, 0.5)]], 2: truth[2]}
+    capacity = {MONDAY: 60.0, tuesday: 60.0}
+    assert bounds(truth, capacity, attempts=1) == pytest.approx({1: 0.5, 2: 0.5})
+    assert bounds(truth, capacity, attempts=1, believed=at_home) == pytest.approx({1: 0.0, 2: 0.5})
+    # the ring-out costs the hour its half-minute: with 13 minutes on Monday, b gets 12.5 of them
+    # where 13 were left when the oracle knew a was away
+    assert bounds(truth, {MONDAY: 13.0}, attempts=1, believed=at_home)[2] == pytest.approx(0.5 * 12.5 / 12.75)
+    assert bounds(truth, {MONDAY: 13.0}, attempts=1)[2] == pytest.approx(0.5)

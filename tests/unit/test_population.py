@@ -97,6 +97,9 @@ def test_absent_days_answer_nothing(key: str, year: int, seed: int) -> None:
             assert not population.present_at(key, noon)
             assert population.answer_probability(key, noon) == 0.0
             assert not population.reachable(key, cal.at_local(day, time(0), PARIS), noon + timedelta(hours=8))
+            # what a dialer that cannot tell an absence from no answer believes: their chance at home
+            would_answer = population.people[key].propensity > 0 and population.working_numbers(key)
+            assert (population.answer_probability(key, noon, as_if_present=True) > 0) == bool(would_answer)
 
 
 @pytest.mark.parametrize(
@@ -233,6 +236,16 @@ def test_chances_are_the_answer_probabilities_at_each_calling_hour() -> None:
                 assert cal.local_time_of(at, PARIS).hour in range(9, 19)
                 if not population.present_at(f.key, at):
                     assert p == 0
+        # as if at home: the same hours, the same chances on the days they are there
+        at_home = list(population.chances(f.key, start, end, as_if_present=True))
+        assert [[at for at, _p in d] for d in at_home] == [[at for at, _p in d] for d in days]
+        for day, home in zip(days, at_home, strict=True):
+            for (at, p), (_at, q) in zip(day, home, strict=True):
+                assert q == (
+                    p
+                    if population.present_at(f.key, at)
+                    else population.answer_probability(f.key, at, as_if_present=True)
+                )
 
 
 def _every_half_hour(s: datetime, e: datetime) -> list[datetime]:
