@@ -172,6 +172,9 @@ class CallTask(SQLModel, table=True):
     # best time to call: the hour band this task was placed in and its estimated answer probability
     best_band: int | None = None
     answer_p: float | None = None
+    # work ahead (dialer/ahead.py): when its first call had been planned, if a nurse with nothing due
+    # made it earlier; None when it was called at its time
+    ahead_of: datetime | None = None
 
 
 class CallAttempt(SQLModel, table=True):

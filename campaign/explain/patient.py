@@ -169,6 +169,8 @@ def explain_patient(ctx: services.Context, member_id: str, day: date | None, act
             at = _explain_task(s, exp, t, state, histories, left, from_, day_end, policy)
             if model is not None and t.best_band is not None and t.answer_p is not None:
                 f.append(_best_time(t, model, zone))
+            if t.ahead_of is not None:
+                f.append(_ahead(t, zone))
             if at is not None and (due_at is None or at < due_at):
                 due_at = at
         if not open_tasks:
@@ -225,6 +227,17 @@ def _best_time(t: Any, model: besttime.AnswerModel, zone: str) -> Finding:
         True,
         f"placed at {local_text(t.not_before, zone)} in {besttime.band_label(t.best_band)}, "
         f"estimated answer probability {t.answer_p:.0%} then; now {model.at(t.best_band).describe()}",
+        blocking=False,
+    )
+
+
+def _ahead(t: Any, zone: str) -> Finding:
+    """Why the first call came before its planned time (dialer/ahead.py)."""
+    return Finding(
+        f"work ahead (task {t.id})",
+        True,
+        f"its first call was planned for {local_text(t.ahead_of, zone)}; "
+        "a nurse with no call due made it earlier",
         blocking=False,
     )
 

@@ -93,7 +93,7 @@ def wave_report(session: Session, policy: Policy, wave_id: int) -> dict[str, Any
     kinds: Counter[str] = Counter()
     tier_tasks: dict[str, Counter[str]] = {}
     patients: dict[int, _Patient] = {}
-    for task_id, patient_id, kind, tier, status, referent in store.report_tasks(session, wave_id):
+    for task_id, patient_id, kind, tier, status, referent, _ahead_of in store.report_tasks(session, wave_id):
         task_patient[task_id] = patient_id
         task_status[status] += 1
         kinds[kind] += 1

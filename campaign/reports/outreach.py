@@ -76,9 +76,12 @@ def outreach_figures(
     - by_attempt: per attempt number of a wave task (first call 1, first retry 2…), the attempts
       made, the share a person answered, and the attempts per reach counting only attempts up
       to that number and the reaches they made (`by_attempt`);
+    - first_calls_ahead: the wave's tasks whose first call a nurse with nothing due made before
+      its planned time (work ahead, `dialer/ahead.py`);
     - per tier, reach_bound (when the caller passes `bounds`, per reachable patient the chance the
       tier's attempts reach them placed at random calling hours, at their best hours, and placed by
-      an oracle on the roster's hours where the tier has nurses of its own: ground truth too):
+      an oracle on the roster's hours where the tier has nurses of its own, knowing or not when
+      the patients are away: ground truth too):
       their means over the tier's reachable, what timing could make of its attempts.
     """
     wave = store.wave_row(session, wave_id)
@@ -90,8 +93,12 @@ def outreach_figures(
     }
     truth = {pid for pid in reachable if pid in people and people[pid].callable}
     task_patient: dict[int, int] = {}
-    for task_id, patient_id, _kind, _tier, _status, referent in store.report_tasks(session, wave_id):
+    ahead = 0
+    for task_id, patient_id, _kind, _tier, _status, referent, ahead_of in store.report_tasks(
+        session, wave_id
+    ):
         task_patient[task_id] = patient_id
+        ahead += ahead_of is not None
         if patient_id in people:
             people[patient_id].referent = referent
 
@@ -151,6 +158,7 @@ def outreach_figures(
         "days_loaded_unplanned": days_loaded_unplanned(load_days),
         "reach_curve": reach_curve(people, truth, wave),
         "by_attempt": depth.table(None),
+        "first_calls_ahead": ahead,
     }
 
 

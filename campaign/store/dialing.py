@@ -141,7 +141,7 @@ def move_first_calls_to_now(session: Session, task_ids: Sequence[int], now: date
     Guarded in the statement itself: a task another process claimed, or
     brought forward, since it was read is left as it is. The best-time band
     that placed it no longer does (`patient why` would show a stale
-    placement): cleared.
+    placement): cleared; the time it was planned at is kept (`ahead_of`).
     """
     if not task_ids:
         return []
@@ -153,7 +153,7 @@ def move_first_calls_to_now(session: Session, task_ids: Sequence[int], now: date
             TASK.c.attempts == 0,
             TASK.c.not_before > now,
         )
-        .values(not_before=now, best_band=None)
+        .values(not_before=now, best_band=None, ahead_of=TASK.c.not_before)
         .returning(TASK.c.id)
     ).scalars()
     return sorted(int(i) for i in moved)

@@ -46,6 +46,7 @@ def recent_tasks(session: Session, patient_id: int, limit: int = 10) -> list[Any
                 TASK.c.planned_day,
                 TASK.c.best_band,
                 TASK.c.answer_p,
+                TASK.c.ahead_of,
                 WAVE.c.status.label("wave_status"),
                 WAVE.c.plan_after,
             )

@@ -192,6 +192,7 @@ _TASK_COPY_TYPES = {
     "close_reason": "text",
     "best_band": "int4",
     "answer_p": "float8",
+    "ahead_of": "timestamptz",
 }
 assert set(_TASK_COPY_TYPES) == {c.name for c in TASK.columns} - {"id"}
 _TASK_DEFAULTS = {

@@ -143,11 +143,18 @@ def _streamed(session: Session, q: Select[Any]) -> Iterator[Any]:
 
 
 def report_tasks(session: Session, wave_id: int) -> Iterator[Any]:
-    """(task id, patient, kind, tier, status, patient's référent) of every task of the wave."""
+    """(task id, patient, kind, tier, status, patient's référent, the time its first call had been
+    planned at when work ahead made it earlier) of every task of the wave."""
     return _streamed(
         session,
         select(
-            TASK.c.id, TASK.c.patient_id, TASK.c.kind, TASK.c.tier, TASK.c.status, PATIENT.c.referent_nurse_id
+            TASK.c.id,
+            TASK.c.patient_id,
+            TASK.c.kind,
+            TASK.c.tier,
+            TASK.c.status,
+            PATIENT.c.referent_nurse_id,
+            TASK.c.ahead_of,
         )
         .join(PATIENT, PATIENT.c.id == TASK.c.patient_id)
         .where(TASK.c.wave_id == wave_id),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from campaign import calendar as cal
+from campaign.db import make_engine
 from campaign.policy import NurseLevel, Tier, load_policy
+from campaign.reports.outreach import outreach_figures
 from dialer.outreach import ARMS, across_seeds, compare, fifo_depth, gains, render_html
 from dialer.outreach_roster import SENIOR_COVER, size_roster, staffed, usable_minutes, wave_days
 
@@ -202,6 +206,27 @@ def test_fifo_plans_the_whole_list_for_the_first_day(result: dict[str, Any], wor
         assert date.fromisoformat(day) == cal.add_working_days(max(first, later), 0, hours), suspended_until
     carecall = [d for d in result["arms"]["carecall"]["load_by_day"] if d["planned_min"] > 0]
     assert len(carecall) > 1
+
+
+def test_first_calls_made_ahead_are_counted_from_the_database(
+    result: dict[str, Any], work: Path, tmp_path: Path
+) -> None:
+    """Work ahead is carecall's: the fifo arm brings nothing forward; carecall's count is its
+    database's tasks that keep the time their first call had been planned at (three marked so in
+    a copy of the arm's database are three more)."""
+    assert result["arms"]["fifo"]["first_calls_ahead"] == 0
+    copy = tmp_path / "carecall.db"
+    shutil.copy(work / "carecall.db", copy)
+    with sqlite3.connect(copy) as db:
+        (kept,) = db.execute("SELECT count(*) FROM call_task WHERE ahead_of IS NOT NULL").fetchone()
+        assert result["arms"]["carecall"]["first_calls_ahead"] == kept
+        db.execute(
+            "UPDATE call_task SET ahead_of = not_before WHERE id IN"
+            " (SELECT id FROM call_task WHERE kind = 'wave' AND ahead_of IS NULL ORDER BY id LIMIT 3)"
+        )
+    with Session(make_engine(f"sqlite:///{copy}")) as s:
+        again = outreach_figures(s, load_policy(), 1, set())
+    assert again["first_calls_ahead"] == kept + 3
 
 
 def test_the_page_is_french_and_draws_the_curves(result: dict[str, Any], tmp_path: Path) -> None:

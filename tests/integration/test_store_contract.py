@@ -224,6 +224,10 @@ def test_first_calls_ahead_are_undialed_planned_tasks_and_moving_them_is_guarded
         assert due[t[0]] == due[t[1]] == now
         assert due[t[3]] == now + timedelta(hours=2), "a retry keeps its time"
         assert due[t[6]] == now + timedelta(hours=3)
+        ahead_of = dict(s.execute(select(TASK.c.id, TASK.c.ahead_of).where(TASK.c.id.in_(t))).all())
+        assert ahead_of[t[0]] == now + timedelta(hours=2), "a moved task keeps the time it was planned at"
+        assert ahead_of[t[1]] == now + timedelta(hours=30)
+        assert ahead_of[t[3]] is None and ahead_of[t[6]] is None, "nor do the tasks not moved"
         claimed, _ = store.claim_tasks(s, [t[0], t[1]], "w1", now, timedelta(minutes=90))
         s.commit()
     assert sorted(r.task_id for r in claimed) == sorted([t[0], t[1]]), "due now: claimable at once"

@@ -11,6 +11,8 @@ from factories import add_nurse, add_patient, fiction_phone, make_ctx, paris, po
 from sqlalchemy import select, update
 
 from campaign import services
+from campaign.explain import explain_patient
+from campaign.explain.patient import local_text
 from campaign.model import ATTEMPT, TASK
 from dialer.scheduler_loop import EventLoop
 from dialer.simulation import Runtime
@@ -23,6 +25,13 @@ ALL_WEEK = [{"weekday": d, "start": "09:00", "end": "19:00"} for d in range(5)]
 def _monday(tmp_path: Any, hours: float, sent_on: date = date(2026, 12, 1)) -> dict[str, list[datetime]]:
     """One senior (Anne) on shift Monday, nothing due before Tuesday: the attempts each patient
     got on Monday, by role. Mailed on `sent_on` (by default, the wave's window is open on Monday)."""
+    return _run_monday(tmp_path, hours, sent_on)[2]
+
+
+def _run_monday(
+    tmp_path: Any, hours: float, sent_on: date
+) -> tuple[services.Context, dict[str, int], dict[str, list[datetime]]]:
+    """`_monday`, with the context and the patients' ids by role."""
     pol = policy()
     pol = pol.model_copy(update={"dialer": pol.dialer.model_copy(update={"work_ahead_hours": hours})})
     ctx, clock = make_ctx(f"sqlite:///{tmp_path / 'ahead.db'}", paris(MONDAY, 8), pol=pol)
@@ -69,7 +78,7 @@ def _monday(tmp_path: Any, hours: float, sent_on: date = date(2026, 12, 1)) -> d
     for patient, started, nurse in rows:
         assert nurse == anne, "only Anne is on shift on Monday"
         monday.setdefault(role_of[patient], []).append(started)
-    return monday
+    return ctx, ids, monday
 
 
 def test_an_idle_nurse_takes_tomorrows_first_calls_she_may_make_now(tmp_path: Any) -> None:
@@ -83,6 +92,40 @@ def test_an_idle_nurse_takes_tomorrows_first_calls_she_may_make_now(tmp_path: An
     # a patient who likes evening calls is brought forward only once they may be called
     assert "evenings" in monday
     assert all(paris(MONDAY, 17) <= at < paris(MONDAY, 19) for at in monday["evenings"])
+
+
+def test_a_first_call_made_ahead_keeps_its_planned_time_and_patient_why_says_so(tmp_path: Any) -> None:
+    """The supervisor asking why a patient planned for Tuesday was called on Monday: `patient why`
+    says the first call was planned for Tuesday 10:00 and a nurse with nothing due made it."""
+    ctx, ids, monday = _run_monday(tmp_path, 36, date(2026, 12, 1))
+    with ctx.sessions() as s:
+        rows = s.execute(select(TASK.c.patient_id, TASK.c.status, TASK.c.ahead_of)).all()
+    ahead_of = {pid: at for pid, _status, at in rows}
+    for role, pid in ids.items():
+        if role in monday:
+            planned = paris(TUESDAY, 17, 30) if role == "evenings" else paris(TUESDAY, 10)
+            assert ahead_of[pid] == planned, role
+        else:
+            assert ahead_of[pid] is None, role
+    still_open = [pid for pid, status, at in rows if at is not None and status == "pending"]
+    assert still_open, "some patient brought forward did not answer on Monday"
+    members = {pid: f"AHD{i:06d}" for i, pid in enumerate(ids.values())}
+    for pid in still_open:
+        found = [
+            f
+            for f in explain_patient(ctx, members[pid], TUESDAY, actor="test").findings
+            if "work ahead" in f.check
+        ]
+        assert len(found) == 1 and not found[0].blocking
+        assert found[0].detail.startswith(
+            f"its first call was planned for {local_text(ahead_of[pid], 'Europe/Paris')}"
+        )
+    untouched = ids["thursday"]
+    assert not [
+        f
+        for f in explain_patient(ctx, members[untouched], TUESDAY, actor="test").findings
+        if "work ahead" in f.check
+    ]
 
 
 def test_with_work_ahead_off_a_nurse_with_nothing_due_waits(tmp_path: Any) -> None:
