@@ -225,7 +225,6 @@ def bounds_of(
         at_home = {
             pid: list(population.chances(members[pid], start, end, as_if_present=True)) for pid in mine
         }
-
         oracle = partial(
             roster_bounds,
             mine,

@@ -48,12 +48,18 @@ class _Recipient:
     reach: tuple[datetime, date, int | None] | None = None
 
 
+# per reachable patient, the chance the tier's attempts reach them: at random hours, at their best
+# hours, by the oracle on the roster's hours, and by that oracle blind to stays away
+# (`dialer.outreach_bounds.Bound`; the last two None for tiers every nurse may take)
+ReachBound = tuple[float, float, float | None, float | None]
+
+
 def outreach_figures(
     session: Session,
     policy: Policy,
     wave_id: int,
     reachable: Collection[int],
-    bounds: Mapping[int, tuple[float, float, float | None, float | None]] | None = None,
+    bounds: Mapping[int, ReachBound] | None = None,
 ) -> dict[str, Any]:
     """The figures of issue 13's benchmark for one wave, as JSON-ready data.
 
@@ -189,7 +195,7 @@ def _by_tier(
     wave: Wave,
     policy: Policy,
     depth: _Depth,
-    bounds: Mapping[int, tuple[float, float, float | None, float | None]] | None,
+    bounds: Mapping[int, ReachBound] | None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for tier in sorted(policy.tiers, key=lambda t: -policy.tiers[t].priority):
